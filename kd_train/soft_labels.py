@@ -1,0 +1,156 @@
+"""Soft labels (contract 2): class probabilities per answer plus the teacher's fingerprint.
+
+A soft-label file is a CSV ``id, item, p_<score>...`` (rows sum to 1) with a JSON sidecar beside
+it (same name, ``.json``) holding the fingerprint of whatever produced it. Distillation reads these
+files and does not care where the probabilities came from: a fine-tuned encoder, or an API model
+asked several times whose sampled scores became an empirical distribution.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kd_train.data import DataError, Table, read_records, parse_int, where
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SoftLabels:
+    ids: list[str]
+    items: list[str]
+    score_values: list[int]
+    probs: np.ndarray  # [n, len(score_values)], float64, rows sum to 1
+    fingerprint: dict
+
+    def lookup(self, ids: list[str]) -> np.ndarray:
+        """Probabilities for ``ids`` in that order; DataError names the first id that has none."""
+        index = {rid: i for i, rid in enumerate(self.ids)}
+        missing = [rid for rid in ids if rid not in index]
+        if missing:
+            raise DataError(
+                f"soft labels lack {len(missing)} of {len(ids)} answers (first: id {missing[0]!r}); "
+                "label that table with the teacher first (kd-train label)"
+            )
+        return self.probs[[index[rid] for rid in ids]]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sidecar(path: str | os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(path: str | os.PathLike, labels: SoftLabels) -> None:
+    """Write the CSV and its fingerprint sidecar, each atomically (sidecar last: it marks completeness)."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "item"] + [f"p_{v}" for v in labels.score_values])
+    for rid, item, row in zip(labels.ids, labels.items, labels.probs):
+        writer.writerow([rid, item] + [repr(float(p)) for p in row])
+    sidecar(path).unlink(missing_ok=True)
+    atomic_write_text(path, buf.getvalue())
+    meta = {"format_version": FORMAT_VERSION, "score_values": labels.score_values, **labels.fingerprint}
+    atomic_write_text(sidecar(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def read(path: str | os.PathLike) -> SoftLabels:
+    """Read a soft-label CSV and its sidecar, checking that each row is a probability distribution."""
+    path = str(path)
+    meta_path = sidecar(path)
+    if not meta_path.is_file():
+        raise DataError(f"{path}: no fingerprint sidecar {meta_path.name} beside it; re-create it with kd-train label")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    values = [int(v) for v in meta["score_values"]]
+    columns = tuple(f"p_{v}" for v in values)
+    ids, items, rows = [], [], []
+    for row, line, rec in read_records(path, ("id", "item") + columns, "soft-label table"):
+        try:
+            p = [float(rec[c]) for c in columns]
+        except ValueError:
+            raise DataError(f"{where(path, row, line)}: probabilities must be numbers") from None
+        if any(x < 0 or x != x for x in p) or abs(sum(p) - 1.0) > 1e-4:
+            raise DataError(f"{where(path, row, line)}: probabilities must be ≥ 0 and sum to 1 (sum {sum(p):.6f})")
+        ids.append(rec["id"].strip())
+        items.append(rec["item"].strip())
+        rows.append(p)
+    fingerprint = {k: v for k, v in meta.items() if k not in ("format_version", "score_values")}
+    return SoftLabels(ids, items, values, np.asarray(rows, dtype=np.float64), fingerprint)
+
+
+def is_cached(path: str | os.PathLike, fingerprint: dict) -> bool:
+    """True when ``path`` exists with a sidecar whose fingerprint equals ``fingerprint``."""
+    meta_path = sidecar(path)
+    if not Path(path).is_file() or not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    stored = {k: v for k, v in meta.items() if k not in ("format_version", "score_values")}
+    return stored == json.loads(json.dumps(fingerprint))
+
+
+def from_samples(path: str | os.PathLike, score_values: list[int] | None = None, smoothing: float = 0.0) -> SoftLabels:
+    """Turn sampled scores (rows ``id, item, score``, several rows per answer) into distributions.
+
+    ``smoothing`` adds that many pseudo-counts to every score value (additive smoothing), so a score
+    the sampler never gave keeps a little probability.
+    """
+    if smoothing < 0:
+        raise DataError(f"--smoothing must be ≥ 0, got {smoothing}")
+    path = str(path)
+    counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    item_of: dict[str, str] = {}
+    for row, line, rec in read_records(path, ("id", "item", "score"), "sampled-score table"):
+        rid, item = rec["id"].strip(), rec["item"].strip()
+        score = parse_int(rec["score"], path, row, line, "score", allow_empty=False)
+        if rid in item_of and item_of[rid] != item:
+            raise DataError(f"{where(path, row, line, 'item')}: id {rid!r} was item {item_of[rid]!r} on an earlier row")
+        item_of[rid] = item
+        counts[rid][score] += 1
+    observed = sorted({s for c in counts.values() for s in c})
+    values = score_values or observed
+    stray = [s for s in observed if s not in values]
+    if stray:
+        raise DataError(f"{where(path)}: sampled score {stray[0]} is not one of the score values {values}")
+    ids = list(counts)
+    probs = np.array([[counts[rid].get(v, 0) + smoothing for v in values] for rid in ids], dtype=np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)
+    fingerprint = {"source": "sampled scores", "samples_sha256": sha256_file(path), "smoothing": smoothing}
+    return SoftLabels(ids, [item_of[r] for r in ids], values, probs, fingerprint)
+
+
+def table_sha256(table: Table) -> str:
+    return sha256_file(table.path)
