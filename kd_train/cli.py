@@ -60,6 +60,53 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
                         "teacher that never saw it (cross-fitting; K+1 trainings). 0: off (default)")
 
 
+def _add_student_options(p: argparse.ArgumentParser) -> None:
+    from kd_train import featurize
+    from kd_train.distill import StudentConfig
+
+    d, f = StudentConfig(), featurize.DEFAULT_CONFIG
+    g = p.add_argument_group("student")
+    g.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units; 0: a linear model (default: {d.hidden})")
+    g.add_argument("--buckets", type=int, default=f["n_buckets"], help=f"hashed feature buckets (default: {f['n_buckets']})")
+    g.add_argument("--word-ngrams", type=int, nargs=2, metavar=("LO", "HI"), default=f["word_ngram_range"],
+                   help=f"word n-gram lengths (default: {f['word_ngram_range'][0]} {f['word_ngram_range'][1]})")
+    g.add_argument("--char-ngrams", type=int, nargs=2, metavar=("LO", "HI"), default=f["char_ngram_range"],
+                   help=f"character n-gram lengths (default: {f['char_ngram_range'][0]} {f['char_ngram_range'][1]})")
+    g.add_argument("--alpha", type=float, default=d.alpha,
+                   help=f"weight of the distillation term; 0: human scores only (default: {d.alpha})")
+    g.add_argument("--temperature", type=float, default=d.temperature, help=f"distillation temperature T (default: {d.temperature})")
+    g.add_argument("--lam", type=float, default=d.lam,
+                   help=f"weight of the extra CE(teacher probabilities, student) term of the paper's form (default: {d.lam})")
+    g.add_argument("--dropout", type=float, default=d.dropout, help=f"input dropout (default: {d.dropout})")
+    g.add_argument("--student-lr", type=float, default=d.lr, help=f"AdamW learning rate (default: {d.lr})")
+    g.add_argument("--student-epochs", type=int, default=d.epochs, help=f"maximum epochs (default: {d.epochs})")
+    g.add_argument("--student-patience", type=int, default=d.patience,
+                   help=f"stop after this many epochs without a better validation QWK (default: {d.patience})")
+    if not any(a.dest == "seed" for a in p._actions):
+        g.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    if not any(a.dest == "val_fraction" for a in p._actions):
+        g.add_argument("--val-fraction", type=float, default=0.1, help="validation share for early stopping (default: 0.1)")
+
+
+def _student_config(args: argparse.Namespace):
+    from kd_train import featurize
+    from kd_train.distill import StudentConfig
+
+    if not 0 <= args.alpha <= 1:
+        raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    _check_positive(temperature=args.temperature, student_lr=args.student_lr, student_epochs=args.student_epochs)
+    fconfig = dict(featurize.DEFAULT_CONFIG, n_buckets=args.buckets, word_ngram_range=list(args.word_ngrams),
+                   char_ngram_range=list(args.char_ngrams))
+    try:
+        fconfig = featurize.validate_config(fconfig)
+    except ValueError as err:
+        raise UserError(f"featurizer options: {err}") from None
+    config = StudentConfig(hidden=args.hidden, dropout=args.dropout, alpha=args.alpha, temperature=args.temperature,
+                           lam=args.lam, lr=args.student_lr, epochs=args.student_epochs, patience=args.student_patience,
+                           seed=args.seed, val_fraction=args.val_fraction)
+    return config, fconfig
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kd-train",
@@ -111,6 +158,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_run_label)
 
     p = verbs.add_parser(
+        "train", help="teacher -> soft labels -> student for one or more items, with a report",
+        formatter_class=_formatter,
+        description="For each item: fine-tune the teacher (reused when unchanged), write its soft labels, distil the "
+                    "student, and write the scorer directory OUT/<item>/scorer (model.onnx, scorer.json, "
+                    "MODEL_CARD.md). With --baselines, also the ANN and hashing + logistic regression; with "
+                    "--tinybert, the TinyBERT-like stand-in. Writes OUT/report.md, report.json and plots.",
+    )
+    _add_data_options(p)
+    p.add_argument("--unlabeled", metavar="CSV",
+                   help="unscored answers the teacher labels for the student (with --asap: test_private_unlabeled.csv)")
+    p.add_argument("--item", metavar="ID", nargs="+", help="items to train (default: all in the training table)")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder for the per-item results and the report")
+    p.add_argument("--baselines", action="store_true", help="also train the ANN and hashing + logistic regression")
+    p.add_argument("--tinybert", action="store_true",
+                   help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
+    p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
+    _add_teacher_options(p)
+    _add_student_options(p)
+    p.set_defaults(run=_run_train)
+
+    p = verbs.add_parser(
+        "distill", help="train a student from soft labels and write its scorer directory", formatter_class=_formatter,
+        description="Train the student network on one item's answers with the distillation loss "
+                    "L = (1-alpha) CE(human, s) + alpha T^2 KL(teacher_T || s_T) + lambda CE(teacher, s), from soft "
+                    "labels made by 'kd-train label' (any teacher). Writes the scorer directory atomically.",
+    )
+    _add_data_options(p)
+    p.add_argument("--item", metavar="ID", help="the item (needed when the table holds several)")
+    p.add_argument("--soft", metavar="CSV", nargs="+", default=[],
+                   help="soft-label files covering the training (and transfer) answers; none: the ANN baseline")
+    p.add_argument("--transfer", metavar="CSV", help="unscored answers whose soft labels are in --soft")
+    p.add_argument("--out", metavar="DIR", required=True, help="scorer directory to write")
+    _add_student_options(p)
+    p.set_defaults(run=_run_distill)
+
+    p = verbs.add_parser(
+        "predict", help="score a CSV of answers with a scorer directory", formatter_class=_formatter,
+        description="Score answers with a scorer directory through onnxruntime (the same featurize.py and "
+                    "model.onnx the web page runs). Writes id, item, score, p_<score>... .",
+    )
+    p.add_argument("--scorer", metavar="DIR", required=True, help="a scorer directory (OUT/<item>/scorer)")
+    p.add_argument("--input", metavar="CSV", required=True, help="answers: id, item, response (score optional)")
+    p.add_argument("--out", metavar="CSV", required=True, help="where to write the scores")
+    p.set_defaults(run=_run_predict)
+
+    p = verbs.add_parser(
+        "evaluate", help="metrics of scorer directories on a scored table, as Markdown, JSON and plots",
+        formatter_class=_formatter,
+        description="Evaluate scorer directories on human-scored answers: accuracy, QWK (and its Fisher-z mean "
+                    "across items), macro-F1, confusion matrices, parameters and ONNX size.",
+    )
+    p.add_argument("--scorer", metavar="DIR", nargs="+", required=True, help="scorer directories (one per item)")
+    p.add_argument("--test", metavar="CSV", required=True, help="human-scored answers: id, item, response, score")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder for report.md, report.json and plots")
+    p.set_defaults(run=_run_evaluate)
+
+    p = verbs.add_parser(
         "demo", help="run the main job end to end on the bundled illustrative item", formatter_class=_formatter,
         description="Run the whole flow on examples/demo (a small, hand-written illustrative item): fine-tune the "
                     "teacher, then write soft labels for the training, unlabeled and test answers.",
@@ -157,20 +261,13 @@ def _check_positive(**values: float) -> None:
 def _run_teacher(args: argparse.Namespace) -> None:
     from kd_train import data, teacher
 
-    _check_positive(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length)
-    if args.folds == 1 or args.folds < 0:
-        raise UserError(f"--folds must be 0 (off) or at least 2, got {args.folds}")
+    config = _teacher_config(args)
     train, test, items = _load_tables(args)
     item = _pick_item(train, args.item)
     values = data.score_values(train, item, items)
     question = items[item].question if items and item in items else ""
     if args.with_question and not question:
         raise UserError(f"--with-question needs the item's question: give --items with a 'question' for item {item!r}")
-    config = teacher.TeacherConfig(
-        model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-        seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question,
-        folds=args.folds,
-    )
     meta = teacher.fine_tune(train, item, values, args.out, config, question=question, test=test)
     if not meta:
         return  # not the main process of a distributed run
@@ -199,6 +296,141 @@ def _run_label(args: argparse.Namespace) -> None:
     labels, cached = teacher.label(args.teacher, table, args.out, args.temperature, not args.no_cross_fit, args.batch_size)
     how = "reused cached" if cached else "wrote"
     print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}")
+
+
+def _teacher_config(args: argparse.Namespace):
+    from kd_train import teacher
+
+    _check_positive(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length)
+    if args.folds == 1 or args.folds < 0:
+        raise UserError(f"--folds must be 0 (off) or at least 2, got {args.folds}")
+    return teacher.TeacherConfig(
+        model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+        seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question,
+        folds=args.folds,
+    )
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from kd_train import data, pipeline
+
+    train, test, items = _load_tables(args)
+    unlabeled = data.read_responses(args.unlabeled, items) if args.unlabeled else None
+    if args.asap and not args.unlabeled:
+        unlabeled = data.load_asap(args.data).unlabeled
+    chosen = args.item or train.item_ids()
+    for item in chosen:
+        _pick_item(train, item)
+    student_config, fconfig = _student_config(args)
+    config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
+                                     baselines=args.baselines, tinybert=args.tinybert, use_transfer=not args.no_transfer)
+    started, reports = time.time(), []
+    for n, item in enumerate(chosen, 1):
+        spec = (items or {}).get(item) or data.Item(item)
+        values = data.score_values(train, item, items)
+        print(f"[{n}/{len(chosen)}] item {item}", flush=True)
+        report = pipeline.run_item(spec, values, train, test, unlabeled, args.out, config)
+        reports.append(report)
+        for name, m in report["models"].items():
+            if "test" in m:
+                print(f"  {name:<14} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
+    command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
+    pipeline.write_report(reports, args.out, command, time.time() - started)
+    print(f"scorers in {args.out}/<item>/scorer; report in {args.out}/report.md")
+
+
+def _run_distill(args: argparse.Namespace) -> None:
+    from kd_train import data, soft_labels
+    from kd_train.distill import distill_item
+    from kd_train.scorer import write_scorer
+
+    train, test, items = _load_tables(args)
+    item = _pick_item(train, args.item)
+    values = data.score_values(train, item, items)
+    config, fconfig = _student_config(args)
+    soft = soft_labels.merge([soft_labels.read(p) for p in args.soft]) if args.soft else None
+    transfer = data.read_responses(args.transfer, items) if args.transfer else None
+    model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
+    question = items[item].question if items and item in items else ""
+    write_scorer(args.out, model, item=item, question=question, score_values=values, featurizer_config=fconfig,
+                 metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"])
+    for split, m in report["metrics"].items():
+        print(f"item {item} {split:<5} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")
+    print(f"scorer ({report['params']:,} parameters) written to {args.out}")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    import csv
+    import io
+
+    from kd_train import data
+    from kd_train.scorer import Scorer
+    from kd_train.soft_labels import atomic_write_text
+
+    scorer = Scorer(args.scorer)
+    table = data.read_responses(args.input) if _has_score(args.input) else _read_unscored(args.input)
+    item = scorer.info["item"]
+    rows = table.for_item(item)
+    if len(rows) == 0:
+        raise UserError(f"{args.input}: no answers for the scorer's item {item!r} (items: {', '.join(table.item_ids()[:10])})")
+    probs = scorer.predict_proba(rows.responses)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "item", "score"] + [f"p_{v}" for v in scorer.score_values])
+    for rid, p in zip(rows.ids, probs):
+        writer.writerow([rid, item, scorer.score_values[int(p.argmax())]] + [f"{float(x):.6f}" for x in p])
+    atomic_write_text(args.out, buf.getvalue())
+    skipped = len(table) - len(rows)
+    print(f"scored {len(rows)} answers into {args.out}" + (f" ({skipped} of other items skipped)" if skipped else ""))
+
+
+def _has_score(path: str) -> bool:
+    from kd_train.data import read_records
+
+    try:
+        next(read_records(path, ("id", "item", "response", "score"), "response table"))
+    except UserError:
+        return False
+    except StopIteration:
+        return True
+    return True
+
+
+def _read_unscored(path: str):
+    from kd_train.data import Table, read_records
+
+    table = Table(path=path)
+    for row, _, rec in read_records(path, ("id", "item", "response"), "answers table"):
+        table.ids.append(rec["id"].strip())
+        table.items.append(rec["item"].strip())
+        table.responses.append(rec["response"])
+        table.scores.append(None)
+        table.rows.append(row)
+    return table
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from kd_train import data
+    from kd_train.metrics import score_metrics
+    from kd_train.pipeline import write_report
+    from kd_train.scorer import Scorer
+
+    test = data.read_responses(args.test)
+    reports = []
+    for folder in args.scorer:
+        scorer = Scorer(folder)
+        item = scorer.info["item"]
+        rows = test.for_item(item).labelled()
+        if len(rows) == 0:
+            raise UserError(f"{args.test}: no scored answers for item {item!r} of scorer {folder}")
+        m = score_metrics(rows.scores, scorer.predict(rows.responses), scorer.score_values)
+        model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
+        reports.append({"item": item, "score_values": scorer.score_values, "models": {"student": model}})
+        print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}  "
+              f"params {model['params']:,}  model.onnx {model['bytes']:,} bytes")
+    result = write_report(reports, args.out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
+    s = result["models"]["student"]
+    print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {args.out}/report.md")
 
 
 def demo_dir() -> Path:

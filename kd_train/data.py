@@ -91,6 +91,20 @@ class Table:
         return sorted(set(self.items), key=_natural_key)
 
 
+def concat(a: Table, b: Table) -> Table:
+    """Rows of ``a`` then ``b`` (extras kept only where both have them)."""
+    keys = [k for k in a.extras if k in b.extras]
+    return Table(
+        path=a.path,
+        ids=a.ids + b.ids,
+        items=a.items + b.items,
+        responses=a.responses + b.responses,
+        scores=a.scores + b.scores,
+        rows=a.rows + b.rows,
+        extras={k: a.extras[k] + b.extras[k] for k in keys},
+    )
+
+
 @dataclass
 class Dataset:
     train: Table

@@ -35,3 +35,97 @@ def score_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence
         "f1": float(f1_score(y_true, y_pred, labels=list(labels), average="macro", zero_division=0)),
         "confusion": confusion_matrix(y_true, y_pred, labels=list(labels)).tolist(),
     }
+
+
+MODEL_NAMES = {
+    "teacher": "Teacher (fine-tuned all-MiniLM-L6-v2)",
+    "student": "KD student",
+    "ann": "ANN (same network, human scores only)",
+    "tinybert_like": "TinyBERT-like stand-in (3 layers, distilled)",
+    "hashing_lr": "Hashing + logistic regression",
+}
+
+
+def summarize(item_reports: list[dict], split: str = "test") -> dict:
+    """Per-model means over items: {name: {params, mean_acc, mean_qwk, fisher_qwk, mean_f1, items}}."""
+    models: dict[str, dict] = {}
+    for report in item_reports:
+        for name, m in report["models"].items():
+            if split not in m:
+                continue
+            entry = models.setdefault(name, {"params": 0, "items": {}})
+            entry["params"] = max(entry["params"], int(m.get("params") or 0))
+            entry["items"][str(report["item"])] = {k: m[split][k] for k in ("acc", "qwk", "f1")} | {"n": m[split]["n"]}
+    for entry in models.values():
+        per_item = list(entry["items"].values())
+        entry["mean_acc"] = float(np.mean([m["acc"] for m in per_item]))
+        entry["mean_qwk"] = float(np.mean([m["qwk"] for m in per_item]))
+        entry["fisher_qwk"] = fisher_mean([m["qwk"] for m in per_item])
+        entry["mean_f1"] = float(np.mean([m["f1"] for m in per_item]))
+    order = [n for n in MODEL_NAMES if n in models] + sorted(n for n in models if n not in MODEL_NAMES)
+    return {n: models[n] for n in order}
+
+
+def markdown_report(models: dict, title: str = "Results") -> str:
+    """The comparison table (means) and the QWK of every model on every item."""
+    lines = [f"## {title}", "", "| model | parameters | mean accuracy | mean QWK | Fisher-z QWK | mean macro-F1 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, m in models.items():
+        lines.append(f"| {MODEL_NAMES.get(name, name)} | {m['params']:,} | {m['mean_acc']:.3f} | {m['mean_qwk']:.3f} "
+                     f"| {m['fisher_qwk']:.3f} | {m['mean_f1']:.3f} |")
+    items = sorted({i for m in models.values() for i in m["items"]}, key=lambda s: (len(s), s))
+    lines += ["", "QWK per item:", "", "| model | " + " | ".join(items) + " |", "|---|" + "---:|" * len(items)]
+    for name, m in models.items():
+        cells = [f"{m['items'][i]['qwk']:.3f}" if i in m["items"] else "—" for i in items]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_qwk_vs_params(models: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in models.items():
+        if m["params"]:
+            ax.scatter(m["params"], m["mean_qwk"], s=40)
+            ax.annotate(name, (m["params"], m["mean_qwk"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("mean QWK (test)")
+    ax.set_title("Accuracy against size")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, list[int]], path: str) -> None:
+    """One confusion matrix per panel (rows: human score, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(confusions)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, cm) in zip(axes.flat, confusions.items()):
+        cm = np.asarray(cm)
+        ax.imshow(cm, cmap="Blues")
+        ticks = range(len(labels[name]))
+        ax.set_xticks(ticks, labels[name])
+        ax.set_yticks(ticks, labels[name])
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > cm.max() / 2 else "black")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("human", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

