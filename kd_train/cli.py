@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "demo", help="run the main job end to end on the bundled illustrative item", formatter_class=_formatter,
         description="Run the whole flow on examples/demo (a small, hand-written illustrative item): fine-tune the "
-                    "teacher, then write soft labels for the training, unlabeled and test answers.",
+                    "teacher, write its soft labels, distil the student into a scorer directory, train the "
+                    "baselines, and write a report.",
     )
     p.add_argument("--out", metavar="DIR", default="runs/demo", help="folder for everything it makes (default: runs/demo)")
     p.add_argument("--epochs", type=float, default=4.0, help="teacher epochs (default: 4)")
@@ -441,24 +442,25 @@ def demo_dir() -> Path:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from kd_train import data, teacher
+    from kd_train import data, pipeline, teacher
+    from kd_train.distill import StudentConfig
 
     folder, out = demo_dir(), Path(args.out)
     items = data.read_items(folder / "items.csv")
     train = data.read_responses(folder / "responses.csv", items)
     test = data.read_responses(folder / "test.csv", items)
+    unlabeled = data.read_responses(folder / "unlabeled.csv", items)
     item = _pick_item(train, None)
-    print(f"[1/2] fine-tuning the teacher on {len(train)} answers of the illustrative item {item!r}", flush=True)
-    config = teacher.TeacherConfig(epochs=args.epochs, seed=args.seed)
-    meta = teacher.fine_tune(train, item, data.score_values(train, item, items), out / "teacher", config,
-                             question=items[item].question, test=test)
-    for split, m in meta["metrics"].items():
-        print(f"      {split:<5} n={m['n']:<4} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}")
-    print("[2/2] writing soft labels", flush=True)
-    for name in ("responses", "unlabeled", "test"):
-        table = data.read_responses(folder / f"{name}.csv", items)
-        labels, cached = teacher.label(out / "teacher", table, out / f"soft-{name}.csv")
-        print(f"      {out / f'soft-{name}.csv'}: {len(labels.ids)} answers{' (cached)' if cached else ''}")
+    print(f"training the illustrative item {item!r}: {len(train)} scored answers, {len(unlabeled)} unscored, "
+          f"{len(test)} to test", flush=True)
+    config = pipeline.PipelineConfig(teacher=teacher.TeacherConfig(epochs=args.epochs, seed=args.seed),
+                                     student=StudentConfig(seed=args.seed), baselines=True)
+    started = time.time()
+    report = pipeline.run_item(items[item], data.score_values(train, item, items), train, test, unlabeled, out, config)
+    pipeline.write_report([report], out, "kd-train demo", time.time() - started)
+    for name, m in report["models"].items():
+        print(f"  {name:<11} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
+    print(f"scorer: {out / item / 'scorer'}  report: {out / 'report.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,10 +58,10 @@ def featurize_all(responses: list[str], config: dict) -> np.ndarray:
 
 def export_onnx(model: Student, path: str | os.PathLike) -> None:
     """One self-contained ONNX file: input ``features`` [batch, n_buckets], output ``probs`` [batch, n_classes]."""
-    model = model.eval()
+    wrapped = _WithSoftmax(model).eval()  # export restores the training flag of what it is given
     example = torch.zeros(1, model.n_buckets)
     torch.onnx.export(
-        _WithSoftmax(model),
+        wrapped,
         (example,),
         str(path),
         dynamo=False,

@@ -1,0 +1,99 @@
+"""The distillation loss against hand-computed values, and student training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEMO
+from kd_train import data, featurize
+from kd_train.distill import StudentConfig, distill_item, kd_loss
+from kd_train.soft_labels import SoftLabels
+from kd_train.teacher import UNLABELED
+
+LOGITS = torch.tensor([[2.0, 0.5, -1.0]])
+TEACHER = torch.tensor([[0.6, 0.3, 0.1]])
+LABEL = torch.tensor([1])
+
+
+def ce(logits, label):
+    z = [math.exp(v) for v in logits]
+    return -math.log(z[label] / sum(z))
+
+
+def kl_at(teacher, logits, t):
+    pt = [p ** (1 / t) for p in teacher]
+    pt = [p / sum(pt) for p in pt]
+    zs = [math.exp(v / t) for v in logits]
+    ps = [z / sum(zs) for z in zs]
+    return sum(a * math.log(a / b) for a, b in zip(pt, ps))
+
+
+def test_alpha_zero_is_plain_cross_entropy():
+    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=0.0, temperature=3.0)
+    assert math.isclose(got.item(), ce([2.0, 0.5, -1.0], 1), rel_tol=1e-6)
+
+
+def test_alpha_one_is_pure_distillation():
+    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=1.0, temperature=2.0)
+    want = 4.0 * kl_at([0.6, 0.3, 0.1], [2.0, 0.5, -1.0], 2.0)
+    assert math.isclose(got.item(), want, rel_tol=1e-5)
+
+
+def test_mixed_loss_and_the_papers_extra_term():
+    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=0.3, temperature=2.0, lam=0.5)
+    soft_ce = -sum(p * math.log(math.exp(v) / sum(math.exp(u) for u in [2.0, 0.5, -1.0]))
+                   for p, v in zip([0.6, 0.3, 0.1], [2.0, 0.5, -1.0]))
+    want = 0.7 * ce([2.0, 0.5, -1.0], 1) + 0.3 * 4.0 * kl_at([0.6, 0.3, 0.1], [2.0, 0.5, -1.0], 2.0) + 0.5 * soft_ce
+    assert math.isclose(got.item(), want, rel_tol=1e-5)
+
+
+def test_unlabeled_rows_get_only_the_distillation_term():
+    got = kd_loss(LOGITS, torch.tensor([UNLABELED]), TEACHER, alpha=0.3, temperature=2.0)
+    assert math.isclose(got.item(), 4.0 * kl_at([0.6, 0.3, 0.1], [2.0, 0.5, -1.0], 2.0), rel_tol=1e-5)
+
+
+def test_student_matching_the_teacher_has_zero_kd_loss():
+    logits = torch.log(TEACHER)
+    assert kd_loss(logits, LABEL, TEACHER, alpha=1.0, temperature=4.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    items = data.read_items(DEMO / "items.csv")
+    return items, data.read_responses(DEMO / "responses.csv", items), data.read_responses(DEMO / "test.csv", items)
+
+
+def fake_teacher(table: data.Table, values: list[int], seed: int = 0) -> SoftLabels:
+    """Probabilities peaked on the human score (unscored rows: uniform), as a stand-in teacher output."""
+    rng = np.random.default_rng(seed)
+    probs = []
+    for s in table.scores:
+        p = rng.dirichlet(np.ones(len(values)))
+        if s is not None:
+            p = 0.3 * p + 0.7 * np.eye(len(values))[values.index(s)]
+        probs.append(p)
+    return SoftLabels(table.ids, table.items, values, np.array(probs), {"teacher": "fake"})
+
+
+def test_distillation_is_deterministic_and_beats_chance(demo, tmp_path):
+    items, train, test = demo
+    soft = fake_teacher(train, [0, 1, 2, 3])
+    config = StudentConfig(epochs=15, patience=15)
+    a, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, soft, test=test, progress=False)
+    b, _ = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, soft, test=test, progress=False)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(pa, pb)
+    assert report["params"] == 28746 and report["training"]["alpha"] == 0.5
+    assert report["metrics"]["test"]["qwk"] > 0.3
+    assert "teacher_agreement" not in report["metrics"]["test"]  # the fake teacher did not label the test set
+
+
+def test_transfer_answers_need_soft_labels(demo):
+    items, train, test = demo
+    unlabeled = data.read_responses(DEMO / "unlabeled.csv", items)
+    with pytest.raises(data.UserError, match="transfer set needs teacher soft labels"):
+        distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, StudentConfig(epochs=1), None, unlabeled)

@@ -1,0 +1,83 @@
+"""The whole training side on a tiny teacher, in seconds: teacher -> soft labels -> student -> scorer."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import DEMO
+from kd_train import teacher
+from kd_train.cli import main
+from kd_train.distill import StudentConfig
+from kd_train.pipeline import PipelineConfig, run_item
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model):
+    out = tmp_path_factory.mktemp("train")
+    args = ["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+            "--test", str(DEMO / "test.csv"), "--unlabeled", str(DEMO / "unlabeled.csv"), "--out", str(out),
+            "--model", str(tiny_model), "--epochs", "1", "--lr", "1e-3", "--max-length", "48",
+            "--student-epochs", "12", "--baselines"]
+    assert main(args) == 0
+    return out
+
+
+def test_train_writes_scorer_soft_labels_and_report(trained):
+    item = trained / "demo-ice"
+    assert sorted(p.name for p in (item / "scorer").iterdir()) == ["MODEL_CARD.md", "model.onnx", "scorer.json"]
+    for name in ("train", "unlabeled", "test"):
+        assert (item / f"soft-{name}.csv").is_file() and (item / f"soft-{name}.json").is_file()
+    report = json.loads((trained / "report.json").read_text())
+    assert set(report["models"]) == {"teacher", "student", "ann", "hashing_lr"}
+    student = report["models"]["student"]
+    assert student["params"] == 28746 and set(student["items"]["demo-ice"]) == {"acc", "qwk", "f1", "n"}
+    assert {"mean_acc", "mean_qwk", "fisher_qwk", "mean_f1"} <= set(student)
+    info = json.loads((item / "scorer" / "scorer.json").read_text())
+    assert info["training"]["transfer"] == 100 and info["teacher"]["weights_sha256"]
+    assert "teacher_agreement" in info["metrics"]["test"]
+    assert (trained / "qwk_vs_params.png").stat().st_size > 1000 and (trained / "report.md").is_file()
+
+
+def test_rerun_reuses_the_teacher_and_gives_identical_onnx_bytes(trained, tiny_model, capsys):
+    from kd_train import data
+
+    items = data.read_items(DEMO / "items.csv")
+    train = data.read_responses(DEMO / "responses.csv", items)
+    test = data.read_responses(DEMO / "test.csv", items)
+    unlabeled = data.read_responses(DEMO / "unlabeled.csv", items)
+    before = (trained / "demo-ice" / "scorer" / "model.onnx").read_bytes()
+    config = PipelineConfig(
+        teacher=teacher.TeacherConfig(model=str(tiny_model), epochs=1, lr=1e-3, max_length=48),
+        student=StudentConfig(epochs=12),
+    )
+    logs = []
+    run_item(items["demo-ice"], [0, 1, 2, 3], train, test, unlabeled, trained, config, log=logs.append)
+    assert any("reusing" in line for line in logs)
+    assert (trained / "demo-ice" / "scorer" / "model.onnx").read_bytes() == before
+
+
+def test_predict_and_evaluate_verbs(trained, tmp_path, capsys):
+    scorer_dir = trained / "demo-ice" / "scorer"
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--scorer", str(scorer_dir), "--input", str(DEMO / "unlabeled.csv"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert len(rows) == 100 and set(rows[0]) == {"id", "item", "score", "p_0", "p_1", "p_2", "p_3"}
+    assert main(["evaluate", "--scorer", str(scorer_dir), "--test", str(DEMO / "test.csv"), "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    saved = json.loads((scorer_dir / "scorer.json").read_text())["metrics"]["test"]
+    assert report["models"]["student"]["items"]["demo-ice"]["qwk"] == pytest.approx(saved["qwk"])
+    assert (tmp_path / "ev" / "confusion_student.png").is_file()
+
+
+def test_distill_verb_from_soft_label_files(trained, tmp_path, capsys):
+    item = trained / "demo-ice"
+    args = ["distill", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+            "--soft", str(item / "soft-train.csv"), str(item / "soft-unlabeled.csv"),
+            "--transfer", str(DEMO / "unlabeled.csv"), "--out", str(tmp_path / "s"), "--student-epochs", "3",
+            "--hidden", "8", "--alpha", "1"]
+    assert main(args) == 0
+    info = json.loads((tmp_path / "s" / "scorer.json").read_text())
+    assert info["model"]["hidden"] == 8 and info["training"]["alpha"] == 1.0 and info["training"]["transfer"] == 100
