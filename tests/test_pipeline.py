@@ -81,3 +81,20 @@ def test_distill_verb_from_soft_label_files(trained, tmp_path, capsys):
     assert main(args) == 0
     info = json.loads((tmp_path / "s" / "scorer.json").read_text())
     assert info["model"]["hidden"] == 8 and info["training"]["alpha"] == 1.0 and info["training"]["transfer"] == 100
+
+
+def test_tinybert_like_stand_in_is_a_smaller_distilled_transformer(tiny_model, tmp_path):
+    from kd_train import data
+
+    items = data.read_items(DEMO / "items.csv")
+    train = data.read_responses(DEMO / "responses.csv", items)
+    test = data.read_responses(DEMO / "test.csv", items)
+    config = PipelineConfig(
+        teacher=teacher.TeacherConfig(model=str(tiny_model), epochs=1, lr=1e-3, max_length=48),
+        student=StudentConfig(epochs=2), tinybert=True, tinybert_layers=1,
+    )
+    report = run_item(items["demo-ice"], [0, 1, 2, 3], train, test, None, tmp_path, config, log=lambda _: None)
+    tiny, full = report["models"]["tinybert_like"], report["models"]["teacher"]
+    assert tiny["params"] < full["params"] and tiny["test"]["n"] == 100
+    meta = json.loads((tmp_path / "demo-ice" / "tinybert_like" / "teacher.json").read_text())
+    assert meta["distilled"] and meta["config"]["layers"] == 1
