@@ -218,12 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the main job end to end on the bundled illustrative item", formatter_class=_formatter,
         description="Run the whole flow on examples/demo (a small, hand-written illustrative item): fine-tune the "
                     "teacher, write its soft labels, distil the student into a scorer directory, train the "
-                    "baselines, and write a report.",
+                    "baselines, write a report, build the offline page into OUT/dist and serve it on 127.0.0.1.",
     )
     p.add_argument("--out", metavar="DIR", default="runs/demo", help="folder for everything it makes (default: runs/demo)")
     p.add_argument("--epochs", type=float, default=4.0, help="teacher epochs (default: 4)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--port", type=int, default=8000, help="port to serve the page on (default: 8000; 0: any free port)")
+    p.add_argument("--no-serve", action="store_true", help="build the page but do not serve it")
     p.set_defaults(run=_run_demo)
+    _add_web_verbs(verbs)
     return parser
 
 
@@ -461,6 +464,62 @@ def _run_demo(args: argparse.Namespace) -> None:
     for name, m in report["models"].items():
         print(f"  {name:<11} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
     print(f"scorer: {out / item / 'scorer'}  report: {out / 'report.md'}")
+    _build_module().run([out / item / "scorer"], out / "dist")
+    if not args.no_serve:
+        from kd_train import serve
+
+        serve.serve(out / "dist", args.port)
+
+
+# ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
+
+def _add_web_verbs(verbs) -> None:
+    p = verbs.add_parser(
+        "build", help="build the offline scoring web page from scorer directories", formatter_class=_formatter,
+        description="Build dist/: the static page that scores answers in the browser, offline, with each scorer "
+                    "directory's hashes checked, manifest.json and AUDIT.md. The same as 'python build.py'.",
+    )
+    p.add_argument("scorers", metavar="SCORER_DIR", nargs="+", help="scorer directories (one per item)")
+    p.add_argument("--out", metavar="DIR", default="dist", help="folder to write the bundle to (replaced when done; default: dist)")
+    p.set_defaults(run=_run_build)
+
+    p = verbs.add_parser(
+        "serve", help="serve a built page on 127.0.0.1", formatter_class=_formatter,
+        description="Serve a bundle made by 'kd-train build' on 127.0.0.1 with the right MIME types and its "
+                    "Content-Security-Policy. Opening index.html as a file does not work: browsers refuse "
+                    "modules, workers and WebAssembly from file:// URLs.",
+    )
+    p.add_argument("folder", metavar="DIR", help="the bundle folder (e.g. dist)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
+    p.set_defaults(run=_run_serve)
+
+
+def _build_module():
+    """build.py at the repository root, imported as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "build.py"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: 'kd-train build' needs a checkout of the kd-train repository (build.py and web/)")
+    if "kd_train_build" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("kd_train_build", path)
+        sys.modules["kd_train_build"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["kd_train_build"]
+
+
+def _run_build(args: argparse.Namespace) -> None:
+    build = _build_module()
+    try:
+        build.run(args.scorers, args.out)
+    except build.BuildError as err:
+        raise UserError(str(err)) from None
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    from kd_train import serve
+
+    serve.serve(args.folder, args.port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,23 +56,31 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(folder: str | os.PathLike, port: int = 8000, quiet: bool = False) -> http.server.ThreadingHTTPServer:
+class BundleServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):   # a browser that hung up early is fine
+            super().handle_error(request, client_address)
+
+
+def make_server(folder: str | os.PathLike, port: int = 8000, quiet: bool = False) -> BundleServer:
     """A server for `folder` on 127.0.0.1:`port` (0: any free port); not started yet."""
     folder = Path(folder)
     if not (folder / "index.html").is_file() or not (folder / "manifest.json").is_file():
         raise UserError(f"{folder} is not a built bundle (no index.html and manifest.json); make one with kd-train build")
     handler = functools.partial(type("Handler", (BundleHandler,), {"quiet": quiet}), directory=str(folder))
     try:
-        return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        return BundleServer(("127.0.0.1", port), handler)
     except OSError as err:
         raise UserError(f"cannot listen on 127.0.0.1:{port} ({err.strerror}); choose another port with --port") from None
 
 
-def url_of(server: http.server.ThreadingHTTPServer) -> str:
+def url_of(server: BundleServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-def serve_in_thread(folder: str | os.PathLike, port: int = 0) -> tuple[http.server.ThreadingHTTPServer, str]:
+def serve_in_thread(folder: str | os.PathLike, port: int = 0) -> tuple[BundleServer, str]:
     """Start a quiet server in a daemon thread; returns (server, url). Stop it with server.shutdown()."""
     server = make_server(folder, port, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

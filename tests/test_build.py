@@ -1,0 +1,170 @@
+"""build.py: verified inputs, byte-identical and atomic output, manifest, URL scan; kd-train serve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from web_support import REPO, build_module, make_scorer, need_node_modules, second_item, tree
+
+
+@pytest.fixture(scope="module")
+def scorer_dir(tmp_path_factory):
+    need_node_modules()
+    return make_scorer(tmp_path_factory.mktemp("scorer") / "demo-ice")
+
+
+@pytest.fixture(scope="module")
+def dist(scorer_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built") / "dist"
+    build_module().build([scorer_dir], out, report_sizes=False)
+    return out
+
+
+def leftovers(parent):
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_two_builds_are_byte_identical(scorer_dir, dist, tmp_path):
+    build = build_module()
+    report = build.build([scorer_dir], tmp_path / "again", report_sizes=True)
+    assert tree(tmp_path / "again") == tree(dist)
+    raw = sum(len(b) for b in tree(dist).values())
+    assert report["sizes"]["raw"] == raw
+    assert 0 < report["sizes"]["brotli"] < report["sizes"]["gzip"] < raw
+    build.build([scorer_dir], tmp_path / "again", report_sizes=False)     # rebuilding in place
+    assert tree(tmp_path / "again") == tree(dist)
+    assert leftovers(tmp_path) == []
+
+
+def test_manifest_lists_every_file_with_its_hash(dist, scorer_dir):
+    files = tree(dist)
+    manifest = json.loads(files.pop("manifest.json"))
+    assert sorted(manifest["files"]) == sorted(files)
+    for path, data in files.items():
+        assert manifest["files"][path] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, path
+    assert manifest["items"] == ["demo-ice"]
+    assert files["featurize.py"] == (REPO / "kd_train" / "featurize.py").read_bytes()
+    for name in ("model.onnx", "scorer.json", "MODEL_CARD.md"):
+        assert files[f"scorers/demo-ice/{name}"] == (scorer_dir / name).read_bytes()
+    assert {"vendor/pyodide/pyodide.mjs", "vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip",
+            "vendor/pyodide/pyodide-lock.json", "vendor/ort/ort.wasm.bundle.min.mjs",
+            "vendor/ort/ort-wasm-simd-threaded.wasm", "vendor/pyodide/LICENSE", "vendor/ort/LICENSE"} <= set(files)
+    assert not any(p.endswith(".map") or p.endswith(".j2") for p in files)
+    audit = files["AUDIT.md"].decode()
+    for path in files:
+        if path != "AUDIT.md":
+            assert f"`{path}`" in audit, path
+
+
+def test_page_has_the_csp_and_nothing_inline(dist):
+    build = build_module()
+    html = (dist / "index.html").read_text(encoding="utf-8")
+    assert f'<meta http-equiv="Content-Security-Policy" content="{build.CSP}">' in html
+    assert build.CSP == ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+                         "object-src 'none'; base-uri 'none'")
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="module" src="main.js">']
+    assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+=", html)
+    assert build.CSP in (dist / "AUDIT.md").read_text(encoding="utf-8")
+    for js in ("main.js", "worker.js", "csv.js", "sw.js"):
+        text = (dist / js).read_text(encoding="utf-8")
+        assert "localStorage" not in text and "indexedDB" not in text and "innerHTML" not in text, js
+        assert "eval(" not in text and "new Function" not in text, js
+
+
+def test_several_items_get_a_picker(scorer_dir, tmp_path):
+    other = second_item(scorer_dir, tmp_path / "other", "q-2", "A <b>second</b> question?")
+    build = build_module()
+    build.build([scorer_dir, other], tmp_path / "out", report_sizes=False)
+    html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert '<option value="demo-ice">demo-ice: Two identical' in html and '<option value="q-2">q-2: A &lt;b&gt;' in html
+    assert "A &lt;b&gt;second&lt;/b&gt; question?" in html                    # escaped, not markup
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["items"] == ["demo-ice", "q-2"]
+    with pytest.raises(build.BuildError, match="both scorers for item 'demo-ice'"):
+        build.build([scorer_dir, scorer_dir], tmp_path / "dup", report_sizes=False)
+
+
+def test_tampered_scorer_is_refused_and_nothing_is_written(scorer_dir, dist, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(scorer_dir, bad)
+    model = bytearray((bad / "model.onnx").read_bytes())
+    model[-1] ^= 1
+    (bad / "model.onnx").write_bytes(bytes(model))
+    build = build_module()
+    with pytest.raises(build.BuildError, match="sha256 does not match scorer.json"):
+        build.build([bad], tmp_path / "out", report_sizes=False)
+    assert not (tmp_path / "out").exists()
+    shutil.copytree(dist, tmp_path / "old")
+    before = tree(tmp_path / "old")
+    with pytest.raises(build.BuildError):
+        build.build([scorer_dir, bad], tmp_path / "old", report_sizes=False)
+    assert tree(tmp_path / "old") == before
+    assert leftovers(tmp_path) == []
+
+
+def test_command_line_errors_are_one_line(scorer_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(scorer_dir, bad)
+    (bad / "model.onnx").write_bytes(b"not a model")
+    run = subprocess.run([sys.executable, str(REPO / "build.py"), str(bad), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("build.py: error: refusing to build:")
+    assert not (tmp_path / "out").exists()
+    from kd_train import cli
+
+    assert cli.main(["build", str(bad), "--out", str(tmp_path / "out")]) == 2
+    (tmp_path / "notdist").mkdir()
+    (tmp_path / "notdist" / "precious.txt").write_text("keep me")
+    assert cli.main(["build", str(scorer_dir), "--out", str(tmp_path / "notdist")]) == 2
+    assert (tmp_path / "notdist" / "precious.txt").read_text() == "keep me"
+
+
+def test_a_third_party_url_fails_the_build(scorer_dir, tmp_path):
+    linked = tmp_path / "linked"
+    shutil.copytree(scorer_dir, linked)
+    info = json.loads((linked / "scorer.json").read_text())
+    info["question"] = "Why does ice melt? See https://example.com/hint for a picture."
+    (linked / "scorer.json").write_text(json.dumps(info))
+    build = build_module()
+    with pytest.raises(build.BuildError, match=r"third-party URL in dist/.*https://example.com/hint"):
+        build.build([linked], tmp_path / "out", report_sizes=False)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_url_scan_rules():
+    build = build_module()
+    assert build.find_urls("index.html", b'<img src="//cdn.example.net/x.png">') == ["//cdn.example.net/x.png"]
+    assert build.find_urls("main.js", b"fetch('wss://evil.example:9/x')") == ["wss://evil.example:9/x"]
+    assert build.find_urls("main.js", b"// a comment, then ./relative/path.js and 1//2") == []
+    assert build.find_urls("vendor/x/a.js", b'"//not-checked-in-vendor" "https://checked.example"') == \
+        ["https://checked.example"]
+    allowed = build.read_allowed_urls()
+    assert allowed and all(path.startswith("vendor/") for path in allowed)
+
+
+def test_serve_sends_mime_types_and_csp(dist):
+    from kd_train.serve import CSP, serve_in_thread
+
+    server, url = serve_in_thread(dist)
+    try:
+        expected = {
+            "": "text/html", "main.js": "text/javascript", "vendor/pyodide/pyodide.mjs": "text/javascript",
+            "vendor/ort/ort-wasm-simd-threaded.wasm": "application/wasm", "manifest.json": "application/json",
+            "app.webmanifest": "application/manifest+json", "vendor/pyodide/python_stdlib.zip": "application/zip",
+        }
+        for path, mime in expected.items():
+            with urllib.request.urlopen(url + path) as response:
+                assert response.headers["Content-Type"].split(";")[0] == mime, path
+                assert response.headers["Content-Security-Policy"] == CSP
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert url.startswith("http://127.0.0.1:")

@@ -1,0 +1,427 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright, the bundle served on 127.0.0.1.
+
+Builds a bundle from a scorer trained in the test, then checks what issue 4 asks: scores and
+feature vectors equal Python's, no request leaves the origin and no CSP violation, an offline
+second visit, a tampered model refused, a 1,000-answer batch with progress while the page stays
+responsive, answers shown as text, a formula-safe CSV export, keyboard use and a 360 px screen.
+Screenshots of each state go to $KD_TRAIN_SCREENSHOTS (default: a pytest temporary folder).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import os
+import shutil
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from web_support import build_module, make_scorer, need_node_modules, second_item
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("KD_TRAIN_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_MS = 180_000     # Pyodide's start on a loaded 2-core machine takes 5-20 s
+READY = "body[data-engine=ready]"
+FAILED = "body[data-engine=error]"
+
+TRICKY = [
+    "",
+    "   \n\t  ",
+    "The metal conducts heat into the ice faster than the plastic.",
+    "<script>alert('x')</script> heat flows",
+    '<img src=x onerror="alert(1)"> metal',
+    "Die Wärme fließt schneller vom Metall zum Eis. ÄÖÜ äöü ß STRASSE Straße",
+    "🔥🧊 heat 👍🏽 👨‍👩‍👧 the plate is cold ❄️",
+    "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ １２３, 日本語の答え, don’t can't",
+    "=1+1", "-2+3", "+SUM(A1)", "@cmd",
+    ("The metal plate conducts heat from the room to the ice much faster. " * 300)[:20_000],
+]
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def playwright():
+    pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (CI does)")
+    need_node_modules()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)   # a fresh temporary profile
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def scorer_dir(tmp_path_factory):
+    return make_scorer(tmp_path_factory.mktemp("scorer") / "demo-ice")
+
+
+@pytest.fixture(scope="module")
+def dist(scorer_dir, tmp_path_factory, playwright):
+    out = tmp_path_factory.mktemp("web") / "dist"
+    build_module().build([scorer_dir], out, report_sizes=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("KD_TRAIN_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def serve(folder: Path):
+    from kd_train.serve import serve_in_thread
+
+    return serve_in_thread(folder)
+
+
+def stop(server) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+class Recorder:
+    """Every request of a browser context (page, workers, service worker) and every console problem."""
+
+    def __init__(self, context):
+        self.requests: list[str] = []
+        self.problems: list[str] = []
+        context.on("request", lambda r: self.requests.append(r.url))
+        context.on("weberror", lambda e: self.problems.append(f"page error: {e.error}"))
+        context.on("console", self._console)
+
+    def _console(self, message) -> None:
+        text = message.text
+        if message.type == "error" or "Content Security Policy" in text or "Refused to" in text:
+            self.problems.append(f"console {message.type}: {text}")
+
+    def foreign(self, origin: str) -> list[str]:
+        return [u for u in self.requests if not (u.startswith(origin) or u.startswith(("blob:", "data:")))]
+
+
+@pytest.fixture(scope="module")
+def site(dist, browser, shots):
+    """One page on the served bundle, shared by the tests below (its start-up takes seconds)."""
+    server, url = serve(dist)
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, accept_downloads=True)
+    recorder = Recorder(context)
+    page = context.new_page()
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector("#answer:not([disabled])")
+    page.screenshot(path=shots / "01-loading.png")
+    page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+    print(f"\npage ready in {time.perf_counter() - t0:.1f} s; screenshots in {shots}")
+    page.screenshot(path=shots / "02-ready.png", full_page=True)
+    yield {"page": page, "url": url, "recorder": recorder, "context": context}
+    context.close()
+    stop(server)
+
+
+def score_in_page(page, text: str) -> str:
+    page.evaluate("() => document.getElementById('result').replaceChildren()")
+    page.fill("#answer", text)
+    page.click("#score-button")
+    page.wait_for_selector("#result .score, #result .note, #result .error-text")
+    return page.inner_text("#result")
+
+
+def answers_csv(n: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "response"])
+    specials = ["<script>window.pwned=1</script>", '<img src=x onerror="window.pwned=1">', "=HYPERLINK(\"x\")",
+                "+1+2", "-3+4", "@SUM(A1)", "comma, \"quoted\" and\nnewline", ""]
+    base = ["The metal conducts heat to the ice faster", "plastic is an insulator so less heat flows",
+            "the metal is colder", "I don't know", "heat energy moves from the warm plate into the ice"]
+    for i in range(n):
+        writer.writerow([f"s{i:04d}" if i % 97 else f"=id{i}", specials[(i // 10) % len(specials)] if i % 10 == 0
+                         else f"{base[i % len(base)]} ({i})"])
+    return out.getvalue().encode("utf-8")
+
+
+# ---- in-page engine versus Python ------------------------------------------------------------
+
+WORKER_CALLS = """async ({item, texts}) => {
+  const w = new Worker("worker.js", {type: "module"});
+  let next = 0;
+  const call = (type, data) => new Promise((resolve, reject) => {
+    const id = ++next;
+    const on = (e) => {
+      if (e.data.id !== id) return;
+      w.removeEventListener("message", on);
+      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
+    };
+    w.addEventListener("message", on);
+    w.postMessage({id, type, ...data});
+  });
+  const b64 = (a) => {
+    const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    let s = "";
+    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    return btoa(s);
+  };
+  await call("init", {});
+  const f = await call("featurize", {item, texts});
+  const s = await call("score", {item, texts});
+  w.terminate();
+  return {offsets: Array.from(f.offsets), idx: Array.from(f.idx), val: b64(f.val), probs: b64(s.probs)};
+}"""
+
+
+def test_scores_and_features_equal_python(site, scorer_dir):
+    from kd_train import featurize
+    from kd_train.scorer import Scorer
+
+    scorer = Scorer(scorer_dir)
+    config = scorer.info["featurizer"]
+    got = site["page"].evaluate(WORKER_CALLS, {"item": "demo-ice", "texts": TRICKY})
+    values = np.frombuffer(base64.b64decode(got["val"]), dtype="<f8")
+    for i, text in enumerate(TRICKY):
+        lo, hi = got["offsets"][i], got["offsets"][i + 1]
+        expected = featurize.featurize(text, config)
+        assert got["idx"][lo:hi] == [b for b, _ in expected], repr(text[:40])
+        assert values[lo:hi].tobytes() == struct.pack(f"<{len(expected)}d", *[v for _, v in expected]), repr(text[:40])
+    probs = np.frombuffer(base64.b64decode(got["probs"]), dtype="<f4").reshape(len(TRICKY), -1)
+    np.testing.assert_allclose(probs, scorer.predict_proba(TRICKY), atol=1e-5, rtol=0)
+
+
+def test_a_scored_answer_shows_score_probabilities_and_confidence(site, scorer_dir, shots):
+    from kd_train.scorer import Scorer
+
+    page = site["page"]
+    text = "The metal conducts heat from the room into the ice faster than plastic does."
+    shown = score_in_page(page, text)
+    probs = Scorer(scorer_dir).predict_proba([text])[0]
+    assert f"Suggested score: {int(np.argmax(probs))}" in shown
+    assert "Confidence:" in shown
+    for value, p in zip([0, 1, 2, 3], probs):
+        assert f"Score {value}\n{round(p * 100)}%" in shown
+    assert ("Flagged for teacher review" in shown) == (probs.max() < 0.6)
+    assert page.get_attribute("#result", "aria-live") == "polite"
+    page.screenshot(path=shots / "03-scored.png", full_page=True)
+    assert "Type an answer first" in score_in_page(page, "   ")
+
+
+def test_answers_are_shown_as_text(site):
+    page = site["page"]
+    score_in_page(page, "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 1\">")
+    assert page.locator("#result img, #result script").count() == 0
+    assert page.evaluate("() => window.pwned") is None
+
+
+def test_batch_of_1000_with_progress_while_the_page_stays_responsive(site, scorer_dir, shots, tmp_path):
+    from kd_train.scorer import Scorer
+
+    page = site["page"]
+    data = answers_csv(1000)
+    page.set_input_files("#csv-file", {"name": "answers.csv", "mimeType": "text/csv", "buffer": data})
+    page.evaluate("""() => {               // the longest gap between timer ticks while the batch runs
+      window.maxGap = 0; let last = performance.now();
+      window.lagTimer = setInterval(() => { const now = performance.now();
+        window.maxGap = Math.max(window.maxGap, now - last); last = now; }, 20);
+    }""")
+    page.click("#batch-button")
+    seen, typed = set(), False
+    deadline = time.time() + 300
+    while not page.locator("#batch-results:not([hidden])").count():
+        value = page.get_attribute("#batch-progress", "value")
+        if value:
+            seen.add(int(float(value)))
+        if not typed and len(seen) > 1:         # typing works while answers are being scored
+            page.fill("#answer", "typed during the batch")
+            typed = True
+            page.screenshot(path=shots / "04-batch-running.png", full_page=True)
+        assert time.time() < deadline, "batch did not finish"
+        time.sleep(0.05)
+    max_gap = page.evaluate("() => { clearInterval(window.lagTimer); return window.maxGap; }")
+    assert typed and page.input_value("#answer") == "typed during the batch"
+    assert any(0 < v < 1000 for v in seen), f"no intermediate progress seen: {sorted(seen)}"
+    assert max_gap < 1000, f"the page froze for {max_gap:.0f} ms"
+    assert "Done: 1000 answers scored" in page.inner_text("#batch-text")
+    page.screenshot(path=shots / "05-batch-results.png", full_page=True)
+
+    table = page.locator("#batch-table tbody tr")
+    assert table.count() == 1000
+    assert page.locator("#batch-table img, #batch-table script").count() == 0
+    assert page.evaluate("() => window.pwned") is None
+    assert page.inner_text("#batch-table tbody tr:nth-child(1) td.answer") == "<script>window.pwned=1</script>"
+    assert page.inner_text("#batch-table tbody tr:nth-child(11) td.answer") == '<img src=x onerror="window.pwned=1">'
+
+    with page.expect_download() as download:
+        page.click("#download")
+    text = Path(download.value.path()).read_bytes().decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    sent = list(csv.DictReader(io.StringIO(data.decode())))
+    assert len(rows) == 1000
+    for row, original in zip(rows, sent):
+        for key, value in (("id", original["id"]), ("response", original["response"])):
+            expected = "'" + value if value[:1] in ("=", "+", "-", "@") else value
+            assert row[key] == expected
+    assert rows[0]["id"] == "'=id0" and rows[20]["response"] == "'=HYPERLINK(\"x\")"
+    probs = Scorer(scorer_dir).predict_proba([r["response"] for r in sent])
+    got = np.array([[float(r[f"p_{v}"]) for v in (0, 1, 2, 3)] for r in rows])
+    np.testing.assert_allclose(got, probs, atol=1e-5, rtol=0)
+    assert [int(r["score"]) for r in rows] == list(np.argmax(probs, axis=1))
+
+
+def test_keyboard_only_labels_and_contrast(site):
+    page = site["page"]
+    for control in ("answer", "csv-file"):
+        assert page.locator(f"label[for={control}]").count() == 1
+    page.fill("#answer", "")
+    page.evaluate("() => { document.getElementById('result').replaceChildren(); document.activeElement.blur(); }")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "answer":
+            break
+    assert page.evaluate("() => document.activeElement.id") == "answer"
+    page.keyboard.type("Heat flows from the metal into the ice.")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#result .score")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("""() => { const s = getComputedStyle(document.activeElement);
+      return [document.activeElement.id, s.outlineStyle, s.outlineWidth]; }""")
+    assert focused[0] == "score-button" and focused[1] != "none" and focused[2] != "0px", focused
+    colors = page.evaluate("""() => ['body', '.hint', '#score-button', '.question-text', 'footer'].map((sel) => {
+      const s = getComputedStyle(document.querySelector(sel));
+      return [sel, s.color, s.backgroundColor]; })""")
+    for selector, fg, bg in colors:
+        bg = bg if bg != "rgba(0, 0, 0, 0)" else "rgb(255, 255, 255)"
+        assert contrast(fg, bg) >= 4.5, (selector, fg, bg)
+
+
+def contrast(fg: str, bg: str) -> float:
+    def luminance(color: str) -> float:
+        channels = [int(c) / 255 for c in color[color.index("(") + 1:color.index(")")].split(",")[:3]]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted([luminance(fg), luminance(bg)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_small_screen_360px(site, shots):
+    page = site["page"]
+    page.set_viewport_size({"width": 360, "height": 740})
+    try:
+        score_in_page(page, "The metal conducts heat faster.")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
+        page.screenshot(path=shots / "06-360px.png", full_page=True)
+    finally:
+        page.set_viewport_size({"width": 1366, "height": 768})
+
+
+def test_no_request_leaves_the_origin(site):
+    """Everything the shared page did (load, scoring, batch mode, here and above) stayed on 127.0.0.1."""
+    page, recorder = site["page"], site["recorder"]
+    score_in_page(page, "one more answer, with https://example.com/ in it")
+    page.set_input_files("#csv-file", {"name": "few.csv", "mimeType": "text/csv", "buffer": answers_csv(30)})
+    page.click("#batch-button")
+    page.wait_for_selector("#batch-text:has-text('Done: 30 answers')")
+    origin = site["url"].rstrip("/")
+    assert recorder.requests and all(u.startswith(origin) for u in recorder.requests if "127.0.0.1" in u)
+    assert recorder.foreign(origin) == []
+    assert recorder.problems == []
+
+
+# ---- separate visits ---------------------------------------------------------------------------
+
+def test_offline_second_visit(dist, browser, shots, tmp_path):
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    server, url = serve(copy)
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    recorder = Recorder(context)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        cached = page.evaluate("""async () => {
+          const reg = await navigator.serviceWorker.ready;
+          while (!navigator.serviceWorker.controller) await new Promise((r) => setTimeout(r, 100));
+          const names = await caches.keys();
+          const cache = await caches.open(names[0]);
+          return [names.length, (await cache.keys()).length, Object.keys((await (await fetch('manifest.json')).json()).files).length];
+        }""")
+        assert cached[0] == 1 and cached[1] == cached[2] + 2, cached      # every file, plus ./ and manifest.json
+        stop(server)
+        server = None
+        page.close()
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        assert "Suggested score:" in score_in_page(page, "Heat moves faster through metal.")
+        page.screenshot(path=shots / "07-offline.png", full_page=True)
+        assert recorder.foreign(url.rstrip("/")) == [] and recorder.problems == []
+    finally:
+        context.close()
+        if server:
+            stop(server)
+
+
+def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    model = copy / "scorers" / "demo-ice" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    model.write_bytes(bytes(data))
+    server, url = serve(copy)
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
+        message = page.inner_text("#error")
+        assert page.is_visible("#error")
+        assert "scorers/demo-ice/model.onnx does not match manifest.json" in message
+        assert "refuses to score" in message
+        page.fill("#answer", "The metal conducts heat.")
+        page.click("#score-button")
+        page.wait_for_selector("#result .error-text")
+        assert "Suggested score" not in page.inner_text("#result")
+        page.screenshot(path=shots / "08-tampered.png", full_page=True)
+    finally:
+        context.close()
+        stop(server)
+
+
+def test_picking_one_of_several_items(scorer_dir, browser, shots, tmp_path):
+    other = second_item(scorer_dir, tmp_path / "other", "demo-ice-2", "Why does a metal spoon feel colder than a wooden one?")
+    out = tmp_path / "dist"
+    build_module().build([scorer_dir, other], out, report_sizes=False)
+    server, url = serve(out)
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        page = context.new_page()
+        page.goto(url)
+        shown = page.locator(".question:not([hidden]) .question-text")
+        assert shown.count() == 1 and shown.inner_text().startswith("Two identical ice cubes")
+        page.focus("#item")
+        page.keyboard.press("ArrowDown")             # keyboard choice of the second item
+        assert page.input_value("#item") == "demo-ice-2"
+        assert shown.count() == 1 and shown.inner_text() == "Why does a metal spoon feel colder than a wooden one?"
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        assert "Suggested score:" in score_in_page(page, "Metal conducts heat away from the hand faster.")
+        page.screenshot(path=shots / "09-two-items.png", full_page=True)
+    finally:
+        context.close()
+        stop(server)

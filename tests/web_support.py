@@ -1,0 +1,59 @@
+"""Helpers shared by test_build.py and test_web.py: a small scorer trained in seconds, and build.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NODE_MODULES = REPO / "web" / "node_modules"
+
+
+def need_node_modules() -> None:
+    if not (NODE_MODULES / "pyodide" / "pyodide.mjs").is_file():
+        pytest.skip("web/node_modules is not installed: run 'npm ci' in web/ (make setup does)")
+
+
+def build_module():
+    """build.py at the repository root, imported once."""
+    if "kd_train_build" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("kd_train_build", REPO / "build.py")
+        sys.modules["kd_train_build"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["kd_train_build"]
+
+
+def make_scorer(folder: Path, epochs: int = 60) -> Path:
+    """A scorer directory for the demo item, trained on the demo answers (a few seconds)."""
+    from kd_train import data, featurize, scorer
+    from kd_train.distill import StudentConfig, distill_item
+
+    demo = REPO / "examples" / "demo"
+    items = data.read_items(demo / "items.csv")
+    train = data.read_responses(demo / "responses.csv", items)
+    model, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG,
+                                 StudentConfig(epochs=epochs), progress=False)
+    scorer.write_scorer(folder, model, item="demo-ice", question=items["demo-ice"].question, score_values=[0, 1, 2, 3],
+                        featurizer_config=featurize.DEFAULT_CONFIG, metrics=report["metrics"], teacher=None,
+                        training=report["training"])
+    return folder
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`: relative path -> bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def second_item(scorer_dir: Path, folder: Path, item: str, question: str) -> Path:
+    """A copy of a scorer directory posing as another item (scorer.json is not hashed; model.onnx is)."""
+    import json
+    import shutil
+
+    shutil.copytree(scorer_dir, folder)
+    info = json.loads((folder / "scorer.json").read_text(encoding="utf-8"))
+    info.update(item=item, question=question)
+    (folder / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return folder

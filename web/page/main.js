@@ -1,0 +1,302 @@
+// The page: a student's single answer and a teacher's batch file, scored by worker.js.
+// Answers stay in memory on this device: nothing is sent, stored or logged.
+import { readAnswers, toCsv } from "./csv.js";
+
+const $ = (id) => document.getElementById(id);
+const LOW = 0.6;      // below this top probability an answer is flagged for review
+const HIGH = 0.8;     // from this top probability the confidence is called high
+const CHUNK = 50;     // answers per worker call in batch mode (keeps the page responsive)
+const SHOWN = 1000;   // rows of the results table drawn in the page (the CSV has all)
+
+// ---- the worker and its calls -------------------------------------------------------------
+const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
+const pending = new Map();
+let nextId = 1;
+
+function call(type, data = {}) {
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, type, ...data });
+  });
+}
+
+worker.addEventListener("message", ({ data }) => {
+  if (data.type === "progress") return showProgress(data.step, data.text);
+  if (data.type === "csp-violation") return console.error(`CSP violation in the worker: ${data.directive} ${data.blocked}`);
+  const waiter = pending.get(data.id);
+  if (!waiter) return;
+  pending.delete(data.id);
+  if (data.ok) waiter.resolve(data);
+  else waiter.reject(new Error(data.error));
+});
+worker.addEventListener("error", (event) => {
+  event.preventDefault();
+  failStart(new Error(`The scoring engine could not start (${event.message || "the worker script failed to load"}).`));
+});
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation in the page: ${e.violatedDirective} ${e.blockedURI}`);
+});
+
+// ---- start-up ------------------------------------------------------------------------------
+const started = performance.now();
+let ticker = null;
+let stepText = "";
+
+function showProgress(step, text) {
+  stepText = text;
+  $("engine-progress").value = step;
+  tick();
+}
+
+function tick() {
+  const seconds = Math.round((performance.now() - started) / 1000);
+  $("engine-text").textContent = `${stepText} (${seconds} s) You can already type your answer.`;
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+}
+
+function failStart(err) {
+  if (document.body.dataset.engine === "error") return;
+  clearInterval(ticker);
+  document.body.dataset.engine = "error";
+  $("engine-progress").hidden = true;
+  $("engine-text").textContent = "The scorer could not start.";
+  showError(err.message);
+}
+
+document.body.dataset.engine = "loading";
+ticker = setInterval(tick, 1000);
+const ready = call("init").then(async () => {
+  showProgress(4, "Loading the scorer…");
+  await call("load", { item: currentItem() });
+  clearInterval(ticker);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  $("engine-progress").value = $("engine-progress").max;
+  $("engine-progress").hidden = true;
+  $("engine-text").textContent = `Ready (started in ${seconds} s).`;
+  document.body.dataset.engine = "ready";
+  performance.mark("kd-ready");           // first score possible (read by bench/browser.py)
+  registerServiceWorker();
+});
+ready.catch(failStart);
+
+function registerServiceWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  navigator.serviceWorker.register("sw.js")
+    .then(() => navigator.serviceWorker.ready)
+    .then(() => { $("engine-text").textContent += " It works offline from now on."; })
+    .catch((err) => console.warn(`Offline use is not available: ${err.message}`));
+}
+
+// ---- one answer ------------------------------------------------------------------------------
+function currentItem() {
+  return $("item").value;
+}
+
+function confidence(top) {
+  if (top >= HIGH) return { level: "high", text: "high. The scorer is fairly sure of this score." };
+  if (top >= LOW) return { level: "medium", text: "medium. This score is likely, but another one is possible." };
+  return { level: "low", text: "low. The scorer is unsure; a teacher should review this answer." };
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const percent = (p) => `${Math.round(p * 100)}%`;
+
+// {score, top, probs} of row `row` of a worker "score" result.
+function rowResult(res, row) {
+  const k = res.scoreValues.length;
+  const probs = Array.from(res.probs.subarray(row * k, row * k + k));
+  let best = 0;
+  for (let j = 1; j < k; j++) if (probs[j] > probs[best]) best = j;
+  return { score: res.scoreValues[best], top: probs[best], probs };
+}
+
+function showResult(r, scoreValues) {
+  const box = $("result");
+  box.replaceChildren();
+  const conf = confidence(r.top);
+  const range = `${scoreValues[0]} to ${scoreValues[scoreValues.length - 1]}`;
+  const score = el("p", "score", "Suggested score: ");
+  score.append(el("strong", null, String(r.score)), el("span", "range", ` (possible scores ${range})`));
+  box.append(score, el("p", `confidence ${conf.level}`, `Confidence: ${conf.text}`));
+  if (conf.level === "low") box.append(el("p", "flag", "Flagged for teacher review"));
+  const list = el("ul", "probs");
+  list.setAttribute("aria-label", "Probability of each score");
+  scoreValues.forEach((v, j) => {
+    const li = el("li");
+    const bar = el("span", "bar");
+    const fill = el("span", v === r.score ? "fill best" : "fill");
+    fill.style.width = `${(r.probs[j] * 100).toFixed(1)}%`;
+    bar.append(fill);
+    bar.setAttribute("aria-hidden", "true");
+    li.append(el("span", "label", `Score ${v}`), bar, el("span", "pct", percent(r.probs[j])));
+    list.append(li);
+  });
+  box.append(list);
+}
+
+function showMessage(box, text, className = "note") {
+  box.replaceChildren(el("p", className, text));
+}
+
+async function scoreOne(event) {
+  event.preventDefault();
+  const text = $("answer").value;
+  if (!text.trim()) {
+    showMessage($("result"), "Type an answer first.");
+    $("answer").focus();
+    return;
+  }
+  const item = currentItem();
+  const button = $("score-button");
+  button.disabled = true;
+  if (document.body.dataset.engine !== "ready") {
+    showMessage($("result"), "The scorer is still starting; your answer will be scored as soon as it is ready.");
+  }
+  try {
+    await ready;
+    const res = await call("score", { item, texts: [text] });
+    showResult(rowResult(res, 0), res.scoreValues);
+  } catch (err) {
+    showMessage($("result"), `Could not score the answer: ${err.message}`, "error-text");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function chooseItem() {
+  const item = currentItem();
+  for (const q of document.querySelectorAll(".question")) q.hidden = q.dataset.item !== item;
+  $("result").replaceChildren();
+  ready.then(() => call("load", { item })).catch((err) => showError(err.message));
+}
+
+// ---- a file of answers -----------------------------------------------------------------------
+let lastCsv = null;
+
+async function scoreFile(event) {
+  event.preventDefault();
+  const file = $("csv-file").files[0];
+  const text = $("batch-text");
+  text.className = "";
+  if (!file) {
+    text.textContent = "Choose a file of answers first.";
+    return;
+  }
+  let answers;
+  try {
+    answers = readAnswers(await file.text(), file.name);
+  } catch (err) {
+    text.className = "error-text";
+    text.textContent = `Could not read the file: ${err.message}`;
+    return;
+  }
+  if (answers.length === 0) {
+    text.textContent = `${file.name} has a header row but no answers.`;
+    return;
+  }
+  await runBatch(answers, currentItem());
+}
+
+async function runBatch(answers, item) {
+  const button = $("batch-button");
+  const bar = $("batch-progress");
+  const text = $("batch-text");
+  button.disabled = true;
+  $("batch-results").hidden = true;
+  bar.hidden = false;
+  bar.max = answers.length;
+  bar.value = 0;
+  text.textContent = document.body.dataset.engine === "ready"
+    ? `Scoring ${answers.length} answers…` : "The scorer is still starting; the file will be scored as soon as it is ready.";
+  const t0 = performance.now();
+  const results = [];
+  let scoreValues = [];
+  try {
+    await ready;
+    for (let start = 0; start < answers.length; start += CHUNK) {
+      const chunk = answers.slice(start, start + CHUNK);
+      const res = await call("score", { item, texts: chunk.map((a) => a.response) });
+      scoreValues = res.scoreValues;
+      chunk.forEach((_, row) => results.push(rowResult(res, row)));
+      bar.value = results.length;
+      text.textContent = `Scored ${results.length} of ${answers.length} answers…`;
+    }
+  } catch (err) {
+    text.className = "error-text";
+    text.textContent = `Scoring stopped: ${err.message}`;
+    button.disabled = false;
+    bar.hidden = true;
+    return;
+  }
+  const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+  const flagged = results.filter((r, i) => r.top < LOW || !answers[i].response.trim()).length;
+  text.textContent = `Done: ${answers.length} answers scored in ${seconds} s; ${flagged} flagged for teacher review.`;
+  bar.hidden = true;
+  button.disabled = false;
+  showBatch(answers, results, scoreValues, item);
+}
+
+function reviewReason(answer, r) {
+  if (!answer.response.trim()) return "yes (empty)";
+  return r.top < LOW ? "yes" : "";
+}
+
+function showBatch(answers, results, scoreValues, item) {
+  const head = ["id", "answer", "score", "confidence", "review", ...scoreValues.map((v) => `p(${v})`)];
+  const headRow = el("tr");
+  head.forEach((h) => headRow.append(Object.assign(el("th", null, h), { scope: "col" })));
+  $("batch-table").tHead.replaceChildren(headRow);
+  const body = document.createDocumentFragment();
+  results.slice(0, SHOWN).forEach((r, i) => {
+    const tr = el("tr", r.top < LOW ? "low" : "");
+    const answer = answers[i].response;
+    const shown = answer.length > 300 ? answer.slice(0, 300) + "…" : answer;
+    [answers[i].id, shown, r.score, confidence(r.top).level, reviewReason(answers[i], r), ...r.probs.map(percent)]
+      .forEach((cell, j) => tr.append(el(j === 0 ? "th" : "td", j === 1 ? "answer" : null, String(cell))));
+    tr.firstChild.scope = "row";
+    body.append(tr);
+  });
+  $("batch-table").tBodies[0].replaceChildren(body);
+  $("batch-summary").textContent = results.length > SHOWN
+    ? `The table shows the first ${SHOWN} of ${results.length} answers; the CSV has all of them.` : "";
+  $("batch-caption").textContent = `Scores for question ${item}`;
+  const rows = [["id", "response", "score", "confidence", "review", ...scoreValues.map((v) => `p_${v}`)]];
+  results.forEach((r, i) => rows.push([answers[i].id, answers[i].response, r.score, confidence(r.top).level,
+    reviewReason(answers[i], r), ...r.probs.map((p) => p.toFixed(6))]));
+  lastCsv = { text: toCsv(rows), name: `scores-${item}.csv` };
+  $("batch-results").hidden = false;
+}
+
+function download() {
+  if (!lastCsv) return;
+  const blob = new Blob(["\ufeff" + lastCsv.text], { type: "text/csv;charset=utf-8" });
+  const link = el("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = lastCsv.name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+// ---- wiring ----------------------------------------------------------------------------------
+$("nojs")?.remove();
+$("single").addEventListener("submit", scoreOne);
+$("answer").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("single").requestSubmit();
+});
+$("item").addEventListener("change", chooseItem);
+$("batch").addEventListener("submit", scoreFile);
+$("download").addEventListener("click", download);
+performance.mark("kd-usable");            // the page reacts to input (read by bench/browser.py)
