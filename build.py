@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kd_train.files import replace_dir
 from kd_train.serve import CSP  # the one Content-Security-Policy of the page and of kd-train serve
 
 REPO = Path(__file__).resolve().parent
@@ -260,18 +261,13 @@ def write_atomically(bundle: Bundle, out: Path) -> None:
         raise BuildError(f"{out} exists and is not a kd-train bundle (no manifest.json); choose a new or empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building.", dir=out.parent))
-    old = out.parent / f".{out.name}.old"
     try:
         for path in sorted(bundle.files):
             target = tmp / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(bundle.files[path])
         tmp.chmod(0o755)
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

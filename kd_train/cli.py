@@ -369,7 +369,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
     from kd_train import data
     from kd_train.scorer import Scorer
-    from kd_train.soft_labels import atomic_write_text
+    from kd_train.files import atomic_write_text
 
     scorer = Scorer(args.scorer)
     table = data.read_responses(args.input) if _has_score(args.input) else _read_unscored(args.input)

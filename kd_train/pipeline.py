@@ -16,6 +16,7 @@ from pathlib import Path
 from kd_train import baselines, soft_labels, teacher
 from kd_train.data import Item, Table
 from kd_train.distill import StudentConfig, distill_item, kd_loss
+from kd_train.files import sha256_file
 from kd_train.metrics import score_metrics
 from kd_train.scorer import write_scorer
 
@@ -36,7 +37,7 @@ def _cached_teacher(folder: Path, config: teacher.TeacherConfig, train: Table) -
         meta = teacher.read_meta(folder)
     except teacher.ModelError:
         return None
-    same = meta["config"] == asdict(config) and meta["train_sha256"] == soft_labels.sha256_file(train.path)
+    same = meta["config"] == asdict(config) and meta["train_sha256"] == sha256_file(train.path)
     return meta if same else None
 
 
@@ -122,7 +123,7 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
     result = {"command": command, "wall_s": round(wall_s, 1), "models": models,
               "per_item": {r["item"]: r for r in item_reports}}
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    md = [f"# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
+    md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
           markdown_report(models, "Test set"), "![QWK against parameters](qwk_vs_params.png)", "",
           "![Student confusion matrices](confusion_student.png)", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")

