@@ -215,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_run_evaluate)
 
     p = verbs.add_parser(
+        "report", help="rewrite OUT/report.md, report.json and plots from the per-item results of kd-train train",
+        formatter_class=_formatter,
+        description="Collect OUT/<item>/report.json (written by kd-train train item by item, also by runs that "
+                    "trained different items or models) into one report: report.md, report.json and plots.",
+    )
+    p.add_argument("out", metavar="OUT", help="the --out folder of kd-train train")
+    p.set_defaults(run=_run_report)
+
+    p = verbs.add_parser(
         "demo", help="run the main job end to end on the bundled illustrative item", formatter_class=_formatter,
         description="Run the whole flow on examples/demo (a small, hand-written illustrative item): fine-tune the "
                     "teacher, write its soft labels, distil the student into a scorer directory, train the "
@@ -341,6 +350,15 @@ def _run_train(args: argparse.Namespace) -> None:
     command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
     pipeline.write_report(reports, args.out, command, time.time() - started)
     print(f"scorers in {args.out}/<item>/scorer; report in {args.out}/report.md")
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from kd_train import pipeline
+
+    reports = pipeline.collect_reports(args.out)
+    wall = sum(r.get("wall_s", 0.0) for r in reports)
+    pipeline.write_report(reports, args.out, f"kd-train report {args.out}", wall)
+    print(f"report of {len(reports)} item(s) written to {args.out}/report.md (per-item wall times add up to {wall:.0f} s)")
 
 
 def _run_distill(args: argparse.Namespace) -> None:

@@ -134,3 +134,13 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
     if confusions:
         plot_confusions(confusions, labels, str(out / "confusion_student.png"))
     return result
+
+
+def collect_reports(out: str | Path) -> list[dict]:
+    """The per-item report.json files under ``out`` (as run_item wrote them), in item order."""
+    from kd_train.data import UserError, _natural_key
+
+    paths = sorted(Path(out).glob("*/report.json"), key=lambda p: _natural_key(p.parent.name))
+    if not paths:
+        raise UserError(f"{out}: no <item>/report.json here; run kd-train train --out {out} first")
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]

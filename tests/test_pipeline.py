@@ -98,3 +98,11 @@ def test_tinybert_like_stand_in_is_a_smaller_distilled_transformer(tiny_model, t
     assert tiny["params"] < full["params"] and tiny["test"]["n"] == 100
     meta = json.loads((tmp_path / "demo-ice" / "tinybert_like" / "teacher.json").read_text())
     assert meta["distilled"] and meta["config"]["layers"] == 1
+
+
+def test_report_verb_collects_the_per_item_results(trained, capsys):
+    (trained / "report.json").unlink()
+    assert main(["report", str(trained)]) == 0
+    report = json.loads((trained / "report.json").read_text())
+    assert report["command"] == f"kd-train report {trained}" and "student" in report["models"]
+    assert main(["report", str(trained / "nowhere")]) == 2
