@@ -68,12 +68,14 @@ def summarize(item_reports: list[dict], split: str = "test") -> dict:
 
 def markdown_report(models: dict, title: str = "Results") -> str:
     """The comparison table (means) and the QWK of every model on every item."""
-    lines = [f"## {title}", "", "| model | parameters | mean accuracy | mean QWK | Fisher-z QWK | mean macro-F1 |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, m in models.items():
-        lines.append(f"| {MODEL_NAMES.get(name, name)} | {m['params']:,} | {m['mean_acc']:.3f} | {m['mean_qwk']:.3f} "
-                     f"| {m['fisher_qwk']:.3f} | {m['mean_f1']:.3f} |")
     items = sorted({i for m in models.values() for i in m["items"]}, key=lambda s: (len(s), s))
+    lines = [f"## {title}", "", "| model | items | parameters | mean accuracy | mean QWK | Fisher-z QWK | mean macro-F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in models.items():
+        lines.append(f"| {MODEL_NAMES.get(name, name)} | {len(m['items'])} of {len(items)} | {m['params']:,} "
+                     f"| {m['mean_acc']:.3f} | {m['mean_qwk']:.3f} | {m['fisher_qwk']:.3f} | {m['mean_f1']:.3f} |")
+    if any(len(m["items"]) < len(items) for m in models.values()):
+        lines += ["", "A model run on fewer items is averaged over those items only: compare it item by item below."]
     lines += ["", "QWK per item:", "", "| model | " + " | ".join(items) + " |", "|---|" + "---:|" * len(items)]
     for name, m in models.items():
         cells = [f"{m['items'][i]['qwk']:.3f}" if i in m["items"] else "—" for i in items]
