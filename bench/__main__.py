@@ -1,0 +1,385 @@
+"""The ASAP-SAS benchmark: the paper's comparison, size, CPU speed, the browser and the ablations.
+
+    python -m bench [--cache runs/asap-train] [--items 1 2 ...] [--seeds 3] [--ablation-seeds 2]
+                    [--skip-browser] [--skip-speed] [--quick] [--out bench/results]
+
+Reads ASAP-SAS ($KD_TRAIN_DATA or ../shared/datasets) and the teacher outputs that
+`kd-train train --asap --out runs/asap-train --baselines` cached per item (teacher, soft labels,
+scorer); trains only the cheap models (KD student, ANN, hashing + logistic regression, fastText)
+and never a transformer. Rows that need something not in the cache are reported "not run", with
+the command that would produce it. Writes asap-sas.md, asap-sas.json and asap-sas-*.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench import ablations, fasttext_baseline, others, report, speed
+from bench.cache import CachedItem, find_items, load_item
+from bench.students import Results, aggregate, check_against_pipeline, run_variants, summarize_metrics
+from kd_train import teacher
+from kd_train.data import Dataset, load_asap
+from kd_train.student import export_onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+TINYBERT_COMMAND = "kd-train train --asap --out runs/asap-train --baselines --tinybert"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=Path("runs/asap-train"), help="teacher outputs (default: %(default)s)")
+    ap.add_argument("--data", type=Path, help="folder holding asap-sas/ (default: $KD_TRAIN_DATA or ../shared/datasets)")
+    ap.add_argument("--items", nargs="+", help="items to include (default: every item whose teacher outputs are cached)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds for the student and the ANN (default: %(default)s)")
+    ap.add_argument("--ablation-seeds", type=int, default=2, help="seeds for each ablation setting (default: %(default)s)")
+    ap.add_argument("--skip-browser", action="store_true", help="read bench/results/browser.json instead of running Chromium")
+    ap.add_argument("--skip-speed", action="store_true", help="do not measure CPU speed")
+    ap.add_argument("--quick", action="store_true", help="one seed, small grids, few answers timed: a smoke test")
+    ap.add_argument("--speed-answers", type=int, default=300, help="answers timed per scorer (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: re-write asap-sas.md, the README section and the plots from OUT/asap-sas.json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.ablation_seeds, args.speed_answers = 1, 1, 64
+    return args
+
+
+def log(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def single_model(per_item: dict[str, dict], **extra) -> dict:
+    """A model scored once per item: means, Fisher-z and per-item {acc, qwk, f1, n}."""
+    items = {i: {k: m[k] for k in ("acc", "qwk", "f1", "n")} for i, m in per_item.items()}
+    return {**extra, **summarize_metrics(per_item), "items": items}
+
+
+def not_run(reason: str, command: str, **extra) -> dict:
+    return {**extra, "not_run": reason, "command": command, "mean_acc": None, "mean_qwk": None, "fisher_qwk": None,
+            "mean_f1": None, "items": {}}
+
+
+def seeded_models(results: Results, items: list[CachedItem], seeds: list[int], work: Path) -> dict:
+    """Student and ANN rows; bytes: the pipeline's model.onnx, and the ANN seed-0 model exported alike."""
+    student = aggregate(results[ablations.STUDENT], "test", seeds)
+    student["bytes"] = max((i.folder / "scorer" / "model.onnx").stat().st_size for i in items
+                           if (i.folder / "scorer" / "model.onnx").is_file())
+    ann = aggregate(results[ablations.ANN], "test", seeds)
+    onnx = work / "ann.onnx"
+    export_onnx(results[ablations.ANN][0][items[0].item]["model"], onnx)
+    ann["bytes"] = onnx.stat().st_size
+    return {"student": student, "ann": ann}
+
+
+def fasttext_models(items: list[CachedItem], work: Path, quick: bool) -> tuple[dict, dict, dict]:
+    grid = fasttext_baseline.QUICK_GRID if quick else fasttext_baseline.GRID
+    runs = {}
+    for item in items:
+        runs[item.item] = fasttext_baseline.run_item(item, work, grid)
+        r = runs[item.item].report
+        log(f"  fastText item {item.item}: {r['settings']} → val QWK {r['val']['qwk']:.3f}, test QWK "
+            f"{r['test']['qwk']:.3f} (.ftz {r['ftz']['test']['qwk']:.3f})")
+    reports = {i: r.report for i, r in runs.items()}
+    settings = {i: r["settings"] for i, r in reports.items()}
+    ft = single_model({i: r["test"] for i, r in reports.items()}, params=max(r["params"] for r in reports.values()),
+                      bytes=max(r["bytes"] for r in reports.values()), settings=settings)
+    ftz = single_model({i: r["ftz"]["test"] for i, r in reports.items()}, params=ft["params"],
+                       bytes=max(r["ftz"]["bytes"] for r in reports.values()))
+    return ft, ftz, runs
+
+
+def tinybert_row(items: list[CachedItem], size: dict | None) -> dict:
+    cached = {i.item: others.tinybert_cached(i) for i in items}
+    size_note = ("TinyBERT-like size: the packaged all-MiniLM-L6-v2 cut to its first 3 layers with a 4-class head "
+                 "(as `--tinybert` builds it), counted and saved here; training does not change it.")
+    size = size or {"params": None, "bytes": None}
+    if all(cached.values()):
+        return single_model({i: c["test"] for i, c in cached.items()}, **size, size_note=size_note)
+    missing = [i for i, c in cached.items() if not c]
+    partial = {i: {k: c["test"][k] for k in ("acc", "qwk", "f1", "n")} for i, c in cached.items() if c}
+    return not_run(f"the 3-layer stand-in has not been fine-tuned for items {', '.join(missing)} (no GPU this session, "
+                   f"and about 10 min per item on this CPU)", TINYBERT_COMMAND, **size, size_note=size_note,
+                   items_partial=partial)
+
+
+def tinybert_partial_note(models: dict) -> list[str]:
+    """Where the stand-in exists for some items only: it beside the others on those items (not in the means)."""
+    partial = models["tinybert_like"].get("items_partial") or {}
+    if not partial:
+        return []
+    cells = []
+    for item, m in partial.items():
+        others_ = ", ".join(f"{name} {models[name]['items'][item]['qwk']:.3f}" for name in ("teacher", "student", "ann",
+                                                                                           "hashing_lr", "fasttext"))
+        cells.append(f"item {item}: TinyBERT-like QWK {m['qwk']:.3f} (accuracy {m['acc']:.3f}) vs {others_}")
+    return [f"TinyBERT-like stand-in, cached for items {', '.join(partial)} only (left out of the means): " + "; ".join(cells)
+            + f" (from `{TINYBERT_COMMAND}` run on those items)."]
+
+
+def accuracy_models(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int], work: Path,
+                    quick: bool) -> tuple[dict, dict]:
+    log("\n== 1. accuracy on test_public")
+    models = {"teacher": single_model({i.item: others.teacher_test(i) for i in items},
+                                      params=max(i.teacher_meta["params"] for i in items),
+                                      bytes=max((i.folder / "teacher" / "model.safetensors").stat().st_size for i in items))}
+    models |= seeded_models(results, items, seeds, work)
+    models["tinybert_like"] = tinybert_row(items, None)
+    lr = {i.item: others.hashing_lr(data, i) for i in items}
+    models["hashing_lr"] = single_model({i: r["test"] for i, r in lr.items()}, params=max(r["params"] for r in lr.values()),
+                                        bytes=None, C={i: r["C"] for i, r in lr.items()},
+                                        source={i: r["source"] for i, r in lr.items()},
+                                        bytes_note="Hashing + LR is not saved as a file here (its weights as float32 "
+                                                   "would take 4 bytes per parameter).")
+    models["fasttext"], models["fasttext_ftz"], ft_runs = fasttext_models(items, work, quick)
+    models["human"] = single_model({i.item: others.human_agreement(data, i) for i in items})
+    for name in report.MODEL_ORDER:
+        m = models[name]
+        if not m.get("not_run"):
+            log(f"  {name:<14} mean acc {m['mean_acc']:.3f}  mean QWK {m['mean_qwk']:.3f}  Fisher-z {m['fisher_qwk']:.3f}"
+                f"  macro-F1 {m['mean_f1']:.3f}")
+    return models, ft_runs
+
+
+def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: bool) -> tuple[dict, dict]:
+    """Throughput of every scorer on the same answers, and the TinyBERT-like stand-in's size."""
+    log("\n== 3. CPU speed")
+    item = items[0]
+    answers = speed.sample_answers([i.test for i in items], n_answers)
+    teacher_model, teacher_tok = speed.load_teacher(item.folder / "teacher")
+    base_model = teacher.resolve_model(item.teacher_meta["config"]["model"])
+    tiny_model, tiny_tok = speed.tinybert_like(base_model, max(len(i.values) for i in items))
+    tiny_size = speed.transformer_size(tiny_model)
+    max_len = item.teacher_meta["config"]["max_length"]
+    predictors = {
+        "student": speed.student_predictor(item.folder / "scorer" / "model.onnx", item.featurizer),
+        **speed.student_parts(item.folder / "scorer" / "model.onnx", item.featurizer, answers),
+        "fasttext": speed.fasttext_predictor(ft_runs[item.item].bin_path),
+        "fasttext_ftz": speed.fasttext_predictor(ft_runs[item.item].ftz_path),
+        "tinybert_like": speed.transformer_predictor(tiny_model, tiny_tok, max_len),
+        "teacher": speed.transformer_predictor(teacher_model, teacher_tok, max_len),
+    }
+    repeats = {"tinybert_like": 1, "teacher": 1} if not quick else {k: 1 for k in predictors}
+    measured = speed.measure(predictors, answers, repeats, log)
+    ratios = {f"student / {name}": {b: measured["student"][b] / measured[name][b] for b in ("batch_1", "batch_64")}
+              for name in ("tinybert_like", "teacher", "fasttext")}
+    notes = [f"{len(answers)} answers drawn at random (seed 0) from the included items' test_public answers; item "
+             f"{item.item}'s models; best of {repeats.get('student', 3)} pass(es) for the student and fastText, one pass for "
+             "the transformers, after a warm-up batch; batches of 64 are formed longest answers first.",
+             "Student = `kd_train/featurize.py` (pure Python, the file the page runs) + onnxruntime on model.onnx; fastText "
+             "includes the same lower-casing/tokenising it was trained with; transformers include their tokenizer "
+             f"(up to {max_len} tokens, padded to the longest answer in the batch).",
+             "Teacher: the fine-tuned item model from the cache. TinyBERT-like: the packaged base model cut to 3 layers "
+             "with an untrained head: weights need not be fine-tuned to time them.",
+             speed.cpu_note() + "."]
+    block = {"student_per_s": measured["student"]["batch_64"], "tinybert_like_per_s": measured["tinybert_like"]["batch_64"],
+             "teacher_per_s": measured["teacher"]["batch_64"], "fasttext_per_s": measured["fasttext"]["batch_64"],
+             "fasttext_ftz_per_s": measured["fasttext_ftz"]["batch_64"], "measured": measured, "ratios": ratios,
+             "notes": notes, "answers": len(answers)}
+    for name, r in ratios.items():
+        log(f"  {name}: ×{r['batch_1']:.1f} (batch 1), ×{r['batch_64']:.1f} (batch 64)")
+    return block, tiny_size
+
+
+def browser_from(raw: dict, source: str) -> dict:
+    med = statistics.median
+    su = raw["start_up"]
+    return {"usable_ms": med(su["page_usable_ms"]), "first_score_ms": med(su["first_score_ms"]),
+            "bare_pyodide_ms": med(su["bare_pyodide_page_ms"]), "bare_load_pyodide_call_ms": med(su["bare_load_pyodide_ms"]),
+            "per_answer_ms_p50": raw["single_ms"]["median"], "per_answer_ms_p90": raw["single_ms"]["p90"],
+            "batch200_per_answer_ms_p50": raw["batch200_per_answer_ms"]["median"],
+            "batch200_per_answer_ms_p90": raw["batch200_per_answer_ms"]["p90"], "batch5000_s": raw["batch5000_s"],
+            "bundle_bytes": raw["sizes"]["raw"], "bundle_gzip_bytes": raw["sizes"]["gzip"],
+            "bundle_brotli_bytes": raw["sizes"]["brotli"], "source": source}
+
+
+def browser_block(args: argparse.Namespace, item: CachedItem, command: str) -> dict:
+    saved = ROOT / "bench" / "results" / "browser.json"
+    if args.skip_browser:
+        raw = json.loads(saved.read_text(encoding="utf-8"))
+        return browser_from(raw, f"Not measured in this run (--skip-browser): read from bench/results/browser.json, measured "
+                                 f"{raw['date']} by `{raw['command']}`.")
+    from bench import browser
+
+    log("\n== 4. browser (headless Chromium)")
+    ns = argparse.Namespace(scorer=item.folder / "scorer", answers=None, starts=1 if args.quick else 3,
+                            repeat=2 if args.quick else 20, out=args.out)
+    raw = browser.run(ns)
+    raw["command"] = f"{command}  (its browser part: bench/browser.py on {item.folder / 'scorer'})"
+    log(browser.write_report(raw, args.out))
+    return browser_from(raw, f"Measured in this run with bench/browser.py on item {item.item}'s scorer "
+                             f"(also written to browser.md/json).")
+
+
+def alt_teachers(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int]) -> dict:
+    out = {}
+    for name, spec in ablations.ALT_TEACHERS.items():
+        cache = Path(spec["cache"])
+        alt = [load_item(cache / i.item, i.item, data) for i in items if others.alt_teacher_present(cache, i.item)]
+        if not alt:
+            out[name] = spec | {"not_run": f"no cached outputs in {cache} for the included items; it needs {spec['needs']}"}
+            continue
+        log(f"\n== 5. students from another teacher: {spec['title']} (items {', '.join(i.item for i in alt)})")
+        alt_results = run_variants(alt, {ablations.STUDENT: seeds})
+        out[name] = spec | ablations.alt_teacher(alt, items, alt_results, results, seeds, others.teacher_test)
+    return out
+
+
+def goal_rows(models: dict, speed_: dict, browser: dict) -> list[tuple[str, str, str]]:
+    s = models["student"]
+    gap = models["teacher"]["mean_qwk"] - s["mean_qwk"]
+    rows = [("default student ≤ 0.03M parameters", f"{s['params']:,}", "yes" if s["params"] <= 30_000 else "no"),
+            ("within 0.02 mean QWK of its teacher", f"gap {gap:+.3f}", "yes" if gap <= 0.02 else "no")]
+    for name in ("ann", "tinybert_like", "hashing_lr", "fasttext"):
+        other, label = models[name].get("mean_qwk"), f"mean QWK above {report.LABELS[name].split(':')[0]}"
+        if other is None:
+            rows.append((label, "not run", "unknown"))
+        else:
+            rows.append((label, f"{s['mean_qwk']:.3f} vs {other:.3f}", "yes" if s["mean_qwk"] > other else "no"))
+    if speed_.get("measured"):
+        r = speed_["ratios"]["student / tinybert_like"]
+        rows.append(("≥ 100× the TinyBERT-like stand-in's CPU throughput",
+                     f"×{r['batch_1']:.0f} (batch 1), ×{r['batch_64']:.0f} (batch 64)", "yes" if min(r.values()) >= 100 else "no"))
+        f = speed_["ratios"]["student / fasttext"]
+        rows.append(("about fastText's throughput", f"×{f['batch_64']:.2f} of fastText (batch 64)",
+                     "yes" if f["batch_64"] >= 0.5 else "no"))
+    rows.append(("browser: < 2 ms per answer", f"{browser['per_answer_ms_p50']:.1f} ms single, "
+                 f"{browser['batch200_per_answer_ms_p50']:.2f} ms in a batch", "yes" if browser["per_answer_ms_p50"] < 2 else
+                 ("in batches only" if browser["batch200_per_answer_ms_p50"] < 2 else "no")))
+    rows.append(("page usable in < 1 s", f"{browser['usable_ms']:.0f} ms usable, first score after "
+                 f"{browser['first_score_ms'] / 1000:.1f} s", "yes (typing); scoring no" if browser["usable_ms"] < 1000
+                 and browser["first_score_ms"] >= 1000 else ("yes" if browser["usable_ms"] < 1000 else "no")))
+    return rows
+
+
+def accuracy_notes(items: list[CachedItem], results: Results, seeds: list[int], models: dict) -> list[str]:
+    check_s = check_against_pipeline(results, ablations.STUDENT, items, "student")
+    check_a = check_against_pipeline(results, ablations.ANN, items, "ann")
+    same = lambda c: ("yes for every item" if c and all(c.values()) else f"{c}")  # noqa: E731
+    folds = {i.soft_train.fingerprint.get("folds", 0) for i in items}
+    differ = [i.item for i in items if i.student_config != items[0].student_config or i.featurizer != items[0].featurizer]
+    return ([f"Items {', '.join(differ)} were distilled by the pipeline with other settings than item {items[0].item}; "
+             f"the ablation grid follows item {items[0].item}'s."] if differ else []) + [
+        f"Student and ANN: mean ± std over seeds {seeds} (each seed its own stratified 10% validation split of train.csv, "
+        "initialisation and shuffling); the pipeline's settings (`StudentConfig` defaults: 14 hidden units, 2,048 buckets, "
+        "α 0.5, T 2, transfer set = test_private_unlabeled.csv). Seed 0 reproduces the pipeline's own runs "
+        f"(report.json test metrics): student {same(check_s)}; ANN {same(check_a)}.",
+        "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on 90% of each item's train.csv "
+        f"answers (10% for early stopping); its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
+        "Hashing + LR: `kd_train.baselines.hashing_lr`, the student's featurizer, C chosen on the seed-0 val split; "
+        "one seed (deterministic). " + lr_source(models["hashing_lr"]),
+        "fastText: settings chosen per item on the seed-0 val split (grid: lr × epoch × wordNgrams × char n-grams, dim 50, "
+        "bucket 100k, 1 thread, seed 0), trained on the other 90%; .ftz = that model quantized (qnorm, no retraining). "
+        "Chosen: " + "; ".join(f"item {i}: lr {s['lr']}, epoch {s['epoch']}, wordNgrams {s['wordNgrams']}, "
+                               f"char {s['minn']}–{s['maxn']}" for i, s in models["fasttext"]["settings"].items()) + ".",
+        "Human–human: score vs score2 on train.csv (test_public.csv carries one score only), all of each item's answers.",
+        "Macro-F1 averages F1 over every score value of the item (a value a model never predicts counts as 0).",
+    ]
+
+
+def lr_source(lr: dict) -> str:
+    cached = [i for i, s in lr["source"].items() if s == "pipeline report.json"]
+    trained = {i: lr["C"][i] for i in lr["source"] if i not in cached}
+    parts = [f"items {', '.join(cached)}: read from the pipeline's report.json (the same call, split and seed)"] if cached else []
+    parts += [f"items {', '.join(trained)}: trained here (C per item: {trained})"] if trained else []
+    return "; ".join(parts) + "."
+
+
+def select_items(args: argparse.Namespace, data: Dataset) -> tuple[list[CachedItem], dict[str, str]]:
+    items, missing = find_items(args.cache, args.items, data)
+    log(f"items included: {', '.join(i.item for i in items) or 'none'}")
+    for item, why in missing.items():
+        log(f"item {item} missing: {why}")
+    if not items:
+        sys.exit(f"python -m bench: no item in {args.cache} has complete teacher outputs; run "
+                 f"`kd-train train --asap --out {args.cache} --baselines` first")
+    return items, missing
+
+
+def run_ablations(data: Dataset, items: list[CachedItem], results: Results, quick: bool, seeds: list[int]) -> tuple[dict, dict]:
+    log("\n== 5. ablations")
+    abl = {"sizes": ablations.sizes(results, items[0], quick, seeds),
+           "alpha_t": ablations.alpha_t(results, items[0], quick, seeds),
+           "transfer": ablations.transfer(results, seeds),
+           "early_stopping": ablations.patience(results, items[0], seeds),
+           "in_sample": {i.item: others.in_sample_gap(i) for i in items},
+           "max_epochs": items[0].student_config.epochs, "patience": items[0].student_config.patience}
+    return abl, alt_teachers(data, items, results, seeds)
+
+
+def not_run_list(models: dict, alt: dict, missing: dict[str, str]) -> list[str]:
+    out = [f"TinyBERT-like stand-in accuracy: {models['tinybert_like']['not_run']}; `{TINYBERT_COMMAND}`"
+           ] if models["tinybert_like"].get("not_run") else []
+    out += [f"{spec['title']}: {spec['not_run']}; `{spec['command']}`" for spec in alt.values() if spec.get("not_run")]
+    return out + ([f"items {', '.join(missing)}: {'; '.join(sorted(set(missing.values())))}"] if missing else [])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.render:
+        write_outputs(json.loads((args.out / "asap-sas.json").read_text(encoding="utf-8")), args.out)
+        return
+    if importlib.util.find_spec("fasttext") is None:
+        sys.exit("python -m bench: the fastText baseline needs the package fasttext-wheel: pip install -e '.[bench]'")
+    command = " ".join(["python -m bench", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    started, load = time.time(), ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = load_asap(args.data)
+    items, missing = select_items(args, data)
+    seeds, abl_seeds = list(range(args.seeds)), list(range(min(args.seeds, args.ablation_seeds)))
+    log(f"\n== training students: seeds {seeds} (main table), {abl_seeds} (ablations)")
+    results = run_variants(items, ablations.plan(items[0], args.quick, seeds, abl_seeds),
+                           keep_models={(ablations.ANN, 0, items[0].item)})
+    with tempfile.TemporaryDirectory() as tmp:
+        models, ft_runs = accuracy_models(data, items, results, seeds, Path(tmp), args.quick)
+        speed_result, tiny_size = ({"not_run": "--skip-speed"}, None) if args.skip_speed else \
+            speed_block(items, ft_runs, args.speed_answers, args.quick)
+    models["tinybert_like"] = tinybert_row(items, tiny_size)
+    browser = browser_block(args, items[0], command)
+    abl, alt = run_ablations(data, items, results, args.quick, abl_seeds)
+    result = {
+        "command": command, "wall_s": round(time.time() - started, 1), "quick": args.quick,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"Python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs (load average "
+                   f"{load} at the start), every model on 1 thread",
+        "items_included": [i.item for i in items], "items_missing": missing,
+        "settings": {"seeds": seeds, "ablation_seeds": abl_seeds, "cache": str(args.cache),
+                     "student_config": vars(items[0].student_config), "featurizer": items[0].featurizer},
+        "models": {k: models[k] for k in report.MODEL_ORDER},
+        "speed": speed_result, "browser": browser, "ablations": abl, "alt_teachers": alt,
+        "notes": {"accuracy": accuracy_notes(items, results, seeds, models) + tinybert_partial_note(models)}, "not_run": not_run_list(models, alt, missing),
+        "goal": goal_rows(models, speed_result, browser),
+    }
+    write_outputs(result, args.out)
+
+
+def write_outputs(result: dict, out: Path) -> None:
+    items = result["items_included"]
+    report.plot_items(result["models"], items, out / "asap-sas-items.png")
+    report.plot_sizes(result["ablations"]["sizes"], out / "asap-sas-sizes.png")
+    report.plot_alpha_t(result["ablations"]["alpha_t"], out / "asap-sas-alpha-T.png")
+    report.write_json(result, out / "asap-sas.json")
+    text = report.write_markdown(result, out / "asap-sas.md")
+    log("\n" + text)
+    readme = report.readme_results(result)
+    (out / "asap-sas-readme.md").write_text(readme, encoding="utf-8")
+    log("\nREADME section (also in asap-sas-readme.md):\n\n" + readme)
+    log(f"wrote {out / 'asap-sas.md'}, {out / 'asap-sas.json'} and plots ({result['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

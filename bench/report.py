@@ -1,0 +1,302 @@
+"""bench/results/asap-sas.{md,json} and the plots, from what `python -m bench` measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MODEL_ORDER = ["teacher", "student", "ann", "tinybert_like", "hashing_lr", "fasttext", "fasttext_ftz", "human"]
+LABELS = {
+    "teacher": "Teacher: all-MiniLM-L6-v2 fine-tuned",
+    "student": "KD student (default settings)",
+    "ann": "ANN: same network, human scores only",
+    "tinybert_like": "TinyBERT-like stand-in (3 layers)",
+    "hashing_lr": "Hashing + logistic regression",
+    "fasttext": "fastText supervised (.bin)",
+    "fasttext_ftz": "fastText quantized (.ftz)",
+    "human": "Human–human (score vs score2, train.csv)",
+}
+
+
+def _f(x, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _pm(m: dict, key: str) -> str:
+    std = m.get(f"{key}_std")
+    return _f(m.get(key)) + (f" ± {std:.3f}" if std is not None else "")
+
+
+def _ratio(x: float) -> str:
+    return f"{x:,.0f}×" if x >= 10 else f"{x:.2g}×"
+
+
+def accuracy_section(models: dict, items: list[str], notes: list[str]) -> list[str]:
+    lines = ["## 1. Accuracy on test_public", "",
+             "| model | mean accuracy | mean QWK | Fisher-z QWK | mean macro-F1 |", "|---|---:|---:|---:|---:|"]
+    for name in MODEL_ORDER:
+        m = models[name]
+        if m.get("not_run"):
+            lines.append(f"| {LABELS[name]} | not run | not run | not run | not run |")
+            continue
+        lines.append(f"| {LABELS[name]} | {_pm(m, 'mean_acc')} | {_pm(m, 'mean_qwk')} | {_pm(m, 'fisher_qwk')} "
+                     f"| {_pm(m, 'mean_f1')} |")
+    for metric, title in (("qwk", "QWK"), ("acc", "Accuracy"), ("f1", "Macro-F1")):
+        lines += ["", f"{title} per item (student and ANN: mean ± std over seeds):", "",
+                  "| model | " + " | ".join(items) + " |", "|---|" + "---:|" * len(items)]
+        for name in MODEL_ORDER:
+            m = models[name]
+            cells = [_pm(m["items"][i], metric) if i in m.get("items", {}) else "—" for i in items]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + ["", "![QWK per item](asap-sas-items.png)", ""] + [f"- {n}" for n in notes] + [""]
+
+
+def size_section(models: dict) -> list[str]:
+    teacher = models["teacher"]["params"]
+    lines = ["## 2. Size", "", "| model | parameters | on disk | teacher params / model params |", "|---|---:|---:|---:|"]
+    for name in MODEL_ORDER:
+        m = models[name]
+        if not m.get("params"):
+            continue
+        size = "—" if m.get("bytes") is None else f"{m['bytes']:,} B"
+        lines.append(f"| {LABELS[name]} | {m['params']:,} | {size} | {_ratio(teacher / m['params'])} |")
+    return lines + ["", "- Sizes are the largest over the included items (items scored 0–3 have one more output than 0–2).",
+                    "- " + models["hashing_lr"].get("bytes_note", ""), "- " + models["tinybert_like"].get("size_note", ""), ""]
+
+
+def speed_section(speed: dict) -> list[str]:
+    if speed.get("not_run"):
+        return ["## 3. CPU speed", "", f"Not run: {speed['not_run']}", ""]
+    lines = ["## 3. CPU speed (answers per second, same answers, one run)", "",
+             "| scorer | batch 1 | batch 64 |", "|---|---:|---:|"]
+    for name, r in speed["measured"].items():
+        lines.append(f"| {name} | {r['batch_1']:,.0f} | {r['batch_64']:,.0f} |")
+    lines += ["", "| ratio | batch 1 | batch 64 |", "|---|---:|---:|"]
+    for name, r in speed["ratios"].items():
+        lines.append(f"| {name} | {_ratio(r['batch_1'])} | {_ratio(r['batch_64'])} |")
+    return lines + [""] + [f"- {n}" for n in speed["notes"]] + [""]
+
+
+def browser_section(browser: dict) -> list[str]:
+    rows = [("page usable", f"{browser['usable_ms']:.0f} ms"), ("first score possible", f"{browser['first_score_ms']:.0f} ms"),
+            ("bare loadPyodide() page, same run (the floor)", f"{browser['bare_pyodide_ms']:.0f} ms"),
+            ("one answer, median / p90", f"{browser['per_answer_ms_p50']:.1f} / {browser['per_answer_ms_p90']:.1f} ms"),
+            ("per answer in batches of 200, median / p90",
+             f"{browser['batch200_per_answer_ms_p50']:.2f} / {browser['batch200_per_answer_ms_p90']:.2f} ms"),
+            ("5,000 answers end to end", f"{browser['batch5000_s']:.1f} s"),
+            ("bundle raw / gzip / brotli", f"{browser['bundle_bytes'] / 1e6:.1f} / {browser['bundle_gzip_bytes'] / 1e6:.1f} / "
+                                           f"{browser['bundle_brotli_bytes'] / 1e6:.1f} MB")]
+    return (["## 4. Browser (headless Chromium)", "", "| measure | value |", "|---|---:|"]
+            + [f"| {a} | {b} |" for a, b in rows] + ["", f"- {browser['source']}", ""])
+
+
+def _size_rows(sizes: dict) -> list[str]:
+    lines = ["| buckets | hidden | params | KD val QWK | KD test QWK | ANN val QWK | ANN test QWK | KD − ANN (test) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sizes["rows"]:
+        kd, ann = r["kd"], r["ann"]
+        lines.append(f"| {r['buckets']:,} | {r['hidden']} | {kd['params']:,} | {_f(kd['val_qwk'])} | {_pm(kd, 'test_qwk')} "
+                     f"| {_f(ann['val_qwk'])} | {_pm(ann, 'test_qwk')} | {kd['test_qwk'] - ann['test_qwk']:+.3f} |")
+    return lines
+
+
+def _choice(label: str, row: dict | None, default_test: float, keys: tuple[str, ...]) -> str:
+    if row is None:
+        return f"- {label}: none"
+    setting = ", ".join(f"{k} {row[k]:g}" for k in keys)
+    return (f"- {label}: {setting} (val QWK {row['val_qwk']:.3f}); its test QWK {row['test_qwk']:.3f} "
+            f"vs the default's {default_test:.3f}")
+
+
+def early_stopping_lines(es: dict) -> list[str]:
+    lines = ["", "### Early stopping patience (epochs without a better val QWK before stopping)", "",
+             "A collapsed run predicts one score value for every test answer (QWK 0): its val QWK never rose above "
+             "that of epoch 1 within the patience.", "",
+             "| patience | student | val QWK | test QWK | collapsed runs |", "|---:|---|---:|---:|---:|"]
+    for r in es["rows"]:
+        for key in ("kd", "kd no-transfer", "ann"):
+            x = r[key]
+            runs = f" ({', '.join(x['constant_runs'])})" if x["constant_runs"] else ""
+            lines.append(f"| {r['patience']} | {key} | {_f(x['val_qwk'])} | {_pm(x, 'test_qwk')} | "
+                         f"{len(x['constant_runs'])} of {x['runs']}{runs} |")
+    return lines + ["", f"- val-selected patience (KD student): {es['val_choice']} (default {es['default']})"]
+
+
+def ablation_section(abl: dict, alt: dict, seeds: list[int]) -> list[str]:
+    sizes, at, tr = abl["sizes"], abl["alpha_t"], abl["transfer"]
+    default_test = tr["with"]["test_qwk"]
+    lines = ["## 5. Ablations (student side)", "",
+             f"Means over the included items and seeds {seeds}; the val split is the student's own 10% of train.csv "
+             "(also its early-stopping split, so val QWK flatters every setting alike). Choices by val, test shown beside.", "",
+             "### KD vs ANN across student sizes", "", *_size_rows(sizes), "",
+             "![QWK against parameters, KD and ANN](asap-sas-sizes.png)", "",
+             _choice("val-selected size", sizes["val_choice"], default_test, ("buckets", "hidden")),
+             _choice(f"val-selected size within {sizes['param_budget']:,} parameters", sizes["val_choice_within_budget"],
+                     default_test, ("buckets", "hidden")), "",
+             "### α (weight of the distillation term) × T (temperature)", "",
+             "| α | T | val QWK | test QWK | test Fisher-z QWK |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['alpha']:g} | {r['temperature']:g} | {_f(r['val_qwk'])} | {_pm(r, 'test_qwk')} | {_f(r['test_fisher_qwk'])} |"
+              for r in at["rows"]]
+    lines += [f"| 0 (ANN) | — | {_f(at['ann']['val_qwk'])} | {_pm(at['ann'], 'test_qwk')} | {_f(at['ann']['test_fisher_qwk'])} |", "",
+              "![α × T](asap-sas-alpha-T.png)", "",
+              _choice("val-selected α, T", at["val_choice"], default_test, ("alpha", "temperature")), "",
+              "### Unlabeled transfer set (test_private_unlabeled.csv, scored by the teacher only)", "",
+              "| student | val QWK | test QWK | test accuracy |", "|---|---:|---:|---:|"]
+    for key, label in (("with", "with the transfer set (default)"), ("without", "without")):
+        r = tr[key]
+        lines.append(f"| {label} | {_f(r['val_qwk'])} | {_pm(r, 'test_qwk')} | {_f(r['test_acc'])} |")
+    d = tr["with"]
+    lines += early_stopping_lines(abl["early_stopping"]) if "early_stopping" in abl else []
+    lines += ["", f"Epochs: early stopping on val QWK picked epoch {d['best_epoch_median']:.0f} (median; range "
+              f"{d['best_epoch_range'][0]}–{d['best_epoch_range'][1]}) for the default student, of at most "
+              f"{abl['max_epochs']} with patience {abl['patience']}.",
+              "", "### In-sample soft labels: how much the teacher memorised", "",
+              "The pipeline's soft labels for train.csv come from a teacher that was fine-tuned on 90% of them (no "
+              "cross-fitting). Its argmax against the human score:", "",
+              "| item | on its fit answers: acc / QWK | on its held-out val answers: acc / QWK | mean top probability (fit / val) |",
+              "|---|---:|---:|---:|"]
+    for item, g in abl["in_sample"].items():
+        fit, val = g["fit (seen in training)"], g["val (held out)"]
+        lines.append(f"| {item} | {fit['acc']:.3f} / {fit['qwk']:.3f} | {val['acc']:.3f} / {val['qwk']:.3f} "
+                     f"| {fit['mean_max_prob']:.2f} / {val['mean_max_prob']:.2f} |")
+    lines += ["", "### Other teachers", ""]
+    for name, r in alt.items():
+        if r.get("not_run"):
+            lines.append(f"- **{r['title']}**: not run — {r['not_run']}. Make it with `{r['command']}`, then re-run "
+                         f"`python -m bench` (it reads `{r['cache']}`).")
+        else:
+            s = r["student"]
+            lines.append(f"- **{r['title']}** (items {', '.join(r['items'])}): teacher mean QWK {r['teacher_qwk']['alt']:.3f} "
+                         f"vs {r['teacher_qwk']['main']:.3f}; KD student {s['alt']['test_qwk']:.3f} vs {s['main']['test_qwk']:.3f}.")
+    return lines + [""]
+
+
+def goal_section(goal: list[tuple[str, str, str]]) -> list[str]:
+    lines = ["## Against the goal", "", "| goal | measured | met |", "|---|---|---|"]
+    return lines + [f"| {a} | {b} | {c} |" for a, b, c in goal] + [""]
+
+
+def write_markdown(result: dict, path: Path) -> str:
+    inc, miss = result["items_included"], result["items_missing"]
+    head = ["# ASAP-SAS: teacher, KD student and baselines — accuracy, size, speed, browser, ablations", "",
+            f"Command (repo root): `{result['command']}`  ", f"Date: {result['date']}; wall time {result['wall_s']:.0f} s; "
+            f"{result['machine']}.", "",
+            "## Items", "", f"Included ({len(inc)} of 10): **{', '.join(inc)}**"
+            + (" — every mean below is over these items only, so it is not comparable with a 10-item mean." if len(inc) < 10
+               else "."), ""]
+    if miss:
+        head += ["Missing:", ""] + [f"- item {i}: {why}" for i, why in miss.items()] + [""]
+    if result.get("quick"):
+        head += ["**Quick run** (`--quick`): one seed, small grids — a smoke test, not the benchmark.", ""]
+    body = (head + accuracy_section(result["models"], inc, result["notes"]["accuracy"]) + size_section(result["models"])
+            + speed_section(result["speed"]) + browser_section(result["browser"])
+            + ablation_section(result["ablations"], result["alt_teachers"], result["settings"]["ablation_seeds"])
+            + goal_section(result["goal"]) + ["## Not run", ""] + [f"- {n}" for n in result["not_run"]] + [""])
+    text = "\n".join(body)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def write_json(result: dict, path: Path) -> None:
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sizes(sizes: dict, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for key, label, style in (("kd", "KD student", "o-"), ("ann", "ANN (human scores only)", "s--")):
+        rows = sorted(sizes["rows"], key=lambda r: r[key]["params"])
+        x = [r[key]["params"] for r in rows]
+        y = [r[key]["test_qwk"] for r in rows]
+        err = [r[key]["test_qwk_std"] or 0.0 for r in rows]
+        ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=label)
+    ax.axvline(sizes["param_budget"], color="grey", lw=0.8, ls=":")
+    ax.annotate(f"{sizes['param_budget'] // 1000}k-parameter goal", (sizes["param_budget"], ax.get_ylim()[0]),
+                textcoords="offset points", xytext=(4, 4), fontsize=8, color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale; buckets × hidden width)")
+    ax.set_ylabel("mean QWK on test_public")
+    ax.set_title("KD vs ANN across student sizes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_alpha_t(at: dict, path: Path) -> None:
+    plt = _plt()
+    alphas = sorted({r["alpha"] for r in at["rows"]})
+    temps = sorted({r["temperature"] for r in at["rows"]})
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    for ax, key, title in zip(axes, ("val_qwk", "test_qwk"), ("val (selects)", "test_public (reported)")):
+        grid = [[next(r[key] for r in at["rows"] if r["alpha"] == a and r["temperature"] == t) for t in temps] for a in alphas]
+        im = ax.imshow(grid, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(temps)), [f"{t:g}" for t in temps])
+        ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+        ax.set_xlabel("T")
+        ax.set_ylabel("α")
+        ax.set_title(f"mean QWK, {title}", fontsize=9)
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                dark = v < (min(map(min, grid)) + max(map(max, grid))) / 2
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_items(models: dict, items: list[str], path: Path) -> None:
+    plt = _plt()
+    names = [n for n in MODEL_ORDER if not models[n].get("not_run")]
+    groups = items + ["mean"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 3), 4))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        y = [models[name]["items"].get(i, {}).get("qwk", float("nan")) for i in items] + [models[name]["mean_qwk"]]
+        ax.bar([j + k * width for j in range(len(groups))], y, width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], [f"item {i}" for i in items] + ["mean"])
+    ax.set_ylabel("QWK on test_public (human: train.csv)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def readme_results(result: dict) -> str:
+    """A short "Results" section for the README: the headline table, the command, what it shows."""
+    m, sp = result["models"], result["speed"]
+    per_s = {"student": "student_per_s", "teacher": "teacher_per_s", "tinybert_like": "tinybert_like_per_s",
+             "fasttext": "fasttext_per_s", "fasttext_ftz": "fasttext_ftz_per_s"}
+    lines = ["## Results", "",
+             f"ASAP-SAS, train.csv → test_public.csv, items {', '.join(result['items_included'])} "
+             f"({len(result['items_included'])} of 10); student and ANN: mean ± std over seeds {result['settings']['seeds']}. "
+             "Full tables, sizes, browser timings, ablations and what was not run: "
+             "[bench/results/asap-sas.md](bench/results/asap-sas.md).", "",
+             "| model | parameters | mean QWK | Fisher-z QWK | mean accuracy | CPU answers/s (1 thread, batches of 64) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in MODEL_ORDER:
+        row = m[name]
+        speed_ = sp.get(per_s.get(name, ""), None) if not sp.get("not_run") else None
+        cells = ["not run"] * 3 if row.get("not_run") else [_pm(row, "mean_qwk"), _pm(row, "fisher_qwk"), _pm(row, "mean_acc")]
+        lines.append(f"| {LABELS[name]} | {_int(row.get('params'))} | " + " | ".join(cells)
+                     + f" | {'—' if speed_ is None else f'{speed_:,.0f}'} |")
+    lines += ["", "```sh", result["command"], "```", ""]
+    lines += [f"- {a}: {b} — {c}." for a, b, c in result["goal"]]
+    return "\n".join(lines) + "\n"
+
+
+def _int(x) -> str:
+    return "—" if not x else f"{x:,}"
