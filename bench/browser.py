@@ -95,7 +95,7 @@ def load_answers(path: Path | None) -> tuple[list[str], str]:
         path = asap if asap.is_file() else ROOT / "examples" / "demo" / "responses.csv"
     with open(path, newline="", encoding="utf-8") as f:
         answers = [row["response"] for row in csv.DictReader(f)]
-    return answers, str(path)
+    return answers, f"{path.parent.name}/{path.name}"  # no machine-specific path in the results
 
 
 def answers_csv(texts: list[str]) -> str:
