@@ -74,15 +74,14 @@ def not_run(reason: str, command: str, **extra) -> dict:
 
 
 def seeded_models(results: Results, items: list[CachedItem], seeds: list[int], work: Path) -> dict:
-    """Student and ANN rows; bytes: the pipeline's model.onnx, and the ANN seed-0 model exported alike."""
-    student = aggregate(results[ablations.STUDENT], "test", seeds)
-    student["bytes"] = max((i.folder / "scorer" / "model.onnx").stat().st_size for i in items
-                           if (i.folder / "scorer" / "model.onnx").is_file())
-    ann = aggregate(results[ablations.ANN], "test", seeds)
-    onnx = work / "ann.onnx"
-    export_onnx(results[ablations.ANN][0][items[0].item]["model"], onnx)
-    ann["bytes"] = onnx.stat().st_size
-    return {"student": student, "ann": ann}
+    """Student and ANN rows; bytes: their seed-0 models of the first item exported as the scorer's model.onnx
+    (written to ``work``; the student's is also what the speed test runs)."""
+    rows = {}
+    for name, variant in (("student", ablations.STUDENT), ("ann", ablations.ANN)):
+        rows[name] = aggregate(results[variant], "test", seeds)
+        export_onnx(results[variant][0][items[0].item]["model"], work / f"{name}.onnx")
+        rows[name]["bytes"] = (work / f"{name}.onnx").stat().st_size
+    return rows
 
 
 def fasttext_models(items: list[CachedItem], work: Path, quick: bool) -> tuple[dict, dict, dict]:
@@ -130,12 +129,18 @@ def tinybert_partial_note(models: dict) -> list[str]:
             + f" (from `{TINYBERT_COMMAND}` run on those items)."]
 
 
+def teacher_bytes(items: list[CachedItem]) -> int | None:
+    """Size of the cached teacher weights (None where the cache keeps teacher.json only)."""
+    files = [i.folder / "teacher" / "model.safetensors" for i in items]
+    return max((f.stat().st_size for f in files if f.is_file()), default=None)
+
+
 def accuracy_models(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int], work: Path,
                     quick: bool) -> tuple[dict, dict]:
     log("\n== 1. accuracy on test_public")
     models = {"teacher": single_model({i.item: others.teacher_test(i) for i in items},
                                       params=max(i.teacher_meta["params"] for i in items),
-                                      bytes=max((i.folder / "teacher" / "model.safetensors").stat().st_size for i in items))}
+                                      bytes=teacher_bytes(items))}
     models |= seeded_models(results, items, seeds, work)
     models["tinybert_like"] = tinybert_row(items, None)
     lr = {i.item: others.hashing_lr(data, i) for i in items}
@@ -154,19 +159,22 @@ def accuracy_models(data: Dataset, items: list[CachedItem], results: Results, se
     return models, ft_runs
 
 
-def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: bool) -> tuple[dict, dict]:
+def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: bool, work: Path) -> tuple[dict, dict]:
     """Throughput of every scorer on the same answers, and the TinyBERT-like stand-in's size."""
     log("\n== 3. CPU speed")
     item = items[0]
     answers = speed.sample_answers([i.test for i in items], n_answers)
-    teacher_model, teacher_tok = speed.load_teacher(item.folder / "teacher")
     base_model = teacher.resolve_model(item.teacher_meta["config"]["model"])
-    tiny_model, tiny_tok = speed.tinybert_like(base_model, max(len(i.values) for i in items))
+    n_classes = max(len(i.values) for i in items)
+    has_weights = teacher_bytes([item]) is not None
+    teacher_model, teacher_tok = (speed.load_teacher(item.folder / "teacher") if has_weights
+                                  else speed.tinybert_like(base_model, len(item.values), layers=None))
+    tiny_model, tiny_tok = speed.tinybert_like(base_model, n_classes)
     tiny_size = speed.transformer_size(tiny_model)
     max_len = item.teacher_meta["config"]["max_length"]
     predictors = {
-        "student": speed.student_predictor(item.folder / "scorer" / "model.onnx", item.featurizer),
-        **speed.student_parts(item.folder / "scorer" / "model.onnx", item.featurizer, answers),
+        "student": speed.student_predictor(work / "student.onnx", item.featurizer),
+        **speed.student_parts(work / "student.onnx", item.featurizer, answers),
         "fasttext": speed.fasttext_predictor(ft_runs[item.item].bin_path),
         "fasttext_ftz": speed.fasttext_predictor(ft_runs[item.item].ftz_path),
         "tinybert_like": speed.transformer_predictor(tiny_model, tiny_tok, max_len),
@@ -182,8 +190,11 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
              "Student = `kd_train/featurize.py` (pure Python, the file the page runs) + onnxruntime on model.onnx; fastText "
              "includes the same lower-casing/tokenising it was trained with; transformers include their tokenizer "
              f"(up to {max_len} tokens, padded to the longest answer in the batch).",
-             "Teacher: the fine-tuned item model from the cache. TinyBERT-like: the packaged base model cut to 3 layers "
-             "with an untrained head: weights need not be fine-tuned to time them.",
+             ("Teacher: the fine-tuned item model from the cache." if has_weights else
+              "Teacher: its weights are not in the cache, so the base model it was fine-tuned from (same architecture, "
+              "untrained head) was timed instead.")
+             + " TinyBERT-like: the packaged base model cut to 3 layers with an untrained head: weights need not be "
+             "fine-tuned to time them. Student: the seed-0 student of this run, exported as the scorer's model.onnx.",
              speed.cpu_note() + "."]
     block = {"student_per_s": measured["student"]["batch_64"], "tinybert_like_per_s": measured["tinybert_like"]["batch_64"],
              "teacher_per_s": measured["teacher"]["batch_64"], "fasttext_per_s": measured["fasttext"]["batch_64"],
@@ -215,13 +226,14 @@ def browser_block(args: argparse.Namespace, item: CachedItem, command: str) -> d
     from bench import browser
 
     log("\n== 4. browser (headless Chromium)")
-    ns = argparse.Namespace(scorer=item.folder / "scorer", answers=None, starts=1 if args.quick else 3,
+    scorer = item.folder / "scorer" if (item.folder / "scorer" / "scorer.json").is_file() else None
+    ns = argparse.Namespace(scorer=scorer, answers=None, starts=1 if args.quick else 3,
                             repeat=2 if args.quick else 20, out=args.out)
     raw = browser.run(ns)
-    raw["command"] = f"{command}  (its browser part: bench/browser.py on {item.folder / 'scorer'})"
+    raw["command"] = f"{command}  (its browser part: bench/browser.py {scorer or ''})".replace(" )", ")")
     log(browser.write_report(raw, args.out))
-    return browser_from(raw, f"Measured in this run with bench/browser.py on item {item.item}'s scorer "
-                             f"(also written to browser.md/json).")
+    on = f"item {item.item}'s scorer" if scorer else "its demo scorer (the cache holds no scorer directory)"
+    return browser_from(raw, f"Measured in this run with bench/browser.py on {on} (also written to browser.md/json).")
 
 
 def alt_teachers(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int]) -> dict:
@@ -268,7 +280,8 @@ def goal_rows(models: dict, speed_: dict, browser: dict) -> list[tuple[str, str,
 def accuracy_notes(items: list[CachedItem], results: Results, seeds: list[int], models: dict) -> list[str]:
     check_s = check_against_pipeline(results, ablations.STUDENT, items, "student")
     check_a = check_against_pipeline(results, ablations.ANN, items, "ann")
-    same = lambda c: ("yes for every item" if c and all(c.values()) else f"{c}")  # noqa: E731
+    same = lambda c: ("yes for every item" if c and all(c.values()) else  # noqa: E731
+                      "no pipeline report.json in the cache to compare with" if not c else f"{c}")
     folds = {i.soft_train.fingerprint.get("folds", 0) for i in items}
     differ = [i.item for i in items if i.student_config != items[0].student_config or i.featurizer != items[0].featurizer]
     return ([f"Items {', '.join(differ)} were distilled by the pipeline with other settings than item {items[0].item}; "
@@ -343,11 +356,11 @@ def main(argv: list[str] | None = None) -> None:
     seeds, abl_seeds = list(range(args.seeds)), list(range(min(args.seeds, args.ablation_seeds)))
     log(f"\n== training students: seeds {seeds} (main table), {abl_seeds} (ablations)")
     results = run_variants(items, ablations.plan(items[0], args.quick, seeds, abl_seeds),
-                           keep_models={(ablations.ANN, 0, items[0].item)})
+                           keep_models={(ablations.ANN, 0, items[0].item), (ablations.STUDENT, 0, items[0].item)})
     with tempfile.TemporaryDirectory() as tmp:
         models, ft_runs = accuracy_models(data, items, results, seeds, Path(tmp), args.quick)
         speed_result, tiny_size = ({"not_run": "--skip-speed"}, None) if args.skip_speed else \
-            speed_block(items, ft_runs, args.speed_answers, args.quick)
+            speed_block(items, ft_runs, args.speed_answers, args.quick, Path(tmp))
     models["tinybert_like"] = tinybert_row(items, tiny_size)
     browser = browser_block(args, items[0], command)
     abl, alt = run_ablations(data, items, results, args.quick, abl_seeds)

@@ -100,15 +100,16 @@ def load_teacher(folder: Path):
     return AutoModelForSequenceClassification.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder))
 
 
-def tinybert_like(base_model_path: str, n_classes: int, layers: int = TINYBERT_LAYERS):
-    """The base model's first ``layers`` layers + a new classification head, as `--tinybert` builds it."""
+def tinybert_like(base_model_path: str, n_classes: int, layers: int | None = TINYBERT_LAYERS):
+    """The base model's first ``layers`` layers (None: all) + a new classification head, as `--tinybert` builds it."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     model = AutoModelForSequenceClassification.from_pretrained(base_model_path, num_labels=n_classes)
-    model.base_model.encoder.layer = model.base_model.encoder.layer[:layers]
-    model.config.num_hidden_layers = layers
+    if layers is not None:
+        model.base_model.encoder.layer = model.base_model.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
     return model, AutoTokenizer.from_pretrained(base_model_path)
 
 
