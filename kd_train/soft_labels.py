@@ -9,6 +9,7 @@ asked several times whose sampled scores became an empirical distribution.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections import defaultdict
@@ -63,8 +64,6 @@ def sidecar(path: str | os.PathLike) -> Path:
 
 def write(path: str | os.PathLike, labels: SoftLabels) -> None:
     """Write the CSV and its fingerprint sidecar, each atomically (sidecar last: it marks completeness)."""
-    import io
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "item"] + [f"p_{v}" for v in labels.score_values])

@@ -349,7 +349,8 @@ def _cross_fit(train: Table, score_values: list[int], question: str | None, conf
     logits = np.zeros((len(train), len(score_values)), dtype=np.float32)
     for k, held_out in enumerate(stratified_folds(train, config.folds, config.seed)):
         print(f"cross-fitting: fold {k + 1}/{config.folds} ({len(held_out)} answers held out)", flush=True)
-        rest = train.take([i for i in range(len(train)) if i not in set(held_out)])
+        held = set(held_out)
+        rest = train.take([i for i in range(len(train)) if i not in held])
         fit, val = stratified_split(rest, config.val_fraction, config.seed)
         _, _, out = _train_one(fit, val, score_values, question, config, work / f"fold{k}", {"held": train.take(held_out)})
         logits[held_out] = out["held"]
