@@ -187,7 +187,10 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
     notes = [f"{len(answers)} answers drawn at random (seed 0) from the included items' test_public answers; item "
              f"{item.item}'s models; best of {repeats.get('student', 3)} pass(es) for the student and fastText, one pass for "
              "the transformers, after a warm-up batch; batches of 64 are formed longest answers first.",
-             "Student = `kd_train/featurize.py` (pure Python, the file the page runs) + onnxruntime on model.onnx; fastText "
+             "Student = the featurizer + onnxruntime on model.onnx, as `kd-train predict` runs it: one answer goes "
+             "through `kd_train/featurize.py` (pure Python, the file the page runs), a batch through "
+             "`kd_train/featurize_batch.py` (numpy, bit-identical output, checked by tests/test_featurize_batch.py); "
+             "'featurize.py only' times the page's file alone, one answer after another; fastText "
              "includes the same lower-casing/tokenising it was trained with; transformers include their tokenizer "
              f"(up to {max_len} tokens, padded to the longest answer in the batch).",
              ("Teacher: the fine-tuned item model from the cache." if has_weights else

@@ -1,6 +1,7 @@
 """CPU throughput of every scorer on the same answers, in one run, one thread each; and model sizes.
 
-Student: `kd_train.featurize` (the file the page runs) + onnxruntime on model.onnx. fastText: the
+Student: the featurizer (`kd_train.featurize`, the file the page runs, for one answer; its
+bit-identical numpy batch version `kd_train.featurize_batch` for several) + onnxruntime on model.onnx. fastText: the
 same preprocessing as training + its C++ predict, .bin and .ftz. Teacher and TinyBERT-like
 stand-in: tokenizer + torch forward pass. Batch 1 (one answer at a time) and batch 64. The
 TinyBERT-like stand-in is the packaged base model cut to its first 3 layers with an untrained
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_train.featurize import featurize
 from kd_train.student import featurize_all
 
 BATCHES = (1, 64)
@@ -55,17 +57,27 @@ def _onnx_runner(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def student_predictor(model_path: Path, featurizer: dict) -> Callable[[list[str]], np.ndarray]:
-    """What scoring costs: featurize.py, then onnxruntime on model.onnx."""
+    """What scoring costs: the featurizer, then onnxruntime on model.onnx."""
     run = _onnx_runner(model_path)
     return lambda texts: run(featurize_all(texts, featurizer))
 
 
+def _featurize_py(texts: list[str], featurizer: dict) -> np.ndarray:
+    out = np.zeros((len(texts), featurizer["n_buckets"]), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for bucket, value in featurize(text, featurizer):
+            out[row, bucket] = value
+    return out
+
+
 def student_parts(model_path: Path, featurizer: dict, answers: list[str]) -> dict[str, Callable]:
-    """The student's two halves timed apart: featurize.py alone, and onnxruntime alone on ready features."""
+    """The student's halves timed apart: the featurizer alone (as scoring runs it, and featurize.py
+    alone, one answer at a time as the page runs it), and onnxruntime alone on ready features."""
     run = _onnx_runner(model_path)
     x = featurize_all(answers, featurizer)
     index = {text: i for i, text in enumerate(answers)}
-    return {"student: featurize.py only": lambda texts: featurize_all(texts, featurizer),
+    return {"student: featurizer only": lambda texts: featurize_all(texts, featurizer),
+            "student: featurize.py only": lambda texts: _featurize_py(texts, featurizer),
             "student: onnxruntime only": lambda texts: run(x[[index[t] for t in texts]])}
 
 

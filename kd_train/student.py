@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kd_train import featurize
+from kd_train import featurize, featurize_batch
 
 ONNX_OPSET = 17
 
@@ -47,8 +47,14 @@ def param_count(model: nn.Module) -> int:
 
 
 def featurize_all(responses: list[str], config: dict) -> np.ndarray:
-    """Dense float32 features, one row per response (the model's input)."""
+    """Dense float32 features, one row per response (the model's input).
+
+    Bit-identical to featurize.py either way: one answer goes through featurize.py itself (the
+    faster path for one), several through the numpy batch featurizer.
+    """
     config = featurize.validate_config(config)
+    if len(responses) > 1:
+        return featurize_batch.featurize_dense(responses, config)
     out = np.zeros((len(responses), config["n_buckets"]), dtype=np.float32)
     for row, text in enumerate(responses):
         for bucket, value in featurize.featurize(text, config):

@@ -1,0 +1,69 @@
+"""featurize_batch.featurize_dense must equal featurize.featurize made dense, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kd_train import featurize_batch
+from kd_train.featurize import DEFAULT_CONFIG, featurize
+from tests.test_featurize import TRICKY, _corpus, _random_strings
+
+
+def reference(texts: list[str], config: dict) -> np.ndarray:
+    out = np.zeros((len(texts), config["n_buckets"]), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for bucket, value in featurize(text, config):
+            out[row, bucket] = value
+    return out
+
+
+def assert_bit_identical(texts: list[str], config: dict) -> None:
+    got, want = featurize_batch.featurize_dense(texts, config), reference(texts, config)
+    differ = np.flatnonzero((got.view(np.uint32) != want.view(np.uint32)).any(axis=1))
+    assert not len(differ), f"{len(differ)} rows differ, first: {texts[differ[0]][:80]!r}"
+
+
+def test_same_bits_as_featurize_on_the_parity_corpus():
+    assert_bit_identical(_corpus(), DEFAULT_CONFIG)
+
+
+ASCII_WORDS = "the cell cells membrane protein a an of to osmosis diffusion it its x y z 1 2 10 ab ba".split()
+
+
+def _ascii_answers(n: int, seed: int) -> list[str]:
+    """Answers with many repeated words and n-grams: the fast path's counting and ordering."""
+    rng = np.random.default_rng(seed)
+    seps = [" ", "  ", ", ", ". ", "\n", "-", "'", "?!"]
+    return ["".join(rng.choice(ASCII_WORDS) + rng.choice(seps) for _ in range(rng.integers(0, 120)))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("config", [
+    DEFAULT_CONFIG,
+    dict(DEFAULT_CONFIG, n_buckets=7),                      # many collisions: order of sums matters
+    dict(DEFAULT_CONFIG, n_buckets=1),
+    dict(DEFAULT_CONFIG, word_ngram_range=[1, 3], char_ngram_range=[1, 8], seed=12345),
+    dict(DEFAULT_CONFIG, word_weight=0.0),
+    dict(DEFAULT_CONFIG, char_weight=0.0, word_ngram_range=[2, 3]),
+    dict(DEFAULT_CONFIG, word_weight=0.3, char_weight=2.5, n_buckets=65536),
+    dict(DEFAULT_CONFIG, word_ngram_range=[1, 4], char_ngram_range=[3, 9]),   # beyond the fast path
+])
+def test_same_bits_for_other_configs(config):
+    texts = _ascii_answers(600, seed=1) + TRICKY + _random_strings(200) + ["", "   ", "a", "a a a a"]
+    assert_bit_identical(texts, config)
+
+
+def test_batches_long_answers_and_empty_input(monkeypatch):
+    monkeypatch.setattr(featurize_batch, "BATCH", 50)
+    texts = _ascii_answers(205, seed=2)
+    texts[7] = "the cell " * 6000                             # over MAX_CHARS: featurize.py's path
+    assert_bit_identical(texts, DEFAULT_CONFIG)
+    assert featurize_batch.featurize_dense([], DEFAULT_CONFIG).shape == (0, DEFAULT_CONFIG["n_buckets"])
+
+
+def test_rejects_what_featurize_rejects():
+    with pytest.raises(TypeError):
+        featurize_batch.featurize_dense(["ok", 3], DEFAULT_CONFIG)
+    with pytest.raises(ValueError, match="n_buckets"):
+        featurize_batch.featurize_dense(["ok"], dict(DEFAULT_CONFIG, n_buckets=0))
