@@ -5,6 +5,8 @@
 Prints median, p90, mean and total, and writes bench/results/featurize_speed.{md,json}.
 Each answer is timed alone (time.perf_counter_ns around one featurize call); with --repeat R
 the whole pass runs R times and each answer keeps its fastest time (less noise from other load).
+In the same run, the numpy batch featurizer (kd_train/featurize_batch.py) does all answers in
+batches of 64 and 256 (best of R passes), and its output is checked bit for bit against featurize.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from kd_train.featurize import DEFAULT_CONFIG, featurize  # noqa: E402
+from kd_train.featurize_batch import featurize_dense  # noqa: E402
 
 
 def main() -> None:
@@ -59,6 +64,21 @@ def main() -> None:
         "total_s": round(sum(us) / 1e6, 3),
         "median_chars": sorted(map(len, answers))[n // 2],
     }
+    reference = np.zeros((n, config["n_buckets"]), dtype=np.float32)
+    for k, text in enumerate(answers):
+        for bucket, value in featurize(text, config):
+            reference[k, bucket] = value
+    batch = {}
+    for size in (64, 256):
+        best_s = float("inf")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            dense = np.concatenate([featurize_dense(answers[i:i + size], config) for i in range(0, n, size)])
+            best_s = min(best_s, time.perf_counter() - t)
+        batch[f"batch_{size}_us_per_answer"] = round(best_s / n * 1e6, 1)
+        batch[f"batch_{size}_identical"] = bool((dense.view(np.uint32) == reference.view(np.uint32)).all())
+    stats["featurize_batch"] = batch
+    stats["featurize_batch"]["speedup_vs_mean_batch_64"] = round(stats["mean_us"] / batch["batch_64_us_per_answer"], 1)
     meta = {
         "command": "python " + " ".join(shlex.quote(a) for a in
                                         [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
@@ -83,6 +103,13 @@ characters), each timed alone; best of {args.repeat} passes per answer.
 |---:|---:|---:|---:|---:|
 | {stats['median_us']} µs | {stats['p90_us']} µs | {stats['mean_us']} µs | {stats['max_us']} µs \
 | {stats['total_s']} s |
+
+`kd_train/featurize_batch.py` (numpy) over the same answers in batches, best of {args.repeat} passes:
+
+| batch | µs per answer | × featurize.py (mean) | output bit-identical to featurize.py |
+|---:|---:|---:|---|
+| 64 | {batch['batch_64_us_per_answer']} | {stats['mean_us'] / batch['batch_64_us_per_answer']:.1f} | {'yes' if batch['batch_64_identical'] else 'NO'} |
+| 256 | {batch['batch_256_us_per_answer']} | {stats['mean_us'] / batch['batch_256_us_per_answer']:.1f} | {'yes' if batch['batch_256_identical'] else 'NO'} |
 
 - Command (repo root): `{meta['command']}`
 - Date: {meta['date']}

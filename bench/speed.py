@@ -21,6 +21,7 @@ import numpy as np
 
 from kd_train.featurize import featurize
 from kd_train.student import featurize_all
+from kd_train.teacher import truncate_layers
 
 BATCHES = (1, 64)
 TINYBERT_LAYERS = 3
@@ -120,8 +121,7 @@ def tinybert_like(base_model_path: str, n_classes: int, layers: int | None = TIN
     hf_logging.set_verbosity_error()
     model = AutoModelForSequenceClassification.from_pretrained(base_model_path, num_labels=n_classes)
     if layers is not None:
-        model.base_model.encoder.layer = model.base_model.encoder.layer[:layers]
-        model.config.num_hidden_layers = layers
+        truncate_layers(model, layers)
     return model, AutoTokenizer.from_pretrained(base_model_path)
 
 

@@ -6,6 +6,7 @@ labels. The TinyBERT-like stand-in is ``teacher.fine_tune`` with ``layers=3`` an
 
 from __future__ import annotations
 
+from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
 from kd_train.data import Table, stratified_split
@@ -17,9 +18,13 @@ def hashing_lr(
     train: Table, item: str, score_values: list[int], featurizer_config: dict, test: Table | None,
     seed: int = 0, val_fraction: float = 0.1, c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
 ) -> dict:
-    """Logistic regression on the featurizer's vector; C chosen on the student's validation split."""
+    """Logistic regression on the featurizer's vector; C chosen on the student's validation split.
+
+    The features go in as a sparse matrix: scipy's single-threaded products make the fit the same
+    on any machine (dense input went through multi-threaded BLAS, whose sums vary with the threads).
+    """
     fit, val = stratified_split(train.for_item(item).labelled(), val_fraction, seed)
-    x_fit, x_val = featurize_all(fit.responses, featurizer_config), featurize_all(val.responses, featurizer_config)
+    x_fit, x_val = _features(fit.responses, featurizer_config), _features(val.responses, featurizer_config)
     best = None
     for c in c_grid:
         model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_fit, fit.scores)
@@ -33,6 +38,10 @@ def hashing_lr(
     if test is not None:
         rows = test.for_item(item).labelled()
         if len(rows):
-            pred = model.predict(featurize_all(rows.responses, featurizer_config)).tolist()
+            pred = model.predict(_features(rows.responses, featurizer_config)).tolist()
             report["metrics"]["test"] = score_metrics(rows.scores, pred, score_values)
     return report
+
+
+def _features(responses: list[str], featurizer_config: dict) -> csr_matrix:
+    return csr_matrix(featurize_all(responses, featurizer_config))

@@ -153,7 +153,8 @@ def _weights_sha256(folder: Path) -> str:
     return sha256_file(weights[0]) if weights else ""
 
 
-def _truncate_layers(model, layers: int) -> None:
+def truncate_layers(model, layers: int) -> None:
+    """Keep the encoder's first ``layers`` layers (the TinyBERT-like stand-in's shape)."""
     encoder = model.base_model.encoder
     if not 0 < layers <= len(encoder.layer):
         raise ModelError(f"--layers must be between 1 and the model's {len(encoder.layer)} layers, got {layers}")
@@ -217,7 +218,7 @@ def _train_one(
     set_seed(config.seed)
     model, tokenizer = _load(resolve_model(config.model), num_labels=len(score_values))
     if config.layers:
-        _truncate_layers(model, config.layers)
+        truncate_layers(model, config.layers)
     model.config.id2label = {i: str(v) for i, v in enumerate(score_values)}
     model.config.label2id = {str(v): i for i, v in enumerate(score_values)}
     to_index = {v: i for i, v in enumerate(score_values)}

@@ -7,7 +7,7 @@ import pytest
 
 from kd_train import featurize_batch
 from kd_train.featurize import DEFAULT_CONFIG, featurize
-from tests.test_featurize import TRICKY, _corpus, _random_strings
+from test_featurize import TRICKY, _corpus, _random_strings
 
 
 def reference(texts: list[str], config: dict) -> np.ndarray:
