@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from bench.cache import CachedItem
 from bench.students import Results, Variant, aggregate
 
-SIZES = [(512, 8), (1024, 14), (2048, 14), (2048, 32), (4096, 32), (8192, 64)]  # (buckets, hidden): 4k ... 525k params
+SIZES = [(512, 8), (1024, 14), (2048, 14), (4096, 7), (2048, 32), (4096, 32), (8192, 64)]  # (buckets, hidden): 4k ... 525k params
 QUICK_SIZES = [(512, 8), (2048, 14), (8192, 64)]
 ALPHAS, TEMPERATURES = (0.25, 0.5, 0.75, 1.0), (1.0, 2.0, 4.0)
 QUICK_ALPHAS, QUICK_TEMPERATURES = (0.5, 1.0), (1.0, 2.0)
