@@ -67,3 +67,31 @@ def test_rejects_what_featurize_rejects():
         featurize_batch.featurize_dense(["ok", 3], DEFAULT_CONFIG)
     with pytest.raises(ValueError, match="n_buckets"):
         featurize_batch.featurize_dense(["ok"], dict(DEFAULT_CONFIG, n_buckets=0))
+
+
+def _crc_twins(length: int = 8) -> tuple[str, str]:
+    """Two different lowercase strings with the same CRC-32 (a birthday search, ~1e5 tries; for
+    strings this short it needs 8 letters: below 5 bytes CRC-32 has no collisions at all)."""
+    import random
+    import zlib
+
+    rng, seen = random.Random(0), {}
+    while True:
+        s = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(length))
+        h = zlib.crc32(s.encode())
+        if h in seen and seen[h] != s:
+            return seen[h], s
+        seen[h] = s
+
+
+def test_char_ngrams_with_one_crc_are_still_counted_apart(monkeypatch):
+    # equal-length strings with one CRC-32 keep it under any prefix and seed (CRC is affine), so
+    # these two tokens' 8-grams clash inside one answer; the batch path must notice and redo it
+    a, b = _crc_twins()
+    config = dict(DEFAULT_CONFIG, char_ngram_range=[2, 8])
+    texts = _ascii_answers(20, seed=3) + [f"{a} {b}", f"the {a} and {b} {b}"]
+    calls = []
+    original = featurize_batch.spec.featurize
+    monkeypatch.setattr(featurize_batch.spec, "featurize", lambda t, c: calls.append(t) or original(t, c))
+    assert_bit_identical(texts, config)
+    assert f"{a} {b}" in calls and texts[0] not in calls
