@@ -390,7 +390,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from kd_train.files import atomic_write_text
 
     scorer = Scorer(args.scorer)
-    table = data.read_responses(args.input) if _has_score(args.input) else _read_unscored(args.input)
+    table = data.read_responses(args.input, score_column=False)
     item = scorer.info["item"]
     rows = table.for_item(item)
     if len(rows) == 0:
@@ -404,31 +404,6 @@ def _run_predict(args: argparse.Namespace) -> None:
     atomic_write_text(args.out, buf.getvalue())
     skipped = len(table) - len(rows)
     print(f"scored {len(rows)} answers into {args.out}" + (f" ({skipped} of other items skipped)" if skipped else ""))
-
-
-def _has_score(path: str) -> bool:
-    from kd_train.data import read_records
-
-    try:
-        next(read_records(path, ("id", "item", "response", "score"), "response table"))
-    except UserError:
-        return False
-    except StopIteration:
-        return True
-    return True
-
-
-def _read_unscored(path: str):
-    from kd_train.data import Table, read_records
-
-    table = Table(path=path)
-    for row, _, rec in read_records(path, ("id", "item", "response"), "answers table"):
-        table.ids.append(rec["id"].strip())
-        table.items.append(rec["item"].strip())
-        table.responses.append(rec["response"])
-        table.scores.append(None)
-        table.rows.append(row)
-    return table
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:

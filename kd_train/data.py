@@ -249,13 +249,18 @@ def read_items(path: str | os.PathLike) -> dict[str, Item]:
 
 
 def read_responses(
-    path: str | os.PathLike, items: dict[str, Item] | None = None, keep: tuple[str, ...] = ()
+    path: str | os.PathLike, items: dict[str, Item] | None = None, keep: tuple[str, ...] = (),
+    score_column: bool = True,
 ) -> Table:
-    """Read and validate a response table; ``keep`` names extra columns to carry along."""
+    """Read and validate a response table; ``keep`` names extra columns to carry along.
+
+    With ``score_column=False`` the ``score`` column may be left out (answers to score).
+    """
     path = str(path)
     table = Table(path=path, extras={k: [] for k in keep})
     first_row: dict[str, int] = {}
-    for row, line, rec in read_records(path, RESPONSE_COLUMNS, "response table"):
+    required = RESPONSE_COLUMNS if score_column else RESPONSE_COLUMNS[:3]
+    for row, line, rec in read_records(path, required, "response table"):
         rid, item = rec["id"].strip(), rec["item"].strip()
         if not rid:
             raise DataError(f"{where(path, row, line, 'id')}: empty id; give every answer a unique id")
@@ -265,7 +270,7 @@ def read_responses(
             )
         if not item:
             raise DataError(f"{where(path, row, line, 'item')}: empty item; say which item (question) this answers")
-        score = parse_int(rec["score"], path, row, line, "score", allow_empty=True)
+        score = parse_int(rec.get("score", ""), path, row, line, "score", allow_empty=True)
         if items is not None:
             _check_item(path, row, line, item, score, items)
         first_row[rid] = row

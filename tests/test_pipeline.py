@@ -106,3 +106,16 @@ def test_report_verb_collects_the_per_item_results(trained, capsys):
     report = json.loads((trained / "report.json").read_text())
     assert report["command"] == f"kd-train report {trained}" and "student" in report["models"]
     assert main(["report", str(trained / "nowhere")]) == 2
+
+
+def test_predict_takes_answers_without_a_score_column_and_checks_them(trained, tmp_path, capsys):
+    scorer_dir = trained / "demo-ice" / "scorer"
+    answers = tmp_path / "answers.csv"
+    answers.write_text("id,item,response\na1,demo-ice,Ice floats because it is less dense.\n"
+                       "a2,demo-ice,\n", encoding="utf-8")
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--scorer", str(scorer_dir), "--input", str(answers), "--out", str(out)]) == 0
+    assert [r["id"] for r in csv.DictReader(open(out, encoding="utf-8"))] == ["a1", "a2"]
+    answers.write_text("id,item,response\na1,demo-ice,one\na1,demo-ice,two\n", encoding="utf-8")
+    assert main(["predict", "--scorer", str(scorer_dir), "--input", str(answers), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "row 3" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
