@@ -50,8 +50,8 @@ def kd_loss(
 class StudentConfig:
     hidden: int = 14
     dropout: float = 0.1
-    alpha: float = 0.25  # chosen on the val split (bench/results/asap-sas.md, ablations)
-    temperature: float = 2.0
+    alpha: float = 0.5        # alpha and T chosen on the val split (bench/results/asap-sas.md, ablations)
+    temperature: float = 1.0
     lam: float = 0.0
     lr: float = 3e-3
     weight_decay: float = 1e-4
