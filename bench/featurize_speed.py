@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from kd_train.featurize import DEFAULT_CONFIG, featurize  # noqa: E402
-from kd_train.featurize_batch import featurize_dense  # noqa: E402
+from kd_train.featurize_batch import featurize_dense, featurize_each  # noqa: E402
 
 
 def main() -> None:
@@ -64,10 +64,7 @@ def main() -> None:
         "total_s": round(sum(us) / 1e6, 3),
         "median_chars": sorted(map(len, answers))[n // 2],
     }
-    reference = np.zeros((n, config["n_buckets"]), dtype=np.float32)
-    for k, text in enumerate(answers):
-        for bucket, value in featurize(text, config):
-            reference[k, bucket] = value
+    reference = featurize_each(answers, config)
     batch = {}
     for size in (64, 256):
         best_s = float("inf")

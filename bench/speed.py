@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train.featurize import featurize
+from kd_train.featurize_batch import featurize_each
 from kd_train.student import featurize_all
 from kd_train.teacher import truncate_layers
 
@@ -63,14 +63,6 @@ def student_predictor(model_path: Path, featurizer: dict) -> Callable[[list[str]
     return lambda texts: run(featurize_all(texts, featurizer))
 
 
-def _featurize_py(texts: list[str], featurizer: dict) -> np.ndarray:
-    out = np.zeros((len(texts), featurizer["n_buckets"]), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for bucket, value in featurize(text, featurizer):
-            out[row, bucket] = value
-    return out
-
-
 def student_parts(model_path: Path, featurizer: dict, answers: list[str]) -> dict[str, Callable]:
     """The student's halves timed apart: the featurizer alone (as scoring runs it, and featurize.py
     alone, one answer at a time as the page runs it), and onnxruntime alone on ready features."""
@@ -78,7 +70,7 @@ def student_parts(model_path: Path, featurizer: dict, answers: list[str]) -> dic
     x = featurize_all(answers, featurizer)
     index = {text: i for i, text in enumerate(answers)}
     return {"student: featurizer only": lambda texts: featurize_all(texts, featurizer),
-            "student: featurize.py only": lambda texts: _featurize_py(texts, featurizer),
+            "student: featurize.py only": lambda texts: featurize_each(texts, featurizer),
             "student: onnxruntime only": lambda texts: run(x[[index[t] for t in texts]])}
 
 

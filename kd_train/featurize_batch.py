@@ -31,7 +31,7 @@ import numpy as np
 
 from kd_train import featurize as spec
 
-__all__ = ["featurize_dense"]
+__all__ = ["featurize_dense", "featurize_each"]
 
 MAX_CHAR_N = 8        # 8 ASCII bytes x 7 bits = a 56-bit content key
 MAX_WORD_N = 3
@@ -66,14 +66,19 @@ def featurize_dense(texts: list[str], config: dict) -> np.ndarray:
         if not isinstance(t, str):
             raise TypeError(f"featurize expects str, got {type(t).__name__}")
     n_buckets, (_, whi), (_, chi) = params[0], params[1], params[2]
+    if not (chi <= MAX_CHAR_N and whi <= MAX_WORD_N and n_buckets <= MAX_BUCKETS):
+        return featurize_each(texts, config)
     out = np.zeros((len(texts), n_buckets), dtype=np.float32)
-    fast = chi <= MAX_CHAR_N and whi <= MAX_WORD_N and n_buckets <= MAX_BUCKETS
-    if not fast:
-        for row, text in enumerate(texts):
-            _fill(out, row, spec.featurize(text, config))
-        return out
     for lo in range(0, len(texts), BATCH):
         _featurize_batch(texts[lo:lo + BATCH], config, params, out[lo:lo + BATCH])
+    return out
+
+
+def featurize_each(texts: list[str], config: dict) -> np.ndarray:
+    """The same matrix through featurize.py itself, one answer at a time (the page's path)."""
+    out = np.zeros((len(texts), config["n_buckets"]), dtype=np.float32)
+    for row, text in enumerate(texts):
+        _fill(out, row, spec.featurize(text, config))
     return out
 
 

@@ -55,11 +55,7 @@ def featurize_all(responses: list[str], config: dict) -> np.ndarray:
     config = featurize.validate_config(config)
     if len(responses) > 1:
         return featurize_batch.featurize_dense(responses, config)
-    out = np.zeros((len(responses), config["n_buckets"]), dtype=np.float32)
-    for row, text in enumerate(responses):
-        for bucket, value in featurize.featurize(text, config):
-            out[row, bucket] = value
-    return out
+    return featurize_batch.featurize_each(responses, config)
 
 
 def export_onnx(model: Student, path: str | os.PathLike) -> None:
