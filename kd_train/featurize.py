@@ -181,10 +181,30 @@ def _add(acc: dict, grams: list, start: int, n_buckets: int, weight: float) -> N
     """Add ``sign * weight * sqrt(count)`` of each distinct n-gram (UTF-8 bytes) to its bucket."""
     counts = Counter(grams)                          # insertion (first-occurrence) order
     get = acc.get
+    neg = -weight
     for h, tf in zip(map(zlib.crc32, counts, repeat(start)), counts.values()):
-        v = weight if tf == 1 else weight * sqrt(tf)
         b = h % n_buckets
-        acc[b] = get(b, 0.0) + (-v if h & 0x80000000 else v)
+        if tf == 1:                                  # most n-grams: no sqrt, no multiply
+            acc[b] = get(b, 0.0) + (neg if h & 0x80000000 else weight)
+        else:
+            v = weight * sqrt(tf)
+            acc[b] = get(b, 0.0) + (-v if h & 0x80000000 else v)
+
+
+# A token's char n-grams, kept across calls (answers to one question share most of their words).
+# Bounded: at most _CACHE_TOKENS tokens of at most _CACHE_TOKEN_CHARS chars (a few MB), then cleared.
+_CHAR_GRAMS: dict = {}                               # (lo, hi) -> {token: [gram bytes, ...]}
+_CACHE_TOKENS = 4096
+_CACHE_TOKEN_CHARS = 24
+
+
+def _char_grams(tok: str, ns: range) -> list:
+    """The char n-grams (UTF-8 bytes) of ``" " + tok + " "`` for n in ``ns``, n-major order."""
+    s = " " + tok + " "
+    if s.isascii():             # then slicing the UTF-8 bytes = encoding each str slice
+        s = s.encode()
+        return [s[i:i + n] for n in ns for i in range(len(s) - n + 1)]
+    return [s[i:i + n].encode("utf-8", "surrogatepass") for n in ns for i in range(len(s) - n + 1)]
 
 
 def featurize(text: str, config: dict) -> list[tuple[int, float]]:
@@ -208,21 +228,23 @@ def featurize(text: str, config: dict) -> list[tuple[int, float]]:
     if cw > 0.0:
         grams = []
         ns = range(clo, chi + 1)
+        cache = _CHAR_GRAMS.setdefault((clo, chi), {})
         for tok, count in Counter(tokens).items():   # char n-grams inside " token "
-            s = " " + tok + " "
-            if s.isascii():         # then slicing the UTF-8 bytes = encoding each str slice
-                s = s.encode()
-                g = [s[i:i + n] for n in ns for i in range(len(s) - n + 1)]
-            else:
-                g = [s[i:i + n].encode("utf-8", "surrogatepass")
-                     for n in ns for i in range(len(s) - n + 1)]
+            g = cache.get(tok)
+            if g is None:
+                g = _char_grams(tok, ns)
+                if len(tok) <= _CACHE_TOKEN_CHARS:
+                    if len(cache) >= _CACHE_TOKENS:
+                        cache.clear()
+                    cache[tok] = g
             grams += g if count == 1 else g * count
         _add(acc, grams, zlib.crc32(_CHAR_PREFIX, seed), n_buckets, cw)
-    items = sorted(acc.items())
+    buckets = sorted(acc)                            # ints sort faster than (int, float) pairs
+    values = [acc[b] for b in buckets]
     norm2 = 0.0
-    for _, v in items:
+    for v in values:
         norm2 += v * v
     if norm2 == 0.0:                                 # everything cancelled out
         return []
     norm = sqrt(norm2)
-    return [(b, v / norm) for b, v in items if v != 0.0]
+    return [(b, v / norm) for b, v in zip(buckets, values) if v != 0.0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import base64
 import csv
+import hashlib
 import json
 import math
 import os
@@ -269,6 +270,52 @@ def test_source_avoids_interpreter_dependent_constructs():
     pattern = fz._TOKEN_RE.pattern
     assert pattern.isascii() and not any(e in pattern for e in ("\\w", "\\d", "\\s", "\\b"))
     assert not fz._TOKEN_RE.flags & (fz.re.IGNORECASE | fz.re.ASCII)
+
+
+# Version 1's output, frozen: sha256 over every vector of a fixed corpus (tricky + seeded random
+# strings), as little-endian (count, then bucket uint32 + value float64 per entry). A change of
+# featurize.py that moves any bit must bump DEFAULT_CONFIG["version"] instead of editing these.
+FROZEN_V1 = [
+    ({}, "13bdc8c4d287d13334291a6fad5381aa9b4478128b246a270dc3d81b5b56e879"),
+    ({"n_buckets": 7, "word_ngram_range": [1, 3], "char_ngram_range": [1, 10], "word_weight": 0.3,
+      "char_weight": 1.7, "seed": 12345},
+     "2d2f106bc8cd61d5218de5e2aa56db595c9990cf099d8c2788726654b084ebaf"),
+]
+
+
+def _frozen_corpus() -> list[str]:
+    tricky = TRICKY + [t.upper() for t in TRICKY if t.isascii()] + [
+        " ".join(TRICKY), "word " * 5000, ("Ab1 " + "".join(TRICKY)) * 40]
+    return tricky + _random_strings(2000)
+
+
+def _digest(texts: list[str], config: dict) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        out = featurize(text, config)
+        h.update(struct.pack("<I", len(out)))
+        for b, v in out:
+            h.update(struct.pack("<Id", b, v))
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("overrides, expected", FROZEN_V1)
+def test_output_frozen_for_version_1(overrides, expected):
+    texts = _frozen_corpus()
+    config = dict(DEFAULT_CONFIG, **overrides)
+    fz._CHAR_GRAMS.clear()
+    assert _digest(texts, config) == expected            # cold char n-gram cache
+    assert _digest(texts, config) == expected            # warm
+
+
+def test_char_gram_cache_is_bounded():
+    fz._CHAR_GRAMS.clear()
+    words = [f"w{i}x" for i in range(fz._CACHE_TOKENS + 100)] + ["y" * (fz._CACHE_TOKEN_CHARS + 1)]
+    for k in range(0, len(words), 500):
+        featurize(" ".join(words[k:k + 500]), DEFAULT_CONFIG)
+    cache = fz._CHAR_GRAMS[tuple(DEFAULT_CONFIG["char_ngram_range"])]
+    assert 0 < len(cache) <= fz._CACHE_TOKENS
+    assert "y" * (fz._CACHE_TOKEN_CHARS + 1) not in cache
 
 
 # ---------------------------------------------------------------- parity with Pyodide

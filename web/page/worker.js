@@ -17,8 +17,8 @@ const url = (path) => new URL(path, BASE).href;
 let manifest = null;
 let pyodide = null;
 let ort = null;
-let featurizeBatch = null;
-const scorers = new Map();   // item -> {info, session}
+let featurizerFor = null;
+const scorers = new Map();   // item -> {info, session, featurizeBatch}
 
 const PY_GLUE = `
 import array, importlib.util, sys
@@ -28,17 +28,22 @@ featurize_module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(featurize_module)
 sys.modules["featurize"] = featurize_module
 
-def featurize_batch(texts, config):
-    config = config.to_py() if hasattr(config, "to_py") else config
-    offsets, idx, val = array.array("i", [0]), array.array("i"), array.array("d")
-    for text in texts:
-        for bucket, value in featurize_module.featurize(str(text), config):
-            idx.append(bucket)
-            val.append(value)
-        offsets.append(len(idx))
-    return offsets.tobytes(), idx.tobytes(), val.tobytes()
+def featurizer_for(config):
+    config = dict(config)                    # a copy made once per scorer, not once per call
+    featurize = featurize_module.featurize
 
-featurize_batch
+    def featurize_batch(texts):
+        offsets, idx, val = array.array("i", [0]), array.array("i"), array.array("d")
+        for text in texts:
+            for bucket, value in featurize(str(text), config):
+                idx.append(bucket)
+                val.append(value)
+            offsets.append(len(idx))
+        return offsets.tobytes(), idx.tobytes(), val.tobytes()
+
+    return featurize_batch
+
+featurizer_for
 `;
 
 function progress(step, text) {
@@ -83,7 +88,7 @@ async function init() {
     indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
   });
   pyodide.FS.writeFile("/featurize.py", featurizeBytes);
-  featurizeBatch = pyodide.runPython(PY_GLUE);
+  featurizerFor = pyodide.runPython(PY_GLUE);
 
   progress(3, "Starting the model engine…");
   ort = await import("./vendor/ort/ort.wasm.bundle.min.mjs");
@@ -105,15 +110,16 @@ async function loadScorer(item) {
     executionProviders: ["wasm"],
     graphOptimizationLevel: "all",
   });
-  const scorer = { info, session };
+  const config = pyodide.toPy(info.featurizer);
+  const featurizeBatch = featurizerFor(config);
+  config.destroy();
+  const scorer = { info, session, featurizeBatch };
   scorers.set(item, scorer);
   return scorer;
 }
 
-function featurize(info, texts) {
-  const config = pyodide.toPy(info.featurizer);
-  const result = featurizeBatch(texts, config);
-  config.destroy();
+function featurize({ featurizeBatch }, texts) {
+  const result = featurizeBatch(texts);
   const [offsets, idx, val] = result.toJs();
   result.destroy();
   return {
@@ -124,9 +130,10 @@ function featurize(info, texts) {
 }
 
 async function score(item, texts) {
-  const { info, session } = await loadScorer(item);
+  const scorer = await loadScorer(item);
+  const { info, session } = scorer;
   const nBuckets = info.featurizer.n_buckets;
-  const { offsets, idx, val } = featurize(info, texts);
+  const { offsets, idx, val } = featurize(scorer, texts);
   const dense = new Float32Array(texts.length * nBuckets);
   for (let row = 0; row < texts.length; row++) {
     for (let k = offsets[row]; k < offsets[row + 1]; k++) dense[row * nBuckets + idx[k]] = val[k];
@@ -142,7 +149,7 @@ const handlers = {
   init: () => init(),
   load: async ({ item }) => { await loadScorer(item); return {}; },
   score: ({ item, texts }) => score(item, texts),
-  featurize: async ({ item, texts }) => featurize((await loadScorer(item)).info, texts),
+  featurize: async ({ item, texts }) => featurize(await loadScorer(item), texts),
 };
 
 // Calls run one at a time, in order.
