@@ -1,7 +1,7 @@
 """Many answers -> the dense float32 feature matrix, with numpy, bit-identical to featurize.py.
 
 featurize.py is the specification (and the file the page runs in Pyodide); it works one answer at
-a time in pure Python, about 0.3-0.5 ms per answer. This module computes exactly the same vectors
+a time in pure Python, about 0.25 ms per answer. This module computes exactly the same vectors
 for a batch of answers with whole-array numpy operations (CPython only: training, ``predict``,
 ``evaluate``, the benchmarks). It never approximates: every float operation that decides a bit of
 the output is the one featurize.py performs, in the same order:
