@@ -32,6 +32,8 @@ Features
     Output: ``[(bucket, value), ...]`` sorted by bucket, unique buckets, Python floats; the model
     input is that vector made dense as float32 of length ``n_buckets``. Empty text (or text with
     no token character) gives ``[]``.
+    Speed: the char n-grams of up to 4,096 recent tokens are kept in memory between calls (a pure
+    cache: the output is the same with or without it; answers to one question share most words).
 
 Config keys (``DEFAULT_CONFIG``; JSON-serialisable, stored in scorer.json)
     version           1 (format of these rules; any change of output must bump it)
