@@ -102,7 +102,7 @@ def main() -> None:
 
 `kd_train/featurize.py` over all {n:,} ASAP-SAS train answers (median {stats['median_chars']}
 characters), each timed alone; best of {args.repeat} passes per answer. featurize.py keeps the
-char n-grams of up to 4,096 recent tokens: the first pass starts with none cached and takes
+char n-grams of up to {featurize_module._CACHE_TOKENS:,} recent tokens: the first pass starts with none cached and takes
 {stats['first_pass_mean_us']} µs per answer on average (answers to one question share most words).
 
 | median | p90 | mean | max | total |

@@ -100,11 +100,15 @@ def _random_strings(n: int, seed: int = 20261128) -> list[str]:
     return out
 
 
-def _corpus() -> list[str]:
-    asap = _asap_answers(3500)
-    tricky = TRICKY + [t.upper() for t in TRICKY if t.isascii()] + [
+def _tricky() -> list[str]:
+    return TRICKY + [t.upper() for t in TRICKY if t.isascii()] + [
         " ".join(TRICKY), "word " * 5000, ("Ab1 " + "".join(TRICKY)) * 40,
     ]
+
+
+def _corpus() -> list[str]:
+    asap = _asap_answers(3500)
+    tricky = _tricky()
     long_answer = (asap[0] + " ") if asap else "The plant cell uses light energy. "
     tricky.append((long_answer * (20000 // len(long_answer) + 1))[:20000])
     assert len(tricky[-1]) == 20000
@@ -284,9 +288,7 @@ FROZEN_V1 = [
 
 
 def _frozen_corpus() -> list[str]:
-    tricky = TRICKY + [t.upper() for t in TRICKY if t.isascii()] + [
-        " ".join(TRICKY), "word " * 5000, ("Ab1 " + "".join(TRICKY)) * 40]
-    return tricky + _random_strings(2000)
+    return _tricky() + _random_strings(2000)
 
 
 def _digest(texts: list[str], config: dict) -> str:
