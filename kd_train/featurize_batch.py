@@ -7,10 +7,12 @@ for a batch of answers with whole-array numpy operations (CPython only: training
 the output is the one featurize.py performs, in the same order:
 
 * n-grams are counted by their content, as featurize.py's ``Counter`` does: word n-grams by their
-  token ids; char n-grams by their CRC-32, checked against their exact bytes (packed in 56 bits),
-  and an answer where two different char n-grams share a CRC-32 is redone by featurize.py;
-* the CRC-32 of each n-gram is computed with the standard table-driven register update (4 bytes a
-  step for word n-grams), vectorised over n-grams;
+  token ids; char n-grams by their length and CRC-32 (one-to-one up to 4 bytes; from 5 bytes on,
+  checked against the exact bytes, packed in 56 bits), and an answer holding two different char
+  n-grams that share a CRC-32 is redone by featurize.py;
+* CRC-32s come from the standard table-driven register update, vectorised: each distinct token's
+  char n-grams one byte a step; word n-grams from their tokens' registers (CRC-32 is linear, so
+  feeding " " + token to a register is a fixed table lookup per token length, then an XOR);
 * bucket sums come from ``np.bincount``, which adds its weights one after the other in array
   order, and the array holds word n-grams before char n-grams, each in first-occurrence order:
   the order of featurize.py's loop;
@@ -37,8 +39,8 @@ MAX_CHAR_N = 8        # 8 ASCII bytes x 7 bits = a 56-bit content key
 MAX_WORD_N = 3
 MAX_BUCKETS = 1 << 16
 MAX_CHARS = 50_000    # keeps every answer's n-gram positions below 2**20
-BATCH = 256           # answers per pass (fastest here); the answer index may take 10 bits
-_POS_BITS, _ID_BITS = 20, 33   # int64 sort keys: answer (10 bits) | content id (33) | position (20)
+BATCH = 256           # answers per pass (fastest here); the answer index takes 8 bits
+_POS_BITS, _ID_BITS = 20, 35   # int64 sort keys: answer (8 bits) | content id (35) | position (20)
 _POS_MASK = (1 << _POS_BITS) - 1
 
 
@@ -57,6 +59,39 @@ def _crc_tables() -> np.ndarray:
 
 _CRC_TABLES = _crc_tables()
 _CRC_TABLE = _CRC_TABLES[0]
+
+
+# CRC-32's register update is linear over GF(2) in (register, byte), so feeding bytes B to a register r
+# gives zeros(len B)(r) ^ feed(B, 0): a word n-gram's CRC follows from its tokens' registers, computed
+# once per distinct token. zeros(n) = "feed n zero bytes", a linear map stored as 4 x 256 tables (the
+# image of each byte of the register); XOR the 4 looked-up words to apply it.
+def _apply(tables: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    return (tables[0][reg & 0xFF] ^ tables[1][(reg >> np.uint32(8)) & 0xFF]
+            ^ tables[2][(reg >> np.uint32(16)) & 0xFF] ^ tables[3][reg >> np.uint32(24)])
+
+
+_IDENTITY = np.arange(256, dtype=np.uint32) << (np.uint32(8) * np.arange(4, dtype=np.uint32)[:, None])
+_ZERO_POWERS = [_CRC_TABLE[_IDENTITY & 0xFF] ^ (_IDENTITY >> np.uint32(8))]   # zeros(2**i), i = 0..16
+for _ in range(16):
+    _ZERO_POWERS.append(_apply(_ZERO_POWERS[-1], _ZERO_POWERS[-1]))
+_ZEROS: dict = {}                                    # n -> zeros(n), for the lengths met so far
+
+
+def _zeros(n: int) -> np.ndarray:
+    """The tables of zeros(n), n < 2**17 (tokens are shorter than MAX_CHARS)."""
+    tables = _ZEROS.get(n)
+    if tables is None:
+        tables = _IDENTITY
+        for i in range(n.bit_length()):
+            if n >> i & 1:
+                tables = _apply(_ZERO_POWERS[i], tables)
+        if len(_ZEROS) >= 1024:                      # 4 MB at most
+            _ZEROS.clear()
+        _ZEROS[n] = tables
+    return tables
+
+
+_ZEROS_SHORT = np.stack([_zeros(n) for n in range(64)]).reshape(-1)   # zeros(n) at n * 1024: most words
 
 
 def featurize_dense(texts: list[str], config: dict) -> np.ndarray:
@@ -161,32 +196,24 @@ class _Tokens:
         self.vocabulary = len(ids)
         self.length = np.fromiter(map(len, self.distinct), dtype=np.int64, count=len(self.distinct))
         self.n_answers = len(token_lists)
-        self._token_lists = token_lists
-
-    def joined(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each answer's tokens joined by single spaces, one buffer; the byte offset of every occurrence."""
-        text = " ".join(" ".join(tokens) for tokens in self._token_lists)
-        lengths = self.length[self.id] + 1
-        start = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        return np.frombuffer(text.encode("ascii"), dtype=np.uint8), start
+        # the distinct tokens in one buffer, each between spaces: " t1  t2  t3 " (char n-grams read
+        # " token "; token i's own bytes start at base[i] + 1)
+        self.buffer = np.frombuffer((" " + "  ".join(self.distinct) + " ").encode("ascii"), dtype=np.uint8)
+        self.base = np.concatenate(([0], np.cumsum(self.length + 2)[:-1]))
 
 
 def _first_occurrences(answer: np.ndarray, content: np.ndarray, position: np.ndarray,
-                       start_of_answer: np.ndarray, size: int, weight: np.ndarray | None = None,
-                       verify: np.ndarray | None = None):
+                       start_of_answer: np.ndarray, size: int, weight: np.ndarray | None = None):
     """Per (answer, content): index of its first occurrence (by position) and its count.
 
-    Returns (mask over the ``size`` occurrences marking first occurrences, count at those indices,
-    answers where two occurrences share a content id but differ in ``verify``: with ``verify`` the
-    exact content and ``content`` a hash of it, those answers' counts are wrong and must be redone).
-    One sort of packed keys answer | content | position, so equal contents sit together with the
-    earliest position first.
+    Returns (mask over the ``size`` occurrences marking first occurrences, count at those indices:
+    occurrences, or the sum of their ``weight``). One sort of packed keys answer | content |
+    position, so equal contents sit together with the earliest position first.
     """
     key = answer << (_ID_BITS + _POS_BITS) | content << _POS_BITS | position
     key.sort()
     group = key >> _POS_BITS
-    same = group[1:] == group[:-1]
-    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
     index = start_of_answer[key >> (_ID_BITS + _POS_BITS)] + (key & _POS_MASK)
     if weight is None:
         count = np.diff(np.append(starts, len(key)))
@@ -196,11 +223,7 @@ def _first_occurrences(answer: np.ndarray, content: np.ndarray, position: np.nda
     mask[index[starts]] = True
     counts = np.zeros(size, dtype=np.int64)
     counts[index[starts]] = count
-    clash = np.zeros(0, np.int64)
-    if verify is not None and len(key):
-        exact = verify[index]
-        clash = np.unique(key[1:][same & (exact[1:] != exact[:-1])] >> (_ID_BITS + _POS_BITS))
-    return mask, counts, clash
+    return mask, counts
 
 
 def _word_grams(toks: _Tokens, lo: int, hi: int, weight: float, start: int, n_buckets: int) -> tuple:
@@ -225,43 +248,43 @@ def _word_grams(toks: _Tokens, lo: int, hi: int, weight: float, start: int, n_bu
     answer = toks.answer[k]
     start_of_answer = np.concatenate(([0], np.cumsum(np.bincount(answer, minlength=toks.n_answers))[:-1]))
     rank = np.arange(len(k)) - start_of_answer[answer]
-    mask, counts, _ = _first_occurrences(answer, content, rank, start_of_answer, len(k))
+    mask, counts = _first_occurrences(answer, content, rank, start_of_answer, len(k))
     sel = np.flatnonzero(mask)
-    buffer, offset = toks.joined()
-    first, last = k[sel], k[sel] + n[sel] - 1
-    h = _crc32_slices(buffer, offset[first], offset[last] + toks.length[toks.id[last]] - offset[first], start)
+    h = _word_crcs(toks, k[sel], n[sel], start)
     return _contributions(answer[sel], h, counts[sel], weight, n_buckets)
+
+
+def _word_crcs(toks: _Tokens, first: np.ndarray, n: np.ndarray, start: int) -> np.ndarray:
+    """CRC-32 of the word n-grams starting at token occurrence ``first`` with ``n`` tokens, from
+    each distinct token's registers: its own bytes after the start value, and " token" after 0."""
+    zero = _feed(toks.buffer, toks.base + 1, toks.length, np.zeros(toks.vocabulary, np.uint32))
+    # register after the token from the start value, and after " " + token from 0
+    own = _apply_each(toks.length, np.full(toks.vocabulary, start ^ 0xFFFFFFFF, np.uint32)) ^ zero
+    spaced = _apply_each(toks.length, np.full(toks.vocabulary, _CRC_TABLE[ord(" ")], np.uint32)) ^ zero
+    reg = own[toks.id[first]]
+    for j in range(1, int(n.max()) if len(n) else 0):
+        more = np.flatnonzero(n > j)
+        nxt = toks.id[first[more] + j]
+        reg[more] = _apply_each(toks.length[nxt] + 1, reg[more]) ^ spaced[nxt]
+    return reg ^ np.uint32(0xFFFFFFFF)
+
+
+def _apply_each(n: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """zeros(n[i]) applied to reg[i], for every i."""
+    if len(n) and n.max() < len(_ZEROS_SHORT) // 1024:
+        tables, base = _ZEROS_SHORT, n * 1024
+    else:
+        ns, which = np.unique(n, return_inverse=True)
+        tables, base = np.stack([_zeros(int(m)) for m in ns]).reshape(-1), which.astype(np.int64) * 1024
+    return (tables[base + (reg & 0xFF)] ^ tables[base + 256 + ((reg >> np.uint32(8)) & 0xFF)]
+            ^ tables[base + 512 + ((reg >> np.uint32(16)) & 0xFF)] ^ tables[base + 768 + (reg >> np.uint32(24))])
 
 
 def _char_grams(toks: _Tokens, lo: int, hi: int, weight: float, start: int, n_buckets: int) -> tuple:
     """Contributions of char n-grams, and the answers to redo with featurize.py (CRC-32 clashes)."""
-    # every distinct token's char n-grams, in featurize.py's order (n, then position in " token "):
-    # the exact content packed in 56 bits, and its CRC-32
-    span = toks.length + 2
-    buffer = np.frombuffer("".join(" " + t + " " for t in toks.distinct).encode("ascii"), dtype=np.uint8)
-    base = np.concatenate(([0], np.cumsum(span)[:-1]))
-    per_n = [np.maximum(span - n + 1, 0) for n in range(lo, hi + 1)]
-    total = np.sum(per_n, axis=0)
-    token_start = np.concatenate(([0], np.cumsum(total)[:-1]))
-    exact = np.empty(int(total.sum()), dtype=np.int64)
-    crc = np.empty(len(exact), dtype=np.uint32)
-    block = token_start.copy()
-    for n, count in zip(range(lo, hi + 1), per_n):
-        token = np.repeat(np.arange(len(span)), count)
-        position = np.arange(len(token)) - np.repeat(np.cumsum(count) - count, count)
-        offset = base[token] + position
-        k = np.zeros(len(token), dtype=np.int64)
-        reg = np.full(len(token), start ^ 0xFFFFFFFF, dtype=np.uint32)
-        for j in range(n):
-            byte = buffer[offset + j]
-            k |= byte.astype(np.int64) << (7 * (MAX_CHAR_N - 1 - j))
-            reg = _CRC_TABLE[(reg ^ byte) & 0xFF] ^ (reg >> np.uint32(8))
-        exact[block[token] + position] = k
-        crc[block[token] + position] = reg ^ np.uint32(0xFFFFFFFF)
-        block += count
-
+    crc, content, total, token_start, clash = _token_char_grams(toks, lo, hi, start)
     # each answer's distinct tokens in first-occurrence order, with counts
-    mask, counts, _ = _first_occurrences(toks.answer, toks.id, toks.position, toks.first, len(toks.id))
+    mask, counts = _first_occurrences(toks.answer, toks.id, toks.position, toks.first, len(toks.id))
     d = np.flatnonzero(mask)
     d_answer, d_token, d_count = toks.answer[d], toks.id[d], counts[d]
     # their n-grams, one after the other: featurize.py's order of first occurrences
@@ -272,21 +295,74 @@ def _char_grams(toks: _Tokens, lo: int, hi: int, weight: float, start: int, n_bu
     answer_start = np.concatenate(([0], np.cumsum(np.bincount(d_answer, weights=sizes, minlength=toks.n_answers)
                                                   .astype(np.int64))[:-1]))
     position = np.arange(len(gram)) - answer_start[answer]
-    h = crc[gram]
-    # n-grams are told apart by their CRC-32 (cheap), checked against the exact content
-    mask, counts, clash = _first_occurrences(answer, h.astype(np.int64), position, answer_start, len(gram),
-                                             weight=np.repeat(d_count, sizes), verify=exact[gram])
+    mask, counts = _first_occurrences(answer, content[gram], position, answer_start, len(gram),
+                                      weight=np.repeat(d_count, sizes))
     sel = np.flatnonzero(mask)
-    return (*_contributions(answer[sel], h[sel], counts[sel], weight, n_buckets), clash)
+    redo = np.unique(answer[np.isin(content[gram], clash)]) if len(clash) else np.zeros(0, np.int64)
+    return (*_contributions(answer[sel], crc[gram[sel]], counts[sel], weight, n_buckets), redo)
 
 
-def _crc32_slices(buffer: np.ndarray, offset: np.ndarray, length: np.ndarray, start: int) -> np.ndarray:
-    """zlib.crc32(bytes(buffer[o:o + n]), start) for every (o, n), as uint32: 4 bytes a step, then the tail."""
+def _token_char_grams(toks: _Tokens, lo: int, hi: int, start: int) -> tuple:
+    """Every distinct token's char n-grams in featurize.py's order (n, then position in " token "):
+    their CRC-32; a content id (CRC-32 | n - lo << 32) that tells different n-grams apart except the
+    ids in ``clash``, shared by different n-grams (rare); per token its n-gram count and first index.
+
+    CRC-32 never maps two different inputs of one length <= 4 bytes to one value (it detects every
+    burst error up to 32 bits), so only n-grams of 5 bytes or more are checked against their bytes.
+    """
+    span = toks.length + 2
+    per_n = [np.maximum(span - n + 1, 0) for n in range(lo, hi + 1)]
+    total = np.sum(per_n, axis=0)
+    token_start = np.concatenate(([0], np.cumsum(total)[:-1]))
+    crc = np.empty(int(total.sum()), dtype=np.uint32)
+    content = np.empty(len(crc), dtype=np.int64)
+    clash = []
+    # the n-grams at each (token, position) grow one byte per n: one register update each
+    token = np.repeat(np.arange(len(span)), per_n[0])
+    position = np.arange(len(token)) - np.repeat(np.cumsum(per_n[0]) - per_n[0], per_n[0])
+    offset = toks.base[token] + position
+    reg = np.full(len(token), start ^ 0xFFFFFFFF, dtype=np.uint32)
+    exact = np.zeros(len(token), dtype=np.int64)     # the bytes, 7 bits each (ASCII)
+    block = token_start.copy()
+    for n, count in zip(range(lo, hi + 1), per_n):
+        if n > lo:
+            keep = np.flatnonzero(position < count[token])
+            token, position, offset, reg, exact = token[keep], position[keep], offset[keep], reg[keep], exact[keep]
+        for j in range(0 if n == lo else n - 1, n):   # all lo bytes first, then the next one
+            byte = toks.buffer[offset + j]
+            reg = _CRC_TABLE[(reg ^ byte) & 0xFF] ^ (reg >> np.uint32(8))
+            exact |= byte.astype(np.int64) << (7 * (MAX_CHAR_N - 1 - j))
+        index = block[token] + position
+        h = reg ^ np.uint32(0xFFFFFFFF)
+        crc[index] = h
+        content[index] = h.astype(np.int64) | (n - lo) << 32
+        if n > 4:
+            clash.append(_shared_crcs(exact, h).astype(np.int64) | (n - lo) << 32)
+        block += count
+    return crc, content, total, token_start, np.concatenate(clash) if clash else np.zeros(0, np.int64)
+
+
+def _distinct(values: np.ndarray) -> int:
+    s = np.sort(values)
+    return int(np.count_nonzero(s[1:] != s[:-1])) + (len(s) > 0)
+
+
+def _shared_crcs(exact: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The CRC values that two different contents share."""
+    if _distinct(exact) == _distinct(h):            # h is a function of exact: no two share one
+        return np.zeros(0, np.uint32)
+    _, first = np.unique(exact, return_index=True)
+    crcs = np.sort(h[first])
+    return np.unique(crcs[1:][crcs[1:] == crcs[:-1]])
+
+
+def _feed(buffer: np.ndarray, offset: np.ndarray, length: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """CRC-32 registers after feeding bytes(buffer[o:o + n]) to reg, for every (o, n, reg): 4 bytes a
+    step, then the tail (no final XOR: zlib.crc32(b, s) == _feed(b, ~s) ^ 0xFFFFFFFF)."""
     padded = np.concatenate((buffer, np.zeros(3, np.uint8))).astype(np.uint32)
     words = padded[:-3] | padded[1:-2] << np.uint32(8) | padded[2:-1] << np.uint32(16) | padded[3:] << np.uint32(24)
     order = np.argsort(-length, kind="stable")
-    offset, length = offset[order], length[order]
-    reg = np.full(len(order), start ^ 0xFFFFFFFF, dtype=np.uint32)
+    offset, length, reg = offset[order], length[order], reg[order]
     descending = -length
     t0, t1, t2, t3 = _CRC_TABLES
     for k in range(int(length[0]) // 4 if len(order) else 0):
@@ -300,12 +376,13 @@ def _crc32_slices(buffer: np.ndarray, offset: np.ndarray, length: np.ndarray, st
         r = reg[tail]
         reg[tail] = t0[(r ^ buffer[offset[tail] + done[tail] + j]) & 0xFF] ^ (r >> np.uint32(8))
     out = np.empty_like(reg)
-    out[order] = reg ^ np.uint32(0xFFFFFFFF)
+    out[order] = reg
     return out
 
 
 def _contributions(answer: np.ndarray, h: np.ndarray, count: np.ndarray, weight: float, n_buckets: int) -> tuple:
     """(answer, bucket, signed value) of distinct n-grams: ``sign * weight * sqrt(count)`` into ``h % n_buckets``."""
-    value = np.where(count == 1, weight, weight * np.sqrt(count.astype(np.float64)))
-    value = np.where(h & np.uint32(0x80000000), -value, value)
-    return answer, (h % np.uint32(n_buckets)).astype(np.int64), value
+    value = weight * np.sqrt(count.astype(np.float64))   # sqrt(1) is exactly 1: featurize.py's tf == 1 path
+    np.negative(value, out=value, where=h >= np.uint32(0x80000000))
+    bucket = h & np.uint32(n_buckets - 1) if n_buckets & (n_buckets - 1) == 0 else h % np.uint32(n_buckets)
+    return answer, bucket.astype(np.int64), value

@@ -71,7 +71,8 @@ def test_rejects_what_featurize_rejects():
 
 def _crc_twins(length: int = 8) -> tuple[str, str]:
     """Two different lowercase strings with the same CRC-32 (a birthday search, ~1e5 tries; for
-    strings this short it needs 8 letters: below 5 bytes CRC-32 has no collisions at all)."""
+    strings this short it needs 8 letters: below 5 bytes CRC-32 has no collisions at all, and
+    lowercase letters differ in 5 bits a byte only)."""
     import random
     import zlib
 
@@ -95,3 +96,37 @@ def test_char_ngrams_with_one_crc_are_still_counted_apart(monkeypatch):
     monkeypatch.setattr(featurize_batch.spec, "featurize", lambda t, c: calls.append(t) or original(t, c))
     assert_bit_identical(texts, config)
     assert f"{a} {b}" in calls and texts[0] not in calls
+
+
+def test_long_tokens_in_word_ngrams():
+    # word n-gram CRCs combine per-token registers with a table per token length: cached up to 63
+    # characters, built on demand beyond (the fast path takes any ASCII token under MAX_CHARS)
+    long_words = ["x" * 63, "y" * 64, "z" * 200, "ab" * 700, "q"]
+    rng = np.random.default_rng(4)
+    texts = [" ".join(rng.choice(long_words + ASCII_WORDS, size=rng.integers(1, 30))) for _ in range(200)]
+    assert_bit_identical(texts, dict(DEFAULT_CONFIG, word_ngram_range=[1, 3]))
+
+
+def test_crc_twins_in_different_answers():
+    a, b = _crc_twins()
+    config = dict(DEFAULT_CONFIG, char_ngram_range=[2, 8])
+    texts = [f"the {a} cell", f"a {b} membrane", f"{a} {a}"]
+    assert_bit_identical(texts, config)
+
+
+def test_shared_crcs_finds_contents_that_share_a_crc():
+    exact = np.array([1, 2, 3, 1, 4], dtype=np.int64)
+    assert featurize_batch._shared_crcs(exact, np.array([10, 11, 12, 10, 13], np.uint32)).tolist() == []
+    assert featurize_batch._shared_crcs(exact, np.array([10, 11, 10, 10, 13], np.uint32)).tolist() == [10]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 63, 64, 1000])
+def test_zero_byte_tables_continue_a_crc(n):
+    import zlib
+
+    rng = np.random.default_rng(n)
+    head, tail = rng.bytes(7), rng.bytes(n)
+    register = np.array([zlib.crc32(head, 99) ^ 0xFFFFFFFF], np.uint32)
+    tail_from_zero = np.array([zlib.crc32(tail, 0xFFFFFFFF) ^ 0xFFFFFFFF], np.uint32)
+    combined = featurize_batch._apply_each(np.array([n]), register) ^ tail_from_zero
+    assert int(combined[0]) ^ 0xFFFFFFFF == zlib.crc32(head + tail, 99)
