@@ -27,6 +27,7 @@ tests/test_featurize_batch.py compares the two on thousands of strings, bit for 
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import numpy as np
@@ -126,14 +127,14 @@ def _featurize_batch(texts: list[str], config: dict, params: tuple, out: np.ndar
     n_buckets, (wlo, whi), (clo, chi), ww, cw, seed = params
     rows, token_lists = [], []
     for row, text in enumerate(texts):
-        tokens = spec._find_tokens(text.translate(spec._TABLE))
+        tokens = _ascii_tokens(text) if text.isascii() else spec._find_tokens(text.translate(spec._TABLE))
         if not tokens:
             continue
         if len(text) > MAX_CHARS or not (text.isascii() or all(map(str.isascii, tokens))):
             _fill(out, row, spec.featurize(text, config))
             continue
         rows.append(row)
-        token_lists.append(tokens)
+        token_lists.append(tokens if text.isascii() else [t.encode("ascii") for t in tokens])
     if not rows:
         return
     toks = _Tokens(token_lists)
@@ -154,6 +155,15 @@ def _featurize_batch(texts: list[str], config: dict, params: tuple, out: np.ndar
     for answer in redo.tolist():                     # two char n-grams with one CRC-32: rare
         out[rows[answer]] = 0.0
         _fill(out, rows[answer], spec.featurize(texts[rows[answer]], config))
+
+
+_find_ascii_tokens = re.compile(rb"[0-9a-z]+").findall
+
+
+def _ascii_tokens(text: str) -> list[bytes]:
+    """featurize.py's tokens of an ASCII text, as bytes: for ASCII its rules are lower-case A-Z,
+    delete ' and `, then runs of 0-9 a-z (tests/test_featurize_batch.py checks them against it)."""
+    return _find_ascii_tokens(text.encode("ascii").lower().translate(None, b"'`"))
 
 
 def _write_rows(parts: list[tuple], lo: int, hi: int, n_buckets: int, out: np.ndarray, rows: np.ndarray) -> None:
@@ -184,7 +194,7 @@ def _write_rows(parts: list[tuple], lo: int, hi: int, n_buckets: int, out: np.nd
 class _Tokens:
     """The batch's tokens: per occurrence its answer, position and token id; the distinct tokens."""
 
-    def __init__(self, token_lists: list[list[str]]):
+    def __init__(self, token_lists: list[list[bytes]]):
         self.per_answer = np.array([len(t) for t in token_lists], dtype=np.int64)
         self.first = np.concatenate(([0], np.cumsum(self.per_answer)[:-1]))
         flat = [t for tokens in token_lists for t in tokens]
@@ -198,7 +208,7 @@ class _Tokens:
         self.n_answers = len(token_lists)
         # the distinct tokens in one buffer, each between spaces: " t1  t2  t3 " (char n-grams read
         # " token "; token i's own bytes start at base[i] + 1)
-        self.buffer = np.frombuffer((" " + "  ".join(self.distinct) + " ").encode("ascii"), dtype=np.uint8)
+        self.buffer = np.frombuffer(b" " + b"  ".join(self.distinct) + b" ", dtype=np.uint8)
         self.base = np.concatenate(([0], np.cumsum(self.length + 2)[:-1]))
 
 

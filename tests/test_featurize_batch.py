@@ -130,3 +130,13 @@ def test_zero_byte_tables_continue_a_crc(n):
     tail_from_zero = np.array([zlib.crc32(tail, 0xFFFFFFFF) ^ 0xFFFFFFFF], np.uint32)
     combined = featurize_batch._apply_each(np.array([n]), register) ^ tail_from_zero
     assert int(combined[0]) ^ 0xFFFFFFFF == zlib.crc32(head + tail, 99)
+
+
+def test_ascii_tokens_are_featurize_tokens():
+    from kd_train import featurize as spec
+
+    ascii_texts = [t for t in _corpus() + _ascii_answers(300, seed=5) if t.isascii()]
+    ascii_texts.append("".join(map(chr, range(128))) * 3 + "Don't `quote` ABC-xyz_09")
+    for text in ascii_texts:
+        want = [t.encode() for t in spec._find_tokens(text.translate(spec._TABLE))]
+        assert featurize_batch._ascii_tokens(text) == want, text[:80]
