@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--speed-answers", type=int, default=300, help="answers timed per scorer (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
     ap.add_argument("--render", action="store_true",
-                    help="measure nothing: re-write asap-sas.md, the README section and the plots from OUT/asap-sas.json")
+                    help="measure nothing: re-write asap-sas.md, the README section, the plots and the goal rows from OUT/asap-sas.json")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.ablation_seeds, args.speed_answers = 1, 1, 64
@@ -267,7 +267,8 @@ def goal_rows(models: dict, speed_: dict, browser: dict) -> list[tuple[str, str,
     if speed_.get("measured"):
         r = speed_["ratios"]["student / tinybert_like"]
         rows.append(("≥ 100× the TinyBERT-like stand-in's CPU throughput",
-                     f"×{r['batch_1']:.0f} (batch 1), ×{r['batch_64']:.0f} (batch 64)", "yes" if min(r.values()) >= 100 else "no"))
+                     f"×{r['batch_1']:.0f} (batch 1), ×{r['batch_64']:.0f} (batch 64)",
+                     "yes" if min(r.values()) >= 100 else ("in batches only" if r["batch_64"] >= 100 else "no")))
         f = speed_["ratios"]["student / fasttext"]
         rows.append(("about fastText's throughput", f"×{f['batch_64']:.2f} of fastText (batch 64)",
                      "yes" if f["batch_64"] >= 0.5 else "no"))
@@ -346,7 +347,9 @@ def not_run_list(models: dict, alt: dict, missing: dict[str, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.render:
-        write_outputs(json.loads((args.out / "asap-sas.json").read_text(encoding="utf-8")), args.out)
+        result = json.loads((args.out / "asap-sas.json").read_text(encoding="utf-8"))
+        result["goal"] = goal_rows(result["models"], result["speed"], result["browser"])   # the current rules
+        write_outputs(result, args.out)
         return
     if importlib.util.find_spec("fasttext") is None:
         sys.exit("python -m bench: the fastText baseline needs the package fasttext-wheel: pip install -e '.[bench]'")

@@ -1,0 +1,36 @@
+"""The benchmark's verdicts against the issue's goals follow from the measured figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import goal_rows
+
+
+def _models(student_qwk: float = 0.70) -> dict:
+    models = {name: {"mean_qwk": 0.66} for name in ("ann", "tinybert_like", "hashing_lr", "fasttext")}
+    models["teacher"] = {"mean_qwk": 0.71}
+    models["student"] = {"mean_qwk": student_qwk, "params": 28_746}
+    return models
+
+
+BROWSER = {"per_answer_ms_p50": 1.7, "batch200_per_answer_ms_p50": 0.8, "usable_ms": 70, "first_score_ms": 2400}
+
+
+def _speed(batch_1: float, batch_64: float) -> dict:
+    return {"measured": True, "ratios": {"student / tinybert_like": {"batch_1": batch_1, "batch_64": batch_64},
+                                         "student / fasttext": {"batch_1": 0.05, "batch_64": 0.26}}}
+
+
+@pytest.mark.parametrize("ratios, verdict", [((24, 118), "in batches only"), ((120, 130), "yes"), ((24, 96), "no")])
+def test_throughput_goal_says_where_it_is_met(ratios, verdict):
+    rows = {goal: met for goal, _, met in goal_rows(_models(), _speed(*ratios), BROWSER)}
+    assert rows["≥ 100× the TinyBERT-like stand-in's CPU throughput"] == verdict
+
+
+def test_teacher_gap_and_baselines():
+    rows = {goal: (measured, met) for goal, measured, met in goal_rows(_models(0.676), {}, BROWSER)}
+    assert rows["within 0.02 mean QWK of its teacher"] == ("gap +0.034", "no")
+    assert rows["mean QWK above ANN"][1] == "yes"
+    assert "≥ 100× the TinyBERT-like stand-in's CPU throughput" not in rows      # speed not measured
+    assert rows["page usable in < 1 s"][1] == "yes (typing); scoring no"
