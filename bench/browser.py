@@ -2,9 +2,9 @@
 
     python bench/browser.py [SCORER_DIR] [--answers CSV] [--repeat 30]
 
-Builds a bundle from SCORER_DIR (default: a demo scorer trained here in seconds), serves it on
-127.0.0.1 with kd-train serve's server and drives Debian's Chromium (fresh profile, the flags of
-DESIGN.md) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
+Builds a bundle from a copy of SCORER_DIR without its question text (default: a demo scorer trained
+here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives Debian's Chromium
+(fresh profile, the flags of DESIGN.md) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
   - page usable: navigation start -> main.js wired (the answer box reacts, mark "kd-usable")
   - first score possible: navigation start -> engine ready (Pyodide + onnxruntime-web + model, "kd-ready")
   - bare loadPyodide(): a tiny page that only imports pyodide.mjs and awaits loadPyodide(), same run
@@ -161,10 +161,20 @@ def latencies(browser, url: str, answers: list[str], repeat: int) -> dict:
 
 
 def make_dist(scorer_dir: Path | None, work: Path) -> Path:
+    """The bundle to measure. A given scorer goes in as a copy without its question text: the
+    page's cost does not depend on it, and a benchmark build must not carry a dataset's prompt."""
+    import json
+    import shutil
+
     from web_support import build_module, make_scorer
 
     if scorer_dir is None:
         scorer_dir = make_scorer(work / "demo-ice")
+    else:
+        scorer_dir = Path(shutil.copytree(scorer_dir, work / "scorer"))
+        info = json.loads((scorer_dir / "scorer.json").read_text(encoding="utf-8"))
+        info["question"] = ""
+        (scorer_dir / "scorer.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     dist = work / "dist"
     build_module().build([scorer_dir], dist, report_sizes=False)
     return dist
