@@ -66,9 +66,14 @@ _CRC_TABLE = _CRC_TABLES[0]
 # gives zeros(len B)(r) ^ feed(B, 0): a word n-gram's CRC follows from its tokens' registers, computed
 # once per distinct token. zeros(n) = "feed n zero bytes", a linear map stored as 4 x 256 tables (the
 # image of each byte of the register); XOR the 4 looked-up words to apply it.
+def _lookup(flat: np.ndarray, base, reg: np.ndarray) -> np.ndarray:
+    """XOR of the 4 table words for reg's bytes; the 4 x 256 tables start at ``flat[base]``."""
+    return (flat[base + (reg & 0xFF)] ^ flat[base + 256 + ((reg >> np.uint32(8)) & 0xFF)]
+            ^ flat[base + 512 + ((reg >> np.uint32(16)) & 0xFF)] ^ flat[base + 768 + (reg >> np.uint32(24))])
+
+
 def _apply(tables: np.ndarray, reg: np.ndarray) -> np.ndarray:
-    return (tables[0][reg & 0xFF] ^ tables[1][(reg >> np.uint32(8)) & 0xFF]
-            ^ tables[2][(reg >> np.uint32(16)) & 0xFF] ^ tables[3][reg >> np.uint32(24)])
+    return _lookup(tables.reshape(-1), 0, reg)
 
 
 _IDENTITY = np.arange(256, dtype=np.uint32) << (np.uint32(8) * np.arange(4, dtype=np.uint32)[:, None])
@@ -127,14 +132,15 @@ def _featurize_batch(texts: list[str], config: dict, params: tuple, out: np.ndar
     n_buckets, (wlo, whi), (clo, chi), ww, cw, seed = params
     rows, token_lists = [], []
     for row, text in enumerate(texts):
-        tokens = _ascii_tokens(text) if text.isascii() else spec._find_tokens(text.translate(spec._TABLE))
+        ascii_text = text.isascii()
+        tokens = _ascii_tokens(text) if ascii_text else spec._find_tokens(text.translate(spec._TABLE))
         if not tokens:
             continue
-        if len(text) > MAX_CHARS or not (text.isascii() or all(map(str.isascii, tokens))):
+        if len(text) > MAX_CHARS or not (ascii_text or all(map(str.isascii, tokens))):
             _fill(out, row, spec.featurize(text, config))
             continue
         rows.append(row)
-        token_lists.append(tokens if text.isascii() else [t.encode("ascii") for t in tokens])
+        token_lists.append(tokens if ascii_text else [t.encode("ascii") for t in tokens])
     if not rows:
         return
     toks = _Tokens(token_lists)
@@ -286,8 +292,7 @@ def _apply_each(n: np.ndarray, reg: np.ndarray) -> np.ndarray:
     else:
         ns, which = np.unique(n, return_inverse=True)
         tables, base = np.stack([_zeros(int(m)) for m in ns]).reshape(-1), which.astype(np.int64) * 1024
-    return (tables[base + (reg & 0xFF)] ^ tables[base + 256 + ((reg >> np.uint32(8)) & 0xFF)]
-            ^ tables[base + 512 + ((reg >> np.uint32(16)) & 0xFF)] ^ tables[base + 768 + (reg >> np.uint32(24))])
+    return _lookup(tables, base, reg)
 
 
 def _char_grams(toks: _Tokens, lo: int, hi: int, weight: float, start: int, n_buckets: int) -> tuple:
