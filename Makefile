@@ -7,7 +7,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: setup demo test
 setup: $(VENV)/.installed web/node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml kd_train/_featurize_ascii.c   # pip builds the C featurizer
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -6,8 +6,10 @@ Prints median, p90, mean and total, and writes bench/results/featurize_speed.{md
 Each answer is timed alone (time.perf_counter_ns around one featurize call); with --repeat R
 the whole pass runs R times and each answer keeps its fastest time (less noise from other load);
 the first pass's mean (token cache empty at its start) is reported beside it.
-In the same run, the numpy batch featurizer (kd_train/featurize_batch.py) does all answers in
-batches of 64 and 256 (best of R passes), and its output is checked bit for bit against featurize.py.
+In the same run, kd_train/featurize_batch.py does all answers one at a time and in batches of 64
+and 256 (best of R passes), through its compiled ASCII path (kd_train/_featurize_ascii.c, where
+pip built it) and through its numpy path alone; every output is checked bit for bit against
+featurize.py.
 """
 
 from __future__ import annotations
@@ -30,7 +32,19 @@ import numpy as np  # noqa: E402
 
 from kd_train import featurize as featurize_module  # noqa: E402
 from kd_train.featurize import DEFAULT_CONFIG, featurize  # noqa: E402
+from kd_train import featurize_batch  # noqa: E402
 from kd_train.featurize_batch import featurize_dense, featurize_each  # noqa: E402
+
+
+def time_batches(answers: list[str], config: dict, size: int, repeat: int, reference: np.ndarray) -> dict:
+    """Best-of-``repeat`` µs per answer for featurize_dense in batches of ``size``, and whether it equals reference."""
+    best_s = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        dense = np.concatenate([featurize_dense(answers[i:i + size], config) for i in range(0, len(answers), size)])
+        best_s = min(best_s, time.perf_counter() - t)
+    return {"us_per_answer": round(best_s / len(answers) * 1e6, 1),
+            "identical": bool((dense.view(np.uint32) == reference.view(np.uint32)).all())}
 
 
 def main() -> None:
@@ -72,17 +86,16 @@ def main() -> None:
         "median_chars": sorted(map(len, answers))[n // 2],
     }
     reference = featurize_each(answers, config)
-    batch = {}
-    for size in (64, 256):
-        best_s = float("inf")
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            dense = np.concatenate([featurize_dense(answers[i:i + size], config) for i in range(0, n, size)])
-            best_s = min(best_s, time.perf_counter() - t)
-        batch[f"batch_{size}_us_per_answer"] = round(best_s / n * 1e6, 1)
-        batch[f"batch_{size}_identical"] = bool((dense.view(np.uint32) == reference.view(np.uint32)).all())
-    stats["featurize_batch"] = batch
-    stats["featurize_batch"]["speedup_vs_mean_batch_64"] = round(stats["mean_us"] / batch["batch_64_us_per_answer"], 1)
+    paths = {}
+    compiled = featurize_batch._featurize_ascii_c
+    if compiled is not None:
+        paths["compiled"] = {f"batch_{size}": time_batches(answers, config, size, args.repeat, reference)
+                             for size in (1, 64, 256)}
+    featurize_batch._featurize_ascii_c = None
+    paths["numpy"] = {f"batch_{size}": time_batches(answers, config, size, args.repeat, reference)
+                      for size in (64, 256)}
+    featurize_batch._featurize_ascii_c = compiled
+    stats["featurize_batch"] = paths
     meta = {
         "command": "python " + " ".join(shlex.quote(a) for a in
                                         [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
@@ -110,12 +123,12 @@ char n-grams of up to {featurize_module._CACHE_TOKENS:,} recent tokens: the firs
 | {stats['median_us']} µs | {stats['p90_us']} µs | {stats['mean_us']} µs | {stats['max_us']} µs \
 | {stats['total_s']} s |
 
-`kd_train/featurize_batch.py` (numpy) over the same answers in batches, best of {args.repeat} passes:
+`kd_train/featurize_batch.py` over the same answers, best of {args.repeat} passes: its compiled path for ASCII answers
+(`kd_train/_featurize_ascii.c`{'' if compiled else ': NOT BUILT here, not measured'}) and its numpy path alone:
 
-| batch | µs per answer | × featurize.py (mean) | output bit-identical to featurize.py |
-|---:|---:|---:|---|
-| 64 | {batch['batch_64_us_per_answer']} | {stats['mean_us'] / batch['batch_64_us_per_answer']:.1f} | {'yes' if batch['batch_64_identical'] else 'NO'} |
-| 256 | {batch['batch_256_us_per_answer']} | {stats['mean_us'] / batch['batch_256_us_per_answer']:.1f} | {'yes' if batch['batch_256_identical'] else 'NO'} |
+| path | batch | µs per answer | × featurize.py (mean) | output bit-identical to featurize.py |
+|---|---:|---:|---:|---|
+{_rows(paths, stats['mean_us'])}
 
 - Command (repo root): `{meta['command']}`
 - Date: {meta['date']}
@@ -123,6 +136,12 @@ char n-grams of up to {featurize_module._CACHE_TOKENS:,} recent tokens: the firs
 - Config: `{json.dumps(config)}`
 """)
     print(f"wrote {out / 'featurize_speed.md'}")
+
+
+def _rows(paths: dict, mean_us: float) -> str:
+    return "\n".join(f"| {path} | {key.split('_')[1]} | {m['us_per_answer']} | {mean_us / m['us_per_answer']:.1f} | "
+                     f"{'yes' if m['identical'] else 'NO'} |"
+                     for path, sizes in paths.items() for key, m in sizes.items())
 
 
 if __name__ == "__main__":

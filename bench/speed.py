@@ -1,7 +1,8 @@
 """CPU throughput of every scorer on the same answers, in one run, one thread each; and model sizes.
 
-Student: the featurizer (`kd_train.featurize`, the file the page runs, for one answer; its
-bit-identical numpy batch version `kd_train.featurize_batch` for several) + onnxruntime on model.onnx. fastText: the
+Student: the featurizer (`kd_train.featurize_batch`: compiled for ASCII answers where pip built
+kd_train/_featurize_ascii.c, numpy otherwise; bit-identical to `kd_train.featurize`, the file the page runs)
++ onnxruntime on model.onnx. fastText: the
 same preprocessing as training + its C++ predict, .bin and .ftz. Teacher and TinyBERT-like
 stand-in: tokenizer + torch forward pass. Batch 1 (one answer at a time) and batch 64. The
 TinyBERT-like stand-in is the packaged base model cut to its first 3 layers with an untrained
@@ -57,6 +58,15 @@ def _onnx_runner(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: session.run(["probs"], {"features": x})[0]
 
 
+def featurizer_path() -> str:
+    """Which featurizer the student's timings went through, in words."""
+    from kd_train import featurize_batch
+
+    if featurize_batch._featurize_ascii_c is not None:
+        return "compiled C for ASCII answers, numpy for the rest"
+    return "numpy: the C extension was not built"
+
+
 def student_predictor(model_path: Path, featurizer: dict) -> Callable[[list[str]], np.ndarray]:
     """What scoring costs: the featurizer, then onnxruntime on model.onnx."""
     run = _onnx_runner(model_path)
@@ -65,7 +75,7 @@ def student_predictor(model_path: Path, featurizer: dict) -> Callable[[list[str]
 
 def student_parts(model_path: Path, featurizer: dict, answers: list[str]) -> dict[str, Callable]:
     """The student's halves timed apart: the featurizer alone (as scoring runs it, and featurize.py
-    alone, one answer at a time as the page runs it), and onnxruntime alone on ready features."""
+    alone, one answer at a time in pure Python as the page runs it), and onnxruntime alone on ready features."""
     run = _onnx_runner(model_path)
     x = featurize_all(answers, featurizer)
     index = {text: i for i, text in enumerate(answers)}

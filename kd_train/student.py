@@ -47,15 +47,9 @@ def param_count(model: nn.Module) -> int:
 
 
 def featurize_all(responses: list[str], config: dict) -> np.ndarray:
-    """Dense float32 features, one row per response (the model's input).
-
-    Bit-identical to featurize.py either way: one answer goes through featurize.py itself (the
-    faster path for one), several through the numpy batch featurizer.
-    """
-    config = featurize.validate_config(config)
-    if len(responses) > 1:
-        return featurize_batch.featurize_dense(responses, config)
-    return featurize_batch.featurize_each(responses, config)
+    """Dense float32 features, one row per response (the model's input), bit-identical to featurize.py
+    (through kd_train/featurize_batch.py: compiled for ASCII answers, numpy for the rest)."""
+    return featurize_batch.featurize_dense(responses, featurize.validate_config(config))
 
 
 def export_onnx(model: Student, path: str | os.PathLike) -> None:

@@ -1,6 +1,9 @@
-"""featurize_batch.featurize_dense must equal featurize.featurize made dense, bit for bit."""
+"""featurize_batch.featurize_dense must equal featurize.featurize made dense, bit for bit: through the
+compiled ASCII featurizer (kd_train/_featurize_ascii.c) and through the numpy path alike."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +11,23 @@ import pytest
 from kd_train import featurize_batch
 from kd_train.featurize import DEFAULT_CONFIG, featurize
 from test_featurize import TRICKY, _corpus, _random_strings
+
+
+_C = featurize_batch._featurize_ascii_c
+
+
+@pytest.fixture(autouse=True, params=["c", "numpy"])
+def impl(request, monkeypatch) -> str:
+    """Every test runs twice: with the compiled ASCII featurizer, and with the numpy path alone."""
+    if request.param == "numpy":
+        monkeypatch.setattr(featurize_batch, "_featurize_ascii_c", None)
+    elif _C is None:
+        message = ("kd_train/_featurize_ascii.c is not built: install a C compiler (apt install gcc) and "
+                   "run pip install -e . again")
+        if os.environ.get("KD_TRAIN_REQUIRE_C"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return request.param
 
 
 def reference(texts: list[str], config: dict) -> np.ndarray:
@@ -85,9 +105,10 @@ def _crc_twins(length: int = 8) -> tuple[str, str]:
         seen[h] = s
 
 
-def test_char_ngrams_with_one_crc_are_still_counted_apart(monkeypatch):
+def test_char_ngrams_with_one_crc_are_still_counted_apart(monkeypatch, impl):
     # equal-length strings with one CRC-32 keep it under any prefix and seed (CRC is affine), so
-    # these two tokens' 8-grams clash inside one answer; the batch path must notice and redo it
+    # these two tokens' 8-grams clash inside one answer; the numpy path must notice and redo it,
+    # the C one counts n-grams by their bytes (and never calls featurize.py for an ASCII answer)
     a, b = _crc_twins()
     config = dict(DEFAULT_CONFIG, char_ngram_range=[2, 8])
     texts = _ascii_answers(20, seed=3) + [f"{a} {b}", f"the {a} and {b} {b}"]
@@ -95,7 +116,10 @@ def test_char_ngrams_with_one_crc_are_still_counted_apart(monkeypatch):
     original = featurize_batch.spec.featurize
     monkeypatch.setattr(featurize_batch.spec, "featurize", lambda t, c: calls.append(t) or original(t, c))
     assert_bit_identical(texts, config)
-    assert f"{a} {b}" in calls and texts[0] not in calls
+    if impl == "numpy":
+        assert f"{a} {b}" in calls and texts[0] not in calls
+    else:
+        assert calls == []
 
 
 def test_long_tokens_in_word_ngrams():
@@ -140,3 +164,31 @@ def test_ascii_tokens_are_featurize_tokens():
     for text in ascii_texts:
         want = [t.encode() for t in spec._find_tokens(text.translate(spec._TABLE))]
         assert featurize_batch._ascii_tokens(text) == want, text[:80]
+
+
+def test_c_featurizer_checks_its_output_array(impl):
+    if impl != "c":
+        pytest.skip("the C featurizer's own arguments")
+    args = (2048, 1, 2, 2, 5, 1.0, 1.0, 0, 0)
+    with pytest.raises(ValueError, match="float32"):
+        _C(["a", "b"], np.zeros((1, 2048), np.float32), *args)
+    with pytest.raises(ValueError, match="float32"):
+        _C(["a"], np.zeros((1, 2048), np.float64), *args)
+    with pytest.raises(ValueError, match="config"):
+        _C(["a"], np.zeros((1, 2048), np.float32), 2048, 2, 1, 2, 5, 1.0, 1.0, 0, 0)
+    assert _C(["a", "\u00e9t\u00e9", "b"], np.zeros((3, 2048), np.float32), *args) == [1]
+
+
+def test_c_featurizer_forgets_and_relearns_tokens(impl):
+    if impl != "c":
+        pytest.skip("the C featurizer's token cache")
+    from kd_train import _featurize_ascii
+
+    texts = _ascii_answers(300, seed=6) + ["the cell " * 50]
+    try:
+        _featurize_ascii.set_cache_limits(5, 40)         # starts afresh before nearly every answer
+        assert_bit_identical(texts, DEFAULT_CONFIG)
+        assert_bit_identical(texts, dict(DEFAULT_CONFIG, seed=7, char_ngram_range=[1, 10]))
+    finally:
+        _featurize_ascii.set_cache_limits(1 << 16, 1 << 19)
+    assert_bit_identical(texts, DEFAULT_CONFIG)
