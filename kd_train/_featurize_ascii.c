@@ -118,8 +118,8 @@ typedef struct {
 } Cache;
 
 static Cache CACHE;
-/* Longer texts are left to the caller: an n-gram occurs at most 3 x length times, and counts are 32-bit. */
-#define MAX_CHARS (1 << 28)
+/* Longer texts are left to the caller, so counts (< 3 x length) and byte offsets in the cache fit in 32 bits. */
+#define MAX_CHARS (1 << 22)
 static size_t MAX_TOKENS = 1 << 16, MAX_GRAMS = 1 << 19;   /* soft limits: cleared between answers */
 
 static int cache_reset(Cache *c, int clo, int chi, uint32_t wstart, uint32_t cstart)
@@ -590,7 +590,7 @@ static PyMethodDef METHODS[] = {
      "char_start) -> list of the rows it left alone\n\n"
      "Write featurize.py's vector of every ASCII str in texts into its row of out (a zeroed C-contiguous "
      "float32 array, len(texts) x n_buckets). word_start/char_start are zlib.crc32(prefix, seed). Returns "
-     "the indices of the texts that are not ASCII str (or longer than 2**28): their rows are untouched."},
+     "the indices of the texts that are not ASCII str (or longer than 2**22 characters): their rows are untouched."},
     {"set_cache_limits", set_cache_limits, METH_VARARGS,
      "set_cache_limits(tokens, grams): how many tokens and char n-grams to remember before starting afresh "
      "(default 65536 and 524288; the output never depends on them)."},

@@ -177,6 +177,7 @@ def test_c_featurizer_checks_its_output_array(impl):
     with pytest.raises(ValueError, match="config"):
         _C(["a"], np.zeros((1, 2048), np.float32), 2048, 2, 1, 2, 5, 1.0, 1.0, 0, 0)
     assert _C(["a", "\u00e9t\u00e9", "b"], np.zeros((3, 2048), np.float32), *args) == [1]
+    assert _C(["a " * (1 << 21) + "b"], np.zeros((1, 2048), np.float32), *args) == [0]   # over 2**22 characters
 
 
 def test_c_featurizer_forgets_and_relearns_tokens(impl):
