@@ -109,7 +109,8 @@ ALT_TEACHERS = {
         "title": "soft labels cross-fitted (5 folds) instead of in-sample",
         "cache": "runs/asap-crossfit",
         "command": "kd-train train --asap --out runs/asap-crossfit --folds 5",
-        "needs": "fine-tuning 5 more teachers per item (≈ 1 h per item on this CPU; a GPU machine does it in minutes)",
+        "needs": "fine-tuning 5 more teachers per item (≈ 15–18 min per item with the full teacher on this CPU; "
+                 "a GPU machine does it in minutes)",
     },
     "question": {
         "title": "teacher reads the question paired with the answer",
