@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
+from kd_train.files import atomic_write_bytes
+
 
 def qwk(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> float:
     """Quadratic weighted kappa; 0.0 where it is undefined (e.g. both raters constant and equal)."""
@@ -100,8 +102,7 @@ def plot_qwk_vs_params(models: dict, path: str) -> None:
     ax.set_title("Accuracy against size")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, list[int]], path: str) -> None:
@@ -129,5 +130,16 @@ def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, li
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    """PNG written whole or not at all (a temporary file renamed into place)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

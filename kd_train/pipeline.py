@@ -16,7 +16,7 @@ from pathlib import Path
 from kd_train import baselines, soft_labels, teacher
 from kd_train.data import Item, Table
 from kd_train.distill import StudentConfig, distill_item, kd_loss
-from kd_train.files import sha256_file
+from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import score_metrics
 from kd_train.scorer import write_scorer
 
@@ -109,7 +109,7 @@ def run_item(
                  featurizer_config=fconfig, metrics=student["metrics"], teacher=teacher_fp, training=training,
                  baselines=others)
     report["wall_s"] = round(time.time() - started, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -122,11 +122,11 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
     models = summarize(item_reports)
     result = {"command": command, "wall_s": round(wall_s, 1), "models": models,
               "per_item": {r["item"]: r for r in item_reports}}
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "report.json", json.dumps(result, indent=2) + "\n")
     md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
           markdown_report(models, "Test set"), "![QWK against parameters](qwk_vs_params.png)", "",
           "![Student confusion matrices](confusion_student.png)", ""]
-    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    atomic_write_text(out / "report.md", "\n".join(md))
     plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
     confusions = {f"item {r['item']}": r["models"]["student"]["test"]["confusion"]
                   for r in item_reports if "test" in r["models"]["student"]}
