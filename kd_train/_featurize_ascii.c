@@ -85,14 +85,14 @@ static int slots_init(Slots *s, size_t items)
 /* ---- the cache: tokens seen so far, and their char n-grams (kept across calls) ---- */
 
 typedef struct {
-    uint32_t off, len, hash;   /* bytes at cache.bytes + off */
+    uint32_t off, len, hash;   /* bytes at cache.bytes + off; hash places them in an index */
+} Key;
+
+typedef struct {
+    Key key;                   /* hash: FNV-1a of the token */
     uint32_t word_crc;         /* the token as a word 1-gram: zlib.crc32(token, word_start) */
     uint32_t grams, n_grams;   /* its char n-grams at cache.tok_grams + grams, n-major */
 } Token;
-
-typedef struct {
-    uint32_t off, len, crc;    /* crc = zlib.crc32(gram, char_start) */
-} CharGram;
 
 typedef struct {
     uint32_t id, crc;          /* a char n-gram: its cache id and zlib.crc32(gram, char_start) */
@@ -106,7 +106,7 @@ typedef struct {
     int clo, chi;
     uint32_t wstart, cstart;
     Token *toks; size_t n_toks, cap_toks; Slots tok_index;
-    CharGram *grams; size_t n_grams, cap_grams; Slots gram_index;
+    Key *grams; size_t n_grams, cap_grams; Slots gram_index;   /* char n-grams; hash: zlib.crc32(gram, char_start) */
     unsigned char *bytes; size_t n_bytes, cap_bytes;     /* tokens' and n-grams' bytes */
     GramRef *tok_grams; size_t n_tok_grams, cap_tok_grams;
     unsigned char *scratch; uint32_t *crcs; size_t cap_scratch, cap_crcs;   /* one new token's " token " */
@@ -137,13 +137,13 @@ static int cache_reset(Cache *c, int clo, int chi, uint32_t wstart, uint32_t cst
 
 static int index_grow(Slots *s, size_t items, const void *entries, size_t size)
 {
-    /* rehash when more than half full: every entry starts with (off, len, hash-or-crc) */
+    /* rehash when more than half full; every entry starts with its Key */
     if (2 * (items + 1) <= s->mask + 1)
         return 0;
     if (slots_init(s, 2 * items) < 0)
         return -1;
     for (size_t k = 0; k < items; k++) {
-        uint32_t h = ((const uint32_t *)((const char *)entries + k * size))[2];
+        uint32_t h = ((const Key *)((const char *)entries + k * size))->hash;
         size_t i = h & s->mask;
         while (s->slots[i])
             i = (i + 1) & s->mask;
@@ -162,34 +162,49 @@ static int store_bytes(Cache *c, const unsigned char *p, size_t len, uint32_t *o
     return 0;
 }
 
+/* The index of the bytes p[0..len) among `entries` (each starts with a Key; `size` bytes apart), added at
+ * the end (its Key set, the rest zero) when new, which *added tells. -1: out of memory. */
+static int64_t intern(Cache *c, Slots *index, void **entries, size_t *n, size_t *cap, size_t size,
+                      const unsigned char *p, uint32_t len, uint32_t hash, int *added)
+{
+    size_t i = hash & index->mask;
+    for (uint32_t s; (s = index->slots[i]); i = (i + 1) & index->mask) {
+        const Key *k = (const Key *)((const char *)*entries + (size_t)(s - 1) * size);
+        if (k->hash == hash && k->len == len && memcmp(c->bytes + k->off, p, len) == 0) {
+            *added = 0;
+            return s - 1;
+        }
+    }
+    Key key = {0, len, hash};
+    if (reserve(entries, cap, *n + 1, size) < 0 || store_bytes(c, p, len, &key.off) < 0)
+        return -1;
+    char *entry = (char *)*entries + *n * size;
+    memset(entry, 0, size);
+    memcpy(entry, &key, sizeof key);
+    index->slots[i] = (uint32_t)++*n;
+    if (index_grow(index, *n, *entries, size) < 0)
+        return -1;
+    *added = 1;
+    return (int64_t)*n - 1;
+}
+
 /* The id of a char n-gram, added on first sight. */
 static int64_t gram_id(Cache *c, const unsigned char *p, uint32_t len, uint32_t crc)
 {
-    size_t i = crc & c->gram_index.mask;
-    for (uint32_t s; (s = c->gram_index.slots[i]); i = (i + 1) & c->gram_index.mask) {
-        const CharGram *g = &c->grams[s - 1];
-        if (g->crc == crc && g->len == len && memcmp(c->bytes + g->off, p, len) == 0)
-            return s - 1;
-    }
-    CharGram g = {0, len, crc};
-    if (RESERVE(c->grams, c->cap_grams, c->n_grams + 1) < 0 || store_bytes(c, p, len, &g.off) < 0)
-        return -1;
-    c->grams[c->n_grams] = g;
-    c->gram_index.slots[i] = (uint32_t)++c->n_grams;
-    if (index_grow(&c->gram_index, c->n_grams, c->grams, sizeof(CharGram)) < 0)
-        return -1;
-    return (int64_t)c->n_grams - 1;
+    int added;
+    return intern(c, &c->gram_index, (void **)&c->grams, &c->n_grams, &c->cap_grams, sizeof(Key), p, len, crc,
+                  &added);
 }
 
 /* A new token's word 1-gram CRC and char n-grams (n-major, as featurize.py lists them). */
 static int token_grams(Cache *c, Token *t, const unsigned char *tok)
 {
-    size_t len = (size_t)t->len + 2, ns = (size_t)(c->chi - c->clo + 1);
+    size_t len = (size_t)t->key.len + 2, ns = (size_t)(c->chi - c->clo + 1);
     if (RESERVE(c->scratch, c->cap_scratch, len) < 0 || RESERVE(c->crcs, c->cap_crcs, ns * len) < 0)
         return -1;
     unsigned char *s = c->scratch;
     uint32_t *crcs = c->crcs;
-    t->word_crc = crc32_of(c->wstart, tok, t->len);
+    t->word_crc = crc32_of(c->wstart, tok, t->key.len);
     t->grams = (uint32_t)c->n_tok_grams;
     t->n_grams = 0;
     for (int n = c->clo; n <= c->chi; n++)
@@ -197,7 +212,7 @@ static int token_grams(Cache *c, Token *t, const unsigned char *tok)
     if (RESERVE(c->tok_grams, c->cap_tok_grams, c->n_tok_grams + t->n_grams) < 0)
         return -1;
     s[0] = ' ';
-    memcpy(s + 1, tok, t->len);
+    memcpy(s + 1, tok, t->key.len);
     s[len - 1] = ' ';
     for (size_t i = 0; i < len; i++) {  /* each start: grow the gram one byte a step */
         uint32_t r = ~c->cstart;
@@ -220,22 +235,12 @@ static int token_grams(Cache *c, Token *t, const unsigned char *tok)
 /* The id of a token, added with its n-grams on first sight. */
 static int64_t token_id(Cache *c, const unsigned char *p, uint32_t len)
 {
-    uint32_t h = fnv1a(p, len);
-    size_t i = h & c->tok_index.mask;
-    for (uint32_t s; (s = c->tok_index.slots[i]); i = (i + 1) & c->tok_index.mask) {
-        const Token *t = &c->toks[s - 1];
-        if (t->hash == h && t->len == len && memcmp(c->bytes + t->off, p, len) == 0)
-            return s - 1;
-    }
-    Token t = {0, len, h, 0, 0, 0};
-    if (RESERVE(c->toks, c->cap_toks, c->n_toks + 1) < 0 || store_bytes(c, p, len, &t.off) < 0
-            || token_grams(c, &t, p) < 0)
+    int added;
+    int64_t id = intern(c, &c->tok_index, (void **)&c->toks, &c->n_toks, &c->cap_toks, sizeof(Token), p, len,
+                        fnv1a(p, len), &added);
+    if (id >= 0 && added && token_grams(c, &c->toks[id], p) < 0)
         return -1;
-    c->toks[c->n_toks] = t;
-    c->tok_index.slots[i] = (uint32_t)++c->n_toks;
-    if (index_grow(&c->tok_index, c->n_toks, c->toks, sizeof(Token)) < 0)
-        return -1;
-    return (int64_t)c->n_toks - 1;
+    return id;
 }
 
 /* A zero-filled tally per id, as long as the cache's table (stamps must start at 0). */
