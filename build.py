@@ -22,12 +22,11 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kd_train.files import replace_dir
+from kd_train.files import make_temp_dir, replace_dir
 from kd_train.serve import CSP  # the one Content-Security-Policy of the page and of kd-train serve
 
 REPO = Path(__file__).resolve().parent
@@ -86,30 +85,25 @@ def sha256(data: bytes) -> str:
 # ---- inputs ------------------------------------------------------------------------------------
 
 def read_scorers(folders: list[Path]) -> list[tuple[Path, dict]]:
-    """(folder, scorer.json) of each scorer, hashes checked; refuses duplicates and odd item ids."""
-    from kd_train.data import UserError
-    from kd_train.scorer import read_scorer
+    """(folder, scorer.json) of each scorer, checked by kd-train's one integrity rule; refuses duplicates."""
+    from kd_train.data import UserError, item_folder
+    from kd_train.scorer import Scorer
 
     out, seen = [], {}
     for folder in folders:
         try:
-            info = read_scorer(folder)
+            info = dict(Scorer(folder).info)
         except UserError as err:
             raise BuildError(f"refusing to build: {err}") from None
-        if info["featurize_sha256"] != sha256(FEATURIZE.read_bytes()):
-            raise BuildError(f"refusing to build: {folder} was trained with a different featurize.py than "
-                             f"{FEATURIZE}; re-run kd-train distill with this version")
         item = info["item"]
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", item):
-            raise BuildError(f"{folder}: item id {item!r} cannot be a folder name in the bundle; "
-                             "use letters, digits, '.', '_' or '-'")
-        if item in seen:
-            raise BuildError(f"{folder} and {seen[item]} are both scorers for item {item!r}; give one per item")
-        seen[item] = folder
+        info["folder"] = item_folder(item)
+        if info["folder"] in seen:
+            raise BuildError(f"{folder} and {seen[info['folder']]} are both scorers for item {item!r}; give one per item")
+        seen[info["folder"]] = folder
         out.append((folder, info))
     if not out:
         raise BuildError("give at least one scorer directory")
-    return sorted(out, key=lambda pair: pair[1]["item"])
+    return sorted(out, key=lambda pair: pair[1]["folder"])
 
 
 def package_info(name: str) -> dict:
@@ -139,7 +133,7 @@ def template_env():
 def add_scorers(bundle: Bundle, scorers: list[tuple[Path, dict]]) -> None:
     for folder, info in scorers:
         for name in (info["model"]["file"], "scorer.json", "MODEL_CARD.md"):
-            bundle.add(f"scorers/{info['item']}/{name}", (folder / name).read_bytes(),
+            bundle.add(f"scorers/{info['folder']}/{name}", (folder / name).read_bytes(),
                        f"scorer directory `{folder.name}` (item {info['item']}), made by kd-train distill",
                        "the scorer's owner's (see its MODEL_CARD.md)")
 
@@ -184,6 +178,7 @@ def manifest_json(bundle: Bundle, version: str, items: list[dict], packages: dic
         "generator": "kd-train build.py",
         "version": version,
         "items": [i["item"] for i in items],
+        "folders": {i["item"]: i["folder"] for i in items},   # scorers/<folder>/: a safe name for any item id
         "packages": packages,
         "files": {p: {"sha256": sha256(bundle.files[p]), "bytes": len(bundle.files[p])} for p in sorted(bundle.files)},
     }
@@ -254,20 +249,16 @@ def check_urls(bundle: Bundle, allowed: dict[str, dict], only: list[str] | None 
 
 # ---- writing -----------------------------------------------------------------------------------
 
-def write_atomically(bundle: Bundle, out: Path) -> None:
-    """Write into a temporary folder beside `out`, then swap it in; `out` is never half-written."""
-    out = out.resolve()
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise BuildError(f"{out} exists and is not a kd-train bundle (no manifest.json); choose a new or empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building.", dir=out.parent))
+def write_atomically(bundle: Bundle, out: Path, force: bool = False) -> None:
+    """Write into a temporary folder beside `out`, then swap it in; `out` is never half-written, and
+    replaced only when it is a bundle kd-train built (every file listed in its manifest.json) or empty."""
+    tmp = make_temp_dir(out)
     try:
         for path in sorted(bundle.files):
             target = tmp / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(bundle.files[path])
-        tmp.chmod(0o755)
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, "bundle", force=force, marker=False)   # manifest.json marks a bundle
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -285,11 +276,23 @@ def sizes(bundle: Bundle) -> dict[str, int]:
     return {"raw": raw, "gzip": gz, "brotli": br}
 
 
-def build(scorer_dirs: list, out, report_sizes: bool = True) -> dict:
+def check_out(scorer_dirs: list, out, force: bool = False) -> Path:
+    """`out` may be replaced: not a scorer directory nor inside or around one, and empty or a bundle."""
+    from kd_train.data import UserError
+    from kd_train.files import check_output_dir
+
+    try:
+        return check_output_dir(out, "bundle", inputs=scorer_dirs, force=force)
+    except UserError as err:
+        raise BuildError(str(err)) from None
+
+
+def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False) -> dict:
     """Build dist/ at `out`; returns {"files", "version", "items", "sizes"}. Raises BuildError."""
+    out = check_out(scorer_dirs, out, force)
     scorers = read_scorers([Path(d) for d in scorer_dirs])
     bundle = make_bundle(scorers)
-    write_atomically(bundle, Path(out))
+    write_atomically(bundle, out, force)
     return {"files": len(bundle.files), "version": bundle.version, "items": [i["item"] for _, i in scorers],
             "sizes": sizes(bundle) if report_sizes else None}
 
@@ -298,9 +301,9 @@ def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def run(scorer_dirs: list, out) -> None:
+def run(scorer_dirs: list, out, force: bool = False) -> None:
     """Build and print what was built (used by `python build.py` and `kd-train build`)."""
-    report = build(scorer_dirs, out)
+    report = build(scorer_dirs, out, force=force)
     s = report["sizes"]
     print(f"built {out}: {report['files']} files, item(s) {', '.join(report['items'])}")
     print(f"bundle size: {mb(s['raw'])} raw, {mb(s['gzip'])} gzip, {mb(s['brotli'])} brotli (quality {BROTLI_QUALITY})")
@@ -318,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("scorers", nargs="*", metavar="SCORER_DIR", help="scorer directories (one per item)")
     parser.add_argument("--out", default="dist", help="folder to write the bundle to (replaced when done; default: dist)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out even when it is not a bundle kd-train built (never a scorer directory)")
     parser.add_argument("--list-vendor-urls", action="store_true",
                         help="print the URLs inside the vendor files (to review web/vendor-urls.json) and exit")
     args = parser.parse_args(argv)
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.scorers:
             parser.error("give at least one SCORER_DIR")
         else:
-            run(args.scorers, args.out)
+            run(args.scorers, args.out, args.force)
     except BuildError as err:
         print(f"build.py: error: {err}", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ def missing_reason(folder: Path, train_sha256: str) -> str | None:
     if not folder.is_dir():
         return "not in the cache: its teacher has not been trained yet"
     if not (folder / "teacher" / "teacher.json").is_file():
-        partial = (folder / ".teacher.partial").exists()
+        partial = any(folder.glob(".teacher.kd-train-tmp-*-partial"))
         return "teacher training in progress" if partial else "no teacher/teacher.json: teacher not trained"
     for part in SOFT_PARTS:
         if not (folder / f"soft-{part}.csv").is_file() or not (folder / f"soft-{part}.json").is_file():

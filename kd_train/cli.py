@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from kd_train.data import UserError
+from kd_train.files import os_error_message
 
 EPILOG = """\
 The flow:  responses.csv -> teacher -> label (soft labels) -> distill (student) -> build (web page)
@@ -62,7 +64,7 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
 
 def _add_student_options(p: argparse.ArgumentParser) -> None:
     from kd_train import featurize
-    from kd_train.distill import StudentConfig
+    from kd_train.config import StudentConfig
 
     d, f = StudentConfig(), featurize.DEFAULT_CONFIG
     g = p.add_argument_group("student")
@@ -88,9 +90,42 @@ def _add_student_options(p: argparse.ArgumentParser) -> None:
         g.add_argument("--val-fraction", type=float, default=0.1, help="validation share for early stopping (default: 0.1)")
 
 
+def _add_force_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when kd-train did not write it (an output never replaces an input)")
+
+
+INPUT_OPTIONS = ("train", "test", "items", "unlabeled", "transfer", "soft", "input", "samples", "teacher", "scorer",
+                 "scorers", "model")
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """Every path the verb reads: an output may not be, contain or sit inside one of them."""
+    from kd_train import data
+
+    paths: list[str] = []
+    for name in INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        paths += value if isinstance(value, list) else [value] if value else []
+    if getattr(args, "asap", False):
+        paths.append(str(Path(args.data or data.default_data_root()) / "asap-sas"))
+    return paths
+
+
+def _start_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: list[str] | None = None) -> Path:
+    """Check a folder that a verb writes into (train, demo, evaluate) and mark it as this verb's."""
+    from kd_train.files import check_output_dir, read_marker, write_marker
+
+    folder = check_output_dir(out, kind, inputs=_inputs(args) if inputs is None else inputs, force=args.force)
+    folder.mkdir(parents=True, exist_ok=True)
+    if read_marker(folder) is None or read_marker(folder)["kind"] != kind:
+        write_marker(folder, kind, hashes=False)
+    return folder
+
+
 def _student_config(args: argparse.Namespace):
     from kd_train import featurize
-    from kd_train.distill import StudentConfig
+    from kd_train.config import StudentConfig
 
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
@@ -129,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(p)
     p.add_argument("--item", metavar="ID", help="the item to train for (needed when the table holds several)")
-    p.add_argument("--out", metavar="DIR", required=True, help="folder to write the teacher to (replaced when done)")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="folder to write the teacher to (new, empty, or a teacher folder; replaced when done)")
+    _add_force_option(p)
     _add_teacher_options(p)
     p.set_defaults(run=_run_teacher)
 
@@ -145,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sampled scores: rows id, item, score, several rows per answer; each answer's scores "
                           "become its empirical distribution")
     p.add_argument("--input", metavar="CSV", help="answers to label (with --teacher): id, item, response, score (score may be empty)")
-    p.add_argument("--out", metavar="CSV", required=True, help="soft-label CSV to write (its sidecar: same name, .json)")
+    p.add_argument("--out", metavar="CSV", required=True,
+                   help="soft-label CSV to write (its sidecar: same name, .json); never one of the inputs")
+    _add_force_option(p)
     p.add_argument("--temperature", type=float, default=1.0,
                    help="softmax temperature over the teacher's logits; > 1 softens (default: 1)")
     p.add_argument("--no-cross-fit", action="store_true",
@@ -169,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabeled", metavar="CSV",
                    help="unscored answers the teacher labels for the student (with --asap: test_private_unlabeled.csv)")
     p.add_argument("--item", metavar="ID", nargs="+", help="items to train (default: all in the training table)")
-    p.add_argument("--out", metavar="DIR", required=True, help="folder for the per-item results and the report")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="folder for the per-item results (OUT/<item>/) and the report (new, empty, or an earlier "
+                        "kd-train train folder)")
+    _add_force_option(p)
     p.add_argument("--baselines", action="store_true", help="also train the ANN and hashing + logistic regression")
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
@@ -189,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", metavar="CSV", nargs="+", default=[],
                    help="soft-label files covering the training (and transfer) answers; none: the ANN baseline")
     p.add_argument("--transfer", metavar="CSV", help="unscored answers whose soft labels are in --soft")
-    p.add_argument("--out", metavar="DIR", required=True, help="scorer directory to write")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="scorer directory to write (new, empty, or a scorer directory; replaced when done)")
+    _add_force_option(p)
     _add_student_options(p)
     p.set_defaults(run=_run_distill)
 
@@ -200,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scorer", metavar="DIR", required=True, help="a scorer directory (OUT/<item>/scorer)")
     p.add_argument("--input", metavar="CSV", required=True, help="answers: id, item, response (score optional)")
-    p.add_argument("--out", metavar="CSV", required=True, help="where to write the scores")
+    p.add_argument("--out", metavar="CSV", required=True,
+                   help="where to write the scores (a new file, or a scores CSV of kd-train predict)")
+    _add_force_option(p)
     p.set_defaults(run=_run_predict)
 
     p = verbs.add_parser(
@@ -211,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scorer", metavar="DIR", nargs="+", required=True, help="scorer directories (one per item)")
     p.add_argument("--test", metavar="CSV", required=True, help="human-scored answers: id, item, response, score")
-    p.add_argument("--out", metavar="DIR", required=True, help="folder for report.md, report.json and plots")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="folder for report.md, report.json and plots (new, empty, or an earlier evaluate folder)")
+    _add_force_option(p)
     p.set_defaults(run=_run_evaluate)
 
     p = verbs.add_parser(
@@ -234,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--port", type=int, default=8000, help="port to serve the page on (default: 8000; 0: any free port)")
     p.add_argument("--no-serve", action="store_true", help="build the page but do not serve it")
+    _add_force_option(p)
     p.set_defaults(run=_run_demo)
     _add_web_verbs(verbs)
     return parser
@@ -274,6 +323,9 @@ def _check_positive(**values: float) -> None:
 def _run_teacher(args: argparse.Namespace) -> None:
     from kd_train import data, teacher
 
+    from kd_train.files import check_output_dir
+
+    check_output_dir(args.out, "teacher", inputs=_inputs(args), force=args.force)
     config = _teacher_config(args)
     train, test, items = _load_tables(args)
     item = _pick_item(train, args.item)
@@ -281,7 +333,7 @@ def _run_teacher(args: argparse.Namespace) -> None:
     question = items[item].question if items and item in items else ""
     if args.with_question and not question:
         raise UserError(f"--with-question needs the item's question: give --items with a 'question' for item {item!r}")
-    meta = teacher.fine_tune(train, item, values, args.out, config, question=question, test=test)
+    meta = teacher.fine_tune(train, item, values, args.out, config, question=question, test=test, force=args.force)
     if not meta:
         return  # not the main process of a distributed run
     for split, m in meta["metrics"].items():
@@ -291,7 +343,13 @@ def _run_teacher(args: argparse.Namespace) -> None:
 
 def _run_label(args: argparse.Namespace) -> None:
     from kd_train import data, soft_labels, teacher
+    from kd_train.files import check_output_file
 
+    check_output_file(args.out, "soft-labels", inputs=_inputs(args), force=args.force)
+    check_output_file(soft_labels.sidecar(args.out), "soft-labels-sidecar", inputs=_inputs(args), force=args.force,
+                      option="--out's sidecar")
+    if Path(args.out).suffix.lower() == ".json":
+        raise UserError(f"--out {args.out}: the soft labels' sidecar would be the same file; give a .csv name")
     if args.samples:
         values = None
         if args.items:
@@ -326,7 +384,9 @@ def _teacher_config(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline
+    from kd_train.metrics import write_report
 
+    out = _start_run_folder(args.out, "run", args)
     train, test, items = _load_tables(args)
     unlabeled = data.read_responses(args.unlabeled, items) if args.unlabeled else None
     if args.asap and not args.unlabeled:
@@ -336,33 +396,40 @@ def _run_train(args: argparse.Namespace) -> None:
         _pick_item(train, item)
     student_config, fconfig = _student_config(args)
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
-                                     baselines=args.baselines, tinybert=args.tinybert, use_transfer=not args.no_transfer)
+                                     baselines=args.baselines, tinybert=args.tinybert, use_transfer=not args.no_transfer,
+                                     force=args.force)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
         spec = (items or {}).get(item) or data.Item(item)
         values = data.score_values(train, item, items)
         print(f"[{n}/{len(chosen)}] item {item}", flush=True)
-        report = pipeline.run_item(spec, values, train, test, unlabeled, args.out, config)
+        report = pipeline.run_item(spec, values, train, test, unlabeled, out, config)
         reports.append(report)
         for name, m in report["models"].items():
             if "test" in m:
                 print(f"  {name:<14} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
     command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
-    pipeline.write_report(reports, args.out, command, time.time() - started)
-    print(f"scorers in {args.out}/<item>/scorer; report in {args.out}/report.md")
+    write_report(reports, out, command, time.time() - started)
+    print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")
 
 
 def _run_report(args: argparse.Namespace) -> None:
-    from kd_train import pipeline
+    from kd_train.files import is_own_dir
+    from kd_train.metrics import collect_reports, write_report
 
-    reports = pipeline.collect_reports(args.out)
+    if not Path(args.out).is_dir() or not is_own_dir(args.out, "run"):
+        raise UserError(f"{args.out} is not a folder made by kd-train train; give the --out folder of kd-train train")
+    reports = collect_reports(args.out)
     wall = sum(r.get("wall_s", 0.0) for r in reports)
-    pipeline.write_report(reports, args.out, f"kd-train report {args.out}", wall)
+    write_report(reports, args.out, f"kd-train report {args.out}", wall)
     print(f"report of {len(reports)} item(s) written to {args.out}/report.md (per-item wall times add up to {wall:.0f} s)")
 
 
 def _run_distill(args: argparse.Namespace) -> None:
     from kd_train import data, soft_labels
+    from kd_train.files import check_output_dir
+
+    check_output_dir(args.out, "scorer", inputs=_inputs(args), force=args.force)
     from kd_train.distill import distill_item
     from kd_train.scorer import write_scorer
 
@@ -375,7 +442,8 @@ def _run_distill(args: argparse.Namespace) -> None:
     model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
     question = items[item].question if items and item in items else ""
     write_scorer(args.out, model, item=item, question=question, score_values=values, featurizer_config=fconfig,
-                 metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"])
+                 metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],
+                 force=args.force)
     for split, m in report["metrics"].items():
         print(f"item {item} {split:<5} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")
     print(f"scorer ({report['params']:,} parameters) written to {args.out}")
@@ -386,9 +454,10 @@ def _run_predict(args: argparse.Namespace) -> None:
     import io
 
     from kd_train import data
+    from kd_train.files import atomic_write_text, check_output_file
     from kd_train.scorer import Scorer
-    from kd_train.files import atomic_write_text
 
+    check_output_file(args.out, "scores", inputs=_inputs(args), force=args.force)
     scorer = Scorer(args.scorer)
     table = data.read_responses(args.input, score_column=False)
     item = scorer.info["item"]
@@ -408,10 +477,10 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data
-    from kd_train.metrics import score_metrics
-    from kd_train.pipeline import write_report
+    from kd_train.metrics import score_metrics, write_report
     from kd_train.scorer import Scorer
 
+    out = _start_run_folder(args.out, "evaluation", args)
     test = data.read_responses(args.test)
     reports = []
     for folder in args.scorer:
@@ -420,14 +489,26 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         rows = test.for_item(item).labelled()
         if len(rows) == 0:
             raise UserError(f"{args.test}: no scored answers for item {item!r} of scorer {folder}")
+        _check_scores_in_range(rows, scorer.score_values)
         m = score_metrics(rows.scores, scorer.predict(rows.responses), scorer.score_values)
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"student": model}})
         print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}  "
               f"params {model['params']:,}  model.onnx {model['bytes']:,} bytes")
-    result = write_report(reports, args.out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
+    result = write_report(reports, out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
     s = result["models"]["student"]
-    print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {args.out}/report.md")
+    print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {out}/report.md")
+
+
+def _check_scores_in_range(rows, values: list[int]) -> None:
+    """A human score the scorer cannot give means the wrong test file or the wrong scorer."""
+    from kd_train.data import DataError, where
+
+    for score, row in zip(rows.scores, rows.rows):
+        if score not in values:
+            raise DataError(f"{where(rows.path, row, column='score')}: score {score} is not one of the scorer's "
+                            f"score values {values} for item {rows.items[0]!r}; fix the score, or check that "
+                            "this is the right scorer for this file")
 
 
 def demo_dir() -> Path:
@@ -439,9 +520,11 @@ def demo_dir() -> Path:
 
 def _run_demo(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline, teacher
-    from kd_train.distill import StudentConfig
+    from kd_train.config import StudentConfig
+    from kd_train.metrics import write_report
 
-    folder, out = demo_dir(), Path(args.out)
+    folder = demo_dir()
+    out = _start_run_folder(args.out, "run", args, inputs=[str(folder)])
     items = data.read_items(folder / "items.csv")
     train = data.read_responses(folder / "responses.csv", items)
     test = data.read_responses(folder / "test.csv", items)
@@ -450,14 +533,15 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"training the illustrative item {item!r}: {len(train)} scored answers, {len(unlabeled)} unscored, "
           f"{len(test)} to test", flush=True)
     config = pipeline.PipelineConfig(teacher=teacher.TeacherConfig(epochs=args.epochs, seed=args.seed),
-                                     student=StudentConfig(seed=args.seed), baselines=True)
+                                     student=StudentConfig(seed=args.seed), baselines=True, force=args.force)
     started = time.time()
     report = pipeline.run_item(items[item], data.score_values(train, item, items), train, test, unlabeled, out, config)
-    pipeline.write_report([report], out, "kd-train demo", time.time() - started)
+    write_report([report], out, "kd-train demo", time.time() - started)
     for name, m in report["models"].items():
         print(f"  {name:<11} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
-    print(f"scorer: {out / item / 'scorer'}  report: {out / 'report.md'}")
-    _build_module().run([out / item / "scorer"], out / "dist")
+    scorer_dir = out / data.item_folder(item) / "scorer"
+    print(f"scorer: {scorer_dir}  report: {out / 'report.md'}")
+    _build([scorer_dir], out / "dist", args.force)
     if not args.no_serve:
         from kd_train import serve
 
@@ -467,6 +551,8 @@ def _run_demo(args: argparse.Namespace) -> None:
 # ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
 
 def _add_web_verbs(verbs) -> None:
+    from kd_train.serve import CSP   # standard library only: cheap to import
+
     p = verbs.add_parser(
         "build", help="build the offline scoring web page from scorer directories", formatter_class=_formatter,
         description="Build dist/: the static page that scores answers in the browser, offline, with each scorer "
@@ -477,13 +563,23 @@ def _add_web_verbs(verbs) -> None:
     p.set_defaults(run=_run_build)
 
     p = verbs.add_parser(
-        "serve", help="serve a built page on 127.0.0.1", formatter_class=_formatter,
-        description="Serve a bundle made by 'kd-train build' on 127.0.0.1 with the right MIME types and its "
-                    "Content-Security-Policy. Opening index.html as a file does not work: browsers refuse "
-                    "modules, workers and WebAssembly from file:// URLs.",
+        "serve", help="serve a built page on 127.0.0.1, for local use and testing only", formatter_class=_formatter,
+        description="Serve a bundle made by 'kd-train build' on 127.0.0.1 with the right MIME types and its\n"
+                    "Content-Security-Policy. Opening index.html as a file does not work: browsers refuse\n"
+                    "modules, workers and WebAssembly from file:// URLs.\n\n"
+                    "For local use and testing only, not production. For production, host dist/ with a real\n"
+                    "web server (e.g. nginx or Caddy; README.md has an nginx example) that sends these headers:\n"
+                    f"  Content-Security-Policy: {CSP}\n"
+                    "  X-Content-Type-Options: nosniff\n"
+                    "  Referrer-Policy: no-referrer\n"
+                    "  Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js\n"
+                    "  Cache-Control: no-cache (or a caching policy keyed on the bundle's version)",
     )
     p.add_argument("folder", metavar="DIR", help="the bundle folder (e.g. dist)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; another one, e.g. 0.0.0.0, "
+                        "lets other machines connect: for testing on a local network only)")
     p.set_defaults(run=_run_serve)
 
 
@@ -501,37 +597,66 @@ def _build_module():
     return sys.modules["kd_train_build"]
 
 
-def _run_build(args: argparse.Namespace) -> None:
+def _build(scorers: list, out, force: bool) -> None:
     build = _build_module()
     try:
-        build.run(args.scorers, args.out)
+        build.run(scorers, out, force)
     except build.BuildError as err:
         raise UserError(str(err)) from None
+
+
+def _run_build(args: argparse.Namespace) -> None:
+    _build(args.scorers, args.out, getattr(args, "force", False))
 
 
 def _run_serve(args: argparse.Namespace) -> None:
     from kd_train import serve
 
-    serve.serve(args.folder, args.port)
+    serve.serve(args.folder, args.port, host=args.host)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
-    started = time.time()
+def _run(args: argparse.Namespace) -> int:
+    verb = f"kd-train {args.verb}"
     try:
         args.run(args)
     except UserError as err:
-        print(f"kd-train {args.verb}: error: {err}", file=sys.stderr)
+        print(f"{verb}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"kd-train {args.verb}: interrupted; nothing half-written was left behind", file=sys.stderr)
-        return 130
-    print(f"done in {time.time() - started:.1f} s", file=sys.stderr)
+    except OSError as err:
+        print(f"{verb}: error: {os_error_message(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{verb}: error: out of memory; score or train fewer answers at a time, or use a larger machine",
+              file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("KD_TRAIN_DEBUG"):
+            raise
+        message = str(err).splitlines()[0][:300] if str(err) else ""
+        print(f"{verb}: internal error ({type(err).__name__}: {message}); this is a bug in kd-train: please "
+              "report it with the command you ran (KD_TRAIN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; user mistakes and file errors end in one line on stderr and exit 2, Ctrl+C in exit 130."""
+    verb = "kd-train"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
+        verb = f"kd-train {args.verb}"
+        started = time.time()
+        code = _run(args)
+        if code == 0:
+            print(f"done in {time.time() - started:.1f} s", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print(f"{verb}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import io
 import os
 import random
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +32,8 @@ ASAP_FILES = {
     "items": "items.csv",
 }
 
-csv.field_size_limit(16 * 1024 * 1024)
+FIELD_LIMIT = 16 * 1024 * 1024
+csv.field_size_limit(FIELD_LIMIT)
 
 
 class UserError(Exception):
@@ -156,6 +160,7 @@ def read_records(path: str | os.PathLike, required: tuple[str, ...], what: str):
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected a {what} CSV file") from None
     text = _decode(raw, path)
+    _refuse_nul(text, path)
     if not text.strip():
         raise DataError(f"{where(path)}: the file is empty; expected a header row '{','.join(required)}' and data rows")
     first_line = text.split("\n", 1)[0]
@@ -178,10 +183,45 @@ def read_records(path: str | os.PathLike, required: tuple[str, ...], what: str):
                 )
             yield row_number, line, dict(zip(header, values))
     except csv.Error as err:
+        if "field larger than field limit" in str(err):
+            raise DataError(
+                f"{where(path, None)}: line {reader.line_num}: a field is longer than {FIELD_LIMIT // (1 << 20)} MB; "
+                "no answer is that long, so a quote is probably left open on or before that line (close it), "
+                "or the file is not a response table"
+            ) from None
         raise DataError(
             f"{where(path, None)}: line {reader.line_num}: malformed CSV ({err}); "
             "check for an unclosed quote on or before that line"
         ) from None
+
+
+def _refuse_nul(text: str, path: str) -> None:
+    """A NUL character means a binary or UTF-16 file, or a damaged one: say where, never score it."""
+    at = text.find("\x00")
+    if at < 0:
+        return
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    raise DataError(
+        f"{where(path)}: line {line}, character {col} is a NUL character (\\x00), which no text answer contains; "
+        "the file may be binary or saved as UTF-16: save it as 'CSV UTF-8' and try again"
+    )
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
+def item_folder(item: str) -> str:
+    """A safe, unique folder name for an item id: the id itself when it is a plain name (letters,
+    digits, '_', '-', inner dots; at most 64 characters), else a slug of it plus 8 hex digits of its
+    sha256 (``"Frage 7: Käufe / wer bezahlt?"`` -> ``"Frage-7-Kaufe-wer-bezahlt-aebd5fce"``). Never
+    contains a path separator, '..', a colon, a control character or a trailing space or dot."""
+    if (len(item) <= 64 and _SAFE_NAME.fullmatch(item) and item.split(".")[0].lower() not in _WINDOWS_RESERVED):
+        return item
+    ascii_text = unicodedata.normalize("NFKD", item).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-")[:40].rstrip("-") or "item"
+    return f"{slug}-{hashlib.sha256(item.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _check_header(path: str, header: list[str], required: tuple[str, ...], what: str) -> None:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from kd_train.config import StudentConfig  # noqa: F401  (re-exported: the student's settings)
 from kd_train.data import Table, UserError, check_trainable, concat, stratified_split
 from kd_train.metrics import qwk, score_metrics
 from kd_train.soft_labels import SoftLabels
@@ -44,22 +45,6 @@ def kd_loss(
     hard_weight = torch.where(labelled, torch.full_like(kl, 1.0 - alpha), torch.zeros_like(kl))
     kd_weight = torch.where(labelled, torch.full_like(kl, alpha), torch.ones_like(kl))
     return (hard_weight * ce + kd_weight * kl + lam * soft_ce).mean()
-
-
-@dataclass
-class StudentConfig:
-    hidden: int = 14
-    dropout: float = 0.1
-    alpha: float = 0.5        # alpha and T chosen on the val split (bench/results/asap-sas.md, ablations)
-    temperature: float = 1.0
-    lam: float = 0.0
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    epochs: int = 60
-    batch_size: int = 32
-    patience: int = 20  # 8 let some runs stop before val QWK first rose (ablations)
-    seed: int = 0
-    val_fraction: float = 0.1
 
 
 @dataclass

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
-from kd_train.files import atomic_write_bytes
+from kd_train.data import UserError, _natural_key
+from kd_train.files import atomic_write_bytes, atomic_write_text
 
 
 def qwk(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> float:
@@ -143,3 +146,40 @@ def _save(fig, path: str) -> None:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s: float) -> dict:
+    """report.json (the shape of bench/results), report.md and the plots, for all items trained."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = summarize(item_reports)
+    result = {"command": command, "wall_s": round(wall_s, 1), "models": models,
+              "per_item": {r["item"]: r for r in item_reports}}
+    atomic_write_text(out / "report.json", json.dumps(result, indent=2) + "\n")
+    md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
+          markdown_report(models, "Test set"), "![QWK against parameters](qwk_vs_params.png)", "",
+          "![Student confusion matrices](confusion_student.png)", ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+    plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
+    confusions = {f"item {r['item']}": r["models"]["student"]["test"]["confusion"]
+                  for r in item_reports if "test" in r["models"]["student"]}
+    labels = {f"item {r['item']}": r["score_values"] for r in item_reports}
+    if confusions:
+        plot_confusions(confusions, labels, str(out / "confusion_student.png"))
+    return result
+
+
+def collect_reports(out: str | Path) -> list[dict]:
+    """The per-item report.json files under ``out`` (as kd-train train wrote them), in item order."""
+    reports = []
+    for path in sorted(Path(out).glob("*/report.json")):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+            report["item"], report["models"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{path}: not a per-item report of kd-train train ({err}); remove it or re-run "
+                            "kd-train train for that item") from None
+        reports.append(report)
+    if not reports:
+        raise UserError(f"{out}: no <item>/report.json here; run kd-train train --out {out} first")
+    return sorted(reports, key=lambda r: _natural_key(str(r["item"])))

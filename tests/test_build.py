@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from kd_train.files import write_marker
 from web_support import REPO, build_module, make_scorer, need_node_modules, second_item, tree
 
 
@@ -98,7 +99,7 @@ def test_tampered_scorer_is_refused_and_nothing_is_written(scorer_dir, dist, tmp
     model[-1] ^= 1
     (bad / "model.onnx").write_bytes(bytes(model))
     build = build_module()
-    with pytest.raises(build.BuildError, match="sha256 does not match scorer.json"):
+    with pytest.raises(build.BuildError, match="model.onnx's sha256 does not match"):
         build.build([bad], tmp_path / "out", report_sizes=False)
     assert not (tmp_path / "out").exists()
     shutil.copytree(dist, tmp_path / "old")
@@ -133,6 +134,7 @@ def test_a_third_party_url_fails_the_build(scorer_dir, tmp_path):
     info = json.loads((linked / "scorer.json").read_text())
     info["question"] = "Why does ice melt? See https://example.com/hint for a picture."
     (linked / "scorer.json").write_text(json.dumps(info))
+    write_marker(linked, "scorer")   # signed off as the scorer's owner would, so only the URL is wrong
     build = build_module()
     with pytest.raises(build.BuildError, match=r"third-party URL in dist/.*https://example.com/hint"):
         build.build([linked], tmp_path / "out", report_sizes=False)

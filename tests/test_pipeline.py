@@ -27,7 +27,7 @@ def trained(tmp_path_factory, tiny_model):
 
 def test_train_writes_scorer_soft_labels_and_report(trained):
     item = trained / "demo-ice"
-    assert sorted(p.name for p in (item / "scorer").iterdir()) == ["MODEL_CARD.md", "model.onnx", "scorer.json"]
+    assert sorted(p.name for p in (item / "scorer").iterdir()) == ["MODEL_CARD.md", "kd-train.json", "model.onnx", "scorer.json"]
     for name in ("train", "unlabeled", "test"):
         assert (item / f"soft-{name}.csv").is_file() and (item / f"soft-{name}.json").is_file()
     report = json.loads((trained / "report.json").read_text())

@@ -9,6 +9,7 @@ import torch
 
 from kd_train import featurize, scorer
 from kd_train.data import UserError
+from kd_train.files import write_marker
 from kd_train.student import Student
 
 
@@ -23,7 +24,7 @@ def write(folder, seed=0, **kw):
 
 def test_scorer_directory_contents(tmp_path):
     info = write(tmp_path / "s")
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["MODEL_CARD.md", "model.onnx", "scorer.json"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["MODEL_CARD.md", "kd-train.json", "model.onnx", "scorer.json"]
     assert info["featurize_sha256"] == scorer.featurize_sha256()
     assert info["model"]["params"] == 2048 * 14 + 14 + 14 * 3 + 3
     card = (tmp_path / "s" / "MODEL_CARD.md").read_text()
@@ -43,17 +44,76 @@ def test_tampered_model_is_refused(tmp_path):
     write(tmp_path / "s")
     with open(tmp_path / "s" / "model.onnx", "ab") as fh:
         fh.write(b"\0")
-    with pytest.raises(UserError, match="sha256 does not match"):
+    with pytest.raises(UserError, match="model.onnx's sha256 does not match"):
         scorer.read_scorer(tmp_path / "s")
 
 
-def test_other_featurizer_is_refused(tmp_path):
+def edit_info(folder, sign: bool, **changes) -> None:
+    """Change scorer.json; ``sign`` rewrites kd-train.json as if kd-train had written the change."""
+    meta = json.loads((folder / "scorer.json").read_text())
+    meta.update(changes)
+    (folder / "scorer.json").write_text(json.dumps(meta))
+    if sign:
+        write_marker(folder, "scorer")
+
+
+def test_reversed_score_values_are_refused_by_predict_evaluate_and_build(tmp_path):
     write(tmp_path / "s")
-    meta = json.loads((tmp_path / "s" / "scorer.json").read_text())
-    meta["featurize_sha256"] = "0" * 64
-    (tmp_path / "s" / "scorer.json").write_text(json.dumps(meta))
-    with pytest.raises(UserError, match="different featurize.py"):
+    edit_info(tmp_path / "s", sign=False, score_values=[2, 1, 0])
+    with pytest.raises(UserError, match="scorer.json's sha256 does not match"):
+        scorer.Scorer(tmp_path / "s")   # predict, evaluate and build all load scorers through Scorer
+
+
+def test_more_score_values_than_model_outputs_is_refused(tmp_path):
+    write(tmp_path / "s")
+    edit_info(tmp_path / "s", sign=True, score_values=[0, 1, 2, 3])
+    with pytest.raises(UserError, match="model.onnx gives 3 probabilities but scorer.json lists 4"):
+        scorer.Scorer(tmp_path / "s")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"featurize_sha256": "0" * 64}, "different featurize.py"),
+    ({"model": None}, "item or model entry is malformed"),
+    ({"score_values": [0, 0, 1]}, "not distinct integers"),
+    ({"featurizer": {"n_buckets": "many"}}, "featurizer config is invalid"),
+])
+def test_malformed_scorer_json_is_refused(tmp_path, change, message):
+    write(tmp_path / "s")
+    edit_info(tmp_path / "s", sign=True, **change)
+    with pytest.raises(UserError, match=message):
+        scorer.Scorer(tmp_path / "s")
+
+
+def test_scorer_json_that_is_not_json_or_lacks_keys(tmp_path):
+    write(tmp_path / "s")
+    (tmp_path / "s" / "scorer.json").write_text("{not json")
+    write_marker(tmp_path / "s", "scorer")
+    with pytest.raises(UserError, match="scorer.json is not valid JSON"):
         scorer.read_scorer(tmp_path / "s")
+    (tmp_path / "s" / "scorer.json").write_text('{"format_version": 1, "item": "q1"}')
+    write_marker(tmp_path / "s", "scorer")
+    with pytest.raises(UserError, match="scorer.json has no 'score_values'"):
+        scorer.read_scorer(tmp_path / "s")
+
+
+@pytest.mark.parametrize("remove, message", [("MODEL_CARD.md", "MODEL_CARD.md is missing"),
+                                             ("kd-train.json", "no valid kd-train.json")])
+def test_missing_files_are_refused(tmp_path, remove, message):
+    write(tmp_path / "s")
+    (tmp_path / "s" / remove).unlink()
+    with pytest.raises(UserError, match=message):
+        scorer.read_scorer(tmp_path / "s")
+
+
+def test_never_replaces_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "responses.csv").write_text("id,item,response,score\n")
+    with pytest.raises(UserError, match="refusing to replace it"):
+        write(tmp_path / "s")
+    assert (tmp_path / "s" / "responses.csv").is_file()
+    write(tmp_path / "s", force=True)
+    assert (tmp_path / "s" / "scorer.json").is_file() and not (tmp_path / "s" / "responses.csv").exists()
+    write(tmp_path / "s", seed=1)   # its own earlier output is replaced without --force
 
 
 def test_failed_write_leaves_nothing_and_keeps_the_old_scorer(tmp_path):

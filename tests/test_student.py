@@ -7,7 +7,8 @@ import onnx
 import torch
 
 from kd_train import featurize
-from kd_train.student import Student, export_onnx, featurize_all, onnx_session, param_count
+from kd_train.scorer import onnx_session
+from kd_train.student import Student, export_onnx, featurize_all, param_count
 
 TRICKY = ["Heat conducts through the metal plate faster.", "", "<script>alert(1)</script>", "ÄÖÜ ß ẞ 🧊🔥", "x" * 20000]
 

@@ -48,12 +48,15 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def second_item(scorer_dir: Path, folder: Path, item: str, question: str) -> Path:
-    """A copy of a scorer directory posing as another item (scorer.json is not hashed; model.onnx is)."""
+    """A copy of a scorer directory posing as another item (its kd-train.json rewritten to sign the change)."""
     import json
     import shutil
+
+    from kd_train.files import write_marker
 
     shutil.copytree(scorer_dir, folder)
     info = json.loads((folder / "scorer.json").read_text(encoding="utf-8"))
     info.update(item=item, question=question)
     (folder / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_marker(folder, "scorer")
     return folder

@@ -102,7 +102,7 @@ async function loadScorer(item) {
   if (scorers.has(item)) return scorers.get(item);
   if (!ort) throw new Error("The scoring engine has not started (send init first).");
   if (!manifest.items.includes(item)) throw new Error(`There is no scorer for question ${item} in this bundle.`);
-  const dir = `scorers/${item}/`;
+  const dir = `scorers/${manifest.folders[item]}/`;   // a safe folder name for any item id
   const infoBytes = await verifiedBytes(dir + "scorer.json");
   const info = JSON.parse(new TextDecoder().decode(infoBytes));
   const modelBytes = await verifiedBytes(dir + info.model.file);

@@ -1,0 +1,303 @@
+"""Every verb against the inputs that used to lose files or print tracebacks: each ends in exit 2 and
+one line on stderr, and leaves every file it was given as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DEMO, REPO, write_csv
+from kd_train.cli import main
+from kd_train.files import write_marker
+
+SCORER_FILES = ["MODEL_CARD.md", "kd-train.json", "model.onnx", "scorer.json"]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fails_in_one_line(args: list[str], capsys, message: str, code: int = 2) -> str:
+    assert main([str(a) for a in args]) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert message in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory) -> Path:
+    """A real scorer for the demo item, trained for a few epochs through the CLI."""
+    folder = tmp_path_factory.mktemp("scorer") / "scorer"
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+                 "--student-epochs", "2", "--out", str(folder)]) == 0
+    return folder
+
+
+@pytest.fixture()
+def user_folder(tmp_path) -> Path:
+    """A folder holding a user's own data, as a new user would point --out at it."""
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    shutil.copy(DEMO / "responses.csv", folder / "responses.csv")
+    shutil.copy(DEMO / "items.csv", folder / "items.csv")
+    return folder
+
+
+# ---- data loss ------------------------------------------------------------------------------------
+
+def test_distill_into_the_folder_holding_its_inputs_deletes_nothing(user_folder, capsys):
+    before = snapshot(user_folder)
+    fails_in_one_line(["distill", "--train", user_folder / "responses.csv", "--items", user_folder / "items.csv",
+                       "--student-epochs", "1", "--out", user_folder], capsys, "contains the input")
+    assert snapshot(user_folder) == before
+
+
+def test_distill_into_any_non_empty_folder_deletes_nothing(tmp_path, capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("keep me")
+    fails_in_one_line(["distill", "--train", DEMO / "responses.csv", "--student-epochs", "1", "--out", folder],
+                      capsys, "holds files kd-train did not write; refusing to replace it")
+    assert (folder / "todo.txt").read_text() == "keep me"
+
+
+def test_distill_out_dot_is_refused(tmp_path, capsys, monkeypatch):
+    shutil.copy(DEMO / "responses.csv", tmp_path / "responses.csv")
+    monkeypatch.chdir(tmp_path)
+    fails_in_one_line(["distill", "--train", "responses.csv", "--student-epochs", "1", "--out", "."],
+                      capsys, "contains the input")
+    assert (tmp_path / "responses.csv").is_file()
+
+
+def test_force_replaces_a_foreign_folder_but_never_an_input(tmp_path, user_folder, capsys):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--student-epochs", "1", "--out", str(folder),
+                 "--force"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == SCORER_FILES
+    capsys.readouterr()
+    fails_in_one_line(["distill", "--train", user_folder / "responses.csv", "--student-epochs", "1",
+                       "--out", user_folder, "--force"], capsys, "contains the input")
+    assert (user_folder / "responses.csv").is_file()
+
+
+def test_predict_and_label_never_overwrite_their_input(tmp_path, scorer, capsys):
+    answers = tmp_path / "answers.csv"
+    shutil.copy(DEMO / "test.csv", answers)
+    before = answers.read_bytes()
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", answers, "--out", answers], capsys, "is also an input")
+    samples = write_csv(tmp_path / "s.csv", ["id", "item", "score"], [["a", "q", 1]])
+    fails_in_one_line(["label", "--samples", samples, "--out", samples], capsys, "is also an input")
+    assert answers.read_bytes() == before and samples.read_text().startswith("id,item,score")
+
+
+def test_predict_does_not_replace_another_kind_of_file(tmp_path, scorer, capsys):
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own\n1,2\n")
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", DEMO / "test.csv", "--out", notes],
+                      capsys, "is not a scores CSV written by kd-train predict")
+    assert notes.read_text() == "my,own\n1,2\n"
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--scorer", str(scorer), "--input", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+    assert main(["predict", "--scorer", str(scorer), "--input", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+
+
+def test_outputs_inside_an_input_folder_are_refused(tmp_path, scorer, capsys):
+    before = snapshot(scorer)
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", DEMO / "test.csv", "--out", scorer / "s.csv"],
+                      capsys, "is inside the input folder")
+    fails_in_one_line(["build", scorer, "--out", scorer / "dist"], capsys, "is inside the input folder")
+    fails_in_one_line(["build", scorer, "--out", scorer], capsys, "is also an input")
+    assert snapshot(scorer) == before
+
+
+def test_build_keeps_a_folder_that_merely_holds_a_manifest(tmp_path, scorer, capsys):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"name": "my app"}')
+    (folder / "index.html").write_text("<p>my page</p>")
+    fails_in_one_line(["build", scorer, "--out", folder], capsys, "refusing to replace it")
+    assert (folder / "index.html").read_text() == "<p>my page</p>"
+
+
+# ---- tracebacks that became one line ---------------------------------------------------------------
+
+UNWRITABLE_DIR = "/sys/kd-train-test/out"       # even root cannot create anything under /sys
+UNWRITABLE_FILE = "/sys/kd-train-test.csv"
+
+
+@pytest.mark.parametrize("verb", ["teacher", "label", "train", "distill", "predict", "evaluate", "build", "demo"])
+def test_unwritable_out(verb, scorer, capsys):
+    data = ["--train", DEMO / "responses.csv"]
+    args = {
+        "teacher": ["teacher", *data, "--out", UNWRITABLE_DIR],
+        "label": ["label", "--samples", DEMO / "responses.csv", "--out", UNWRITABLE_FILE],
+        "train": ["train", *data, "--out", UNWRITABLE_DIR],
+        "distill": ["distill", *data, "--out", UNWRITABLE_DIR],
+        "predict": ["predict", "--scorer", scorer, "--input", DEMO / "test.csv", "--out", UNWRITABLE_FILE],
+        "evaluate": ["evaluate", "--scorer", scorer, "--test", DEMO / "test.csv", "--out", UNWRITABLE_DIR],
+        "build": ["build", scorer, "--out", UNWRITABLE_DIR],
+        "demo": ["demo", "--out", UNWRITABLE_DIR, "--no-serve"],
+    }[verb]
+    fails_in_one_line(args, capsys, "cannot write in /sys")
+
+
+def test_out_of_the_wrong_type(tmp_path, scorer, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    fails_in_one_line(["distill", "--train", DEMO / "responses.csv", "--out", a_file], capsys, "is a file, not a folder")
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", DEMO / "test.csv", "--out", tmp_path],
+                      capsys, "is a folder; give --out a file path")
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", DEMO / "test.csv", "--out", a_file / "s.csv"],
+                      capsys, "is a file, not a folder")
+
+
+def test_label_on_a_header_only_file(tmp_path, capsys):
+    header_only = write_csv(tmp_path / "h.csv", ["id", "item", "score"], [])
+    fails_in_one_line(["label", "--samples", header_only, "--out", tmp_path / "soft.csv"], capsys, "no data rows")
+    header_only = write_csv(tmp_path / "r.csv", ["id", "item", "response", "score"], [])
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    fails_in_one_line(["label", "--teacher", teacher, "--input", header_only, "--out", tmp_path / "soft.csv"],
+                      capsys, "no data rows")
+
+
+def test_label_with_a_teacher_folder_without_weights(tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    meta = {"item": "demo-ice", "score_values": [0, 1, 2, 3], "question": "", "base_model": "x", "weights_sha256": "",
+            "train_sha256": "", "config": {"seed": 0, "folds": 0, "max_length": 32, "with_question": False}}
+    (teacher / "teacher.json").write_text(json.dumps(meta))
+    fails_in_one_line(["label", "--teacher", teacher, "--input", DEMO / "test.csv", "--out", tmp_path / "soft.csv"],
+                      capsys, "holds teacher.json but no model weights")
+
+
+def resign(folder: Path) -> None:
+    write_marker(folder, "scorer")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "scorer.json").write_text("{oops"), "scorer.json's sha256 does not match"),
+    (lambda f: ((f / "scorer.json").write_text("{oops"), resign(f)), "scorer.json is not valid JSON"),
+    (lambda f: ((f / "scorer.json").write_text('{"format_version": 1}'), resign(f)), "scorer.json has no"),
+    (lambda f: (f / "MODEL_CARD.md").unlink(), "MODEL_CARD.md is missing"),
+])
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "build"])
+def test_damaged_scorer_directory(verb, damage, message, scorer, tmp_path, capsys):
+    folder = tmp_path / "s"
+    shutil.copytree(scorer, folder)
+    damage(folder)
+    args = {"predict": ["predict", "--scorer", folder, "--input", DEMO / "test.csv", "--out", tmp_path / "o.csv"],
+            "evaluate": ["evaluate", "--scorer", folder, "--test", DEMO / "test.csv", "--out", tmp_path / "ev"],
+            "build": ["build", folder, "--out", tmp_path / "dist"]}[verb]
+    fails_in_one_line(args, capsys, message)
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "dist").exists()
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "build"])
+def test_reversed_score_values_are_refused(verb, scorer, tmp_path, capsys):
+    folder = tmp_path / "s"
+    shutil.copytree(scorer, folder)
+    info = json.loads((folder / "scorer.json").read_text())
+    info["score_values"] = info["score_values"][::-1]
+    (folder / "scorer.json").write_text(json.dumps(info))
+    args = {"predict": ["predict", "--scorer", folder, "--input", DEMO / "test.csv", "--out", tmp_path / "o.csv"],
+            "evaluate": ["evaluate", "--scorer", folder, "--test", DEMO / "test.csv", "--out", tmp_path / "ev"],
+            "build": ["build", folder, "--out", tmp_path / "dist"]}[verb]
+    fails_in_one_line(args, capsys, "scorer.json's sha256 does not match")
+
+
+def test_evaluate_refuses_scores_outside_the_scorers_range(scorer, tmp_path, capsys):
+    rows = [["t1", "demo-ice", "heat flows", 2], ["t2", "demo-ice", "metal conducts", 7]]
+    test = write_csv(tmp_path / "t.csv", ["id", "item", "response", "score"], rows)
+    fails_in_one_line(["evaluate", "--scorer", scorer, "--test", test, "--out", tmp_path / "ev"],
+                      capsys, "t.csv, row 3, column 'score': score 7 is not one of the scorer's score values")
+
+
+def test_nul_bytes_and_oversized_fields_are_named(tmp_path, scorer, capsys):
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"id,item,response\na1,demo-ice,heat\x00flows\n")
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", nul, "--out", tmp_path / "o.csv"],
+                      capsys, "line 2, character 17 is a NUL character")
+    big = tmp_path / "big.csv"
+    big.write_text('id,item,response\na1,demo-ice,"' + "x" * (17 * 1024 * 1024) + "\n")
+    fails_in_one_line(["predict", "--scorer", scorer, "--input", big, "--out", tmp_path / "o.csv"],
+                      capsys, "a field is longer than 16 MB")
+
+
+# ---- leftovers of killed runs ----------------------------------------------------------------------
+
+def test_leftovers_of_killed_runs_are_removed_and_reported(tmp_path, capsys):
+    out = tmp_path / "scorer"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = [tmp_path / f".scorer.kd-train-tmp-{dead.pid}-x1y2z3", tmp_path / ".scorer.abcd_123",
+              tmp_path / ".scorer.partial"]
+    alive = tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"   # this process's: still running
+    for folder in [*killed, alive]:
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--student-epochs", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    for folder in killed:
+        assert not folder.exists() and f"removed {folder}, left behind by an interrupted run" in err
+    assert alive.exists()
+
+
+# ---- item ids are not paths ------------------------------------------------------------------------
+
+def test_item_ids_with_path_characters_train_and_build_into_safe_folders(tmp_path, tiny_model, capsys):
+    ids = ["../../escape", "Frage 7: Käufe / wer bezahlt? ", "a:b"]
+    rows = []
+    for n, item in enumerate(ids):
+        rows += [[f"{n}-{i}", item, text, score] for i, (text, score) in
+                 enumerate([("heat flows through the metal", 2), ("no idea", 0), ("metal is cold", 1)] * 6)]
+    train = write_csv(tmp_path / "train.csv", ["id", "item", "response", "score"], rows)
+    out = tmp_path / "runs" / "mine"
+    assert main(["train", "--train", str(train), "--model", str(tiny_model), "--epochs", "1", "--max-length", "16",
+                 "--student-epochs", "2", "--out", str(out)]) == 0
+    made = sorted(p for p in out.rglob("scorer.json"))
+    assert len(made) == len(ids)
+    for path in made:
+        assert path.resolve().is_relative_to(out.resolve())
+        folder = path.parent.parent.name
+        assert not set(folder) & set('/\\:?* ') and ".." not in folder and not folder.endswith((" ", "."))
+    assert {json.loads(p.read_text())["item"] for p in made} == {i.strip() for i in ids}
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "runs" / "escape").exists()
+    dist = tmp_path / "dist"
+    assert main(["build", *[str(p.parent) for p in made], "--out", str(dist)]) == 0
+    manifest = json.loads((dist / "manifest.json").read_text())
+    assert sorted(manifest["items"]) == sorted(i.strip() for i in ids)
+    for item, folder in manifest["folders"].items():
+        assert (dist / "scorers" / folder / "scorer.json").is_file()
+        assert json.loads((dist / "scorers" / folder / "scorer.json").read_text())["item"] == item
+
+
+# ---- Ctrl+C ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.5, 5.0])
+def test_ctrl_c_at_any_moment_ends_cleanly(delay, tmp_path):
+    """SIGINT while libraries load (torch takes seconds), while the data is read and while the student trains."""
+    out = tmp_path / "scorer"
+    run = subprocess.Popen([sys.executable, "-m", "kd_train.cli", "distill", "--train", str(DEMO / "responses.csv"),
+                            "--student-epochs", "500", "--student-patience", "500", "--out", str(out)],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    if run.returncode == 0:
+        pytest.skip("finished before the signal arrived")
+    assert "Traceback" not in err and run.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "kd-train distill: interrupted; nothing half-written was left behind"
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []

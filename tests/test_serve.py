@@ -1,0 +1,157 @@
+"""kd-train serve: only the bundle's own files, no listings, clean errors, idle clients dropped."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from kd_train import cli, serve
+
+
+def make_bundle(root: Path) -> Path:
+    """A fake bundle in root/dist, with symlinks to root/outside: a secret file and a secret folder."""
+    outside, folder = root / "outside", root / "dist"
+    (outside / "secrets").mkdir(parents=True)
+    (outside / "secret.txt").write_text("SECRET FILE")
+    (outside / "secrets" / "key.txt").write_text("SECRET IN FOLDER")
+    (folder / "vendor").mkdir(parents=True)
+    (folder / "index.html").write_text("<!doctype html><title>page</title>")
+    (folder / "manifest.json").write_text("{}")
+    (folder / "vendor" / "lib.mjs").write_text("export const x = 1;")
+    (folder / "linked.txt").symlink_to(outside / "secret.txt")
+    (folder / "linked-dir").symlink_to(outside / "secrets", target_is_directory=True)
+    (folder / "inner-link.json").symlink_to(folder / "manifest.json")   # inside the bundle: fine
+    return folder
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return make_bundle(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module: each shutdown() waits for serve_forever's 0.5 s poll."""
+    server, _ = serve.serve_in_thread(make_bundle(tmp_path_factory.mktemp("served")))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def get(server, path: str) -> tuple[int, bytes, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read(), response
+    finally:
+        conn.close()
+
+
+def raw_request(server, request: bytes) -> bytes:
+    """Send raw bytes (http.client refuses a NUL or a bad path) and read the whole reply."""
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_serves_the_bundle_with_its_headers(server):
+    status, body, response = get(server, "/")
+    assert status == 200 and b"<title>page</title>" in body
+    assert response.getheader("Content-Security-Policy") == serve.CSP
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("Referrer-Policy") == "no-referrer"
+    assert response.getheader("Cache-Control") == "no-cache"
+    status, body, response = get(server, "/vendor/lib.mjs")
+    assert status == 200 and response.getheader("Content-Type").startswith("text/javascript")
+    assert get(server, "/inner-link.json")[:2] == (200, b"{}")
+    assert get(server, "/vendor/../index.html?v=1")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/linked.txt", "/linked-dir/key.txt", "/linked-dir/", "/linked-dir"])
+def test_does_not_follow_symlinks_out_of_the_bundle(server, path):
+    status, body, _ = get(server, path)
+    assert status in (403, 404)
+    assert b"SECRET" not in body
+
+
+@pytest.mark.parametrize("path", ["/vendor/", "/vendor", "/index.html/"])
+def test_no_directory_listing(server, path):
+    status, body, _ = get(server, path)
+    assert status == 404
+    assert b"lib.mjs" not in body
+
+
+@pytest.mark.parametrize("path", [
+    b"/index.html%00.txt",        # NUL after decoding
+    b"/index.html%0d%0aX:%20y",   # CR LF after decoding
+    b"/index%zz.html",            # invalid percent-encoding
+    b"/index%ff.html",            # not UTF-8
+    b"/../outside/secret.txt",    # climbs out
+    b"/vendor/../../outside/secret.txt",
+    b"/" + b"a" * 5000,           # overlong
+])
+def test_malformed_paths_get_a_clean_400(server, path):
+    reply = raw_request(server, b"GET " + path + b" HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.0 400 "), reply[:200]
+    assert b"SECRET" not in reply
+
+
+def test_a_missing_file_is_404(server):
+    assert get(server, "/nope.js")[0] == 404
+    assert get(server, "/" + "a" * 300)[0] == 404   # a name too long for the file system
+
+
+def test_an_idle_connection_is_dropped(bundle, monkeypatch):
+    monkeypatch.setattr(serve, "IDLE_TIMEOUT_S", 0.5, raising=False)
+    server, _ = serve.serve_in_thread(bundle)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=3) as sock:
+            started = time.monotonic()
+            assert sock.recv(1024) == b""   # closed by the server, not timed out here
+            assert time.monotonic() - started < 2.5
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_refuses_a_port_out_of_range(capsys):
+    assert cli.main(["serve", "x", "--port", "70000"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "--port" in err and "65535" in err
+
+
+def test_serve_help_says_local_use_only(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "local use and testing only" in out
+    assert serve.CSP in out and "nosniff" in out and "application/wasm" in out
+
+
+def serve_once(monkeypatch, capsys, bundle: Path, *host: str) -> str:
+    """Run 'kd-train serve' with serve_forever stopped at once by a Ctrl+C; its stderr."""
+    def interrupted(self, poll_interval=0.5):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve.BundleServer, "serve_forever", interrupted)
+    assert cli.main(["serve", str(bundle), "--port", "0", *host]) == 0
+    return capsys.readouterr().err
+
+
+def test_serve_listens_on_loopback_without_warning(monkeypatch, capsys, bundle):
+    assert "warning" not in serve_once(monkeypatch, capsys, bundle)
+
+
+def test_serve_warns_when_listening_beyond_this_machine(monkeypatch, capsys, bundle):
+    err = serve_once(monkeypatch, capsys, bundle, "--host", "0.0.0.0")
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "not production" in warnings[0]
