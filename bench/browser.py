@@ -166,6 +166,7 @@ def make_dist(scorer_dir: Path | None, work: Path) -> Path:
     import json
     import shutil
 
+    from kd_train.files import write_marker
     from web_support import build_module, make_scorer
 
     if scorer_dir is None:
@@ -175,6 +176,7 @@ def make_dist(scorer_dir: Path | None, work: Path) -> Path:
         info = json.loads((scorer_dir / "scorer.json").read_text(encoding="utf-8"))
         info["question"] = ""
         (scorer_dir / "scorer.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        write_marker(scorer_dir, "scorer")   # the edited copy, signed off as this benchmark's own
     dist = work / "dist"
     build_module().build([scorer_dir], dist, report_sizes=False)
     return dist

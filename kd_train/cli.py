@@ -659,5 +659,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``kd-train`` program: main(), then exit with its code."""
+    code = main()
+    if code == 130:
+        # A library that was importing when Ctrl+C came may have marked the interrupt as unhandled,
+        # and then Python kills itself with SIGINT at exit instead of returning 130: exit right here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -130,6 +130,37 @@ def test_build_keeps_a_folder_that_merely_holds_a_manifest(tmp_path, scorer, cap
     assert (folder / "index.html").read_text() == "<p>my page</p>"
 
 
+@pytest.mark.parametrize("verb", ["teacher", "train", "distill", "evaluate", "build", "demo", "report"])
+def test_no_verb_writes_into_a_folder_it_did_not_make(verb, tmp_path, scorer, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "essay.txt").write_text("keep me")
+    data = ["--train", DEMO / "responses.csv"]
+    args = {
+        "teacher": ["teacher", *data, "--out", folder],
+        "train": ["train", *data, "--out", folder],
+        "distill": ["distill", *data, "--out", folder],
+        "evaluate": ["evaluate", "--scorer", scorer, "--test", DEMO / "test.csv", "--out", folder],
+        "build": ["build", scorer, "--out", folder],
+        "demo": ["demo", "--out", folder, "--no-serve"],
+        "report": ["report", folder],
+    }[verb]
+    message = "is not a folder made by kd-train train" if verb == "report" else "refusing to replace it"
+    fails_in_one_line(args, capsys, message)
+    assert snapshot(folder) == {"essay.txt": b"keep me"}
+
+
+@pytest.mark.parametrize("verb", ["label", "predict"])
+def test_no_verb_overwrites_a_file_of_another_kind(verb, tmp_path, scorer, capsys):
+    mine = tmp_path / "mine.csv"
+    mine.write_text("id,item,response,score\n1,q,my answer,2\n")
+    samples = write_csv(tmp_path / "s.csv", ["id", "item", "score"], [["a", "q", 1]])
+    args = {"label": ["label", "--samples", samples, "--out", mine],
+            "predict": ["predict", "--scorer", scorer, "--input", DEMO / "test.csv", "--out", mine]}[verb]
+    fails_in_one_line(args, capsys, "refusing to overwrite it")
+    assert mine.read_text() == "id,item,response,score\n1,q,my answer,2\n"
+
+
 # ---- tracebacks that became one line ---------------------------------------------------------------
 
 UNWRITABLE_DIR = "/sys/kd-train-test/out"       # even root cannot create anything under /sys
