@@ -84,8 +84,9 @@ def sha256(data: bytes) -> str:
 
 # ---- inputs ------------------------------------------------------------------------------------
 
-def read_scorers(folders: list[Path]) -> list[tuple[Path, dict]]:
-    """(folder, scorer.json) of each scorer, checked by kd-train's one integrity rule; refuses duplicates."""
+def read_scorers(folders: list[Path], allow_unfit: bool = False) -> list[tuple[Path, dict]]:
+    """(folder, scorer.json) of each scorer, checked by kd-train's one integrity rule; refuses duplicates
+    and, unless ``allow_unfit``, scorers that failed the quality gate."""
     from kd_train.data import UserError, item_folder
     from kd_train.scorer import Scorer
 
@@ -96,6 +97,11 @@ def read_scorers(folders: list[Path]) -> list[tuple[Path, dict]]:
         except UserError as err:
             raise BuildError(f"refusing to build: {err}") from None
         item = info["item"]
+        if info.get("fit_for_use") is False and not allow_unfit:
+            reasons = "; ".join(info.get("unfit_reasons") or ["it failed the quality check"])
+            raise BuildError(f"refusing to build: the scorer {folder} (item {item!r}) is not fit for use: {reasons}; "
+                             "retrain it with more scored answers or another base model, or pass --allow-unfit "
+                             "to build it with a warning on its page")
         info["folder"] = item_folder(item)
         if info["folder"] in seen:
             raise BuildError(f"{folder} and {seen[info['folder']]} are both scorers for item {item!r}; give one per item")
@@ -287,13 +293,14 @@ def check_out(scorer_dirs: list, out, force: bool = False) -> Path:
         raise BuildError(str(err)) from None
 
 
-def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False) -> dict:
-    """Build dist/ at `out`; returns {"files", "version", "items", "sizes"}. Raises BuildError."""
+def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False, allow_unfit: bool = False) -> dict:
+    """Build dist/ at `out`; returns {"files", "version", "items", "sizes", "unfit"}. Raises BuildError."""
     out = check_out(scorer_dirs, out, force)
-    scorers = read_scorers([Path(d) for d in scorer_dirs])
+    scorers = read_scorers([Path(d) for d in scorer_dirs], allow_unfit)
     bundle = make_bundle(scorers)
     write_atomically(bundle, out, force)
     return {"files": len(bundle.files), "version": bundle.version, "items": [i["item"] for _, i in scorers],
+            "unfit": [i["item"] for _, i in scorers if i.get("fit_for_use") is False],
             "sizes": sizes(bundle) if report_sizes else None}
 
 
@@ -301,9 +308,12 @@ def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def run(scorer_dirs: list, out, force: bool = False) -> None:
+def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False) -> None:
     """Build and print what was built (used by `python build.py` and `kd-train build`)."""
-    report = build(scorer_dirs, out, force=force)
+    report = build(scorer_dirs, out, force=force, allow_unfit=allow_unfit)
+    if report["unfit"]:
+        print(f"WARNING: built with scorer(s) NOT FIT FOR USE for item(s) {', '.join(report['unfit'])}; the page "
+              "shows a warning on them", file=sys.stderr)
     s = report["sizes"]
     print(f"built {out}: {report['files']} files, item(s) {', '.join(report['items'])}")
     print(f"bundle size: {mb(s['raw'])} raw, {mb(s['gzip'])} gzip, {mb(s['brotli'])} brotli (quality {BROTLI_QUALITY})")
@@ -323,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="dist", help="folder to write the bundle to (replaced when done; default: dist)")
     parser.add_argument("--force", action="store_true",
                         help="replace --out even when it is not a bundle kd-train built (never a scorer directory)")
+    parser.add_argument("--allow-unfit", action="store_true",
+                        help="build scorers that failed the quality check anyway (the page warns on their items)")
     parser.add_argument("--list-vendor-urls", action="store_true",
                         help="print the URLs inside the vendor files (to review web/vendor-urls.json) and exit")
     args = parser.parse_args(argv)
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.scorers:
             parser.error("give at least one SCORER_DIR")
         else:
-            run(args.scorers, args.out, args.force)
+            run(args.scorers, args.out, args.force, args.allow_unfit)
     except BuildError as err:
         print(f"build.py: error: {err}", file=sys.stderr)
         return 2

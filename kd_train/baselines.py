@@ -6,12 +6,13 @@ labels. The TinyBERT-like stand-in is ``teacher.fine_tune`` with ``layers=3`` an
 
 from __future__ import annotations
 
+import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
 from kd_train.data import Table, stratified_split
 from kd_train.metrics import score_metrics
-from kd_train.student import featurize_all
+from kd_train.student import Student, featurize_all
 
 
 def hashing_lr(
@@ -34,7 +35,8 @@ def hashing_lr(
     model, val_metrics, c = best
     n_classes = len(model.classes_)
     report = {"params": int(model.coef_.size + model.intercept_.size), "C": c,
-              "metrics": {"val": val_metrics}, "classes": model.classes_.tolist(), "n_classes": n_classes}
+              "metrics": {"val": val_metrics}, "classes": model.classes_.tolist(), "n_classes": n_classes,
+              "model": model}
     if test is not None:
         rows = test.for_item(item).labelled()
         if len(rows):
@@ -45,3 +47,27 @@ def hashing_lr(
 
 def _features(responses: list[str], featurizer_config: dict) -> csr_matrix:
     return csr_matrix(featurize_all(responses, featurizer_config))
+
+
+ABSENT_LOGIT = -30.0   # a score value the regression never saw: probability ≈ 1e-13 after softmax
+
+
+def as_student(model: LogisticRegression, score_values: list[int], n_buckets: int) -> Student:
+    """The fitted regression as a linear Student (hidden = 0), so it exports to the same ONNX contract:
+    input ``features``, output ``probs`` = softmax(W x + b) over every score value."""
+    import torch
+
+    student = Student(n_buckets, len(score_values), hidden=0, dropout=0.0).eval()
+    weight = np.zeros((len(score_values), n_buckets), dtype=np.float64)
+    bias = np.full(len(score_values), ABSENT_LOGIT)
+    rows = [score_values.index(int(c)) for c in model.classes_]
+    if len(rows) == 2:   # binary: p(second) = sigmoid(w·x + b) = softmax([0, w·x + b])
+        weight[rows[0]], bias[rows[0]] = 0.0, 0.0
+        weight[rows[1]], bias[rows[1]] = model.coef_[0], model.intercept_[0]
+    else:
+        weight[rows], bias[rows] = model.coef_, model.intercept_
+    linear = student.net[-1]
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
+    return student

@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the per-item results (OUT/<item>/) and the report (new, empty, or an earlier "
                         "kd-train train folder)")
     _add_force_option(p)
-    p.add_argument("--baselines", action="store_true", help="also train the ANN and hashing + logistic regression")
+    p.add_argument("--baselines", action="store_true",
+                   help="(always on now) the ANN and hashing + logistic regression are trained for every item as "
+                        "candidates: the one with the best validation QWK among them and the KD student is shipped")
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
@@ -396,7 +398,7 @@ def _run_train(args: argparse.Namespace) -> None:
         _pick_item(train, item)
     student_config, fconfig = _student_config(args)
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
-                                     baselines=args.baselines, tinybert=args.tinybert, use_transfer=not args.no_transfer,
+                                     tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      force=args.force)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
@@ -408,6 +410,11 @@ def _run_train(args: argparse.Namespace) -> None:
         for name, m in report["models"].items():
             if "test" in m:
                 print(f"  {name:<14} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
+    unfit = [r["item"] for r in reports if not r["quality"]["fit_for_use"]]
+    if unfit:
+        print(f"WARNING: {len(unfit)} of {len(reports)} item(s) have a scorer that is NOT FIT FOR USE "
+              f"({', '.join(unfit[:10])}); kd-train build refuses them unless --allow-unfit; see {out}/report.md",
+              file=sys.stderr)
     command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
     write_report(reports, out, command, time.time() - started)
     print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")
@@ -430,6 +437,7 @@ def _run_distill(args: argparse.Namespace) -> None:
     from kd_train.files import check_output_dir
 
     check_output_dir(args.out, "scorer", inputs=_inputs(args), force=args.force)
+    from kd_train import pipeline
     from kd_train.distill import distill_item
     from kd_train.scorer import write_scorer
 
@@ -440,12 +448,18 @@ def _run_distill(args: argparse.Namespace) -> None:
     soft = soft_labels.merge([soft_labels.read(p) for p in args.soft]) if args.soft else None
     transfer = data.read_responses(args.transfer, items) if args.transfer else None
     model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
+    split = pipeline.validation_split(train, item, config)
+    test_rows = test.for_item(item).labelled() if test is not None else None
+    candidates = pipeline.make_candidates({"student": model}, split, test_rows, fconfig)
+    shipped, quality = pipeline.ship(candidates, split[1], test_rows, values)
     question = items[item].question if items and item in items else ""
-    write_scorer(args.out, model, item=item, question=question, score_values=values, featurizer_config=fconfig,
+    write_scorer(args.out, shipped, item=item, question=question, score_values=values, featurizer_config=fconfig,
                  metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],
-                 force=args.force)
+                 quality=quality, force=args.force)
     for split, m in report["metrics"].items():
         print(f"item {item} {split:<5} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")
+    for line in pipeline.quality_lines(item, quality):
+        print(line.strip(), file=sys.stderr if "WARNING" in line else sys.stdout)
     print(f"scorer ({report['params']:,} parameters) written to {args.out}")
 
 
@@ -533,7 +547,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"training the illustrative item {item!r}: {len(train)} scored answers, {len(unlabeled)} unscored, "
           f"{len(test)} to test", flush=True)
     config = pipeline.PipelineConfig(teacher=teacher.TeacherConfig(epochs=args.epochs, seed=args.seed),
-                                     student=StudentConfig(seed=args.seed), baselines=True, force=args.force)
+                                     student=StudentConfig(seed=args.seed), force=args.force)
     started = time.time()
     report = pipeline.run_item(items[item], data.score_values(train, item, items), train, test, unlabeled, out, config)
     write_report([report], out, "kd-train demo", time.time() - started)
@@ -541,7 +555,7 @@ def _run_demo(args: argparse.Namespace) -> None:
         print(f"  {name:<11} test accuracy {m['test']['acc']:.3f}  QWK {m['test']['qwk']:.3f}  params {m['params']:,}")
     scorer_dir = out / data.item_folder(item) / "scorer"
     print(f"scorer: {scorer_dir}  report: {out / 'report.md'}")
-    _build([scorer_dir], out / "dist", args.force)
+    _build([scorer_dir], out / "dist", args.force, allow_unfit=True)   # the demo's page warns if it is unfit
     if not args.no_serve:
         from kd_train import serve
 
@@ -556,10 +570,17 @@ def _add_web_verbs(verbs) -> None:
     p = verbs.add_parser(
         "build", help="build the offline scoring web page from scorer directories", formatter_class=_formatter,
         description="Build dist/: the static page that scores answers in the browser, offline, with each scorer "
-                    "directory's hashes checked, manifest.json and AUDIT.md. The same as 'python build.py'.",
+                    "directory's hashes checked, manifest.json and AUDIT.md. A scorer that failed the quality "
+                    "check (scorer.json's fit_for_use is false) is refused unless --allow-unfit. The same as "
+                    "'python build.py'.",
     )
     p.add_argument("scorers", metavar="SCORER_DIR", nargs="+", help="scorer directories (one per item)")
-    p.add_argument("--out", metavar="DIR", default="dist", help="folder to write the bundle to (replaced when done; default: dist)")
+    p.add_argument("--out", metavar="DIR", default="dist",
+                   help="folder to write the bundle to (new, empty, or a bundle; replaced when done; default: dist)")
+    p.add_argument("--allow-unfit", action="store_true",
+                   help="build scorers that failed the quality check anyway; the page then shows a warning on "
+                        "their items")
+    _add_force_option(p)
     p.set_defaults(run=_run_build)
 
     p = verbs.add_parser(
@@ -597,16 +618,16 @@ def _build_module():
     return sys.modules["kd_train_build"]
 
 
-def _build(scorers: list, out, force: bool) -> None:
+def _build(scorers: list, out, force: bool, allow_unfit: bool) -> None:
     build = _build_module()
     try:
-        build.run(scorers, out, force)
+        build.run(scorers, out, force, allow_unfit)
     except build.BuildError as err:
         raise UserError(str(err)) from None
 
 
 def _run_build(args: argparse.Namespace) -> None:
-    _build(args.scorers, args.out, getattr(args, "force", False))
+    _build(args.scorers, args.out, args.force, args.allow_unfit)
 
 
 def _run_serve(args: argparse.Namespace) -> None:

@@ -1,6 +1,8 @@
-"""Train one item end to end: teacher -> soft labels -> student -> scorer directory (+ baselines).
+"""Train one item end to end: teacher -> soft labels -> student -> scorer directory.
 
-Everything lands in ``out/<item>/`` and doubles as a cache: a teacher whose settings and training
+Besides the KD student, the ANN (the same network on human scores only) and hashing + logistic
+regression are trained on the same split; the one with the best validation QWK is shipped,
+calibrated and checked by the quality gate (kd_train/quality.py). Everything lands in ``out/<item>/`` and doubles as a cache: a teacher whose settings and training
 table are unchanged is reused, and soft labels are reused by their fingerprint, so re-running the
 student side takes minutes.
 """
@@ -13,12 +15,16 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
-from kd_train import baselines, soft_labels, teacher
-from kd_train.data import Item, Table, item_folder
+import numpy as np
+
+from kd_train import baselines, quality, soft_labels, teacher
+from kd_train.data import Item, Table, item_folder, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss
 from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import score_metrics
+from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
+from kd_train.student import featurize_all, logits, param_count
 
 
 @dataclass
@@ -26,7 +32,6 @@ class PipelineConfig:
     teacher: teacher.TeacherConfig = field(default_factory=teacher.TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     featurizer: dict | None = None  # None: featurize.DEFAULT_CONFIG
-    baselines: bool = False  # ANN and hashing + logistic regression
     tinybert: bool = False  # the TinyBERT-like stand-in (slow: a 3-layer transformer)
     tinybert_layers: int = 3
     use_transfer: bool = True
@@ -85,19 +90,21 @@ def run_item(
     soft = soft_labels.merge(parts)
     report["models"]["teacher"] = {"params": meta["params"], **({"test": _test_metrics(soft_test, test, values)} if soft_test else {})}
 
+    report["models"]["teacher"]["val"] = meta["metrics"]["val"]
+
     transfer = unlabeled if config.use_transfer and unlabeled is not None and len(unlabeled) else None
     log(f"  student: distilling (α={config.student.alpha}, T={config.student.temperature}"
         f"{f', {len(transfer)} transfer answers' if transfer is not None else ''})")
     model, student = distill_item(train, item.item, values, fconfig, config.student, soft, transfer, test)
     report["models"]["student"] = {"params": student["params"], **student["metrics"]}
-
-    if config.baselines:
-        log("  baselines: ANN (same network, human scores only), hashing + logistic regression")
-        ann_config = StudentConfig(**{**asdict(config.student), "alpha": 0.0, "lam": 0.0})
-        _, ann = distill_item(train, item.item, values, fconfig, ann_config, soft, None, test)
-        report["models"]["ann"] = {"params": ann["params"], **ann["metrics"]}
-        lr = baselines.hashing_lr(train, item.item, values, fconfig, test, seed=config.student.seed)
-        report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
+    log("  candidates: ANN (same network, human scores only), hashing + logistic regression")
+    ann_config = StudentConfig(**{**asdict(config.student), "alpha": 0.0, "lam": 0.0})
+    ann_model, ann = distill_item(train, item.item, values, fconfig, ann_config, soft, None, test)
+    report["models"]["ann"] = {"params": ann["params"], **ann["metrics"]}
+    lr = baselines.hashing_lr(train, item.item, values, fconfig, test, seed=config.student.seed,
+                              val_fraction=config.student.val_fraction)
+    lr_model = baselines.as_student(lr["model"], values, fconfig["n_buckets"])
+    report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
     if config.tinybert:
         small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0})
         targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0), transfer)
@@ -105,13 +112,72 @@ def run_item(
                         force=config.force)
         report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}
 
+    split = validation_split(train, item.item, config.student)
+    candidates = make_candidates({"student": model, "ann": ann_model, "hashing_lr": lr_model}, split, test, fconfig)
+    shipped, quality_report = ship(candidates, split[1], test, values, report["models"])
+    report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
+                                   **quality_report["metrics"]}
+    report["quality"] = quality_report
+    for split, m in quality_report["metrics"].items():   # the student's and ANN's agreement with the teacher
+        if "teacher_agreement" in report["models"][quality_report["shipped"]].get(split, {}):
+            m["teacher_agreement"] = report["models"][quality_report["shipped"]][split]["teacher_agreement"]
+    for line in quality_lines(item.item, quality_report):
+        log(line)
+
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
-    others = {k: {"params": v["params"], **{m: v["test"][m] for m in ("acc", "qwk", "f1")}}
-              for k, v in report["models"].items() if k != "student" and "test" in v}
     training = student["training"] | {"student_config": asdict(config.student)}
-    write_scorer(out / "scorer", model, item=item.item, question=item.question, score_values=values,
-                 featurizer_config=fconfig, metrics=student["metrics"], teacher=teacher_fp, training=training,
-                 baselines=others, force=config.force)
+    write_scorer(out / "scorer", shipped, item=item.item, question=item.question, score_values=values,
+                 featurizer_config=fconfig, metrics=quality_report["metrics"], teacher=teacher_fp, training=training,
+                 quality=quality_report, force=config.force)
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def validation_split(train: Table, item: str, config: StudentConfig) -> tuple[Table, Table]:
+    """The (fit, validation) split every candidate was trained and early-stopped on (the same seed)."""
+    return stratified_split(train.for_item(item).labelled(), config.val_fraction, config.seed)
+
+
+def make_candidates(models: dict, split: tuple[Table, Table], test: Table | None, fconfig: dict) -> list[Candidate]:
+    """Each model's logits on the validation and test answers, as the shipped model.onnx would give them."""
+    x_val = featurize_all(split[1].responses, fconfig)
+    x_test = featurize_all(test.responses, fconfig) if test is not None and len(test) else None
+    return [Candidate(name, m, logits(m, x_val), logits(m, x_test) if x_test is not None else None)
+            for name, m in models.items()]
+
+
+def ship(candidates: list[Candidate], val: Table, test: Table | None, values: list[int],
+         models: dict | None = None) -> tuple:
+    """Choose the candidate to ship on validation, calibrate it, and gate it (and every model in
+    ``models``, a report's {name: {"val": metrics, ...}}); returns (model to export, quality report)."""
+    chosen, why = quality.choose(candidates, val.scores, values)
+    to_index = {v: i for i, v in enumerate(values)}
+    model, calibration = quality.calibrate(chosen, np.array([to_index[s] for s in val.scores], dtype=np.int64))
+    metrics = {"val": score_metrics(val.scores, quality.predictions(chosen.val_logits, values), values)}
+    if chosen.test_logits is not None:
+        metrics["test"] = score_metrics(test.scores, quality.predictions(chosen.test_logits, values), values)
+    reasons = quality.degenerate_reasons(metrics["val"], values)
+    gates = {name: quality.degenerate_reasons(m["val"], values) for name, m in (models or {}).items() if "val" in m}
+    table = {c.name: {"val_qwk": score_metrics(val.scores, quality.predictions(c.val_logits, values), values)["qwk"],
+                      "test_qwk": (score_metrics(test.scores, quality.predictions(c.test_logits, values), values)["qwk"]
+                                   if c.test_logits is not None else None),
+                      "params": param_count(c.model)} for c in candidates}
+    report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
+              "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "calibration": calibration, "metrics": metrics}
+    return model, report
+
+
+def quality_lines(item: str, quality_report: dict) -> list[str]:
+    """What the CLI prints about the shipped scorer: which, why, and loudly when it must not be used."""
+    q = quality_report
+    lines = [f"  shipped: {q['shipped']} ({q['why']}); calibration T = {q['calibration']['temperature']:.3g}, "
+             f"validation ECE {q['calibration']['ece_val_before']:.3f} -> {q['calibration']['ece_val_after']:.3f}"]
+    for name, reasons in q["gates"].items():
+        if reasons and name != q["shipped"]:
+            lines.append(f"  note: {name} is degenerate: {'; '.join(reasons)}")
+    if not q["fit_for_use"]:
+        lines.append(f"  WARNING: the scorer for item {item} is NOT FIT FOR USE: {'; '.join(q['unfit_reasons'])}. "
+                     "kd-train build refuses it unless --allow-unfit. Score more answers for this item, or try "
+                     "another base model (--model) or more teacher epochs.")
+    return lines

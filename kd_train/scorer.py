@@ -56,12 +56,15 @@ def write_scorer(
     teacher: dict | None,
     training: dict,
     baselines: dict | None = None,
+    quality: dict | None = None,
     force: bool = False,
 ) -> dict:
     """Write the scorer directory atomically; returns scorer.json's content.
 
     ``baselines`` (optional): {name: {params, acc, qwk, f1}} of other models on the same split,
-    shown in the model card. An existing ``out_dir`` is replaced only when it is a scorer directory
+    shown in the model card. ``quality`` (optional): what pipeline.ship decided — the candidates,
+    which was shipped and why, its calibration and the quality gate's verdict; without it the
+    scorer's fitness is recorded as not checked (``fit_for_use`` None). An existing ``out_dir`` is replaced only when it is a scorer directory
     (or ``force``).
     """
     from kd_train.student import export_onnx, param_count
@@ -90,6 +93,10 @@ def write_scorer(
             "teacher": teacher,
             "training": training,
             "baselines": baselines or {},
+            "fit_for_use": quality["fit_for_use"] if quality else None,
+            "unfit_reasons": quality["unfit_reasons"] if quality else [],
+            "review_threshold": quality["calibration"]["review_threshold"] if quality else None,
+            "quality": _without_plot_points(quality),
         }
         (tmp / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(_render_card(info), encoding="utf-8")
@@ -98,6 +105,13 @@ def write_scorer(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def _without_plot_points(quality: dict | None) -> dict | None:
+    if quality is None:
+        return None
+    calibration = {k: v for k, v in quality["calibration"].items() if not k.startswith("reliability")}
+    return {k: v for k, v in quality.items() if k not in ("metrics", "calibration")} | {"calibration": calibration}
 
 
 def _bad(folder: Path, problem: str) -> UserError:

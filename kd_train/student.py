@@ -41,6 +41,12 @@ class _WithSoftmax(nn.Module):
         return torch.softmax(self.student(features), dim=-1)
 
 
+def logits(model: Student, x: np.ndarray) -> np.ndarray:
+    """The model's logits (float64) for dense features ``x``, in eval mode."""
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(np.asarray(x, dtype=np.float32))).double().numpy()
+
+
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -3,7 +3,7 @@
 import { readAnswers, toCsv } from "./csv.js";
 
 const $ = (id) => document.getElementById(id);
-const LOW = 0.6;      // below this top probability an answer is flagged for review
+const LOW = 0.6;      // below this top probability an answer is flagged for review (unless the scorer sets its own)
 const HIGH = 0.8;     // from this top probability the confidence is called high
 const CHUNK = 50;     // answers per worker call in batch mode (keeps the page responsive)
 const SHOWN = 1000;   // rows of the results table drawn in the page (the CSV has all)
@@ -97,9 +97,17 @@ function currentItem() {
   return $("item").value;
 }
 
+// The scorer's own review line (scorer.json review_threshold: calibrated so that it flags a stated
+// share of its validation answers), else LOW.
+function reviewBelow() {
+  const question = document.querySelector(`.question[data-item="${CSS.escape(currentItem())}"]`);
+  const own = question ? Number(question.dataset.review) : NaN;
+  return Number.isFinite(own) && own > 0 ? own : LOW;
+}
+
 function confidence(top) {
-  if (top >= HIGH) return { level: "high", text: "high. The scorer is fairly sure of this score." };
-  if (top >= LOW) return { level: "medium", text: "medium. This score is likely, but another one is possible." };
+  if (top >= Math.max(HIGH, reviewBelow())) return { level: "high", text: "high. The scorer is fairly sure of this score." };
+  if (top >= reviewBelow()) return { level: "medium", text: "medium. This score is likely, but another one is possible." };
   return { level: "low", text: "low. The scorer is unsure; a teacher should review this answer." };
 }
 
@@ -240,7 +248,7 @@ async function runBatch(answers, item) {
     return;
   }
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-  const flagged = results.filter((r, i) => r.top < LOW || !answers[i].response.trim()).length;
+  const flagged = results.filter((r, i) => r.top < reviewBelow() || !answers[i].response.trim()).length;
   text.textContent = `Done: ${answers.length} answers scored in ${seconds} s; ${flagged} flagged for teacher review.`;
   bar.hidden = true;
   button.disabled = false;
@@ -249,7 +257,7 @@ async function runBatch(answers, item) {
 
 function reviewReason(answer, r) {
   if (!answer.response.trim()) return "yes (empty)";
-  return r.top < LOW ? "yes" : "";
+  return r.top < reviewBelow() ? "yes" : "";
 }
 
 function showBatch(answers, results, scoreValues, item) {
@@ -259,7 +267,7 @@ function showBatch(answers, results, scoreValues, item) {
   $("batch-table").tHead.replaceChildren(headRow);
   const body = document.createDocumentFragment();
   results.slice(0, SHOWN).forEach((r, i) => {
-    const tr = el("tr", r.top < LOW ? "low" : "");
+    const tr = el("tr", r.top < reviewBelow() ? "low" : "");
     const answer = answers[i].response;
     const shown = answer.length > 300 ? answer.slice(0, 300) + "…" : answer;
     [answers[i].id, shown, r.score, confidence(r.top).level, reviewReason(answers[i], r), ...r.probs.map(percent)]

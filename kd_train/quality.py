@@ -1,0 +1,164 @@
+"""What makes a scorer fit to ship: the quality gate, the choice among candidate scorers, and
+calibrated probabilities — all decided on the validation split, never on test.
+
+- ``degenerate_reasons``: a model that gives one score to ≥ 95% of validation answers, reaches a
+  validation QWK ≤ 0.20, or is less accurate than always giving the most common score, is unfit.
+- ``choose``: the candidate with the best validation QWK is shipped (ties go to the earlier one in
+  ``PREFERENCE``: the KD student first).
+- ``calibrate``: one temperature T, fitted on validation by log-loss, divides the model's last
+  layer (so model.onnx outputs softmax(logits / T) and the page needs no change); kept only when it
+  lowers the validation ECE. ``review_threshold`` then puts the page's "flag for review" line where
+  it flags ``REVIEW_SHARE`` of validation answers.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kd_train.metrics import score_metrics
+
+if TYPE_CHECKING:
+    from kd_train.student import Student
+
+ONE_SCORE_SHARE = 0.95   # one score for at least this share of validation answers: degenerate
+MIN_QWK = 0.20           # validation QWK at or below this: no better than chance for a scorer
+REVIEW_SHARE = 0.20      # the page flags this share of validation answers (the least sure) for review
+ECE_BINS = 10
+PREFERENCE = ("student", "ann", "hashing_lr")
+GATE_RULE = (f"gives one score to at least {ONE_SCORE_SHARE:.0%} of the validation answers, reaches a validation "
+             f"QWK of at most {MIN_QWK:.2f}, or is less accurate than always giving the most common score")
+
+
+@dataclass
+class Candidate:
+    """A trained scorer that could be shipped: a Student network (hidden = 0 for a linear model) and
+    its logits on the validation (and test) answers."""
+
+    name: str
+    model: "Student"
+    val_logits: np.ndarray
+    test_logits: np.ndarray | None = None
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
+    """Why a model is unfit to ship, from its validation metrics (n, acc, qwk and the confusion matrix,
+    rows true, columns predicted, as metrics.score_metrics gives them); empty: fit."""
+    confusion = np.asarray(metrics.get("confusion") or [[0]])
+    n = int(confusion.sum())
+    if n == 0:
+        return ["there were no validation answers to check it on"]
+    reasons = []
+    given, true = confusion.sum(axis=0), confusion.sum(axis=1)
+    if given.max() / n >= ONE_SCORE_SHARE:
+        reasons.append(f"it gives the score {score_values[int(given.argmax())]} to {given.max() / n:.0%} of the "
+                       "validation answers")
+    if metrics["qwk"] <= MIN_QWK:
+        reasons.append(f"its validation QWK is {metrics['qwk']:.2f} (at most {MIN_QWK:.2f}: little better than chance)")
+    if metrics["acc"] < true.max() / n:
+        reasons.append(f"it is less accurate on validation ({metrics['acc']:.2f}) than always giving the most "
+                       f"common score {score_values[int(true.argmax())]} ({true.max() / n:.2f})")
+    return reasons
+
+
+def choose(candidates: list[Candidate], val_scores: list[int], score_values: list[int]) -> tuple[Candidate, str]:
+    """The candidate with the best validation QWK (ties: PREFERENCE order), and why in one sentence."""
+    def val_qwk(c: Candidate) -> float:
+        return score_metrics(val_scores, predictions(c.val_logits, score_values), score_values)["qwk"]
+
+    rank = {name: i for i, name in enumerate(PREFERENCE)}
+    ordered = sorted(candidates, key=lambda c: rank.get(c.name, len(rank)))
+    qwks = {c.name: val_qwk(c) for c in ordered}
+    best = max(ordered, key=lambda c: qwks[c.name])   # max keeps the first of equals
+    others = ", ".join(f"{c.name} {qwks[c.name]:.3f}" for c in ordered if c is not best)
+    reason = f"best validation QWK: {best.name} {qwks[best.name]:.3f}" + (f" (others: {others})" if others else "")
+    return best, reason
+
+
+def predictions(logits: np.ndarray, score_values: list[int]) -> list[int]:
+    return [score_values[i] for i in np.asarray(logits).argmax(axis=1)]
+
+
+def ece(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: |accuracy − confidence| of the top class, averaged over equal-width
+    confidence bins weighted by their answers."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence, guess = probs.max(axis=1), probs.argmax(axis=1)
+    correct = (guess == np.asarray(y_index)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def reliability(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin: answers, mean confidence, accuracy (the reliability diagram's points)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y_index)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    return [{"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int((which == b).sum()),
+             "confidence": float(confidence[which == b].mean()) if (which == b).any() else None,
+             "accuracy": float(correct[which == b].mean()) if (which == b).any() else None} for b in range(bins)]
+
+
+def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
+    """The T > 0 minimising the log-loss of softmax(logits / T) (searched over log T in [1/20, 20])."""
+    from scipy.optimize import minimize_scalar
+
+    logits, y_index = np.asarray(logits, dtype=np.float64), np.asarray(y_index)
+
+    def nll(log_t: float) -> float:
+        p = softmax(logits, float(np.exp(log_t)))[np.arange(len(y_index)), y_index]
+        return float(-np.log(np.clip(p, 1e-12, None)).mean())
+
+    result = minimize_scalar(nll, bounds=(np.log(1 / 20), np.log(20)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+def fold_temperature(model: "Student", temperature: float) -> "Student":
+    """A copy of ``model`` whose logits are divided by ``temperature`` (its last layer scaled)."""
+    import torch
+
+    folded = copy.deepcopy(model)
+    last = [m for m in folded.net if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight /= temperature
+        last.bias /= temperature
+    return folded
+
+
+def review_threshold(probs: np.ndarray, share: float = REVIEW_SHARE) -> float:
+    """The top probability below which ``share`` of these answers fall (the page flags them for review)."""
+    return float(np.quantile(np.asarray(probs).max(axis=1), share))
+
+
+def calibrate(candidate: Candidate, val_index: np.ndarray) -> tuple["Student", dict]:
+    """Temperature-scale the candidate on validation when that lowers its ECE; returns (model, report)."""
+    before = softmax(candidate.val_logits)
+    temperature = fit_temperature(candidate.val_logits, val_index) if len(val_index) else 1.0
+    after = softmax(candidate.val_logits, temperature)
+    ece_before, ece_after = ece(before, val_index), ece(after, val_index)
+    if not ece_after < ece_before:
+        temperature, after, ece_after = 1.0, before, ece_before
+    report = {"method": "temperature scaling on the validation split (log-loss), kept only if it lowers ECE",
+              "temperature": temperature, "ece_val_before": ece_before, "ece_val_after": ece_after,
+              "reliability_val_before": reliability(before, val_index),
+              "reliability_val_after": reliability(after, val_index),
+              "review_threshold": review_threshold(after), "review_share_val": REVIEW_SHARE}
+    model = fold_temperature(candidate.model, temperature) if temperature != 1.0 else candidate.model
+    return model, report

@@ -1,0 +1,147 @@
+"""The quality gate, the choice of the shipped scorer, and calibration folded into model.onnx."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEMO, write_csv
+from kd_train import quality
+from kd_train.cli import main
+from kd_train.metrics import score_metrics
+from kd_train.scorer import onnx_session
+from kd_train.student import Student, export_onnx, logits
+
+VALUES = [0, 1, 2]
+
+
+def metrics(y_true, y_pred):
+    return score_metrics(y_true, y_pred, VALUES)
+
+
+def test_a_constant_model_is_degenerate():
+    y = [0, 1, 2, 1, 0, 2, 1, 1, 0, 2]
+    reasons = quality.degenerate_reasons(metrics(y, [1] * 10), VALUES)
+    assert any("gives the score 1 to 100%" in r for r in reasons)
+    assert any("QWK is 0.00" in r for r in reasons)
+
+
+def test_worse_than_the_majority_class_is_degenerate():
+    y = [0] * 8 + [1, 2]                 # always 0 would be right 80% of the time
+    pred = [0] * 5 + [1, 1, 1, 1, 2]     # 70% right: QWK fine, accuracy below the majority class
+    reasons = quality.degenerate_reasons(metrics(y, pred), VALUES)
+    assert reasons == ["it is less accurate on validation (0.70) than always giving the most common score 0 (0.80)"]
+
+
+def test_a_good_model_passes():
+    y = [0, 1, 2, 1, 0, 2, 1, 1, 0, 2]
+    assert quality.degenerate_reasons(metrics(y, y), VALUES) == []
+
+
+def one_hot_logits(pred: list[int], margin: float = 3.0) -> np.ndarray:
+    return np.eye(len(VALUES))[[VALUES.index(p) for p in pred]] * margin
+
+
+def test_the_candidate_with_the_best_validation_qwk_is_chosen():
+    y = [0, 1, 2, 1, 0, 2]
+    student = quality.Candidate("student", None, one_hot_logits([0, 1, 1, 1, 0, 1]))
+    lr = quality.Candidate("hashing_lr", None, one_hot_logits(y))
+    chosen, why = quality.choose([student, lr], y, VALUES)
+    assert chosen is lr and why.startswith("best validation QWK: hashing_lr 1.000 (others: student")
+
+
+def test_ties_go_to_the_kd_student():
+    y = [0, 1, 2, 1]
+    lr, student = (quality.Candidate(n, None, one_hot_logits(y)) for n in ("hashing_lr", "student"))
+    assert quality.choose([lr, student], y, VALUES)[0] is student
+
+
+def test_ece_by_hand():
+    probs = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.2, 0.6, 0.2], [0.2, 0.6, 0.2]])
+    y = np.array([0, 1, 1, 1])
+    # bin 0.8-0.9: confidence 0.9, accuracy 0.5 -> |0.4| x 2/4; bin 0.5-0.6: confidence 0.6, accuracy 1 -> 0.4 x 2/4
+    assert quality.ece(probs, y) == pytest.approx(0.4)
+
+
+def test_calibration_folded_into_onnx_equals_scaled_logits(tmp_path):
+    torch.manual_seed(0)
+    model = Student(64, 3, hidden=5, dropout=0.0).eval()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 64)).astype(np.float32)
+    raw = logits(model, x)
+    folded = quality.fold_temperature(model, 2.5)
+    export_onnx(folded, tmp_path / "m.onnx")
+    probs = onnx_session(tmp_path / "m.onnx").run(["probs"], {"features": x})[0]
+    np.testing.assert_allclose(probs, quality.softmax(raw, 2.5), atol=1e-5)
+    np.testing.assert_array_equal(logits(model, x), raw)           # the original is untouched
+
+
+def test_calibration_lowers_ece_of_an_overconfident_model_and_sets_the_review_line():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, size=300)
+    noisy = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, size=300))   # right about 77% of the time
+    sure = np.eye(3)[noisy] * rng.uniform(4, 12, size=(300, 1))                  # 98-100% sure
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), sure)
+    model, report = quality.calibrate(candidate, y)
+    assert report["temperature"] > 1 and report["ece_val_after"] < report["ece_val_before"]
+    calibrated = quality.softmax(candidate.val_logits, report["temperature"])
+    flagged = (calibrated.max(axis=1) < report["review_threshold"]).mean()
+    assert abs(flagged - quality.REVIEW_SHARE) < 0.01
+
+
+def test_calibration_that_would_not_lower_ece_is_not_applied(monkeypatch):
+    y = np.array([0, 1, 2, 0, 1, 2])
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), np.eye(3)[y] * 30.0)   # always right, sure
+    monkeypatch.setattr(quality, "fit_temperature", lambda logits, y: 5.0)                  # softening: worse ECE
+    model, report = quality.calibrate(candidate, y)
+    assert report["temperature"] == 1.0 and model is candidate.model
+
+
+@pytest.fixture(scope="module")
+def unfit_scorer(tmp_path_factory):
+    """A real scorer trained on answers whose scores have nothing to do with their text."""
+    tmp = tmp_path_factory.mktemp("unfit")
+    rng = np.random.default_rng(0)
+    rows = [[f"r{i}", "noise", f"answer number {i} about {rng.choice(['heat', 'ice', 'metal', 'plates'])}",
+             int(rng.integers(0, 3))] for i in range(200)]
+    train = write_csv(tmp / "train.csv", ["id", "item", "response", "score"], rows)
+    out = tmp / "scorer"
+    assert main(["distill", "--train", str(train), "--student-epochs", "5", "--out", str(out)]) == 0
+    return out
+
+
+def test_the_gate_marks_a_scorer_trained_on_noise_unfit(unfit_scorer, capsys):
+    info = json.loads((unfit_scorer / "scorer.json").read_text())
+    assert info["fit_for_use"] is False and info["unfit_reasons"]
+    card = (unfit_scorer / "MODEL_CARD.md").read_text()
+    assert card.splitlines()[2] == "**Do not use this scorer.** It did not pass kd-train's quality check on the validation answers:"
+
+
+def test_build_refuses_an_unfit_scorer_unless_allowed_and_then_the_page_warns(unfit_scorer, tmp_path, capsys):
+    from web_support import need_node_modules
+
+    need_node_modules()
+    assert main(["build", str(unfit_scorer), "--out", str(tmp_path / "dist")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not fit for use" in err and "--allow-unfit" in err
+    assert not (tmp_path / "dist").exists()
+    assert main(["build", str(unfit_scorer), "--out", str(tmp_path / "dist"), "--allow-unfit"]) == 0
+    page = (tmp_path / "dist" / "index.html").read_text()
+    assert 'class="unfit" role="alert"' in page and "Do not rely on these scores" in page
+
+
+def test_a_fit_scorer_builds_without_a_warning(tmp_path, capsys):
+    from web_support import need_node_modules
+
+    need_node_modules()
+    out = tmp_path / "scorer"
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+                 "--student-epochs", "20", "--out", str(out)]) == 0
+    info = json.loads((out / "scorer.json").read_text())
+    assert info["fit_for_use"] is True
+    assert main(["build", str(out), "--out", str(tmp_path / "dist")]) == 0
+    page = (tmp_path / "dist" / "index.html").read_text()
+    assert 'class="unfit"' not in page and f'data-review="{info["review_threshold"]:.4f}"' in page
