@@ -10,33 +10,44 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
-from kd_train.data import Table, stratified_split
+from kd_train.data import Table, stratified_folds, stratified_split
 from kd_train.metrics import score_metrics
 from kd_train.student import Student, featurize_all
+
+ABSENT_LOGIT = -30.0   # a score value the regression never saw: probability ≈ 1e-13 after softmax
 
 
 def hashing_lr(
     train: Table, item: str, score_values: list[int], featurizer_config: dict, test: Table | None,
     seed: int = 0, val_fraction: float = 0.1, c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
+    cv_folds: int = 0,
 ) -> dict:
-    """Logistic regression on the featurizer's vector; C chosen on the student's validation split.
+    """Logistic regression on the featurizer's vector; C chosen on the student's validation split, or,
+    with ``cv_folds``, by the pooled out-of-fold QWK of k-fold cross-validation (then refitted on every
+    labelled answer; ``report["oof"]`` holds the out-of-fold logits, as distill_item's does).
 
     The features go in as a sparse matrix: scipy's single-threaded products make the fit the same
     on any machine (dense input went through multi-threaded BLAS, whose sums vary with the threads).
     """
-    fit, val = stratified_split(train.for_item(item).labelled(), val_fraction, seed)
-    x_fit, x_val = _features(fit.responses, featurizer_config), _features(val.responses, featurizer_config)
-    best = None
-    for c in c_grid:
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_fit, fit.scores)
-        m = score_metrics(val.scores, model.predict(x_val).tolist(), score_values)
-        if best is None or m["qwk"] > best[1]["qwk"]:
-            best = (model, m, c)
-    model, val_metrics, c = best
+    labelled = train.for_item(item).labelled()
+    if cv_folds:
+        model, val_metrics, c, oof = _cross_validated(labelled, score_values, featurizer_config, seed, c_grid, cv_folds)
+    else:
+        fit, val = stratified_split(labelled, val_fraction, seed)
+        x_fit, x_val = _features(fit.responses, featurizer_config), _features(val.responses, featurizer_config)
+        best = None
+        for c in c_grid:
+            model = _fit(x_fit, fit.scores, c, seed)
+            m = score_metrics(val.scores, model.predict(x_val).tolist(), score_values)
+            if best is None or m["qwk"] > best[1]["qwk"]:
+                best = (model, m, c)
+        (model, val_metrics, c), oof = best, None
     n_classes = len(model.classes_)
     report = {"params": int(model.coef_.size + model.intercept_.size), "C": c,
               "metrics": {"val": val_metrics}, "classes": model.classes_.tolist(), "n_classes": n_classes,
               "model": model}
+    if oof is not None:
+        report["oof"] = oof
     if test is not None:
         rows = test.for_item(item).labelled()
         if len(rows):
@@ -45,11 +56,32 @@ def hashing_lr(
     return report
 
 
+def _fit(x, scores: list[int], c: float, seed: int) -> LogisticRegression:
+    return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, scores)
+
+
+def _cross_validated(labelled: Table, score_values: list[int], featurizer_config: dict, seed: int,
+                     c_grid: tuple[float, ...], k: int):
+    x = _features(labelled.responses, featurizer_config)
+    folds = stratified_folds(labelled, k, seed)
+    best = None
+    for c in c_grid:
+        logits = np.full((len(labelled), len(score_values)), ABSENT_LOGIT)
+        for held_out in folds:
+            keep = np.setdiff1d(np.arange(len(labelled)), held_out)
+            model = _fit(x[keep], [labelled.scores[i] for i in keep], c, seed)
+            columns = [score_values.index(int(v)) for v in model.classes_]
+            logits[np.ix_(held_out, columns)] = np.log(np.clip(model.predict_proba(x[held_out]), 1e-13, None))
+        pred = [score_values[i] for i in logits.argmax(axis=1)]
+        m = score_metrics(labelled.scores, pred, score_values) | {"cross_validated": True}
+        if best is None or m["qwk"] > best[1]["qwk"]:
+            best = (c, m, logits)
+    c, val_metrics, logits = best
+    return _fit(x, labelled.scores, c, seed), val_metrics, c, {"ids": list(labelled.ids), "logits": logits}
+
+
 def _features(responses: list[str], featurizer_config: dict) -> csr_matrix:
     return csr_matrix(featurize_all(responses, featurizer_config))
-
-
-ABSENT_LOGIT = -30.0   # a score value the regression never saw: probability ≈ 1e-13 after softmax
 
 
 def as_student(model: LogisticRegression, score_values: list[int], n_buckets: int) -> Student:

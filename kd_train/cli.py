@@ -448,10 +448,11 @@ def _run_distill(args: argparse.Namespace) -> None:
     soft = soft_labels.merge([soft_labels.read(p) for p in args.soft]) if args.soft else None
     transfer = data.read_responses(args.transfer, items) if args.transfer else None
     model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
-    split = pipeline.validation_split(train, item, config)
+    labelled = train.for_item(item).labelled()
+    val = labelled if "oof" in report else pipeline.validation_split(train, item, config)[1]
     test_rows = test.for_item(item).labelled() if test is not None else None
-    candidates = pipeline.make_candidates({"student": model}, split, test_rows, fconfig)
-    shipped, quality = pipeline.ship(candidates, split[1], test_rows, values)
+    candidates = pipeline.make_candidates({"student": (model, report)}, val, test_rows, fconfig)
+    shipped, quality = pipeline.ship(candidates, val, test_rows, values)
     question = items[item].question if items and item in items else ""
     write_scorer(args.out, shipped, item=item, question=question, score_values=values, featurizer_config=fconfig,
                  metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],

@@ -23,3 +23,5 @@ class StudentConfig:
     patience: int = 20  # 8 let some runs stop before val QWK first rose (ablations)
     seed: int = 0
     val_fraction: float = 0.1
+    cv_below: int = 30   # a validation split smaller than this: choose by k-fold cross-validation instead
+    cv_folds: int = 5

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kd_train.config import StudentConfig  # noqa: F401  (re-exported: the student's settings)
-from kd_train.data import Table, UserError, check_trainable, concat, stratified_split
+from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.metrics import qwk, score_metrics
 from kd_train.soft_labels import SoftLabels
 from kd_train.student import Student, featurize_all, param_count
@@ -57,19 +57,27 @@ class StudentData:
 
 
 def train_student(
-    fit: StudentData, val: StudentData, n_classes: int, config: StudentConfig, progress: bool = True
+    fit: StudentData, val: StudentData | None, n_classes: int, config: StudentConfig, progress: bool = True,
+    epochs: int | None = None, on_epoch=None,
 ) -> tuple[Student, dict]:
-    """AdamW on kd_loss (or plain cross-entropy without teacher probabilities), early stopping on
-    validation QWK; returns the best model and its history. Same data and seed → same weights."""
+    """AdamW on kd_loss (or plain cross-entropy without teacher probabilities); returns the model and its
+    history. Same data and seed → same weights.
+
+    With ``val``: early stopping on validation QWK, keeping the best epoch; patience only counts once
+    the validation QWK has risen above 0 (a model still giving one score, or chance, keeps training
+    up to ``config.epochs``). With ``epochs``: exactly that many epochs, no validation.
+    ``on_epoch(epoch, model)`` is called after every epoch (cross-validation reads its logits there).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a network this small trains >10x faster on one thread than on two busy cores
     try:
-        return _train_student(fit, val, n_classes, config, progress)
+        return _train_student(fit, val, n_classes, config, progress, epochs, on_epoch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_student(fit: StudentData, val: StudentData, n_classes: int, config: StudentConfig, progress: bool):
+def _train_student(fit: StudentData, val: StudentData | None, n_classes: int, config: StudentConfig, progress: bool,
+                   epochs: int | None = None, on_epoch=None):
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = Student(fit.x.shape[1], n_classes, config.hidden, config.dropout)
@@ -78,11 +86,10 @@ def _train_student(fit: StudentData, val: StudentData, n_classes: int, config: S
     p = torch.from_numpy(fit.teacher_probs).float() if fit.teacher_probs is not None else None
     if p is None and bool((y == UNLABELED).any()):
         raise ValueError("unlabeled answers need teacher probabilities")
-    x_val = torch.from_numpy(val.x)
     labels = list(range(n_classes))
     best = {"qwk": -2.0, "epoch": 0, "state": None}
     history = []
-    bar = tqdm(range(1, config.epochs + 1), desc="student", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(1, (epochs or config.epochs) + 1), desc="student", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x), generator=generator)
@@ -99,18 +106,27 @@ def _train_student(fit: StudentData, val: StudentData, n_classes: int, config: S
             optimizer.step()
             total += loss.item() * len(idx)
         model.eval()
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+        if epochs is not None or val is None:
+            history.append({"epoch": epoch, "loss": total / len(x)})
+            continue
         with torch.no_grad():
-            pred = model(x_val).argmax(dim=1).numpy()
+            pred = model(torch.from_numpy(val.x)).argmax(dim=1).numpy()
         score = qwk(val.y, pred, labels)
         history.append({"epoch": epoch, "loss": total / len(x), "val_qwk": score})
         bar.set_postfix(loss=f"{total / len(x):.4f}", val_qwk=f"{score:.3f}")
         if score > best["qwk"]:
             best = {"qwk": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        elif epoch - best["epoch"] >= config.patience:
+        elif best["qwk"] > 0 and epoch - best["epoch"] >= config.patience:
             break
-    model.load_state_dict(best["state"])
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    else:
+        best["epoch"] = len(history)
     model.eval()
-    return model, {"best_epoch": best["epoch"], "val_qwk": best["qwk"], "epochs_run": len(history), "history": history}
+    return model, {"best_epoch": best["epoch"], "val_qwk": best["qwk"] if best["state"] is not None else None,
+                   "epochs_run": len(history), "history": history}
 
 
 def predict_proba(model: Student, x: np.ndarray) -> np.ndarray:
@@ -122,6 +138,12 @@ def _student_data(table: Table, to_index: dict[int, int], featurizer_config: dic
     y = np.array([to_index[s] if s is not None else UNLABELED for s in table.scores], dtype=np.int64)
     probs = soft.lookup(table.ids) if soft is not None else None
     return StudentData(featurize_all(table.responses, featurizer_config), y, probs)
+
+
+def uses_cross_validation(n_labelled: int, config: StudentConfig) -> bool:
+    """True when a validation split of ``config.val_fraction`` would hold fewer than ``config.cv_below``
+    answers: too few to stop early on or to choose a model by, so k-fold cross-validation is used."""
+    return round(n_labelled * config.val_fraction) < config.cv_below
 
 
 def distill_item(
@@ -139,10 +161,14 @@ def distill_item(
 
     Without ``soft`` (or with α = 0 and λ = 0) this is the paper's ANN baseline: the same network
     on human scores only. ``transfer`` answers (unscored) need ``soft`` probabilities for them.
+
+    On a small item (:func:`uses_cross_validation`) the number of epochs is chosen by
+    ``config.cv_folds``-fold cross-validation over all labelled answers, the model is then trained
+    on all of them for that many epochs, and the report's "val" metrics are the pooled out-of-fold
+    ones; ``report["oof"]`` holds the out-of-fold logits (ids, logits) for choosing and calibrating.
     """
     check_trainable(train, item)
     labelled = train.for_item(item).labelled()
-    fit, val = stratified_split(labelled, config.val_fraction, config.seed)
     to_index = {v: i for i, v in enumerate(score_values)}
     stray = sorted({s for s in labelled.scores if s not in to_index})
     if stray:
@@ -150,25 +176,74 @@ def distill_item(
     use_soft = soft if soft is not None and (config.alpha > 0 or config.lam > 0) else None
     if transfer is not None and use_soft is None:
         raise UserError("a transfer set needs teacher soft labels and α > 0 (or λ > 0): only the teacher can score it")
-    fit_table = concat(fit, transfer.for_item(item)) if transfer is not None else fit
-    model, history = train_student(
-        _student_data(fit_table, to_index, featurizer_config, use_soft),
-        _student_data(val, to_index, featurizer_config, None),
-        len(score_values), config, progress,
-    )
+    transfer = transfer.for_item(item) if transfer is not None else None
+    if uses_cross_validation(len(labelled), config):
+        model, history, val_metrics, oof = _cross_validated(labelled, transfer, to_index, featurizer_config, config,
+                                                            use_soft, progress)
+        sizes = {"fit": len(labelled), "val": 0, "cross_validation_folds": config.cv_folds}
+    else:
+        fit, val = stratified_split(labelled, config.val_fraction, config.seed)
+        fit_table = concat(fit, transfer) if transfer is not None else fit
+        model, history = train_student(
+            _student_data(fit_table, to_index, featurizer_config, use_soft),
+            _student_data(val, to_index, featurizer_config, None),
+            len(score_values), config, progress,
+        )
+        val_metrics, oof, sizes = evaluate(model, val, score_values, featurizer_config, soft), None, \
+            {"fit": len(fit), "val": len(val)}
     report = {
         "params": param_count(model),
-        "training": {"labelled": len(labelled), "fit": len(fit), "val": len(val),
-                     "transfer": len(fit_table) - len(fit), "alpha": config.alpha if use_soft else 0.0,
-                     "temperature": config.temperature, "lam": config.lam if use_soft else 0.0, "seed": config.seed,
+        "training": {"labelled": len(labelled), **sizes, "transfer": len(transfer) if transfer is not None else 0,
+                     "alpha": config.alpha if use_soft else 0.0, "temperature": config.temperature,
+                     "lam": config.lam if use_soft else 0.0, "seed": config.seed,
                      "best_epoch": history["best_epoch"], "epochs_run": history["epochs_run"]},
-        "metrics": {},
+        "metrics": {"val": val_metrics},
     }
-    splits = {"val": val} | ({"test": test.for_item(item).labelled()} if test is not None else {})
-    for name, table in splits.items():
-        if len(table):
-            report["metrics"][name] = evaluate(model, table, score_values, featurizer_config, soft)
+    if oof is not None:
+        report["oof"] = oof
+    test = test.for_item(item).labelled() if test is not None else None
+    if test is not None and len(test):
+        report["metrics"]["test"] = evaluate(model, test, score_values, featurizer_config, soft)
     return model, report
+
+
+def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, featurizer_config: dict,
+                     config: StudentConfig, soft: SoftLabels | None, progress: bool):
+    """k folds trained for config.epochs each; the epoch with the best pooled out-of-fold QWK is the one
+    the final model (all labelled answers) is trained for. Returns (model, history, val metrics, oof)."""
+    n_classes = len(to_index)
+    data = _student_data(labelled, to_index, featurizer_config, soft)
+    extra = _student_data(transfer, to_index, featurizer_config, soft) if transfer is not None and len(transfer) else None
+    oof = np.zeros((config.epochs, len(labelled), n_classes))
+    for held_out in stratified_folds(labelled, config.cv_folds, config.seed):
+        keep = np.setdiff1d(np.arange(len(labelled)), held_out)
+        fit = _rows(data, keep, extra)
+        x_held = torch.from_numpy(data.x[held_out])
+
+        def record(epoch: int, model: Student, held_out=held_out, x_held=x_held) -> None:
+            with torch.no_grad():
+                oof[epoch - 1, held_out] = model(x_held).double().numpy()
+
+        train_student(fit, None, n_classes, config, progress=False, epochs=config.epochs, on_epoch=record)
+    per_epoch = [qwk(data.y, oof[e].argmax(axis=1), list(range(n_classes))) for e in range(config.epochs)]
+    best = int(np.argmax(per_epoch)) + 1
+    model, history = train_student(_rows(data, np.arange(len(labelled)), extra), None, n_classes, config, progress,
+                                   epochs=best)
+    values = sorted(to_index, key=to_index.get)
+    pred = [values[i] for i in oof[best - 1].argmax(axis=1)]
+    val_metrics = score_metrics(labelled.scores, pred, values) | {"cross_validated": True}
+    history = history | {"best_epoch": best, "cv_qwk_by_epoch": per_epoch}
+    return model, history, val_metrics, {"ids": list(labelled.ids), "logits": oof[best - 1]}
+
+
+def _rows(data: StudentData, rows: np.ndarray, extra: StudentData | None) -> StudentData:
+    """``rows`` of ``data``, followed by every row of ``extra`` (transfer answers train in every fold)."""
+    x, y = data.x[rows], data.y[rows]
+    p = data.teacher_probs[rows] if data.teacher_probs is not None else None
+    if extra is None:
+        return StudentData(x, y, p)
+    return StudentData(np.concatenate([x, extra.x]), np.concatenate([y, extra.y]),
+                       np.concatenate([p, extra.teacher_probs]) if p is not None else None)
 
 
 def evaluate(model: Student, table: Table, score_values: list[int], featurizer_config: dict,

@@ -19,7 +19,7 @@ import numpy as np
 
 from kd_train import baselines, quality, soft_labels, teacher
 from kd_train.data import Item, Table, item_folder, stratified_split
-from kd_train.distill import StudentConfig, distill_item, kd_loss
+from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import score_metrics
 from kd_train.quality import Candidate
@@ -95,6 +95,12 @@ def run_item(
     transfer = unlabeled if config.use_transfer and unlabeled is not None and len(unlabeled) else None
     log(f"  student: distilling (α={config.student.alpha}, T={config.student.temperature}"
         f"{f', {len(transfer)} transfer answers' if transfer is not None else ''})")
+    labelled = train.labelled()
+    cv = uses_cross_validation(len(labelled), config.student)
+    if cv:
+        log(f"  {len(labelled)} scored answers: a {config.student.val_fraction:.0%} validation split would hold fewer "
+            f"than {config.student.cv_below}, so {config.student.cv_folds}-fold cross-validation chooses the epochs, "
+            "the regression's C and the shipped model, and checks it")
     model, student = distill_item(train, item.item, values, fconfig, config.student, soft, transfer, test)
     report["models"]["student"] = {"params": student["params"], **student["metrics"]}
     log("  candidates: ANN (same network, human scores only), hashing + logistic regression")
@@ -102,7 +108,7 @@ def run_item(
     ann_model, ann = distill_item(train, item.item, values, fconfig, ann_config, soft, None, test)
     report["models"]["ann"] = {"params": ann["params"], **ann["metrics"]}
     lr = baselines.hashing_lr(train, item.item, values, fconfig, test, seed=config.student.seed,
-                              val_fraction=config.student.val_fraction)
+                              val_fraction=config.student.val_fraction, cv_folds=config.student.cv_folds if cv else 0)
     lr_model = baselines.as_student(lr["model"], values, fconfig["n_buckets"])
     report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
     if config.tinybert:
@@ -112,9 +118,12 @@ def run_item(
                         force=config.force)
         report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}
 
-    split = validation_split(train, item.item, config.student)
-    candidates = make_candidates({"student": model, "ann": ann_model, "hashing_lr": lr_model}, split, test, fconfig)
-    shipped, quality_report = ship(candidates, split[1], test, values, report["models"])
+    val = labelled if cv else validation_split(train, item.item, config.student)[1]
+    candidates = make_candidates({"student": (model, student), "ann": (ann_model, ann), "hashing_lr": (lr_model, lr)},
+                                 val, test, fconfig)
+    shipped, quality_report = ship(candidates, val, test, values, report["models"])
+    quality_report["selection"] = (f"{config.student.cv_folds}-fold cross-validation (out-of-fold predictions on all "
+                                   f"{len(val)} scored answers)" if cv else f"validation split ({len(val)} answers)")
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
     report["quality"] = quality_report
@@ -139,12 +148,23 @@ def validation_split(train: Table, item: str, config: StudentConfig) -> tuple[Ta
     return stratified_split(train.for_item(item).labelled(), config.val_fraction, config.seed)
 
 
-def make_candidates(models: dict, split: tuple[Table, Table], test: Table | None, fconfig: dict) -> list[Candidate]:
-    """Each model's logits on the validation and test answers, as the shipped model.onnx would give them."""
-    x_val = featurize_all(split[1].responses, fconfig)
+def make_candidates(models: dict, val: Table, test: Table | None, fconfig: dict) -> list[Candidate]:
+    """Each model's logits on the validation and test answers, as the shipped model.onnx would give them.
+
+    ``models``: {name: (model, its training report)}; a report with out-of-fold logits ("oof", from
+    cross-validation) gives those for the validation answers instead of the final model's.
+    """
+    x_val = featurize_all(val.responses, fconfig)
     x_test = featurize_all(test.responses, fconfig) if test is not None and len(test) else None
-    return [Candidate(name, m, logits(m, x_val), logits(m, x_test) if x_test is not None else None)
-            for name, m in models.items()]
+    candidates = []
+    for name, (model, report) in models.items():
+        if "oof" in report:
+            row = {rid: i for i, rid in enumerate(report["oof"]["ids"])}
+            val_logits = np.asarray(report["oof"]["logits"])[[row[rid] for rid in val.ids]]
+        else:
+            val_logits = logits(model, x_val)
+        candidates.append(Candidate(name, model, val_logits, logits(model, x_test) if x_test is not None else None))
+    return candidates
 
 
 def ship(candidates: list[Candidate], val: Table, test: Table | None, values: list[int],

@@ -97,3 +97,33 @@ def test_transfer_answers_need_soft_labels(demo):
     unlabeled = data.read_responses(DEMO / "unlabeled.csv", items)
     with pytest.raises(data.UserError, match="transfer set needs teacher soft labels"):
         distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, StudentConfig(epochs=1), None, unlabeled)
+
+
+def test_patience_waits_until_validation_qwk_rises_above_zero():
+    from kd_train.distill import StudentData, train_student
+
+    rng = np.random.default_rng(0)
+    fit = StudentData(rng.random((40, 16), dtype=np.float32), rng.integers(0, 2, 40))
+    constant_val = StudentData(rng.random((10, 16), dtype=np.float32), np.zeros(10, dtype=np.int64))   # QWK stays 0
+    _, history = train_student(fit, constant_val, 2, StudentConfig(hidden=0, epochs=9, patience=1), progress=False)
+    assert history["epochs_run"] == 9
+
+
+def test_a_small_item_is_chosen_by_cross_validation(demo):
+    _, train, _ = demo
+    small = train.take(list(range(120)))                 # a 10% split would hold 12 answers (< 30)
+    config = StudentConfig(epochs=6)
+    model, report = distill_item(small, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, progress=False)
+    assert report["training"]["cross_validation_folds"] == 5 and report["training"]["fit"] == 120
+    assert report["metrics"]["val"]["cross_validated"] and report["metrics"]["val"]["n"] == 120
+    assert report["oof"]["ids"] == small.ids and report["oof"]["logits"].shape == (120, 4)
+    assert 1 <= report["training"]["best_epoch"] <= 6
+    again = distill_item(small, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, progress=False)[1]
+    np.testing.assert_array_equal(again["oof"]["logits"], report["oof"]["logits"])
+
+
+def test_a_large_item_keeps_its_validation_split(demo):
+    _, train, _ = demo
+    _, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, StudentConfig(epochs=2),
+                             progress=False)
+    assert "oof" not in report and report["training"]["val"] == 32

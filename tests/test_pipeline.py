@@ -127,3 +127,21 @@ def test_predict_takes_answers_without_a_score_column_and_checks_them(trained, t
     answers.write_text("id,item,response\na1,demo-ice,one\na1,demo-ice,two\n", encoding="utf-8")
     assert main(["predict", "--scorer", str(scorer_dir), "--input", str(answers), "--out", str(tmp_path / "x.csv")]) == 2
     assert "row 3" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_a_small_item_is_chosen_and_checked_by_cross_validation(tmp_path, tiny_model):
+    import csv
+
+    with open(DEMO / "responses.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    small = tmp_path / "small.csv"
+    with open(small, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows[:121])                           # header + 120 answers: val split of 12
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(small), "--items", str(DEMO / "items.csv"), "--test", str(DEMO / "test.csv"),
+                 "--out", str(out), "--model", str(tiny_model), "--epochs", "1", "--max-length", "32",
+                 "--student-epochs", "8"]) == 0
+    info = json.loads((out / "demo-ice" / "scorer" / "scorer.json").read_text())
+    assert info["quality"]["selection"].startswith("5-fold cross-validation")
+    assert info["metrics"]["val"]["n"] == 120
+    assert "5-fold cross-validation" in (out / "demo-ice" / "scorer" / "MODEL_CARD.md").read_text()
