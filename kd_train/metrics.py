@@ -48,6 +48,7 @@ MODEL_NAMES = {
     "ann": "ANN (same network, human scores only)",
     "tinybert_like": "TinyBERT-like stand-in (3 layers, distilled)",
     "hashing_lr": "Hashing + logistic regression",
+    "shipped": "Shipped scorer (best of the three above on validation)",
 }
 
 
@@ -149,24 +150,80 @@ def _save(fig, path: str) -> None:
 
 
 def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s: float) -> dict:
-    """report.json (the shape of bench/results), report.md and the plots, for all items trained."""
+    """report.json (the shape of bench/results), report.md and the plots, for all items trained or evaluated.
+
+    Without test answers the tables show validation figures (and say so); every item also gets its
+    shipped scorer, the quality gate's verdict, its validity table, class balance and time."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    models = summarize(item_reports)
-    result = {"command": command, "wall_s": round(wall_s, 1), "models": models,
+    split = "test" if any("test" in m for r in item_reports for m in r["models"].values()) else "val"
+    models = summarize(item_reports, split)
+    result = {"command": command, "wall_s": round(wall_s, 1), "split": split, "models": models,
               "per_item": {r["item"]: r for r in item_reports}}
     atomic_write_text(out / "report.json", json.dumps(result, indent=2) + "\n")
+    title = "Test set" if split == "test" else "Validation split (no --test answers were given)"
     md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
-          markdown_report(models, "Test set"), "![QWK against parameters](qwk_vs_params.png)", "",
-          "![Student confusion matrices](confusion_student.png)", ""]
-    atomic_write_text(out / "report.md", "\n".join(md))
-    plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
-    confusions = {f"item {r['item']}": r["models"]["student"]["test"]["confusion"]
-                  for r in item_reports if "test" in r["models"]["student"]}
-    labels = {f"item {r['item']}": r["score_values"] for r in item_reports}
+          markdown_report(models, title), *_shipped_section(item_reports), *_validity_section(item_reports, split),
+          *_items_section(item_reports)]
+    if models:
+        plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
+        md += ["![QWK against parameters](qwk_vs_params.png)", ""]
+    shown = "shipped" if all("shipped" in r["models"] for r in item_reports) else "student"
+    confusions = {f"item {r['item']}": r["models"][shown][split]["confusion"]
+                  for r in item_reports if split in r["models"].get(shown, {})}
     if confusions:
-        plot_confusions(confusions, labels, str(out / "confusion_student.png"))
+        labels = {f"item {r['item']}": r["score_values"] for r in item_reports}
+        plot_confusions(confusions, labels, str(out / f"confusion_{shown}.png"))
+        md += [f"![Confusion matrices of the {shown} scorers ({split})](confusion_{shown}.png)", ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
     return result
+
+
+def _shipped_section(item_reports: list[dict]) -> list[str]:
+    rows = [r for r in item_reports if r.get("quality")]
+    if not rows:
+        return []
+    lines = ["## The shipped scorers", "",
+             "Each item's scorer directory holds the candidate with the best validation QWK; the quality gate "
+             "marks it unfit when it " + rows[0]["quality"]["gate_rule"] + ".", "",
+             "| item | shipped | chosen on | why | fit for use |", "|---|---|---|---|---|"]
+    for r in rows:
+        q = r["quality"]
+        verdict = "yes" if q["fit_for_use"] else "**NO**: " + "; ".join(q["unfit_reasons"])
+        lines.append(f"| {r['item']} | {q['shipped']} | {q.get('selection', 'validation split')} | {q['why']} | {verdict} |")
+    unfit = [r["item"] for r in rows if not r["quality"]["fit_for_use"]]
+    if unfit:
+        lines += ["", f"**Do not use the scorers of item(s) {', '.join(unfit)}**: they failed the quality check, and "
+                      "`kd-train build` refuses them unless `--allow-unfit`."]
+    degenerate = sorted({name for r in rows for name, reasons in r["quality"]["gates"].items() if reasons})
+    if degenerate:
+        lines += ["", "Degenerate models (not necessarily shipped): " + "; ".join(
+            f"{name} on item(s) {', '.join(r['item'] for r in rows if r['quality']['gates'].get(name))}"
+            for name in degenerate) + "."]
+    return lines + [""]
+
+
+def _validity_section(item_reports: list[dict], split: str) -> list[str]:
+    rows = {r["item"]: r["validity"][split] for r in item_reports if split in r.get("validity", {})}
+    if not rows:
+        return []
+    return [f"## Validity of the shipped scorers ({'test' if split == 'test' else 'validation'})", "",
+            validity_markdown(rows)]
+
+
+def _items_section(item_reports: list[dict]) -> list[str]:
+    rows = [r for r in item_reports if r.get("class_balance")]
+    if not rows:
+        return []
+    lines = ["## Items", "", "| item | scored answers | class balance (score: answers) | majority-class accuracy "
+             "(validation) | time |", "|---|---:|---|---:|---:|"]
+    for r in rows:
+        balance = r["class_balance"]
+        confusion = np.asarray(r.get("quality", {}).get("metrics", {}).get("val", {}).get("confusion") or [[0]])
+        majority = confusion.sum(axis=1).max() / confusion.sum() if confusion.sum() else float("nan")
+        lines.append(f"| {r['item']} | {sum(balance.values())} | "
+                     f"{', '.join(f'{k}: {v}' for k, v in balance.items())} | {majority:.3f} | {r.get('wall_s', 0):.0f} s |")
+    return lines + [""]
 
 
 def collect_reports(out: str | Path) -> list[dict]:
@@ -183,3 +240,153 @@ def collect_reports(out: str | Path) -> list[dict]:
     if not reports:
         raise UserError(f"{out}: no <item>/report.json here; run kd-train train --out {out} first")
     return sorted(reports, key=lambda r: _natural_key(str(r["item"])))
+
+
+# --- Validity table for automated scores (Williamson, Xi & Breyer 2012, as reported by ETS's RSMTool) ---
+
+# Williamson, Xi & Breyer (2012), "A framework for evaluation and use of automated scoring": human-machine
+# QWK and Pearson r at least 0.70, |SMD| at most 0.15, and human-machine QWK at most 0.10 below human-human QWK.
+ETS_THRESHOLDS = {"qwk": 0.70, "r": 0.70, "smd": 0.15, "degradation": -0.10}
+SMALL_SAMPLE_N = 50
+# RSMTool 12 (rsmtool/analyzer.py, utils/metrics.py standardized_mean_difference) reports, by default, SMD with
+# method "unpooled" = (mean_sys - mean_h) / sd_h (ddof=1) in its human-system evaluation table; its consistency
+# (human-human) table uses "pooled" = sqrt((sd_h1^2 + sd_h2^2)/2) (ddof=1); its "williamson" option pools the
+# human and system SDs of the whole test set (for subgroup SMDs). Here: pooled over human and machine on the
+# same answers with ddof=0: an SD sqrt((n-1)/n) times RSMTool's "pooled" one.
+SMD_SD = "pooled: sqrt((sd_h^2 + sd_m^2)/2), ddof=0"
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson r; None where undefined (fewer than 2 answers or a constant side), as RSMTool's NaN."""
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    from scipy.stats import pearsonr
+
+    return float(pearsonr(a, b).statistic)
+
+
+def _smd(human: np.ndarray, machine: np.ndarray) -> float | None:
+    """(mean machine - mean human) / pooled SD (see SMD_SD); None where both sides are constant."""
+    sd = math.sqrt((np.var(human) + np.var(machine)) / 2)
+    return None if sd == 0 else float((machine.mean() - human.mean()) / sd)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray, labels: Sequence[int]) -> dict:
+    return {"n": len(a), "qwk": qwk(a.tolist(), b.tolist(), labels),
+            "exact": float(np.mean(a == b)), "adjacent": float(np.mean(np.abs(a - b) <= 1)), "r": _pearson(a, b)}
+
+
+def _qwk_rows(h: np.ndarray, m: np.ndarray, k: int) -> np.ndarray:
+    """QWK of each row of ``h`` and ``m`` (label indices 0..k-1, shape (B, n)), as qwk() computes it with k
+    sorted labels; NaN where undefined. Vectorised so that a 1000-resample bootstrap takes milliseconds."""
+    b, n = h.shape
+    cells = (h * k + m + (np.arange(b) * k * k)[:, None]).ravel()
+    obs = np.bincount(cells, minlength=b * k * k).reshape(b, k, k).astype(float)
+    expected = obs.sum(2)[:, :, None] * obs.sum(1)[:, None, :] / n
+    w = (np.arange(k)[:, None] - np.arange(k)[None, :]) ** 2.0
+    num, den = (w * obs).sum((1, 2)), (w * expected).sum((1, 2))
+    return 1.0 - np.divide(num, den, out=np.full(b, np.nan), where=den > 0)
+
+
+def _qwk_ci(h: np.ndarray, m: np.ndarray, k: int, n_boot: int, seed: int) -> list[float] | None:
+    """Percentile bootstrap 95% CI of QWK over answers; resamples where QWK is undefined (both sides constant)
+    are dropped; None when none is left."""
+    rng = np.random.default_rng(seed)
+    n = len(h)
+    kappas = []
+    chunk = max(1, 2_000_000 // n)  # bounds the (resamples x answers) index array
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
+        kappas.append(_qwk_rows(h[idx], m[idx], k))
+    kappas = np.concatenate(kappas) if kappas else np.empty(0)
+    kappas = kappas[~np.isnan(kappas)]
+    if not len(kappas):
+        return None
+    lo, hi = np.percentile(kappas, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _verdicts(qwk_: float, r: float | None, smd: float | None, degradation: float | None) -> dict:
+    """Booleans against ETS_THRESHOLDS; None where the statistic is undefined (a constant side also gives
+    QWK <= 0, so meets_all cannot pass through a None)."""
+    t = ETS_THRESHOLDS
+    oks = {"qwk_ok": qwk_ >= t["qwk"],
+           "r_ok": None if r is None else r >= t["r"],
+           "smd_ok": None if smd is None else abs(smd) <= t["smd"],
+           "degradation_ok": None if degradation is None else degradation >= t["degradation"]}
+    return oks | {"meets_all": all(v for v in oks.values() if v is not None)}
+
+
+def validity(human: Sequence[int], machine: Sequence[int], score_values: Sequence[int],
+             human2: Sequence[int | None] | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """ETS-style validity statistics of machine against human scores for one item (JSON-serialisable).
+
+    Keys: n, qwk, qwk_ci ([lo, hi], seeded percentile bootstrap over answers; None if undefined), exact,
+    adjacent, r (None where a side is constant), smd, smd_sd (SMD_SD), human_human ({n, qwk, exact, adjacent,
+    r} of human vs human2 on the double-scored rows; None without them), degradation (QWK machine vs human
+    minus QWK human vs human2, both on the double-scored rows; None without them), thresholds (see
+    _verdicts) and small_sample: n < SMALL_SAMPLE_N, where the 95% CI of QWK is wide (about 0.2 at n = 50,
+    more below), so a pass or fail against the 0.70 line says little.
+    """
+    h, m = np.asarray(human, dtype=int), np.asarray(machine, dtype=int)
+    if len(h) != len(m) or not len(h):
+        raise ValueError(f"human and machine need the same, non-zero length (got {len(h)} and {len(m)})")
+    labels = sorted(score_values)
+    pos = {v: i for i, v in enumerate(labels)}
+    if bad := sorted((set(h.tolist()) | set(m.tolist())) - pos.keys()):
+        raise ValueError(f"scores {bad} are not among score_values {labels}")
+    out = _agreement(h, m, labels)
+    to_idx = np.vectorize(pos.__getitem__, otypes=[int])
+    out["qwk_ci"] = _qwk_ci(to_idx(h), to_idx(m), len(labels), n_boot, seed)
+    out["smd"], out["smd_sd"] = _smd(h, m), SMD_SD
+    out["human_human"] = out["degradation"] = None
+    if human2 is not None:
+        if len(human2) != len(h):
+            raise ValueError(f"human2 has {len(human2)} scores for {len(h)} answers")
+        rows = np.array([not _is_missing(v) for v in human2])
+        if rows.any():
+            h2 = np.array([int(v) for v in human2 if not _is_missing(v)])
+            # RSMTool's degradation table (use_all_responses=True) takes human-system on all answers; here
+            # both sides use the same double-scored answers, so the difference is not a sample artefact.
+            out["human_human"] = _agreement(h[rows], h2, labels)
+            out["degradation"] = qwk(h[rows].tolist(), m[rows].tolist(), labels) - out["human_human"]["qwk"]
+    out["thresholds"] = _verdicts(out["qwk"], out["r"], out["smd"], out["degradation"])
+    out["small_sample"] = out["n"] < SMALL_SAMPLE_N
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _failed(thresholds: dict) -> str:
+    names = {"qwk_ok": "QWK", "r_ok": "r", "smd_ok": "SMD", "degradation_ok": "degradation"}
+    if thresholds["meets_all"]:
+        return "yes"
+    return "no: " + ", ".join(name for key, name in names.items() if thresholds[key] is False)
+
+
+def validity_markdown(rows: dict[str, dict]) -> str:
+    """A Markdown table of validity() results, one row per item id (in the dict's order), the thresholds and
+    the SD the SMD uses below it, and a line naming the items with small samples and their QWK CI."""
+    lines = ["| item | N | QWK [95% CI] | exact | adjacent | r | SMD | degradation | meets ETS thresholds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for item, v in rows.items():
+        ci = "" if v["qwk_ci"] is None else f" [{v['qwk_ci'][0]:.2f}, {v['qwk_ci'][1]:.2f}]"
+        lines.append(f"| {item} | {v['n']} | {v['qwk']:.3f}{ci} | {_fmt(v['exact'])} | {_fmt(v['adjacent'])} "
+                     f"| {_fmt(v['r'])} | {_fmt(v['smd'])} | {_fmt(v['degradation'])} | {_failed(v['thresholds'])} |")
+    t = ETS_THRESHOLDS
+    lines += ["", f"Thresholds (Williamson, Xi & Breyer 2012): QWK ≥ {t['qwk']:.2f}, r ≥ {t['r']:.2f}, "
+                  f"|SMD| ≤ {t['smd']:.2f}, degradation (human–machine QWK − human–human QWK, on the double-scored "
+                  f"answers) ≥ {t['degradation']:.2f}. SMD = (mean machine − mean human) / SD, {SMD_SD}."]
+    small = [f"item {item}: QWK on {v['n']} answers: "
+             + ("no CI" if v["qwk_ci"] is None else f"95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}")
+             for item, v in rows.items() if v["n"] < SMALL_SAMPLE_N]
+    if small:
+        lines += ["", f"Small samples (n < {SMALL_SAMPLE_N}; the CI is wide, read the verdict with care): "
+                  + "; ".join(small) + "."]
+    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from kd_train import baselines, quality, soft_labels, teacher
 from kd_train.data import Item, Table, item_folder, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
-from kd_train.metrics import score_metrics
+from kd_train.metrics import score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
 from kd_train.student import featurize_all, logits, param_count
@@ -77,7 +77,8 @@ def run_item(
     train = train.for_item(item.item)
     test = test.for_item(item.item).labelled() if test is not None else None
     unlabeled = unlabeled.for_item(item.item) if unlabeled is not None else None
-    report: dict = {"item": item.item, "score_values": values, "models": {}}
+    report: dict = {"item": item.item, "score_values": values, "models": {},
+                    "class_balance": {str(v): train.labelled().scores.count(v) for v in values}}
 
     meta = _teacher(out, item, values, train, test, config.teacher, log=log, force=config.force)
     soft_train, _ = teacher.label(out / "teacher", train, out / "soft-train.csv")
@@ -127,6 +128,7 @@ def run_item(
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
     report["quality"] = quality_report
+    report["validity"] = quality_report["validity"]
     for split, m in quality_report["metrics"].items():   # the student's and ANN's agreement with the teacher
         if "teacher_agreement" in report["models"][quality_report["shipped"]].get(split, {}):
             m["teacher_agreement"] = report["models"][quality_report["shipped"]][split]["teacher_agreement"]
@@ -177,6 +179,9 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     metrics = {"val": score_metrics(val.scores, quality.predictions(chosen.val_logits, values), values)}
     if chosen.test_logits is not None:
         metrics["test"] = score_metrics(test.scores, quality.predictions(chosen.test_logits, values), values)
+    validity = {"val": metrics_validity(val, chosen.val_logits, values)}
+    if chosen.test_logits is not None:
+        validity["test"] = metrics_validity(test, chosen.test_logits, values)
     reasons = quality.degenerate_reasons(metrics["val"], values)
     gates = {name: quality.degenerate_reasons(m["val"], values) for name, m in (models or {}).items() if "val" in m}
     table = {c.name: {"val_qwk": score_metrics(val.scores, quality.predictions(c.val_logits, values), values)["qwk"],
@@ -184,8 +189,16 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
                                    if c.test_logits is not None else None),
                       "params": param_count(c.model)} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
-              "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "calibration": calibration, "metrics": metrics}
+              "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity, "calibration": calibration, "metrics": metrics}
     return model, report
+
+
+def metrics_validity(table: Table, model_logits: np.ndarray, values: list[int]) -> dict:
+    """The ETS-style validity figures of these predictions (with a second rater where the table has
+    a score2 column, as ASAP-SAS's training answers do)."""
+    second = table.extras.get("score2")
+    human2 = [int(v) if str(v).strip().lstrip("-").isdigit() else None for v in second] if second else None
+    return validity(table.scores, quality.predictions(model_logits, values), values, human2=human2)
 
 
 def quality_lines(item: str, quality_report: dict) -> list[str]:

@@ -41,7 +41,9 @@ def _render_card(info: dict) -> str:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kd_train", "templates"), keep_trailing_newline=True, undefined=jinja2.StrictUndefined
     )
-    return env.get_template("MODEL_CARD.md.j2").render(**info)
+    from kd_train.metrics import ETS_THRESHOLDS
+
+    return env.get_template("MODEL_CARD.md.j2").render(**info, ets=ETS_THRESHOLDS)
 
 
 def write_scorer(

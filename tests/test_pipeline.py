@@ -76,8 +76,8 @@ def test_predict_and_evaluate_verbs(trained, tmp_path, capsys):
     assert main(["evaluate", "--scorer", str(scorer_dir), "--test", str(DEMO / "test.csv"), "--out", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     saved = json.loads((scorer_dir / "scorer.json").read_text())["metrics"]["test"]
-    assert report["models"]["student"]["items"]["demo-ice"]["qwk"] == pytest.approx(saved["qwk"])
-    assert (tmp_path / "ev" / "confusion_student.png").is_file()
+    assert report["models"]["shipped"]["items"]["demo-ice"]["qwk"] == pytest.approx(saved["qwk"])
+    assert (tmp_path / "ev" / "confusion_shipped.png").is_file()
 
 
 def test_distill_verb_from_soft_label_files(trained, tmp_path, capsys):
@@ -145,3 +145,18 @@ def test_a_small_item_is_chosen_and_checked_by_cross_validation(tmp_path, tiny_m
     assert info["quality"]["selection"].startswith("5-fold cross-validation")
     assert info["metrics"]["val"]["n"] == 120
     assert "5-fold cross-validation" in (out / "demo-ice" / "scorer" / "MODEL_CARD.md").read_text()
+
+
+def test_a_run_without_test_answers_reports_validation_balance_and_time(tmp_path, tiny_model):
+    import re
+
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"), "--out", str(out),
+                 "--model", str(tiny_model), "--epochs", "1", "--max-length", "32", "--student-epochs", "4"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Validation split (no --test answers were given)" in md and "| demo-ice | 320 |" in md
+    assert "majority-class accuracy" in md and "## The shipped scorers" in md and "## Validity" in md
+    for image in re.findall(r"\]\(([^)]+\.png)\)", md):
+        assert (out / image).is_file(), image
+    report = json.loads((out / "report.json").read_text())
+    assert report["split"] == "val" and report["models"]["shipped"]["mean_qwk"] > 0

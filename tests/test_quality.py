@@ -145,3 +145,15 @@ def test_a_fit_scorer_builds_without_a_warning(tmp_path, capsys):
     assert main(["build", str(out), "--out", str(tmp_path / "dist")]) == 0
     page = (tmp_path / "dist" / "index.html").read_text()
     assert 'class="unfit"' not in page and f'data-review="{info["review_threshold"]:.4f}"' in page
+
+
+def test_evaluate_on_three_answers_says_it_is_a_small_sample(unfit_scorer, tmp_path, capsys):
+    test = write_csv(tmp_path / "t.csv", ["id", "item", "response", "score"],
+                     [["t1", "noise", "answer about heat", 1], ["t2", "noise", "answer about ice", 0],
+                      ["t3", "noise", "answer about metal", 2]])
+    assert main(["evaluate", "--scorer", str(unfit_scorer), "--test", str(test), "--out", str(tmp_path / "ev")]) == 0
+    err = capsys.readouterr().err
+    assert "3 answers are a small sample" in err and "failed kd-train's quality check" in err
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "Small samples" in report and "QWK on 3 answers" in report
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["per_item"]["noise"]["validity"]["test"]["n"] == 3

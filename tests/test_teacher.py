@@ -37,6 +37,9 @@ def test_fine_tune_saves_teacher_with_metrics(tmp_path, toy_tables, tiny_model):
     assert meta["score_values"] == [0, 1, 2] and meta["train_rows"] + meta["val_rows"] == 90
     assert (tmp_path / "t" / "model.safetensors").is_file()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folders left behind
+    assert meta["max_length"] == 32 and meta["max_length_auto"] is None  # given: used as given
+    assert meta["epochs_run"] == 2.0 and meta["best_epoch"] in (1.0, 2.0) and len(meta["val_qwk_by_epoch"]) == 2
+    assert set(meta["class_weights"]) == {"0", "1", "2"} and meta["wall_s"] >= 0
 
 
 def test_fine_tune_is_reproducible(tmp_path, toy_tables, tiny_model):
@@ -101,5 +104,164 @@ def test_torchrun_two_processes_train_one_teacher(tmp_path, toy_tables, tiny_mod
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("teacher saved to") == 1  # only the main process writes and reports
     meta = json.loads((tmp_path / "t" / "teacher.json").read_text())
-    assert meta["epochs_run"] == 2.0
+    assert meta["epochs_run"] == 2.0 and meta["best_epoch"] in (1.0, 2.0)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --- the recipe for real item sizes: auto max_length, head+tail truncation, class weights, patience ---
+
+
+def long_rows(n: int, seed: int = 0) -> list[list]:
+    """Answers of 4 to 80 words, learnable from their first word, so lengths vary widely."""
+    import random
+
+    rng = random.Random(seed)
+    filler = ["the", "ice", "melts", "because", "metal", "plate", "heat", "flows", "into", "it", "faster", "than", "air"]
+    rows = []
+    for i in range(n):
+        score = i % 3
+        words = [["banana", "dunno", "energy"][score]] + [rng.choice(filler) for _ in range(rng.randint(3, 79))]
+        rows.append([f"a{i}", "q1", " ".join(words), score])
+    return rows
+
+
+def test_auto_max_length_resolves_from_the_answers_and_predict_uses_it(tmp_path, toy_tables, tiny_model):
+    write_csv(toy_tables["train"], ["id", "item", "response", "score"], long_rows(90))
+    meta = fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1, max_length=0)
+    train = read_responses(toy_tables["train"])
+    tokenizer, limit = teacher._load_tokenizer(str(tiny_model))
+    assert limit == 128  # the tiny BERT has 128 positions
+    counts = teacher.token_counts(tokenizer, train.responses, None)
+    expected = max(32, 8 * int(np.ceil(np.percentile(counts, 95) / 8)))
+    assert 32 < expected < 128
+    assert meta["max_length"] == expected and meta["config"]["max_length"] == 0  # config kept as given
+    assert meta["max_length_auto"]["answers"] == 90 and meta["max_length_auto"]["percentile"] == 95
+    assert meta["truncation"]["rule"] == "head+tail" and meta["truncation"]["head_share"] == 0.25
+    assert meta["truncation"]["train_answers_cut"] == sum(c > expected for c in counts)
+    # an answer far longer than the model's 128 positions is cut to the recorded length, not to config's 0
+    long_answer = " ".join(["heat"] * 600)
+    assert teacher.predict_logits(tmp_path / "t", [long_answer, ""], progress=False).shape == (2, 3)
+    # a folder made before max_length and truncation were recorded predicts with config's max_length
+    saved = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    for key in ("max_length", "max_length_auto", "truncation"):
+        del saved[key]
+    saved["config"]["max_length"] = 32
+    (tmp_path / "t" / "teacher.json").write_text(json.dumps(saved))
+    assert teacher.predict_logits(tmp_path / "t", [long_answer], progress=False).shape == (1, 3)
+
+
+def test_resolve_max_length_bounds():
+    assert teacher.resolve_max_length([5, 6, 7], 0, 512)[0] == 32  # at least 32
+    length, auto = teacher.resolve_max_length(list(range(1, 101)), 0, 512)
+    assert length == 96 and auto["tokens_at_percentile"] == 95.0  # 95th percentile 95.05, up to a multiple of 8
+    assert teacher.resolve_max_length([41] * 20, 0, 512)[0] == 48
+    assert teacher.resolve_max_length([900] * 20, 0, 512)[0] == 512
+    assert teacher.resolve_max_length([900] * 20, 0, 128)[0] == 128
+    assert teacher.resolve_max_length([900] * 20, 64, 512) == (64, None)  # given: used as given
+    assert teacher.resolve_max_length([900] * 20, 1024, 512) == (512, None)  # but never beyond the model
+
+
+def test_head_tail_truncation_keeps_the_first_and_last_tokens(tiny_model):
+    tokenizer, _ = teacher._load_tokenizer(str(tiny_model))
+    answer = "first " + " ".join(f"word{i}" for i in range(100)) + " final"
+    tokens = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    [row] = teacher._encode(tokenizer, [answer], None, 32)
+    budget = 32 - 2
+    head = budget // 4
+    assert row["input_ids"] == [cls] + tokens[:head] + tokens[-(budget - head):] + [sep]
+    assert row["input_ids"][1] == tokenizer.convert_tokens_to_ids("first")
+    assert row["input_ids"][-2] == tokenizer.convert_tokens_to_ids("final")
+    assert len(row["attention_mask"]) == len(row["token_type_ids"]) == 32
+    # paired with a question: the question stays whole, the answer's budget shrinks
+    question = "why does ice melt faster on metal?"
+    q_tokens = tokenizer(question, add_special_tokens=False)["input_ids"]
+    [pair] = teacher._encode(tokenizer, [answer], question, 32)
+    budget = 32 - 3 - len(q_tokens)
+    head = budget // 4
+    assert pair["input_ids"] == [cls] + tokens[:head] + tokens[-(budget - head):] + [sep] + q_tokens + [sep]
+    assert pair["token_type_ids"] == [0] * (budget + 2) + [1] * (len(q_tokens) + 1)
+    # short inputs are left alone, exactly as the tokenizer makes them
+    [short] = teacher._encode(tokenizer, ["heat conducts"], question, 32)
+    assert short == {k: v for k, v in tokenizer("heat conducts", question).items()}
+    # a question longer than the room keeps at most half of it; the answer keeps its head and tail
+    keep = teacher.head_tail_positions([None] + [0] * 50 + [None] + [1] * 50 + [None], 23)
+    assert len(keep) == 23 and keep[:3] == [0, 1, 2] and keep[-1] == 102
+    assert sum(1 for j in keep if 52 <= j <= 101) == 10 and 50 in keep  # half of 20 for the question; answer's tail
+
+
+def test_balanced_class_weights_on_an_imbalanced_table(tmp_path):
+    import torch
+
+    rows = [[f"a{i}", "q1", f"answer {i}", s] for i, s in enumerate([0] * 6 + [1] * 3 + [2] * 1)] + [["u", "q1", "x", ""]]
+    table = read_responses(write_csv(tmp_path / "t.csv", ["id", "item", "response", "score"], rows))
+    weights = teacher.balanced_class_weights(table.scores, [0, 1, 2, 3])
+    # n / (classes present * count); score 3 has no answers: weight 0
+    assert weights == pytest.approx([10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1), 0.0])
+    assert sum(w * c for w, c in zip(weights, [6, 3, 1, 0])) == pytest.approx(10)  # they average 1 per answer
+    w = torch.tensor(weights)
+    logits = torch.zeros(3, 4)  # cross-entropy log(4) for every answer
+    labels = torch.tensor([0, 2, teacher.UNLABELED])
+    expected = (weights[0] + weights[2]) * np.log(4) / 2
+    assert teacher.weighted_cross_entropy(logits, labels, w).item() == pytest.approx(expected, rel=1e-5)
+    assert teacher.weighted_cross_entropy(logits[:2], torch.tensor([3, teacher.UNLABELED]), w).item() == 0.0  # no NaN
+
+
+def test_patience_does_not_count_while_validation_qwk_is_not_above_zero():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    def run(qwks, patience=3):
+        callback, control = teacher.patience_callback(patience), TrainerControl()
+        for epoch, q in enumerate(qwks, start=1):
+            callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch)), control, metrics={"eval_qwk": q, "eval_loss": 1.0})
+            if control.should_training_stop:
+                return epoch, callback.rule.best_epoch
+        return None, callback.rule.best_epoch
+
+    assert run([0.0] * 20) == (None, 1.0)  # a constant teacher trains up to the most epochs
+    assert run([-0.1, 0.0, 0.0, -0.2, 0.0, 0.0, 0.0]) == (None, 2.0)
+    assert run([0.0] * 8 + [0.3, 0.2, 0.3, 0.1]) == (12, 9.0)  # counting starts at the first QWK above 0
+    assert run([0.0, 0.2, 0.1, 0.25, 0.2, 0.2, 0.25]) == (7, 4.0)  # a better QWK resets; ties do not
+    assert run([0.5, 0.4], patience=1) == (2, 1.0)
+    callback, control = teacher.patience_callback(1), TrainerControl()
+    callback.on_evaluate(None, SimpleNamespace(epoch=1.0), control, metrics={"eval_loss": 1.0})  # no QWK: ignored
+    assert not control.should_training_stop and callback.rule.history == []
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, toy_tables, tiny_model):
+    # on the toy table this tiny BERT predicts one score for several epochs (QWK 0), then learns, then stalls
+    meta = fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=12, patience=2, lr=1e-3)
+    history, best = meta["val_qwk_by_epoch"], int(meta["best_epoch"])
+    assert meta["epochs_run"] == len(history) == best + 2 < 12  # stopped 2 epochs after the best one
+    assert history[best - 1] == max(history) > 0 and all(q < max(history) for q in history[:best - 1])
+    assert meta["metrics"]["val"]["qwk"] == pytest.approx(max(history), abs=1e-4)  # the best checkpoint was kept
+    assert meta["class_weights"] == {"0": 1.0, "1": 1.0, "2": 1.0}  # the toy table is balanced
+    assert fine_tune(toy_tables, tmp_path / "n", tiny_model, epochs=1, class_weights="none")["class_weights"] is None
+
+
+def test_warmup_is_a_share_of_all_steps(tmp_path):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), warmup_steps=teacher.TeacherConfig().warmup_ratio, use_cpu=True,
+                             report_to=[])
+    assert args.get_warmup_steps(60) == 6 and args.get_warmup_steps(3) == 1  # 50 answers, 3 steps an epoch
+
+
+def test_cli_defaults_are_teacher_config_defaults(capsys):
+    from kd_train.cli import _teacher_config, build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["teacher", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(--patience) (default: 20)" in help_text
+    assert "whose validation QWK is above 0; the best epoch is kept (default: 3)" in help_text
+    assert "--class-weights {balanced,none}" in help_text and "(default: balanced)" in help_text
+    assert "95th percentile" in help_text and "(default: 0, auto)" in help_text
+    assert "first 10% of the steps (default: 5e-5)" in help_text
+    for verb in ("teacher", "train"):
+        args = build_parser().parse_args([verb, "--out", "x"])
+        assert _teacher_config(args) == teacher.TeacherConfig()
+    assert main(["teacher", "--train", "examples/demo/responses.csv", "--out", "x", "--patience", "0"]) == 2
+    assert "--patience must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Small German items: every model, the quality gate's verdicts and the validity table on SAF
+German legal (19 items, 84–99 scored answers each for training, 13 each in test).
+
+    python -m bench.saf_german [--data DIR] [--items L01 L02 ...] [--run runs/saf-german-legal]
+                               [--out bench/results] [-- extra kd-train train options]
+
+Trains with ``kd-train train`` (the teacher of each item is cached in --run and reused) on
+train.csv, tests on test.csv (the source's "unseen answers"); validation.csv is not used. Writes
+saf-german-legal.md and saf-german-legal.json to --out. The data is read from its folder
+($KD_TRAIN_DATA or ../shared/datasets), never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from kd_train import cli
+from kd_train.data import default_data_root
+
+ROOT = Path(__file__).resolve().parent.parent
+ATTRIBUTION = ("SAF German legal domain: Filighera, Parihar, Steuer, Meuser & Ochs, \"Your Answer is Incorrect... "
+               "Would you like to know why? Introducing a Bilingual Short Answer Feedback Dataset\" (ACL 2022), "
+               "licensed CC BY 4.0.")
+MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(prog="python -m bench.saf_german", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="folder holding saf-german-legal/ (default: $KD_TRAIN_DATA or ../shared/datasets)")
+    ap.add_argument("--items", nargs="+", help="items to train (default: all 19)")
+    ap.add_argument("--run", type=Path, default=Path("runs/saf-german-legal"), help="kd-train train --out (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    return ap.parse_args(argv), extra
+
+
+def pairs(confusion: list[list[int]], values: list[int]) -> tuple[list[int], list[int]]:
+    """(human, machine) score lists that give this confusion matrix (rows human, columns machine)."""
+    human, machine = [], []
+    for i, row in enumerate(confusion):
+        for j, count in enumerate(row):
+            human += [values[i]] * count
+            machine += [values[j]] * count
+    return human, machine
+
+
+def summarize(report: dict) -> dict:
+    from kd_train.metrics import validity
+
+    rows = {}
+    for item, r in report["per_item"].items():
+        q = r["quality"]
+        values = r["score_values"]
+        row = {"models": {}, "shipped": q["shipped"], "why": q["why"], "fit_for_use": q["fit_for_use"],
+               "unfit_reasons": q["unfit_reasons"], "gates": q["gates"], "selection": q.get("selection"),
+               "wall_s": r.get("wall_s")}
+        for name in MODELS:
+            m = r["models"].get(name, {})
+            row["models"][name] = {split: {k: m[split][k] for k in ("n", "acc", "qwk")} for split in ("val", "test")
+                                   if split in m}
+        if "test" in r["models"]["shipped"]:
+            human, machine = pairs(r["models"]["shipped"]["test"]["confusion"], values)
+            row["validity_test"] = validity(human, machine, values)
+        rows[item] = row
+    return rows
+
+
+def markdown(rows: dict, command: str, wall_s: float) -> str:
+    from kd_train.metrics import validity_markdown
+
+    lines = ["# SAF German legal: small German items", "", ATTRIBUTION, "",
+             f"Command: `{command}` ({wall_s / 60:.0f} min on this machine's CPU).", "",
+             "Per item: QWK on validation (out-of-fold over all training answers where cross-validation was used) "
+             "and on test (13 answers per item: read the confidence intervals below). `shipped` is the model the "
+             "scorer directory holds, chosen on validation.", "",
+             "| item | teacher val / test | KD student val / test | ANN val / test | hashing + LR val / test | "
+             "shipped | fit for use |", "|---|---|---|---|---|---|---|"]
+
+    def cell(m: dict) -> str:
+        return " / ".join(f"{m[s]['qwk']:.2f}" if s in m else "—" for s in ("val", "test"))
+
+    for item, row in rows.items():
+        verdict = "yes" if row["fit_for_use"] else "**no**: " + "; ".join(row["unfit_reasons"])
+        lines.append(f"| {item} | {cell(row['models']['teacher'])} | {cell(row['models']['student'])} | "
+                     f"{cell(row['models']['ann'])} | {cell(row['models']['hashing_lr'])} | {row['shipped']} "
+                     f"({cell(row['models']['shipped'])}) | {verdict} |")
+    degenerate = {name: sum(1 for row in rows.values() if row["gates"].get(name)) for name in MODELS[:-1]}
+    lines += ["", "Degenerate by the quality gate (items): " + ", ".join(f"{k} {v}" for k, v in degenerate.items())
+              + f"; shipped scorers unfit: {sum(1 for r in rows.values() if not r['fit_for_use'])} of {len(rows)}.",
+              "", "## Validity of the shipped scorers on test", "",
+              validity_markdown({item: row["validity_test"] for item, row in rows.items() if "validity_test" in row})]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    folder = (args.data or default_data_root()) / "saf-german-legal"
+    train = ["train", "--train", str(folder / "train.csv"), "--items", str(folder / "items.csv"),
+             "--test", str(folder / "test.csv"), "--out", str(args.run), *(["--item", *args.items] if args.items else []),
+             *extra]
+    started = time.time()
+    code = cli.main(train)
+    if code != 0:
+        return code
+    report = json.loads((args.run / "report.json").read_text(encoding="utf-8"))
+    rows = summarize(report)
+    command = "python -m bench.saf_german " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"command": command, "attribution": ATTRIBUTION, "wall_s": round(time.time() - started, 1), "items": rows}
+    (args.out / "saf-german-legal.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = markdown(rows, command, result["wall_s"])
+    (args.out / "saf-german-legal.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
