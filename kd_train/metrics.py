@@ -137,6 +137,36 @@ def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, li
     _save(fig, path)
 
 
+def plot_reliability(curves: dict[str, dict[str, list[dict]]], path: str) -> None:
+    """Reliability diagrams: per panel, accuracy against mean confidence of each confidence bin, before
+    and after calibration (``curves``: {panel: {"before": bins, "after": bins}}, bins as
+    quality.reliability gives them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(curves)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, by_when) in zip(axes.flat, curves.items()):
+        ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
+        for when, style in (("before", "o--"), ("after", "s-")):
+            points = [(b["confidence"], b["accuracy"]) for b in by_when[when] if b["n"]]
+            if points:
+                ax.plot(*zip(*points), style, markersize=3, linewidth=1, label=when)
+        ax.set(xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("confidence", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
     """PNG written whole or not at all (a temporary file renamed into place)."""
     import io
@@ -175,6 +205,12 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
         labels = {f"item {r['item']}": r["score_values"] for r in item_reports}
         plot_confusions(confusions, labels, str(out / f"confusion_{shown}.png"))
         md += [f"![Confusion matrices of the {shown} scorers ({split})](confusion_{shown}.png)", ""]
+    curves = {f"item {r['item']}": {"before": r["quality"]["calibration"]["reliability_val_before"],
+                                     "after": r["quality"]["calibration"]["reliability_val_after"]}
+              for r in item_reports if r.get("quality")}
+    if curves:
+        plot_reliability(curves, str(out / "reliability.png"))
+        md += ["![Reliability of the shipped scorers on validation, before and after calibration](reliability.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(md))
     return result
 
@@ -186,11 +222,14 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
     lines = ["## The shipped scorers", "",
              "Each item's scorer directory holds the candidate with the best validation QWK; the quality gate "
              "marks it unfit when it " + rows[0]["quality"]["gate_rule"] + ".", "",
-             "| item | shipped | chosen on | why | fit for use |", "|---|---|---|---|---|"]
+             "| item | shipped | chosen on | why | calibration T | ECE (validation) before → after | "
+             "review below | fit for use |", "|---|---|---|---|---:|---|---:|---|"]
     for r in rows:
-        q = r["quality"]
+        q, c = r["quality"], r["quality"]["calibration"]
         verdict = "yes" if q["fit_for_use"] else "**NO**: " + "; ".join(q["unfit_reasons"])
-        lines.append(f"| {r['item']} | {q['shipped']} | {q.get('selection', 'validation split')} | {q['why']} | {verdict} |")
+        lines.append(f"| {r['item']} | {q['shipped']} | {q.get('selection', 'validation split')} | {q['why']} | "
+                     f"{c['temperature']:.3g} | {c['ece_val_before']:.3f} → {c['ece_val_after']:.3f} | "
+                     f"{c['review_threshold']:.2f} ({c['review_share_val']:.0%} of validation) | {verdict} |")
     unfit = [r["item"] for r in rows if not r["quality"]["fit_for_use"]]
     if unfit:
         lines += ["", f"**Do not use the scorers of item(s) {', '.join(unfit)}**: they failed the quality check, and "

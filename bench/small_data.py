@@ -1,0 +1,131 @@
+"""The small-data curve: ASAP-SAS items subsampled (stratified, seeded) to a few hundred scored
+answers or fewer, trained end to end; every model's test QWK, the shipped scorer and the gate.
+
+    python -m bench.small_data [--items 1 2 ...] [--sizes 50 100 200 400] [--seed 0]
+                               [--run runs/small-data] [--out bench/results] [-- extra kd-train train options]
+
+For each size, the training answers of each item are subsampled from ASAP-SAS train.csv (the
+subsample lives under --run, outside the repository) and `kd-train train` trains on it; the test
+answers are the item's test_public.csv. Writes small-data.md and small-data.json to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+from kd_train import cli
+from kd_train.data import concat, load_asap, stratified_split
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(prog="python -m bench.small_data", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="folder holding asap-sas/ (default: $KD_TRAIN_DATA or ../shared/datasets)")
+    ap.add_argument("--items", nargs="+", default=[str(i) for i in range(1, 11)], help="ASAP-SAS items (default: 1-10)")
+    ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 400], help="training answers per item")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the subsample (default: 0)")
+    ap.add_argument("--run", type=Path, default=Path("runs/small-data"), help="where the runs go (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    return ap.parse_args(argv), extra
+
+
+def subsample(train, item: str, size: int, seed: int):
+    rows = train.for_item(item).labelled()
+    if size >= len(rows):
+        return rows
+    return stratified_split(rows, size / len(rows), seed)[1]
+
+
+def write_table(table, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "item", "response", "score"])
+        writer.writerows(zip(table.ids, table.items, table.responses, table.scores))
+    return path
+
+
+def run_size(ds, args, size: int, extra: list[str]) -> dict:
+    """Train every item on `size` answers; returns the run's report.json."""
+    folder = args.run / f"n{size}"
+    parts = [subsample(ds.train, item, size, args.seed) for item in args.items]
+    table = functools.reduce(concat, parts)
+    train_csv = write_table(table, folder / "train.csv")
+    data = args.data or Path(ds.train.path).parent.parent
+    code = cli.main(["train", "--train", str(train_csv), "--items", str(data / "asap-sas" / "items.csv"),
+                     "--test", str(data / "asap-sas" / "test_public.csv"), "--item", *args.items,
+                     "--out", str(folder / "out"), *extra])
+    if code != 0:
+        raise SystemExit(code)
+    return json.loads((folder / "out" / "report.json").read_text(encoding="utf-8"))
+
+
+def summarize(reports: dict[int, dict]) -> dict:
+    rows: dict = {}
+    for size, report in reports.items():
+        for item, r in report["per_item"].items():
+            q = r["quality"]
+            rows.setdefault(item, {})[str(size)] = {
+                "answers": sum(r["class_balance"].values()),
+                "test_qwk": {name: r["models"][name]["test"]["qwk"] for name in MODELS if "test" in r["models"].get(name, {})},
+                "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
+                "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
+                "selection": q.get("selection"), "wall_s": r.get("wall_s")}
+    return rows
+
+
+def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
+    lines = ["# Small-data curve on ASAP-SAS", "", f"Command: `{command}` ({wall_s / 60:.0f} min on this machine's CPU).",
+             "", "Each item's training answers subsampled (stratified by score, seeded) to the size given; test QWK "
+             "on the item's test_public answers. `shipped` is the scorer chosen on validation (cross-validated "
+             "below 300 answers); a model named under 'degenerate' failed the quality gate on validation.", "",
+             "| item | answers | teacher | KD student | ANN | hashing + LR | shipped (which) | degenerate | fit |",
+             "|---|---:|---:|---:|---:|---:|---|---|---|"]
+    for item, by_size in rows.items():
+        for size in sizes:
+            row = by_size.get(str(size))
+            if row is None:
+                continue
+            q = row["test_qwk"]
+            cells = " | ".join(f"{q[name]:.3f}" if name in q else "—" for name in MODELS[:-1])
+            lines.append(f"| {item} | {row['answers']} | {cells} | {q.get('shipped', float('nan')):.3f} ({row['shipped']}) | "
+                         f"{', '.join(row['degenerate']) or '—'} | {'yes' if row['fit_for_use'] else '**no**'} |")
+    lines += ["", "Mean test QWK by size:", "", "| answers | " + " | ".join(MODELS) + " |",
+              "|---:|" + "---:|" * len(MODELS)]
+    for size in sizes:
+        per = [by_size[str(size)] for by_size in rows.values() if str(size) in by_size]
+        if per:
+            means = [sum(r["test_qwk"].get(name, 0.0) for r in per) / len(per) for name in MODELS]
+            lines.append(f"| {size} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    ds = load_asap(args.data)
+    started = time.time()
+    reports = {size: run_size(ds, args, size, extra) for size in args.sizes}
+    rows = summarize(reports)
+    command = "python -m bench.small_data " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = {"command": command, "wall_s": round(time.time() - started, 1), "sizes": args.sizes, "items": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "small-data.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = markdown(rows, args.sizes, command, result["wall_s"])
+    (args.out / "small-data.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
