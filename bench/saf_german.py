@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--items", nargs="+", help="items to train (default: all 19)")
     ap.add_argument("--run", type=Path, default=Path("runs/saf-german-legal"), help="kd-train train --out (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    ap.add_argument("--render", action="store_true", help="train nothing: re-write the .md from OUT/saf-german-legal.json")
     return ap.parse_args(argv), extra
 
 
@@ -90,6 +91,11 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
         lines.append(f"| {item} | {cell(row['models']['teacher'])} | {cell(row['models']['student'])} | "
                      f"{cell(row['models']['ann'])} | {cell(row['models']['hashing_lr'])} | {row['shipped']} "
                      f"({cell(row['models']['shipped'])}) | {verdict} |")
+    means = {name: [row["models"][name]["test"]["qwk"] for row in rows.values() if "test" in row["models"][name]]
+             for name in MODELS}
+    lines += ["", "Mean test QWK over the items: " + ", ".join(
+        f"{name} {sum(v) / len(v):.3f}" for name, v in means.items() if v) + "; shipped model: " + ", ".join(
+        f"{name} {sum(1 for r in rows.values() if r['shipped'] == name)}" for name in MODELS[1:-1]) + " items."]
     degenerate = {name: sum(1 for row in rows.values() if row["gates"].get(name)) for name in MODELS[:-1]}
     lines += ["", "Degenerate by the quality gate (items): " + ", ".join(f"{k} {v}" for k, v in degenerate.items())
               + f"; shipped scorers unfit: {sum(1 for r in rows.values() if not r['fit_for_use'])} of {len(rows)}.",
@@ -100,6 +106,11 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
+    if args.render:
+        result = json.loads((args.out / "saf-german-legal.json").read_text(encoding="utf-8"))
+        (args.out / "saf-german-legal.md").write_text(markdown(result["items"], result["command"], result["wall_s"]),
+                                                      encoding="utf-8")
+        return 0
     folder = (args.data or default_data_root()) / "saf-german-legal"
     train = ["train", "--train", str(folder / "train.csv"), "--items", str(folder / "items.csv"),
              "--test", str(folder / "test.csv"), "--out", str(args.run), *(["--item", *args.items] if args.items else []),
