@@ -476,6 +476,8 @@ def _run_distill(args: argparse.Namespace) -> None:
     test_rows = test.for_item(item).labelled() if test is not None else None
     candidates = pipeline.make_candidates({"student": (model, report)}, val, test_rows, fconfig)
     shipped, quality = pipeline.ship(candidates, val, test_rows, values)
+    quality["selection"] = (f"{config.cv_folds}-fold cross-validation (out-of-fold predictions on all {len(val)} "
+                            "scored answers)" if "oof" in report else f"the validation split ({len(val)} answers)")
     question = items[item].question if items and item in items else ""
     write_scorer(args.out, shipped, item=item, question=question, score_values=values, featurizer_config=fconfig,
                  metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],

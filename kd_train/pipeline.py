@@ -124,7 +124,7 @@ def run_item(
                                  val, test, fconfig)
     shipped, quality_report = ship(candidates, val, test, values, report["models"])
     quality_report["selection"] = (f"{config.student.cv_folds}-fold cross-validation (out-of-fold predictions on all "
-                                   f"{len(val)} scored answers)" if cv else f"validation split ({len(val)} answers)")
+                                   f"{len(val)} scored answers)" if cv else f"the validation split ({len(val)} answers)")
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
     report["quality"] = quality_report
