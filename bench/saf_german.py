@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import split_extra
 from kd_train import cli
 from kd_train.data import default_data_root
 
@@ -29,9 +30,7 @@ MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, extra = split_extra(list(sys.argv[1:] if argv is None else argv))
     ap = argparse.ArgumentParser(prog="python -m bench.saf_german", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="folder holding saf-german-legal/ (default: $KD_TRAIN_DATA or ../shared/datasets)")
     ap.add_argument("--items", nargs="+", help="items to train (default: all 19)")

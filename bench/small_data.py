@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import split_extra
 from kd_train import cli
 from kd_train.data import concat, load_asap, stratified_split
 
@@ -27,9 +28,7 @@ MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, extra = split_extra(list(sys.argv[1:] if argv is None else argv))
     ap = argparse.ArgumentParser(prog="python -m bench.small_data", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="folder holding asap-sas/ (default: $KD_TRAIN_DATA or ../shared/datasets)")
     ap.add_argument("--items", nargs="+", default=[str(i) for i in range(1, 11)], help="ASAP-SAS items (default: 1-10)")

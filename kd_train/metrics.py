@@ -109,17 +109,22 @@ def plot_qwk_vs_params(models: dict, path: str) -> None:
     _save(fig, path)
 
 
-def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, list[int]], path: str) -> None:
-    """One confusion matrix per panel (rows: human score, columns: predicted)."""
+def _panels(n: int):
+    """A figure with n small square panels, at most 5 a row: (fig, axes as a 2-D array)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(confusions)
     cols = min(n, 5)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    return plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+
+
+def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, list[int]], path: str) -> None:
+    """One confusion matrix per panel (rows: human score, columns: predicted)."""
+    n = len(confusions)
+    fig, axes = _panels(n)
     for ax, (name, cm) in zip(axes.flat, confusions.items()):
         cm = np.asarray(cm)
         ax.imshow(cm, cmap="Blues")
@@ -141,15 +146,8 @@ def plot_reliability(curves: dict[str, dict[str, list[dict]]], path: str) -> Non
     """Reliability diagrams: per panel, accuracy against mean confidence of each confidence bin, before
     and after calibration (``curves``: {panel: {"before": bins, "after": bins}}, bins as
     quality.reliability gives them)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(curves)
-    cols = min(n, 5)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = _panels(n)
     for ax, (name, by_when) in zip(axes.flat, curves.items()):
         ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
         for when, style in (("before", "o--"), ("after", "s-")):
