@@ -26,6 +26,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kd_train.data import UserError
 from kd_train.files import make_temp_dir, replace_dir
 from kd_train.serve import CSP  # the one Content-Security-Policy of the page and of kd-train serve
 
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give at least one SCORER_DIR")
         else:
             run(args.scorers, args.out, args.force, args.allow_unfit)
-    except BuildError as err:
+    except (BuildError, UserError) as err:   # UserError: --out changed into something else while building
         print(f"build.py: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -137,7 +137,7 @@ def _start_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: lis
 
     folder = check_output_dir(out, kind, inputs=_inputs(args) if inputs is None else inputs, force=args.force)
     folder.mkdir(parents=True, exist_ok=True)
-    if read_marker(folder) is None or read_marker(folder)["kind"] != kind:
+    if (read_marker(folder) or {}).get("kind") != kind:
         write_marker(folder, kind, hashes=False)
     return folder
 
@@ -476,8 +476,7 @@ def _run_distill(args: argparse.Namespace) -> None:
     test_rows = test.for_item(item).labelled() if test is not None else None
     candidates = pipeline.make_candidates({"student": (model, report)}, val, test_rows, fconfig)
     shipped, quality = pipeline.ship(candidates, val, test_rows, values)
-    quality["selection"] = (f"{config.cv_folds}-fold cross-validation (out-of-fold predictions on all {len(val)} "
-                            "scored answers)" if "oof" in report else f"the validation split ({len(val)} answers)")
+    quality["selection"] = pipeline.selection_note("oof" in report, len(val), config.cv_folds)
     question = items[item].question if items and item in items else ""
     write_scorer(args.out, shipped, item=item, question=question, score_values=values, featurizer_config=fconfig,
                  metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],

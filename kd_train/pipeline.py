@@ -123,8 +123,7 @@ def run_item(
     candidates = make_candidates({"student": (model, student), "ann": (ann_model, ann), "hashing_lr": (lr_model, lr)},
                                  val, test, fconfig)
     shipped, quality_report = ship(candidates, val, test, values, report["models"])
-    quality_report["selection"] = (f"{config.student.cv_folds}-fold cross-validation (out-of-fold predictions on all "
-                                   f"{len(val)} scored answers)" if cv else f"the validation split ({len(val)} answers)")
+    quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds)
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
     report["quality"] = quality_report
@@ -176,21 +175,28 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     chosen, why = quality.choose(candidates, val.scores, values)
     to_index = {v: i for i, v in enumerate(values)}
     model, calibration = quality.calibrate(chosen, np.array([to_index[s] for s in val.scores], dtype=np.int64))
-    metrics = {"val": score_metrics(val.scores, quality.predictions(chosen.val_logits, values), values)}
-    if chosen.test_logits is not None:
-        metrics["test"] = score_metrics(test.scores, quality.predictions(chosen.test_logits, values), values)
+    scored = {c.name: {"val": score_metrics(val.scores, quality.predictions(c.val_logits, values), values)}
+              | ({"test": score_metrics(test.scores, quality.predictions(c.test_logits, values), values)}
+                 if c.test_logits is not None else {}) for c in candidates}
+    metrics = scored[chosen.name]
     validity = {"val": metrics_validity(val, chosen.val_logits, values)}
     if chosen.test_logits is not None:
         validity["test"] = metrics_validity(test, chosen.test_logits, values)
     reasons = quality.degenerate_reasons(metrics["val"], values)
     gates = {name: quality.degenerate_reasons(m["val"], values) for name, m in (models or {}).items() if "val" in m}
-    table = {c.name: {"val_qwk": score_metrics(val.scores, quality.predictions(c.val_logits, values), values)["qwk"],
-                      "test_qwk": (score_metrics(test.scores, quality.predictions(c.test_logits, values), values)["qwk"]
-                                   if c.test_logits is not None else None),
+    table = {c.name: {"val_qwk": scored[c.name]["val"]["qwk"],
+                      "test_qwk": scored[c.name]["test"]["qwk"] if "test" in scored[c.name] else None,
                       "params": param_count(c.model)} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
               "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity, "calibration": calibration, "metrics": metrics}
     return model, report
+
+
+def selection_note(cross_validated: bool, n_val: int, folds: int) -> str:
+    """What the shipped model was chosen on, for scorer.json, the model card and report.md."""
+    if cross_validated:
+        return f"{folds}-fold cross-validation (out-of-fold predictions on all {n_val} scored answers)"
+    return f"the validation split ({n_val} answers)"
 
 
 def metrics_validity(table: Table, model_logits: np.ndarray, values: list[int]) -> dict:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kd_train.metrics import score_metrics
+from kd_train.teacher import softmax  # the one softmax(logits, temperature) of the project
 
 if TYPE_CHECKING:
     from kd_train.student import Student
@@ -42,13 +43,6 @@ class Candidate:
     model: "Student"
     val_logits: np.ndarray
     test_logits: np.ndarray | None = None
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
@@ -89,24 +83,9 @@ def predictions(logits: np.ndarray, score_values: list[int]) -> list[int]:
     return [score_values[i] for i in np.asarray(logits).argmax(axis=1)]
 
 
-def ece(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Expected calibration error: |accuracy − confidence| of the top class, averaged over equal-width
-    confidence bins weighted by their answers."""
-    probs = np.asarray(probs, dtype=np.float64)
-    confidence, guess = probs.max(axis=1), probs.argmax(axis=1)
-    correct = (guess == np.asarray(y_index)).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total)
-
-
 def reliability(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
-    """Per confidence bin: answers, mean confidence, accuracy (the reliability diagram's points)."""
+    """Per equal-width confidence bin: answers, mean confidence and accuracy of the top class (the
+    reliability diagram's points)."""
     probs = np.asarray(probs, dtype=np.float64)
     confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y_index)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -114,6 +93,14 @@ def reliability(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) ->
     return [{"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int((which == b).sum()),
              "confidence": float(confidence[which == b].mean()) if (which == b).any() else None,
              "accuracy": float(correct[which == b].mean()) if (which == b).any() else None} for b in range(bins)]
+
+
+def ece(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: |accuracy − confidence| of the top class, averaged over the
+    reliability bins weighted by their answers."""
+    points = reliability(probs, y_index, bins)
+    n = sum(p["n"] for p in points)
+    return float(sum(p["n"] / n * abs(p["accuracy"] - p["confidence"]) for p in points if p["n"])) if n else 0.0
 
 
 def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
