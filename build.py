@@ -2,7 +2,7 @@
 
     python build.py SCORER_DIR... --out dist/          (the same as: kd-train build ...)
 
-dist/ holds the page (rendered from web/page/), featurize.py byte for byte, each scorer in
+dist/ holds the page (rendered from web/page/), featurize.py and detect.py byte for byte, each scorer in
 scorers/<item>/, the few runtime files the page needs from the npm packages pyodide and
 onnxruntime-web (web/node_modules, installed with `npm ci` in web/) with their licences,
 manifest.json (sha256 and size of every file) and AUDIT.md (for a privacy reviewer).
@@ -35,6 +35,7 @@ WEB = REPO / "web"
 PAGE = WEB / "page"
 NODE_MODULES = WEB / "node_modules"
 FEATURIZE = REPO / "kd_train" / "featurize.py"
+DETECT = REPO / "kd_train" / "detect.py"
 
 LOAD_STEPS = 4   # start-up steps the page shows (worker.js posts 1-3, loading the scorer is 4)
 BROTLI_QUALITY = 9
@@ -197,6 +198,7 @@ def make_bundle(scorers: list[tuple[Path, dict]]) -> Bundle:
     env = template_env()
     bundle = Bundle()
     bundle.add("featurize.py", FEATURIZE.read_bytes(), "kd-train `kd_train/featurize.py`, byte for byte", "Apache-2.0")
+    bundle.add("detect.py", DETECT.read_bytes(), "kd-train `kd_train/detect.py`, byte for byte", "Apache-2.0")
     add_scorers(bundle, scorers)
     packages = add_vendor(bundle)
     add_page(bundle, env, items)

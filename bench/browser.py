@@ -11,6 +11,7 @@ here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives
   - per-answer latency, end to end in the page (submit -> result in the page's DOM), single answers and in
     batches of 200 through the teacher's batch form (batch time / 200), median and p90
   - a 5,000-answer batch end to end (file chosen -> results table drawn)
+  - the detectors' cost: detect.py alone, and featurize.py + detect.py, per answer in the page's worker
   - bundle size raw / gzip -9 / brotli quality 11 (each file compressed alone)
 Answers come from --answers (a CSV with a 'response' column; default: ASAP-SAS train.csv when
 present, else the demo answers). Writes bench/results/browser.{md,json}.
@@ -80,6 +81,50 @@ BATCH_JS = """async ({csvText, n}) => {
   while (!text.textContent.startsWith(`Done: ${n} answers`)) await new Promise((r) => setTimeout(r, 5));
   return performance.now() - t;
 }"""
+
+
+# detect.py alone versus featurize.py + detect.py, in a worker of the page's own (the same calls as main.js).
+DETECTOR_JS = """async ({texts, repeat}) => {
+  const w = new Worker("worker.js", {type: "module"});
+  let next = 0;
+  const call = (type, data) => new Promise((resolve, reject) => {
+    const id = ++next;
+    const on = (e) => {
+      if (e.data.id !== id) return;
+      w.removeEventListener("message", on);
+      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
+    };
+    w.addEventListener("message", on);
+    w.postMessage({id, type, ...data});
+  });
+  await call("init", {});
+  const item = (await (await fetch("manifest.json")).json()).items[0];
+  await call("flags", {item, texts: texts.slice(0, 50)});                  // warm-up
+  await call("featurize", {item, texts: texts.slice(0, 50)});
+  const flags = [], both = [];
+  for (let r = 0; r < repeat; r++) {
+    let t = performance.now();
+    await call("flags", {item, texts});
+    flags.push((performance.now() - t) / texts.length);
+    t = performance.now();
+    await call("featurize", {item, texts});
+    both.push((performance.now() - t) / texts.length);
+  }
+  w.terminate();
+  return {flags, both};
+}"""
+
+
+def detector_cost(browser, url: str, answers: list[str], repeat: int = 5) -> dict:
+    """ms per answer of detect.py alone and of featurize.py + detect.py, in the page's worker (batches of 1,000)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("body[data-engine=ready]", state="attached", timeout=TIMEOUT_MS)
+    got = page.evaluate(DETECTOR_JS, {"texts": answers[:1000], "repeat": repeat})
+    context.close()
+    return {"n": min(1000, len(answers)), "repeat": repeat, "detect_ms": statistics.median(got["flags"]),
+            "featurize_and_detect_ms": statistics.median(got["both"])}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -218,6 +263,7 @@ def run(args: argparse.Namespace) -> dict:
                     print(f"start-up: page {starts[-1]['ready_ms']:.0f} ms, bare loadPyodide {bares[-1]['ready_ms']:.0f} ms",
                           flush=True)
                 lat = latencies(browser, url, answers, args.repeat)
+                detectors = detector_cost(browser, url, answers)
                 browser.close()
         finally:
             server.shutdown()
@@ -234,6 +280,7 @@ def run(args: argparse.Namespace) -> dict:
                      "bare_pyodide_page_ms": [b["ready_ms"] for b in bares],
                      "bare_load_pyodide_ms": [b["load_pyodide_ms"] for b in bares]},
         **lat,
+        "detectors": detectors,
     }
 
 
@@ -258,6 +305,10 @@ def write_report(result: dict, out: Path) -> str:
         f"{result['batch200_per_answer_ms']['n_batches']} batches | {result['batch200_per_answer_ms']['median']:.2f} / "
         f"{result['batch200_per_answer_ms']['p90']:.2f} ms |",
         f"| 5,000-answer batch, end to end | {result['batch5000_s']:.1f} s |",
+        *([f"| detectors (`detect.py` alone) per answer, batches of {result['detectors']['n']:,} in the page's worker: "
+           f"median of {result['detectors']['repeat']} | {result['detectors']['detect_ms']:.3f} ms |",
+           f"| `featurize.py` + `detect.py` per answer, same batches | {result['detectors']['featurize_and_detect_ms']:.3f} ms |"]
+          if "detectors" in result else []),
         f"| bundle raw / gzip -9 / brotli 11 | {s['raw'] / 1e6:.1f} / {s['gzip'] / 1e6:.1f} / {s['brotli'] / 1e6:.1f} MB |",
         "",
         f"- Answers: {result['answers']['n']:,} non-empty responses from `{Path(result['answers']['source']).name}` "

@@ -261,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "predict", help="score a CSV of answers with a scorer directory", formatter_class=_formatter,
         description="Score answers with a scorer directory through onnxruntime (the same featurize.py and "
-                    "model.onnx the web page runs). Writes id, item, score, p_<score>... .",
+                    "model.onnx the web page runs). Writes id, item, score, p_<score>..., flagged (1/0) and flags: why "
+                    "the scorer should not judge an answer (empty, too_long, refused, unknown, unseen_pairs, copied, "
+                    "repeated; the model card says what each means). An answer over 20,000 characters is refused: "
+                    "its score is left blank.",
     )
     p.add_argument("--scorer", metavar="DIR", required=True, help="a scorer directory (OUT/<item>/scorer)")
     p.add_argument("--input", metavar="CSV", required=True, help="answers: id, item, response (score optional)")
@@ -477,14 +480,16 @@ def _run_distill(args: argparse.Namespace) -> None:
     candidates = pipeline.make_candidates({"student": (model, report)}, val, test_rows, fconfig)
     shipped, quality = pipeline.ship(candidates, val, test_rows, values)
     quality["selection"] = pipeline.selection_note("oof" in report, len(val), config.cv_folds)
-    question = items[item].question if items and item in items else ""
-    write_scorer(args.out, shipped, item=item, question=question, score_values=values, featurizer_config=fconfig,
+    spec = (items or {}).get(item) or data.Item(item)
+    profile, found = pipeline.fit_detectors(spec, train, test_rows)
+    write_scorer(args.out, shipped, item=item, question=spec.question, score_values=values, featurizer_config=fconfig,
                  metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],
-                 quality=quality, force=args.force)
+                 quality=quality, detectors=profile, force=args.force)
     for split, m in report["metrics"].items():
         print(f"item {item} {split:<5} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")
     for line in pipeline.quality_lines(item, quality):
         print(line.strip(), file=sys.stderr if "WARNING" in line else sys.stdout)
+    print(pipeline.detector_line(found).strip())
     print(f"scorer ({report['params']:,} parameters) written to {args.out}")
 
 
@@ -503,15 +508,28 @@ def _run_predict(args: argparse.Namespace) -> None:
     rows = table.for_item(item)
     if len(rows) == 0:
         raise UserError(f"{args.input}: no answers for the scorer's item {item!r} (items: {', '.join(table.item_ids()[:10])})")
-    probs = scorer.predict_proba(rows.responses)
+    flags = scorer.flags(rows.responses)
+    scored = [i for i, f in enumerate(flags) if f != ["refused"]]   # an over-long answer is not featurized
+    probs = scorer.predict_proba([rows.responses[i] for i in scored])
+    prob_of = dict(zip(scored, probs))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "item", "score"] + [f"p_{v}" for v in scorer.score_values])
-    for rid, p in zip(rows.ids, probs):
-        writer.writerow([rid, item, scorer.score_values[int(p.argmax())]] + [f"{float(x):.6f}" for x in p])
+    writer.writerow(["id", "item", "score"] + [f"p_{v}" for v in scorer.score_values] + ["flagged", "flags"])
+    for i, (rid, found) in enumerate(zip(rows.ids, flags)):
+        p = prob_of.get(i)
+        cells = [scorer.score_values[int(p.argmax())]] + [f"{float(x):.6f}" for x in p] if p is not None else \
+            [""] * (1 + len(scorer.score_values))
+        writer.writerow([rid, item] + cells + [int(bool(found)), ";".join(found)])
     atomic_write_text(args.out, buf.getvalue())
     skipped = len(table) - len(rows)
-    print(f"scored {len(rows)} answers into {args.out}" + (f" ({skipped} of other items skipped)" if skipped else ""))
+    flagged = sum(map(bool, flags))
+    print(f"scored {len(scored)} answers into {args.out}" + (f" ({skipped} of other items skipped)" if skipped else ""))
+    if "detectors" not in scorer.info or scorer.info["detectors"] is None:
+        print("note: this scorer was written before kd-train checked answers for gaming or off-topic text; "
+              "re-train it to get the 'flags' column filled", file=sys.stderr)
+    elif flagged:
+        print(f"{flagged} of {len(rows)} answers are flagged as answers the scorer should not judge "
+              "(columns flagged, flags: see the model card); a teacher should read them")
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:

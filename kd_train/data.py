@@ -51,6 +51,7 @@ class Item:
     reference_answer: str = ""
     score_min: int | None = None
     score_max: int | None = None
+    stimulus: str = ""  # the reading text or task material the question refers to (optional)
 
     @property
     def score_values(self) -> list[int] | None:
@@ -283,7 +284,8 @@ def read_items(path: str | os.PathLike) -> dict[str, Item]:
             raise DataError(
                 f"{where(str(path), row, line, 'score_max')}: score_max {hi} must be greater than score_min {lo}"
             )
-        items[item] = Item(item, rec.get("question", ""), rec.get("reference_answer", ""), lo, hi)
+        items[item] = Item(item, rec.get("question", ""), rec.get("reference_answer", ""), lo, hi,
+                           rec.get("stimulus", "") or "")
         first_row[item] = row
     return items
 

@@ -192,7 +192,7 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
     title = "Test set" if split == "test" else "Validation split (no --test answers were given)"
     md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
           markdown_report(models, title), *_shipped_section(item_reports), *_validity_section(item_reports, split),
-          *_items_section(item_reports)]
+          *_detectors_section(item_reports), *_items_section(item_reports)]
     if models:
         plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
         md += ["![QWK against parameters](qwk_vs_params.png)", ""]
@@ -246,6 +246,23 @@ def _validity_section(item_reports: list[dict], split: str) -> list[str]:
         return []
     return [f"## Validity of the shipped scorers ({'test' if split == 'test' else 'validation'})", "",
             validity_markdown(rows)]
+
+
+def _detectors_section(item_reports: list[dict]) -> list[str]:
+    rows = [r for r in item_reports if r.get("detectors")]
+    if not rows:
+        return []
+    lines = ["## Answers the scorers do not judge", "",
+             "Share of real answers that kd_train/detect.py flags (any reason): on the training answers out of fold "
+             "(where the thresholds were set) and on the test answers.", "",
+             "| item | training (out of fold) | test | test, by reason |", "|---|---:|---:|---|"]
+    for r in rows:
+        d = r["detectors"]
+        test = d.get("test")
+        by = ", ".join(f"{code} {share:.1%}" for code, share in (test or {}).get("flagged_by", {}).items() if share)
+        on_test = f"{test['flagged']:.1%} of {test['n']}" if test else "—"
+        lines.append(f"| {r['item']} | {d['val']['flagged']:.1%} of {d['val']['n']} | {on_test} | {by or '—'} |")
+    return lines + [""]
 
 
 def _items_section(item_reports: list[dict]) -> list[str]:

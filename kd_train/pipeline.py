@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train import baselines, quality, soft_labels, teacher
+from kd_train import baselines, detect, quality, soft_labels, teacher
 from kd_train.data import Item, Table, item_folder, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
@@ -134,14 +134,40 @@ def run_item(
     for line in quality_lines(item.item, quality_report):
         log(line)
 
+    profile, report["detectors"] = fit_detectors(item, train, test)
+    log(detector_line(report["detectors"]))
+
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
     training = student["training"] | {"student_config": asdict(config.student)}
     write_scorer(out / "scorer", shipped, item=item.item, question=item.question, score_values=values,
                  featurizer_config=fconfig, metrics=quality_report["metrics"], teacher=teacher_fp, training=training,
-                 quality=quality_report, force=config.force)
+                 quality=quality_report, detectors=profile, force=config.force)
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -> tuple[dict, dict]:
+    """The detector profile of ``item`` (kd_train/detect.py) from its training answers and its question,
+    reading text and reference answer; and what it flags: out-of-fold on the training answers, and on test."""
+    texts = train.for_item(item.item).responses
+    profile = detect.fit(texts, [item.question, item.stimulus, item.reference_answer], seed=seed)
+    fitted = profile["fitted_on"]
+    summary = {"share_target": fitted["share"], "val": {"n": fitted["answers"], "flagged": fitted["flagged"],
+                                                         "flagged_by": fitted["flagged_by"], "how": f"{fitted['folds']}-fold out-of-fold"}}
+    if test is not None and len(test):
+        found = [detect.flags(t, profile) for t in test.responses]
+        summary["test"] = {"n": len(found), "flagged": sum(map(bool, found)) / len(found),
+                           "flagged_by": {code: sum(code in f for f in found) / len(found) for code in detect.REASONS}}
+    return profile, summary
+
+
+def detector_line(summary: dict) -> str:
+    """One CLI line: the share of real answers the detectors flag."""
+    text = f"  detectors: flag {summary['val']['flagged']:.1%} of the training answers ({summary['val']['how']})"
+    if "test" in summary:
+        text += f", {summary['test']['flagged']:.1%} of the {summary['test']['n']} test answers"
+    return text
 
 
 def validation_split(train: Table, item: str, config: StudentConfig) -> tuple[Table, Table]:

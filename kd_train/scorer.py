@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kd_train import featurize
+from kd_train import detect, featurize
 from kd_train.data import UserError
 from kd_train.files import make_temp_dir, read_marker, replace_dir, sha256_file
 
@@ -59,6 +59,7 @@ def write_scorer(
     training: dict,
     baselines: dict | None = None,
     quality: dict | None = None,
+    detectors: dict | None = None,
     force: bool = False,
 ) -> dict:
     """Write the scorer directory atomically; returns scorer.json's content.
@@ -66,12 +67,15 @@ def write_scorer(
     ``baselines`` (optional): {name: {params, acc, qwk, f1}} of other models on the same split,
     shown in the model card. ``quality`` (optional): what pipeline.ship decided — the candidates,
     which was shipped and why, its calibration and the quality gate's verdict; without it the
-    scorer's fitness is recorded as not checked (``fit_for_use`` None). An existing ``out_dir`` is replaced only when it is a scorer directory
+    scorer's fitness is recorded as not checked (``fit_for_use`` None). ``detectors`` (optional): the
+    profile of kd_train/detect.py that flags answers the scorer should not judge. An existing ``out_dir`` is replaced only when it is a scorer directory
     (or ``force``).
     """
     from kd_train.student import export_onnx, param_count
 
     out_dir = Path(out_dir)
+    if detectors is not None:
+        detect.check_profile(detectors)
     tmp = make_temp_dir(out_dir)
     try:
         export_onnx(model, tmp / "model.onnx")
@@ -99,6 +103,7 @@ def write_scorer(
             "unfit_reasons": quality["unfit_reasons"] if quality else [],
             "review_threshold": quality["calibration"]["review_threshold"] if quality else None,
             "quality": _without_plot_points(quality),
+            "detectors": detectors,
         }
         (tmp / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(_render_card(info), encoding="utf-8")
@@ -163,6 +168,11 @@ def _check_info(folder: Path, info) -> dict:
         featurize.validate_config(info["featurizer"])
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise _bad(folder, f"scorer.json's featurizer config is invalid ({err})") from None
+    if info.get("detectors") is not None:
+        try:
+            detect.check_profile(info["detectors"])
+        except ValueError as err:
+            raise _bad(folder, f"scorer.json's detectors are invalid ({err})") from None
     return info
 
 
@@ -231,6 +241,12 @@ class Scorer:
             x = featurize_dense(responses[start:start + batch_size], self.info["featurizer"])
             out.append(self.session.run(["probs"], {"features": x})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.score_values)), dtype=np.float32)
+
+    def flags(self, responses: list[str]) -> list[list[str]]:
+        """Per answer, why the scorer should not judge it (codes of detect.REASONS; [] when nothing is
+        wrong, and always [] for a scorer written before detectors existed)."""
+        profile = self.info.get("detectors")
+        return [detect.flags(text, profile) for text in responses]
 
     def predict(self, responses: list[str]) -> list[int]:
         return [self.score_values[i] for i in self.predict_proba(responses).argmax(axis=1)]

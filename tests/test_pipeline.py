@@ -47,6 +47,11 @@ def test_train_writes_scorer_soft_labels_and_report(trained):
     card = (item / "scorer" / "MODEL_CARD.md").read_text()
     assert "passed kd-train's quality check" in card and "Which model was shipped" in card
     assert (trained / "qwk_vs_params.png").stat().st_size > 1000 and (trained / "report.md").is_file()
+    detectors = report["per_item"]["demo-ice"]["detectors"]              # fitted on the training answers
+    assert info["detectors"]["fitted_on"]["answers"] == detectors["val"]["n"] == 320
+    assert detectors["val"]["flagged"] <= 0.03 and detectors["test"]["n"] == 100
+    assert "## Answers it does not judge" in card
+    assert "## Answers the scorers do not judge" in (trained / "report.md").read_text()
 
 
 def test_rerun_reuses_the_teacher_and_gives_identical_onnx_bytes(trained, tiny_model, capsys):
@@ -72,7 +77,7 @@ def test_predict_and_evaluate_verbs(trained, tmp_path, capsys):
     out = tmp_path / "scores.csv"
     assert main(["predict", "--scorer", str(scorer_dir), "--input", str(DEMO / "unlabeled.csv"), "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
-    assert len(rows) == 100 and set(rows[0]) == {"id", "item", "score", "p_0", "p_1", "p_2", "p_3"}
+    assert len(rows) == 100 and set(rows[0]) == {"id", "item", "score", "p_0", "p_1", "p_2", "p_3", "flagged", "flags"}
     assert main(["evaluate", "--scorer", str(scorer_dir), "--test", str(DEMO / "test.csv"), "--out", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     saved = json.loads((scorer_dir / "scorer.json").read_text())["metrics"]["test"]

@@ -33,6 +33,21 @@ def test_scorer_directory_contents(tmp_path):
     assert probs.shape == (2, 3)
 
 
+def test_detectors_are_stored_used_and_described(tmp_path):
+    from kd_train import detect
+
+    answers = [f"heat flows from the metal into the ice number {i}" for i in range(40)]
+    info = write(tmp_path / "s", detectors=detect.fit(answers, ["Why?"]))
+    loaded = scorer.Scorer(tmp_path / "s")
+    assert loaded.info["detectors"] == info["detectors"]
+    assert loaded.flags(["heat flows from the metal into the ice", "", "qzx vvk plorb wibbel frosk zanuth"]) == \
+        [[], ["empty"], ["unknown", "unseen_pairs"]]
+    assert "## Answers it does not judge" in (tmp_path / "s" / "MODEL_CARD.md").read_text()
+    old = write(tmp_path / "old")                        # written without detectors: nothing is flagged
+    assert old["detectors"] is None and scorer.Scorer(tmp_path / "old").flags(["", "x"]) == [[], []]
+    assert "## Answers it does not judge" not in (tmp_path / "old" / "MODEL_CARD.md").read_text()
+
+
 def test_same_model_gives_identical_bytes(tmp_path):
     write(tmp_path / "a")
     write(tmp_path / "b")
@@ -76,6 +91,7 @@ def test_more_score_values_than_model_outputs_is_refused(tmp_path):
     ({"model": None}, "item or model entry is malformed"),
     ({"score_values": [0, 0, 1]}, "not distinct integers"),
     ({"featurizer": {"n_buckets": "many"}}, "featurizer config is invalid"),
+    ({"detectors": {"version": 1, "bits": 12, "table": "AAAA"}}, "detectors are invalid"),
 ])
 def test_malformed_scorer_json_is_refused(tmp_path, change, message):
     write(tmp_path / "s")

@@ -203,6 +203,58 @@ def test_scores_and_features_equal_python(site, scorer_dir):
     np.testing.assert_allclose(probs, scorer.predict_proba(TRICKY), atol=1e-5, rtol=0)
 
 
+FLAG_PROBES = [
+    "The metal conducts heat from the room into the ice faster than plastic does.",
+    "qzxv plorb tenmka wibbel frosk zanuth klepto vrandi",
+    "metal plastic conductor heat insulator ice faster",
+    "Two identical ice cubes are placed on two plates, one made of metal and one made of plastic, in the same room.",
+    "metal is a conductor " * 12,
+    "   ",
+    "x" * 20_001,
+    "heat heat heat",
+]
+
+
+def test_flags_equal_python_and_are_shown(site, scorer_dir, shots, tmp_path):
+    """detect.py in the worker flags exactly what `kd-train predict` flags; the page shows why and withholds the score."""
+    from kd_train.cli import main
+
+    page = site["page"]
+    got = page.evaluate(WORKER_CALLS.replace("probs: b64(s.probs)}", "probs: b64(s.probs), flags: s.flags, reasons: s.reasons}"),
+                        {"item": "demo-ice", "texts": FLAG_PROBES})
+    answers = tmp_path / "answers.csv"
+    with open(answers, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["id", "item", "response"]] + [[f"a{i}", "demo-ice", t] for i, t in enumerate(FLAG_PROBES)])
+    assert main(["predict", "--scorer", str(scorer_dir), "--input", str(answers), "--out", str(tmp_path / "s.csv")]) == 0
+    predicted = list(csv.DictReader(open(tmp_path / "s.csv", encoding="utf-8")))
+    assert [r["flags"] for r in predicted] == [";".join(f) for f in got["flags"]]
+    assert got["flags"][0] == [] and got["flags"][5] == ["empty"] and got["flags"][6] == ["refused"]
+    assert sum(map(bool, got["flags"])) >= 5, got["flags"]
+    assert predicted[6]["score"] == "" and predicted[6]["flagged"] == "1"
+
+    shown = score_in_page(page, FLAG_PROBES[1])
+    assert "Not scored" in shown and "Suggested score" not in shown
+    for code in got["flags"][1]:
+        assert got["reasons"][code] in shown
+    page.screenshot(path=shots / "03b-flagged.png", full_page=True)
+
+    data = io.StringIO()
+    csv.writer(data).writerows([["id", "response"]] + [[f"a{i}", t] for i, t in enumerate(FLAG_PROBES)])
+    page.set_input_files("#csv-file", {"name": "probes.csv", "mimeType": "text/csv", "buffer": data.getvalue().encode()})
+    page.click("#batch-button")
+    page.wait_for_selector("#batch-results:not([hidden])", timeout=120_000)
+    cells = page.locator("#batch-table tbody tr td:nth-child(6)").all_inner_texts()   # "why not judged"
+    for codes, cell in zip(got["flags"], cells):
+        assert cell == " ".join(got["reasons"][c] for c in codes)
+    with page.expect_download() as download:
+        page.click("#download")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_bytes().decode("utf-8-sig"))))
+    assert [r["flags"] for r in rows] == [r["flags"] for r in predicted]
+    assert [r["flagged"] for r in rows] == [r["flagged"] for r in predicted]
+    assert [r["score"] for r in rows] == [r["score"] for r in predicted]
+    page.evaluate("() => { document.getElementById('batch-results').hidden = true; }")   # as the next test expects
+
+
 def test_a_scored_answer_shows_score_probabilities_and_confidence(site, scorer_dir, shots):
     from kd_train.scorer import Scorer
 

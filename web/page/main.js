@@ -120,13 +120,29 @@ function el(tag, className, text) {
 
 const percent = (p) => `${Math.round(p * 100)}%`;
 
-// {score, top, probs} of row `row` of a worker "score" result.
+// {score, top, probs, flags, reasons} of row `row` of a worker "score" result. `flags` are detect.py's
+// codes for an answer the scorer should not judge ([] when none); `reasons` their plain sentences.
+// A "refused" answer (too long to score) has no score at all.
 function rowResult(res, row) {
   const k = res.scoreValues.length;
+  const flags = res.flags[row];
+  const reasons = flags.map((code) => res.reasons[code] ?? code);
+  if (flags.includes("refused")) return { score: "", top: 0, probs: [], flags, reasons };
   const probs = Array.from(res.probs.subarray(row * k, row * k + k));
   let best = 0;
   for (let j = 1; j < k; j++) if (probs[j] > probs[best]) best = j;
-  return { score: res.scoreValues[best], top: probs[best], probs };
+  return { score: res.scoreValues[best], top: probs[best], probs, flags, reasons };
+}
+
+// A flagged answer's score is withheld from the student: a score for a list of key words would teach
+// students to game the scorer, and a "0, confidence high" for gibberish or another question's answer
+// says something the scorer cannot know. The teacher's CSV keeps the model's output, marked flagged.
+function showFlagged(r) {
+  const box = $("result");
+  box.replaceChildren(el("p", "score withheld", "Not scored: this answer needs a teacher."));
+  const list = el("ul", "reasons");
+  r.reasons.forEach((text) => list.append(el("li", null, text)));
+  box.append(list, el("p", "flag", "Flagged for teacher review"));
 }
 
 function showResult(r, scoreValues) {
@@ -174,7 +190,9 @@ async function scoreOne(event) {
   try {
     await ready;
     const res = await call("score", { item, texts: [text] });
-    showResult(rowResult(res, 0), res.scoreValues);
+    const r = rowResult(res, 0);
+    if (r.flags.length) showFlagged(r);
+    else showResult(r, res.scoreValues);
   } catch (err) {
     showMessage($("result"), `Could not score the answer: ${err.message}`, "error-text");
   } finally {
@@ -248,8 +266,10 @@ async function runBatch(answers, item) {
     return;
   }
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-  const flagged = results.filter((r, i) => r.top < reviewBelow() || !answers[i].response.trim()).length;
-  text.textContent = `Done: ${answers.length} answers scored in ${seconds} s; ${flagged} flagged for teacher review.`;
+  const review = results.filter((r, i) => reviewReason(answers[i], r)).length;
+  const unjudged = results.filter((r) => r.flags.length).length;
+  text.textContent = `Done: ${answers.length} answers scored in ${seconds} s; ${review} flagged for teacher review` +
+    (unjudged ? `, of which ${unjudged} the scorer should not judge (score withheld).` : ".");
   bar.hidden = true;
   button.disabled = false;
   showBatch(answers, results, scoreValues, item);
@@ -257,20 +277,23 @@ async function runBatch(answers, item) {
 
 function reviewReason(answer, r) {
   if (!answer.response.trim()) return "yes (empty)";
+  if (r.flags.length) return "yes (not judged)";
   return r.top < reviewBelow() ? "yes" : "";
 }
 
 function showBatch(answers, results, scoreValues, item) {
-  const head = ["id", "answer", "score", "confidence", "review", ...scoreValues.map((v) => `p(${v})`)];
+  const head = ["id", "answer", "score", "confidence", "review", "why not judged", ...scoreValues.map((v) => `p(${v})`)];
   const headRow = el("tr");
   head.forEach((h) => headRow.append(Object.assign(el("th", null, h), { scope: "col" })));
   $("batch-table").tHead.replaceChildren(headRow);
   const body = document.createDocumentFragment();
   results.slice(0, SHOWN).forEach((r, i) => {
-    const tr = el("tr", r.top < reviewBelow() ? "low" : "");
+    const judged = !r.flags.length;
+    const tr = el("tr", judged ? (r.top < reviewBelow() ? "low" : "") : "flagged");
     const answer = answers[i].response;
     const shown = answer.length > 300 ? answer.slice(0, 300) + "…" : answer;
-    [answers[i].id, shown, r.score, confidence(r.top).level, reviewReason(answers[i], r), ...r.probs.map(percent)]
+    [answers[i].id, shown, judged ? r.score : "—", judged ? confidence(r.top).level : "—", reviewReason(answers[i], r),
+      r.reasons.join(" "), ...(judged ? r.probs.map(percent) : scoreValues.map(() => "—"))]
       .forEach((cell, j) => tr.append(el(j === 0 ? "th" : "td", j === 1 ? "answer" : null, String(cell))));
     tr.firstChild.scope = "row";
     body.append(tr);
@@ -279,9 +302,14 @@ function showBatch(answers, results, scoreValues, item) {
   $("batch-summary").textContent = results.length > SHOWN
     ? `The table shows the first ${SHOWN} of ${results.length} answers; the CSV has all of them.` : "";
   $("batch-caption").textContent = `Scores for question ${item}`;
-  const rows = [["id", "response", "score", "confidence", "review", ...scoreValues.map((v) => `p_${v}`)]];
-  results.forEach((r, i) => rows.push([answers[i].id, answers[i].response, r.score, confidence(r.top).level,
-    reviewReason(answers[i], r), ...r.probs.map((p) => p.toFixed(6))]));
+  // The same columns as `kd-train predict` where they overlap (score, p_*, flagged, flags): for a
+  // flagged answer the CSV keeps the model's score and probabilities, for the teacher to judge.
+  const rows = [["id", "response", "score", "confidence", "review", ...scoreValues.map((v) => `p_${v}`),
+    "flagged", "flags", "why not judged"]];
+  results.forEach((r, i) => rows.push([answers[i].id, answers[i].response, r.score,
+    r.probs.length ? confidence(r.top).level : "", reviewReason(answers[i], r),
+    ...(r.probs.length ? r.probs.map((p) => p.toFixed(6)) : scoreValues.map(() => "")),
+    r.flags.length ? 1 : 0, r.flags.join(";"), r.reasons.join(" ")]));
   lastCsv = { text: toCsv(rows), name: `scores-${item}.csv` };
   $("batch-results").hidden = false;
 }

@@ -1,15 +1,18 @@
 // The scoring engine, in a Web Worker so that the page never freezes.
 //
-// featurize.py runs in Pyodide (CPython compiled to WebAssembly), model.onnx in onnxruntime-web.
-// Every file the scores depend on (featurize.py, scorer.json, model.onnx) is checked against
+// featurize.py and detect.py (the flags for answers the scorer should not judge) run in Pyodide
+// (CPython compiled to WebAssembly), model.onnx in onnxruntime-web.
+// Every file the scores depend on (featurize.py, detect.py, scorer.json, model.onnx) is checked against
 // manifest.json with Web Crypto before it is used. Nothing is sent anywhere and nothing is stored.
 //
 // Protocol: the page posts {id, type, ...}; the worker answers {id, ok: true, ...} or
 // {id, ok: false, error}. Progress while starting: {type: "progress", step, text}.
-//   init                         load both engines and featurize.py
+//   init                         load both engines, featurize.py and detect.py
 //   load      {item}             load one item's scorer (done on first use anyway)
-//   score     {item, texts}      -> {probs: Float32Array (texts.length x n_classes), scores}
-//   featurize {item, texts}      -> {offsets: Int32Array, idx: Int32Array, val: Float64Array}
+//   score     {item, texts}      -> {probs: Float32Array (texts.length x n_classes), scoreValues,
+//                                    flags: [[code, ...] per text], reasons: {code: sentence}}
+//   featurize {item, texts}      -> {offsets: Int32Array, idx: Int32Array, val: Float64Array, flags}
+//   flags     {item, texts}      -> {flags}: detect.py alone
 
 const BASE = new URL("./", import.meta.url);
 const url = (path) => new URL(path, BASE).href;
@@ -17,33 +20,47 @@ const url = (path) => new URL(path, BASE).href;
 let manifest = null;
 let pyodide = null;
 let ort = null;
-let featurizerFor = null;
-const scorers = new Map();   // item -> {info, session, featurizeBatch}
+let scorerFor = null;
+const scorers = new Map();   // item -> {info, session, run, check, reasons}
 
 const PY_GLUE = `
-import array, importlib.util, sys
+import array, importlib.util, json, sys
 
-spec = importlib.util.spec_from_file_location("featurize", "/featurize.py")
-featurize_module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(featurize_module)
-sys.modules["featurize"] = featurize_module
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, "/" + name + ".py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module               # detect.py imports featurize by this name
+    spec.loader.exec_module(module)
+    return module
 
-def featurizer_for(config):
+featurize_module = load("featurize")
+detect_module = load("detect")
+
+def scorer_for(config, profile_json):
     config = dict(config)                    # a copy made once per scorer, not once per call
-    featurize = featurize_module.featurize
+    profile = json.loads(profile_json)       # None for a scorer written before the detectors
+    featurize, flags = featurize_module.featurize, detect_module.flags
+    reasons = json.dumps({code: detect_module.reason(code, profile) for code in detect_module.REASONS})
 
-    def featurize_batch(texts):
-        offsets, idx, val = array.array("i", [0]), array.array("i"), array.array("d")
+    def run(texts):
+        offsets, idx, val, found = array.array("i", [0]), array.array("i"), array.array("d"), []
         for text in texts:
-            for bucket, value in featurize(str(text), config):
-                idx.append(bucket)
-                val.append(value)
+            text = str(text)
+            codes = flags(text, profile)
+            found.append(codes)
+            if codes != ["refused"]:         # an over-long answer is not featurized
+                for bucket, value in featurize(text, config):
+                    idx.append(bucket)
+                    val.append(value)
             offsets.append(len(idx))
-        return offsets.tobytes(), idx.tobytes(), val.tobytes()
+        return offsets.tobytes(), idx.tobytes(), val.tobytes(), json.dumps(found)
 
-    return featurize_batch
+    def check(texts):                        # the flags alone (what the detectors cost, measured)
+        return json.dumps([flags(str(text), profile) for text in texts])
 
-featurizer_for
+    return run, reasons, check
+
+scorer_for
 `;
 
 function progress(step, text) {
@@ -81,6 +98,7 @@ async function init() {
   if (!response.ok) throw new Error(`manifest.json could not be loaded (HTTP ${response.status}).`);
   manifest = await response.json();
   const featurizeBytes = new Uint8Array(await verifiedBytes("featurize.py"));
+  const detectBytes = new Uint8Array(await verifiedBytes("detect.py"));
 
   progress(2, "Starting Python (this takes a few seconds)…");
   const { loadPyodide } = await import("./vendor/pyodide/pyodide.mjs");
@@ -88,7 +106,8 @@ async function init() {
     indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
   });
   pyodide.FS.writeFile("/featurize.py", featurizeBytes);
-  featurizerFor = pyodide.runPython(PY_GLUE);
+  pyodide.FS.writeFile("/detect.py", detectBytes);
+  scorerFor = pyodide.runPython(PY_GLUE);
 
   progress(3, "Starting the model engine…");
   ort = await import("./vendor/ort/ort.wasm.bundle.min.mjs");
@@ -111,21 +130,25 @@ async function loadScorer(item) {
     graphOptimizationLevel: "all",
   });
   const config = pyodide.toPy(info.featurizer);
-  const featurizeBatch = featurizerFor(config);
+  const made = scorerFor(config, JSON.stringify(info.detectors ?? null));
   config.destroy();
-  const scorer = { info, session, featurizeBatch };
+  const [run, reasons, check] = made.toJs();
+  made.destroy();
+  const scorer = { info, session, run, check, reasons: JSON.parse(reasons) };
   scorers.set(item, scorer);
   return scorer;
 }
 
-function featurize({ featurizeBatch }, texts) {
-  const result = featurizeBatch(texts);
-  const [offsets, idx, val] = result.toJs();
+// featurize.py's vectors and detect.py's flags for a list of answers, in one call into Python.
+function featurize({ run }, texts) {
+  const result = run(texts);
+  const [offsets, idx, val, flags] = result.toJs();
   result.destroy();
   return {
     offsets: new Int32Array(offsets.buffer, offsets.byteOffset, offsets.byteLength / 4),
     idx: new Int32Array(idx.buffer, idx.byteOffset, idx.byteLength / 4),
     val: new Float64Array(val.buffer.slice(val.byteOffset, val.byteOffset + val.byteLength)),
+    flags: JSON.parse(flags),
   };
 }
 
@@ -133,7 +156,7 @@ async function score(item, texts) {
   const scorer = await loadScorer(item);
   const { info, session } = scorer;
   const nBuckets = info.featurizer.n_buckets;
-  const { offsets, idx, val } = featurize(scorer, texts);
+  const { offsets, idx, val, flags } = featurize(scorer, texts);
   const dense = new Float32Array(texts.length * nBuckets);
   for (let row = 0; row < texts.length; row++) {
     for (let k = offsets[row]; k < offsets[row + 1]; k++) dense[row * nBuckets + idx[k]] = val[k];
@@ -142,7 +165,7 @@ async function score(item, texts) {
   const output = await session.run({ [info.model.input]: input });
   const probs = output[info.model.output].data;
   input.dispose?.();
-  return { probs: Float32Array.from(probs), scoreValues: info.score_values };
+  return { probs: Float32Array.from(probs), scoreValues: info.score_values, flags, reasons: scorer.reasons };
 }
 
 const handlers = {
@@ -150,6 +173,7 @@ const handlers = {
   load: async ({ item }) => { await loadScorer(item); return {}; },
   score: ({ item, texts }) => score(item, texts),
   featurize: async ({ item, texts }) => featurize(await loadScorer(item), texts),
+  flags: async ({ item, texts }) => ({ flags: JSON.parse((await loadScorer(item)).check(texts)) }),
 };
 
 // Calls run one at a time, in order.

@@ -1,0 +1,314 @@
+"""Gaming probes: what the detectors (kd_train/detect.py) and the shipped scorer do with answers made
+to fool them, generated per item from the item's own data, on ASAP-SAS and SAF German legal.
+
+    python -m bench.probes [--asap-run runs/asap-train] [--saf-run runs/saf-german-legal]
+                           [--datasets asap saf] [--seed 0] [--out bench/results]
+
+Probe kinds (seeded; built from each item's training answers, question and reading text):
+gibberish (pseudo-words drawn from the item's own letter frequencies, real answer lengths), shuffled
+words of top-scored answers, key-term lists (the words most over-represented in top-scored answers),
+question copies (the question, and passages of the reading text), answers to other items (real test
+answers of the same dataset's other items), top answers repeated, top answers with 10/20/30% of their
+letters mistyped, negated top answers, empty and one-word answers.
+
+The detector profile is the scorer's own (scorer.json) or, for a scorer written before detectors
+existed, the one `kd-train train` would write (kd_train.pipeline.fit_detectors on the same training
+answers). Scores come from the scorer in the run folder when it exists. Writes probes.md and
+probes.json to --out. The data is read from its folder ($KD_TRAIN_DATA or ../shared/datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from collections import Counter
+from math import log
+from pathlib import Path
+
+from bench.saf_german import ATTRIBUTION
+from kd_train import data, detect
+from kd_train.data import Item, Table, default_data_root, item_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+MUST_FLAG = ("gibberish", "key_terms", "question_copy", "other_item")   # the ≥ 90% goal
+SCORE_SHIFT = ("shuffled", "repeated", "typos_10", "typos_20", "typos_30", "negated")
+NEGATION = {
+    "en": ("not", ("is", "are", "was", "were", "would", "will", "can", "could", "should", "does", "do", "did",
+                   "has", "have", "must"), "It is not true that "),
+    "de": ("nicht", ("ist", "sind", "war", "waren", "wird", "werden", "kann", "können", "muss", "müssen", "hat",
+                     "haben", "darf", "soll"), "Es stimmt nicht, dass "),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="folder holding asap-sas/ and saf-german-legal/ "
+                                              "(default: $KD_TRAIN_DATA or ../shared/datasets)")
+    ap.add_argument("--datasets", nargs="+", choices=("asap", "saf"), default=["asap", "saf"])
+    ap.add_argument("--asap-run", type=Path, default=Path("runs/asap-train"), help="kd-train train --out for ASAP-SAS")
+    ap.add_argument("--saf-run", type=Path, default=Path("runs/saf-german-legal"), help="kd-train train --out for SAF")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    return ap.parse_args(argv)
+
+
+# ---- probes -----------------------------------------------------------------------------------
+
+def language(texts: list[str]) -> str:
+    """'de' when German function words dominate, else 'en' (only for the negation probes)."""
+    words = Counter(w for t in texts[:300] for w in detect.words(t))
+    return "de" if words["und"] + words["die"] + words["der"] > words["the"] + words["and"] + words["of"] else "en"
+
+
+def key_terms(texts: list[str], scores: list[int], k: int = 16) -> list[str]:
+    """The words most over-represented in top-scored answers (smoothed log-odds, in >= 3 top answers)."""
+    top = max(scores)
+    hi, lo = Counter(), Counter()
+    n_hi = n_lo = 0
+    for text, score in zip(texts, scores):
+        ws = set(detect.words(text))
+        if score == top:
+            hi.update(ws)
+            n_hi += 1
+        else:
+            lo.update(ws)
+            n_lo += 1
+    odds = {w: log((hi[w] + 1) / (n_hi + 2)) - log((lo[w] + 1) / (n_lo + 2)) for w in hi if hi[w] >= 3}
+    return sorted(odds, key=lambda w: (-odds[w], w))[:k]
+
+
+def mistype(text: str, rate: float, rng: random.Random, letters: str) -> str:
+    chars = list(text)
+    for i, c in enumerate(chars):
+        if c.isalpha() and rng.random() < rate:
+            chars[i] = rng.choice(letters)
+    return "".join(chars)
+
+
+def negate(text: str, lang: str) -> str:
+    """Insert the negation after the first auxiliary verb; without one, prefix 'It is not true that'."""
+    word, auxiliaries, prefix = NEGATION[lang]
+    pattern = re.compile(r"\b(" + "|".join(auxiliaries) + r")\b", re.IGNORECASE)
+    match = pattern.search(text)
+    if match:
+        return text[:match.end()] + " " + word + text[match.end():]
+    return prefix + text[:1].lower() + text[1:]
+
+
+def make_probes(item: Item, train: Table, others: list[str], rng: random.Random) -> dict[str, list[dict]]:
+    """{kind: [{"text", "source"}]}: ``source`` is the top answer a probe was made from (for score shifts)."""
+    texts, scores = train.responses, train.scores
+    top_score = max(scores)
+    tops = [t for t, s in zip(texts, scores) if s == top_score and len(detect.words(t)) >= 5] or \
+           [t for t, s in zip(texts, scores) if s == top_score]
+    tops = rng.sample(tops, min(20, len(tops)))
+    letter_counts = Counter(c for t in texts for c in t.lower() if c.isalpha())
+    letters = "".join(letter_counts)
+    weights = list(letter_counts.values())
+    lengths = [n for n in (len(detect.words(t)) for t in texts) if n >= 3] or [10]
+    terms = key_terms(texts, scores)
+    lang = language(texts)
+
+    def pseudo_word() -> str:
+        return "".join(rng.choices(letters, weights, k=rng.randint(2, 9)))
+
+    def passages(source: str, n: int, size: int = 30) -> list[str]:
+        words = source.split()
+        if len(words) <= size:
+            return [source] if words else []
+        starts = sorted(rng.sample(range(len(words) - size), min(n, len(words) - size)))
+        return [" ".join(words[s:s + size]) for s in starts]
+
+    plain = lambda items: [{"text": t, "source": None} for t in items]   # noqa: E731
+    probes = {
+        "gibberish": plain(" ".join(pseudo_word() for _ in range(rng.choice(lengths))) for _ in range(40)),
+        "key_terms": plain((", " if rng.random() < 0.5 else " ").join(rng.sample(terms, rng.randint(4, min(8, len(terms)))))
+                           for _ in range(30)) if len(terms) >= 4 else [],
+        "question_copy": plain([item.question] + passages(item.question + " " + item.stimulus, 14) if item.question else []),
+        "other_item": plain(rng.sample(others, min(30, len(others)))),
+        "shuffled": [{"text": " ".join(rng.sample(t.split(), len(t.split()))), "source": t} for t in tops],
+        "repeated": [{"text": " ".join([t] * rng.randint(3, 5)), "source": t} for t in tops],
+        **{f"typos_{r}": [{"text": mistype(t, r / 100, rng, letters), "source": t} for t in tops] for r in (10, 20, 30)},
+        "negated": [{"text": negate(t, lang), "source": t} for t in tops],
+        "empty": plain(["", "   ", "\n", "?!", "..."]),
+        "one_word": plain(rng.sample(terms, min(10, len(terms))) if terms else []),
+    }
+    return probes
+
+
+# ---- measuring ------------------------------------------------------------------------------
+
+def share(values) -> float | None:
+    values = list(values)
+    return sum(map(bool, values)) / len(values) if values else None
+
+
+def measure_item(item: Item, train: Table, test: Table, others: list[str], scorer_dir: Path, seed: int) -> dict:
+    from kd_train import pipeline
+    from kd_train.scorer import Scorer
+
+    rng = random.Random(f"{seed}:{item.item}")
+    scorer = Scorer(scorer_dir) if (scorer_dir / "scorer.json").is_file() else None
+    profile = (scorer.info.get("detectors") if scorer else None) or pipeline.fit_detectors(item, train, None)[0]
+    values = scorer.score_values if scorer else None
+    score = (lambda texts: scorer.predict([t if len(t) <= profile["max_chars"] else "" for t in texts])) if scorer else None
+    real = [detect.flags(t, profile) for t in test.responses]
+    t0 = time.perf_counter()
+    for t in test.responses:
+        detect.flags(t, profile)
+    per_answer_us = (time.perf_counter() - t0) / max(len(test), 1) * 1e6
+    result = {"scorer": str(scorer_dir) if scorer else None, "profile": "scorer.json" if scorer and scorer.info.get("detectors")
+              else "fitted here", "thresholds": profile["thresholds"], "score_values": values,
+              "real_test": {"n": len(real), "flagged": share(real),
+                            "by": {c: share(c in f for f in real) for c in detect.REASONS}},
+              "detect_us_per_answer": round(per_answer_us, 1), "kinds": {}}
+    for kind, probes in make_probes(item, train, others, rng).items():
+        if not probes:
+            continue
+        texts = [p["text"] for p in probes]
+        found = [detect.flags(t, profile) for t in texts]
+        row = {"n": len(texts), "flagged": share(found), "by": dict(Counter(c for f in found for c in f))}
+        if score is not None:
+            got = score(texts)
+            lowest = [s == values[0] for s in got]
+            row |= {"lowest": share(lowest), "flagged_or_lowest": share(f or lo for f, lo in zip(found, lowest)),
+                    "flagged_and_lowest": share(f and lo for f, lo in zip(found, lowest))}
+            if probes[0]["source"] is not None:
+                before = score([p["source"] for p in probes])
+                row |= {"mean_shift": sum(a - b for a, b in zip(got, before)) / len(got),
+                        "kept_score": share(a == b for a, b in zip(got, before)),
+                        "unflagged_kept_score": share((not f) and a == b for f, a, b in zip(found, got, before))}
+        result["kinds"][kind] = row
+    return result
+
+
+def asap_items(root: Path, run: Path, seed: int) -> dict:
+    ds = data.load_asap(root)
+    out = {}
+    for item_id in sorted(ds.items, key=lambda s: (len(s), s)):
+        others = [t for o in ds.items if o != item_id for t in ds.test.for_item(o).responses if len(detect.words(t)) >= 5]
+        print(f"  ASAP-SAS item {item_id}", flush=True)
+        out[item_id] = measure_item(ds.items[item_id], ds.train.for_item(item_id).labelled(),
+                                    ds.test.for_item(item_id).labelled(), others, run / item_folder(item_id) / "scorer", seed)
+    return out
+
+
+def saf_items(root: Path, run: Path, seed: int) -> dict:
+    folder = root / "saf-german-legal"
+    items = data.read_items(folder / "items.csv")
+    train = data.read_responses(folder / "train.csv", items)
+    test = data.read_responses(folder / "test.csv", items)
+    out = {}
+    for item_id in train.item_ids():
+        others = [t for o in test.item_ids() if o != item_id for t in test.for_item(o).responses if len(detect.words(t)) >= 5]
+        print(f"  SAF item {item_id}", flush=True)
+        out[item_id] = measure_item(items[item_id], train.for_item(item_id).labelled(), test.for_item(item_id).labelled(),
+                                    others, run / item_folder(item_id) / "scorer", seed)
+    return out
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
+def dataset_markdown(name: str, items: dict) -> list[str]:
+    kinds = list(dict.fromkeys(k for r in items.values() for k in r["kinds"]))
+    lines = [f"## {name}", "", "Share of probes **flagged** by the detectors (per kind), and of real test answers flagged:", "",
+             "| item | real test flagged | " + " | ".join(kinds) + " |", "|---|---:|" + "---:|" * len(kinds)]
+    for item, r in items.items():
+        lines.append(f"| {item} | {pct(r['real_test']['flagged'])} of {r['real_test']['n']} | "
+                     + " | ".join(pct(r["kinds"].get(k, {}).get("flagged")) for k in kinds) + " |")
+    means = {k: [r["kinds"][k]["flagged"] for r in items.values() if k in r["kinds"]] for k in kinds}
+    real = [r["real_test"]["flagged"] for r in items.values()]
+    lines.append(f"| mean | {pct(sum(real) / len(real))} | " + " | ".join(pct(sum(v) / len(v)) for v in means.values()) + " |")
+    scored = [r for r in items.values() if r["score_values"]]
+    if scored:
+        lines += ["", "Goal (issue 14): ≥ 90% of gibberish, key-term lists, question copies and answers to other "
+                      "items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of real "
+                      "test answers flagged:", "",
+                  "| item | gibberish | key terms | question copy | other item | real flagged ≤ 5% | all met |",
+                  "|---|---|---|---|---|---|---|"]
+        for item, r in items.items():
+            k = r["kinds"]
+            cells, ok = [], True
+            for kind in MUST_FLAG:
+                if kind not in k:
+                    cells.append("—")
+                    continue
+                met = k[kind]["flagged"] >= 0.9
+                ok &= met
+                cells.append(f"{pct(k[kind]['flagged'])} {'yes' if met else 'no'}")
+            real_ok = r["real_test"]["flagged"] <= 0.05
+            lines.append(f"| {item} | " + " | ".join(cells) + f" | {pct(r['real_test']['flagged'])} {'yes' if real_ok else 'no'} "
+                         f"| {'yes' if ok and real_ok else 'no'} |")
+        lines += ["", "What the shipped scorer does with answers made from its top-scored answers (score shift = probe's "
+                      "score minus the original answer's; kept = same score as the original; unflagged and kept = "
+                      "the probe fooled both):", "",
+                  "| item | " + " | ".join(f"{k}: shift / flagged / unflagged & kept" for k in SCORE_SHIFT) + " |",
+                  "|---|" + "---|" * len(SCORE_SHIFT)]
+        for item, r in items.items():
+            cells = []
+            for kind in SCORE_SHIFT:
+                m = r["kinds"].get(kind, {})
+                cells.append(f"{m['mean_shift']:+.2f} / {pct(m['flagged'])} / {pct(m['unflagged_kept_score'])}"
+                             if "mean_shift" in m else "—")
+            lines.append(f"| {item} | " + " | ".join(cells) + " |")
+        lines += ["", "Scored lowest (share of probes given the item's lowest score):", "",
+                  "| item | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+        for item, r in items.items():
+            lines.append(f"| {item} | " + " | ".join(pct(r["kinds"].get(k, {}).get("lowest")) for k in kinds) + " |")
+    missing = [i for i, r in items.items() if not r["score_values"]]
+    if missing:
+        lines += ["", f"No scorer in the run folder for item(s) {', '.join(missing)}: flags only (profile fitted here)."]
+    us = [r["detect_us_per_answer"] for r in items.values()]
+    lines += ["", f"detect.py in CPython: {sum(us) / len(us):.0f} µs per real answer on average (all detectors).", ""]
+    return lines
+
+
+def render(result: dict) -> str:
+    lines = ["# Gaming probes: detectors and scorers", "",
+             f"Command (repo root): `{result['command']}`  ", f"Date: {result['date']}; wall time {result['wall_s']:.0f} s.", "",
+             "Every probe is generated from the item's own data with a fixed seed (bench/probes.py): no hand-picked "
+             "strings. The detectors' thresholds were set on each item's training answers (out of fold) so that at "
+             "most 3% of them are flagged; the real test answers below were never seen by the detectors.", ""]
+    if "asap" in result["datasets"]:
+        lines += dataset_markdown("ASAP-SAS", result["datasets"]["asap"])
+    if "saf" in result["datasets"]:
+        lines += dataset_markdown("SAF German legal", result["datasets"]["saf"])
+        lines += [f"Data: {ATTRIBUTION}", ""]
+    lines += ["## Reading the tables", "",
+              "- Negation: the detectors read words, not meaning, so a negated top answer is almost never flagged; the "
+              "shift column shows how much of its score it keeps.",
+              "- Typos: mistyped letters make unknown words; the detectors flag an answer when many of its words are "
+              "unknown, and the score shift shows how the model's score moves before that.",
+              "- Key-term lists: on items whose good answers are themselves lists of terms, a list is hard to tell "
+              "from an answer; the per-item rows show where that happens.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = Path(args.data) if args.data else default_data_root()
+    started = time.time()
+    result = {"command": "python -m bench.probes " + " ".join(sys.argv[1:] if argv is None else argv),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seed": args.seed, "datasets": {}}
+    if "asap" in args.datasets:
+        result["datasets"]["asap"] = asap_items(root, args.asap_run, args.seed)
+    if "saf" in args.datasets:
+        result["datasets"]["saf"] = saf_items(root, args.saf_run, args.seed)
+    result["wall_s"] = round(time.time() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "probes.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (args.out / "probes.md").write_text(render(result), encoding="utf-8")
+    print(f"wrote {args.out / 'probes.md'} and probes.json ({result['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

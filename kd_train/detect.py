@@ -1,0 +1,268 @@
+"""Answers the scorer should not judge: detectors that run beside the model, in the page and the CLI.
+
+This file (standard library only, pure ASCII) runs in CPython for ``kd-train predict`` and, byte
+for byte, in Pyodide inside the web page, so both flag the same answers. It reads the answer with
+featurize.py's own rules (its case table and token pattern), so the detectors see the words the
+model sees.
+
+What is measured (every value is "higher = stranger", between 0 and 1)
+    unknown       words the item's training answers do not use (a word counts as known when at
+                  least ``min_count`` training answers contain it): misspelt, gibberish, another
+                  language or another topic.
+    unseen_pairs  adjacent word pairs that no two training answers contain: a list of key words
+                  instead of sentences, shuffled words, text about something else.
+    copied        word 4-grams found in the question, the reading text (stimulus) or the
+                  reference answer.
+    repeated      word 3-grams that occur more than once in the answer.
+    The shares of words, pairs and 4-grams are smoothed by the answer's length (``count / (n + 2)``),
+    so one rare word in a two-word answer does not read as gibberish, nor one quoted phrase as a copy.
+    Two fixed rules need no fitting: ``empty`` (no word at all) and ``too_long`` (more than twice
+    the words of the longest training answer). An answer over ``max_chars`` characters is refused
+    before anything else runs.
+
+The profile (scorer.json ``detectors``) holds one bitset of hashed words, word pairs and source
+4-grams (CRC-32 of ``prefix + UTF-8``, modulo 2**bits: no answer text is stored) and one threshold
+per measure. ``fit`` chooses the thresholds on answers the profile was not built from (k-fold over
+the training answers), jointly, so that at most ``share`` of those answers gets any flag.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import zlib
+
+try:
+    from kd_train import featurize as _featurize
+except ImportError:  # in the page, featurize.py is a top-level module
+    import featurize as _featurize
+
+__all__ = ["VERSION", "MEASURES", "REASONS", "MAX_CHARS", "measure", "flags", "fit", "check_profile", "words"]
+
+VERSION = 1
+MEASURES = ("unknown", "unseen_pairs", "copied", "repeated")
+MAX_CHARS = 20000  # longer answers are refused, not scored (the longest ASAP-SAS answer has 1,819)
+REASONS = {
+    "empty": "There is no answer to score.",
+    "too_long": "This answer is far longer than any answer the scorer learned from.",
+    "refused": "This answer is too long to score here (over {max_chars:,} characters).",
+    "unknown": "Many of these words never appear in answers to this question (misspelt, another language, "
+               "or not about this question).",
+    "unseen_pairs": "This looks like a list of words or text about something else, not an explanation of "
+                    "this question.",
+    "copied": "Much of this answer is copied from the question or the reading text.",
+    "repeated": "The same words are repeated many times.",
+}
+
+_UNIGRAM, _PAIR, _SOURCE = b"u\x1f", b"p\x1f", b"s\x1f"
+
+
+def words(text: str) -> list:
+    """The answer's words, exactly as featurize.py tokenises it (case-folded)."""
+    return _featurize._find_tokens(text.translate(_featurize._TABLE))
+
+
+def _hashes(prefix: bytes, grams, mask: int) -> list:
+    start = zlib.crc32(prefix)
+    return [zlib.crc32(g.encode("utf-8", "surrogatepass"), start) & mask for g in grams]
+
+
+def _pairs(tokens: list) -> list:
+    return [a + " " + b for a, b in zip(tokens, tokens[1:])]
+
+
+def _ngrams(tokens: list, n: int) -> list:
+    return [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+class _Table:
+    """A bitset of hashed grams."""
+
+    def __init__(self, bits: int, data: bytes | None = None):
+        self.bits, self.mask = bits, (1 << bits) - 1
+        self.data = bytearray(data) if data is not None else bytearray(1 << max(bits - 3, 0))
+
+    def add(self, prefix: bytes, grams) -> None:
+        for h in _hashes(prefix, grams, self.mask):
+            self.data[h >> 3] |= 1 << (h & 7)
+
+    def unseen(self, prefix: bytes, grams) -> int:
+        data = self.data
+        return sum(1 for h in _hashes(prefix, grams, self.mask) if not data[h >> 3] >> (h & 7) & 1)
+
+
+def _measures(tokens: list, table: _Table) -> dict:
+    n = len(tokens)
+    pairs = _pairs(tokens)
+    fours = _ngrams(tokens, 4)
+    threes = _ngrams(tokens, 3)
+    return {
+        "unknown": table.unseen(_UNIGRAM, tokens) / (n + 2),
+        "unseen_pairs": table.unseen(_PAIR, pairs) / (len(pairs) + 2),
+        "copied": (len(fours) - table.unseen(_SOURCE, fours)) / (len(fours) + 2),
+        "repeated": 1.0 - len(set(threes)) / len(threes) if threes else 0.0,
+    }
+
+
+_TABLES: dict = {}  # id(profile) -> (profile, _Table): the page and predict reuse one decoded bitset
+
+
+def _table(profile: dict) -> _Table:
+    cached = _TABLES.get(id(profile))
+    if cached is None or cached[0] is not profile:
+        if len(_TABLES) > 64:
+            _TABLES.clear()
+        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])))
+        _TABLES[id(profile)] = cached
+    return cached[1]
+
+
+def measure(text: str, profile: dict) -> dict:
+    """The answer's measures under ``profile`` (plus ``words``, its word count)."""
+    tokens = words(text)
+    return {"words": len(tokens), **_measures(tokens, _table(profile))}
+
+
+def flags(text: str, profile: dict | None) -> list:
+    """Why the scorer should not judge ``text`` (codes of REASONS; [] when nothing is wrong).
+
+    ``refused`` (too many characters to score) comes alone; so does ``empty``.
+    """
+    if profile is None:
+        return []
+    if len(text) > profile["max_chars"]:
+        return ["refused"]
+    tokens = words(text)
+    if not tokens:
+        return ["empty"]
+    found = ["too_long"] if len(tokens) > profile["max_words"] else []
+    values = _measures(tokens, _table(profile))
+    thresholds = profile["thresholds"]
+    return found + [m for m in MEASURES if values[m] > thresholds[m]]
+
+
+def reason(code: str, profile: dict | None = None) -> str:
+    """The plain sentence for a flag code."""
+    return REASONS[code].format(max_chars=(profile or {}).get("max_chars", MAX_CHARS))
+
+
+def check_profile(profile) -> None:
+    """Raise ValueError naming what is wrong with a scorer.json ``detectors`` section."""
+    if not isinstance(profile, dict):
+        raise ValueError("'detectors' must be an object")
+    if profile.get("version") != VERSION:
+        raise ValueError(f"'detectors' version {profile.get('version')!r}: this detect.py reads version {VERSION}")
+    bits = profile.get("bits")
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 3 <= bits <= 24:
+        raise ValueError(f"'detectors' bits {bits!r}: use an integer in [3, 24]")
+    try:
+        size = len(base64.b64decode(profile.get("table", ""), validate=True))
+    except (TypeError, ValueError):
+        raise ValueError("'detectors' table is not base64") from None
+    if size != 1 << (bits - 3):
+        raise ValueError(f"'detectors' table holds {size} bytes; {bits} bits need {1 << (bits - 3)}")
+    thresholds = profile.get("thresholds")
+    if not isinstance(thresholds, dict) or sorted(thresholds) != sorted(MEASURES) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in thresholds.values()):
+        raise ValueError(f"'detectors' thresholds must give a number for each of {list(MEASURES)}")
+    for key in ("max_words", "max_chars"):
+        value = profile.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"'detectors' {key} {value!r}: use a positive integer")
+
+
+# ---- fitting (kd-train train; the page never calls these) -----------------------------------
+
+def _bits_for(entries: int) -> int:
+    """The smallest table with >= 16 bits per entry (about 6% of unknown grams read as known)."""
+    bits = 12
+    while (1 << bits) < 16 * entries and bits < 22:
+        bits += 1
+    return bits
+
+
+def _build(answers: list, sources: list, min_count: int, bits: int | None = None) -> _Table:
+    counts_u, counts_p = {}, {}
+    for tokens in answers:
+        for w in set(tokens):
+            counts_u[w] = counts_u.get(w, 0) + 1
+        for p in set(_pairs(tokens)):
+            counts_p[p] = counts_p.get(p, 0) + 1
+    known_u = [w for w, c in counts_u.items() if c >= min_count]
+    known_p = [p for p, c in counts_p.items() if c >= 2]
+    source = sorted({g for tokens in sources for g in _ngrams(tokens, 4)})
+    table = _Table(bits or _bits_for(len(known_u) + len(known_p) + len(source)))
+    table.add(_UNIGRAM, known_u)
+    table.add(_PAIR, known_p)
+    table.add(_SOURCE, source)
+    return table
+
+
+def _min_count(n_answers: int) -> int:
+    """A word is known when this many training answers use it: 2, or 0.5% of them on large items."""
+    return max(2, round(0.005 * n_answers))
+
+
+def _threshold(values: list, share: float) -> float:
+    """The smallest threshold t with at most ``share`` of ``values`` above it."""
+    ranked = sorted(values, reverse=True)
+    k = int(share * len(ranked))
+    return ranked[k] if k < len(ranked) else 0.0
+
+
+def _joint_thresholds(oof: list, share: float) -> dict:
+    """Per-measure thresholds at a common tail share p, with p as large as keeps the union <= share."""
+    columns = {m: [v[m] for v in oof] for m in MEASURES}
+
+    def union(p: float) -> tuple:
+        t = {m: _threshold(columns[m], p) for m in MEASURES}
+        flagged = sum(1 for v in oof if any(v[m] > t[m] for m in MEASURES))
+        return flagged / max(len(oof), 1), t
+
+    lo, hi = 0.0, share
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if union(mid)[0] > share:
+            hi = mid
+        else:
+            lo = mid
+    return union(lo)[1]
+
+
+def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: int = 0) -> dict:
+    """A detector profile for one item from its training answers (``texts``) and the question, reading
+    text and reference answer (``sources``).
+
+    Thresholds are chosen on out-of-fold measures (``folds``-fold: each answer measured against a
+    profile built without it) so that at most ``share`` of them gets any flag; the profile shipped is
+    then built from all answers (so on new answers it flags about ``share`` or a little less).
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share {share!r}: use a number between 0 and 1, e.g. 0.03")
+    answers = [words(t) for t in texts]
+    source_words = [words(s) for s in sources if s]
+    order = list(range(len(answers)))
+    random.Random(seed).shuffle(order)
+    k = max(2, min(folds, len(answers)))
+    oof = [None] * len(answers)
+    for f in range(k):
+        held = set(order[f::k])
+        fit_part = [answers[i] for i in order if i not in held]
+        table = _build(fit_part, source_words, _min_count(len(fit_part)))
+        for i in held:
+            oof[i] = _measures(answers[i], table)
+    thresholds = _joint_thresholds(oof, share)
+    table = _build(answers, source_words, _min_count(len(answers)))
+    flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in MEASURES}
+    any_flag = sum(1 for v in oof if any(v[m] > thresholds[m] for m in MEASURES)) / max(len(oof), 1)
+    return {
+        "version": VERSION,
+        "bits": table.bits,
+        "table": base64.b64encode(bytes(table.data)).decode("ascii"),
+        "min_count": _min_count(len(answers)),
+        "max_words": max(50, 2 * max((len(a) for a in answers), default=0)),
+        "max_chars": MAX_CHARS,
+        "thresholds": thresholds,
+        "fitted_on": {"answers": len(answers), "folds": k, "seed": seed, "share": share,
+                      "flagged": any_flag, "flagged_by": flagged},
+    }

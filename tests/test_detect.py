@@ -1,0 +1,116 @@
+"""kd_train/detect.py: answers the scorer should not judge, flagged the same way in the page and the CLI."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from kd_train import data, detect
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    items = data.read_items(DEMO / "items.csv")
+    train = data.read_responses(DEMO / "responses.csv", items)
+    test = data.read_responses(DEMO / "test.csv", items)
+    item = items["demo-ice"]
+    profile = detect.fit(train.responses, [item.question, item.reference_answer])
+    return item, train, test, profile
+
+
+def test_source_is_ascii_and_standard_library_only():
+    source = Path(detect.__file__).read_bytes()
+    source.decode("ascii")   # the page checks its bytes; no encoding may change them
+    tree = ast.parse(source)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"__future__", "base64", "random", "zlib", "kd_train", "featurize"}
+
+
+def test_fit_flags_at_most_the_stated_share_of_real_answers(demo):
+    _, train, test, profile = demo
+    detect.check_profile(profile)
+    assert profile["fitted_on"]["answers"] == len(train)
+    assert profile["fitted_on"]["flagged"] <= 0.03
+    json.dumps(profile)                                   # it goes into scorer.json as is
+    flagged = sum(bool(detect.flags(t, profile)) for t in test.responses) / len(test)
+    assert flagged <= 0.10, flagged                     # 100 answers the profile never saw
+
+
+def test_each_detector_catches_its_kind(demo):
+    item, train, _, profile = demo
+    rng = random.Random(0)
+    gibberish = " ".join("".join(rng.choice("qxzvkjwpfy") for _ in range(6)) for _ in range(12))
+    assert "unknown" in detect.flags(gibberish, profile)
+    assert "copied" in detect.flags(item.question, profile)
+    good = max((r for r, s in zip(train.responses, train.scores) if s == 3), key=len)
+    assert detect.flags(good, profile) == []
+    assert "repeated" in detect.flags(" ".join([good] * 4), profile)
+    assert detect.flags("", profile) == ["empty"] and detect.flags(" ?! ", profile) == ["empty"]
+    assert detect.flags("x" * (detect.MAX_CHARS + 1), profile) == ["refused"]
+    assert "too_long" in detect.flags(" ".join(f"w{i}" for i in range(profile["max_words"] + 1)), profile)
+    assert detect.flags("anything", None) == []         # a scorer written before the detectors
+
+
+def test_a_list_of_words_is_flagged_where_answers_are_sentences():
+    rng = random.Random(1)
+    subjects = ["the metal plate", "the metal", "metal", "the plate"]
+    verbs = ["conducts heat", "moves heat", "passes heat", "gives heat"]
+    ends = ["into the ice faster than the plastic", "to the ice more quickly", "from the room into the ice"]
+    answers = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(ends)} because plastic is an insulator"
+               for _ in range(200)]
+    profile = detect.fit(answers, ["Why does the ice on the metal plate melt faster?"])
+    assert detect.flags("the metal conducts heat into the ice faster than the plastic because plastic is an insulator",
+                        profile) == []
+    assert "unseen_pairs" in detect.flags("insulator plastic heat metal faster conducts ice room plate", profile)
+
+
+def test_reasons_are_plain_sentences_for_every_code(demo):
+    *_, profile = demo
+    for code in detect.REASONS:
+        text = detect.reason(code, profile)
+        assert text.endswith(".") and "{" not in text
+    assert "20,000" in detect.reason("refused", profile)
+
+
+def test_measures_are_between_0_and_1(demo):
+    *_, profile = demo
+    for text in ["a", "the metal", "🔥🧊 heat", "Die Wärme fließt schneller", "x " * 500]:
+        values = detect.measure(text, profile)
+        assert all(0.0 <= values[m] <= 1.0 for m in detect.MEASURES), values
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.update(version=2), "version"),
+    (lambda p: p.update(bits=30), "bits"),
+    (lambda p: p.update(table=p["table"][:-8]), "table"),
+    (lambda p: p.update(table="not base64!"), "base64"),
+    (lambda p: p["thresholds"].pop("copied"), "thresholds"),
+    (lambda p: p.update(max_chars=0), "max_chars"),
+])
+def test_check_profile_names_what_is_wrong(demo, change, message):
+    profile = copy.deepcopy(demo[3])
+    change(profile)
+    with pytest.raises(ValueError, match=message):
+        detect.check_profile(profile)
+
+
+def test_fit_is_deterministic_and_validates_share(demo):
+    item, train, _, profile = demo
+    again = detect.fit(train.responses, [item.question, item.reference_answer])
+    assert again == profile
+    with pytest.raises(ValueError, match="share"):
+        detect.fit(train.responses, [], share=0.0)
+
+
+def test_few_answers_still_fit():
+    profile = detect.fit(["heat flows into the ice", "metal conducts heat"], ["Why does ice melt?"])
+    detect.check_profile(profile)
+    assert profile["fitted_on"]["folds"] == 2
