@@ -1,13 +1,14 @@
 """The ASAP-SAS benchmark: the paper's comparison, size, CPU speed, the browser and the ablations.
 
     python -m bench [--cache runs/asap-train] [--items 1 2 ...] [--seeds 3] [--ablation-seeds 2]
-                    [--skip-browser] [--skip-speed] [--quick] [--out bench/results]
+                    [--skip-browser] [--skip-speed] [--skip-probes] [--quick] [--out bench/results]
 
 Reads ASAP-SAS ($KD_TRAIN_DATA or ../shared/datasets) and the teacher outputs that
 `kd-train train --asap --out runs/asap-train --baselines` cached per item (teacher, soft labels,
 scorer); trains only the cheap models (KD student, ANN, hashing + logistic regression, fastText)
 and never a transformer. Rows that need something not in the cache are reported "not run", with
-the command that would produce it. Writes asap-sas.md, asap-sas.json and asap-sas-*.png to --out.
+the command that would produce it. Writes asap-sas.md, asap-sas.json and asap-sas-*.png to --out,
+then runs the gaming probes of bench/probes.py (probes.md, probes.json) unless --skip-probes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from bench import ablations, fasttext_baseline, others, report, speed
+from bench import ablations, fasttext_baseline, others, probes, report, speed
 from bench.cache import CachedItem, find_items, load_item
 from bench.students import Results, aggregate, check_against_pipeline, run_variants, summarize_metrics
 from kd_train import teacher
@@ -47,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ablation-seeds", type=int, default=2, help="seeds for each ablation setting (default: %(default)s)")
     ap.add_argument("--skip-browser", action="store_true", help="read bench/results/browser.json instead of running Chromium")
     ap.add_argument("--skip-speed", action="store_true", help="do not measure CPU speed")
+    ap.add_argument("--skip-probes", action="store_true",
+                    help="do not run the gaming probes (python -m bench.probes: probes.md, probes.json)")
     ap.add_argument("--quick", action="store_true", help="one seed, small grids, few answers timed: a smoke test")
     ap.add_argument("--speed-answers", type=int, default=300, help="answers timed per scorer (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
@@ -385,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
         "goal": goal_rows(models, speed_result, browser),
     }
     write_outputs(result, args.out)
+    if not args.skip_probes:
+        log("\n== gaming probes (bench/probes.py): ASAP-SAS from the cache, SAF German legal from runs/saf-german-legal")
+        probes.main(["--asap-run", str(args.cache), "--out", str(args.out)] + (["--data", str(args.data)] if args.data else []))
 
 
 def write_outputs(result: dict, out: Path) -> None:
