@@ -334,6 +334,39 @@ def test_batch_of_1000_with_progress_while_the_page_stays_responsive(site, score
     assert [int(r["score"]) for r in rows] == list(np.argmax(probs, axis=1))
 
 
+def upload_and_score(page, name: str, data: bytes) -> str:
+    page.set_input_files("#csv-file", {"name": name, "mimeType": "text/csv", "buffer": data})
+    page.evaluate("() => { document.getElementById('batch-text').textContent = ''; }")   # not the last file's "Done"
+    page.click("#batch-button")
+    page.wait_for_function("() => /^(Done|Could not|.* has a header row)/.test(document.getElementById('batch-text').textContent)",
+                           timeout=120_000)
+    return page.inner_text("#batch-status")
+
+
+def test_csv_dialects_are_detected_and_reported(site):
+    """Windows-1252 + semicolons (a European spreadsheet's CSV), UTF-16 + tabs, repeated and empty ids,
+    a failed upload clearing the previous results, and an error that does not echo control characters."""
+    page = site["page"]
+    european = "id;response\r\n1;Die Wärme fließt vom Metall ins Eis\r\n1;Métal plus chaud\r\n;plastic\r\n".encode("cp1252")
+    status = upload_and_score(page, "excel.csv", european)
+    assert "Done: 3 answers scored" in status
+    assert "Read as Windows-1252, semicolon-separated." in status
+    assert "1 row(s) have no id (row 4)" in status and '1 id(s) appear more than once ("1")' in status
+    assert page.inner_text("#batch-table tbody tr:nth-child(1) td.answer") == "Die Wärme fließt vom Metall ins Eis"
+    assert page.locator("#batch-results:not([hidden])").count() == 1
+
+    utf16 = "\ufeffid\tresponse\nz1\theat flows into the ice\n".encode("utf-16-le")
+    status = upload_and_score(page, "tabs.txt", utf16)
+    assert "Done: 1 answers scored" in status and "Read as UTF-16, tab-separated." in status
+
+    binary = bytes(range(256)) * 8
+    status = upload_and_score(page, "photo.csv", binary)
+    assert status.startswith("Could not read the file") and "response" in status
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in status), repr(status[:200])
+    assert len(status) < 600
+    assert page.locator("#batch-results:not([hidden])").count() == 0      # the old results are gone
+
+
 def test_keyboard_only_labels_and_contrast(site):
     page = site["page"]
     for control in ("answer", "csv-file"):
@@ -427,6 +460,24 @@ def test_offline_second_visit(dist, browser, shots, tmp_path):
         context.close()
         if server:
             stop(server)
+
+
+def test_an_engine_that_never_starts_ends_in_a_message(dist, browser):
+    """A damaged or blocked engine file can leave WebAssembly waiting for ever: the page gives up with a message."""
+    server, url = serve(dist)
+    context = browser.new_context()
+    try:
+        context.route("**/pyodide.asm.wasm", lambda route: None)      # the request never gets an answer
+        page = context.new_page()
+        page.add_init_script("globalThis.kdStartLimitS = 3")
+        page.goto(url)
+        page.wait_for_selector(FAILED, state="attached", timeout=60_000)
+        message = page.inner_text("#error")
+        assert "did not start within 3 s" in message and "Reload the page" in message
+        assert page.inner_text("#engine-text") == "The scorer could not start."
+    finally:
+        context.close()
+        stop(server)
 
 
 def test_tampered_model_is_refused(dist, browser, shots, tmp_path):

@@ -1,12 +1,15 @@
 // The page: a student's single answer and a teacher's batch file, scored by worker.js.
 // Answers stay in memory on this device: nothing is sent, stored or logged.
-import { readAnswers, toCsv } from "./csv.js";
+import { decodeBytes, printable, readAnswers, toCsv } from "./csv.js";
 
 const $ = (id) => document.getElementById(id);
 const LOW = 0.6;      // below this top probability an answer is flagged for review (unless the scorer sets its own)
 const HIGH = 0.8;     // from this top probability the confidence is called high
 const CHUNK = 50;     // answers per worker call in batch mode (keeps the page responsive)
-const SHOWN = 1000;   // rows of the results table drawn in the page (the CSV has all)
+const SHOWN = 1000;
+// A start slower than this is treated as failed (a loaded Chromebook takes ~15 s). Tests set a shorter
+// limit through globalThis.kdStartLimitS before the page runs.
+const START_LIMIT_S = Number(globalThis.kdStartLimitS) > 0 ? Number(globalThis.kdStartLimitS) : 120;   // rows of the results table drawn in the page (the CSV has all)
 
 // ---- the worker and its calls -------------------------------------------------------------
 const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
@@ -41,6 +44,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 // ---- start-up ------------------------------------------------------------------------------
 const started = performance.now();
 let ticker = null;
+let startLimit = null;
 let stepText = "";
 
 function showProgress(step, text) {
@@ -62,6 +66,7 @@ function showError(message) {
 function failStart(err) {
   if (document.body.dataset.engine === "error") return;
   clearInterval(ticker);
+  clearTimeout(startLimit);
   document.body.dataset.engine = "error";
   $("engine-progress").hidden = true;
   $("engine-text").textContent = "The scorer could not start.";
@@ -70,9 +75,18 @@ function failStart(err) {
 
 document.body.dataset.engine = "loading";
 ticker = setInterval(tick, 1000);
+// A start that never ends (a damaged or blocked engine file can leave WebAssembly waiting) ends in a
+// message instead of a progress bar that runs forever.
+startLimit = setTimeout(() => failStart(new Error(
+  `The scoring engine did not start within ${START_LIMIT_S} s. The device may be very busy, or a file of this page ` +
+  "may be damaged or blocked. Reload the page; if this happens again, ask whoever hosts it to rebuild it.")),
+START_LIMIT_S * 1000);
+
 const ready = call("init").then(async () => {
   showProgress(4, "Loading the scorer…");
   await call("load", { item: currentItem() });
+  clearTimeout(startLimit);
+  if (document.body.dataset.engine === "error") throw new Error("The scoring engine did not start in time.");
   clearInterval(ticker);
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   $("engine-progress").value = $("engine-progress").max;
@@ -219,18 +233,23 @@ async function scoreFile(event) {
     text.textContent = "Choose a file of answers first.";
     return;
   }
-  let answers;
+  $("batch-results").hidden = true;         // a new file: the previous results go away, whatever happens next
+  lastCsv = null;
+  $("batch-notes").replaceChildren();
+  let answers, notes;
   try {
-    answers = readAnswers(await file.text(), file.name);
+    const { text: content, encoding } = decodeBytes(await file.arrayBuffer());
+    ({ answers, notes } = readAnswers(content, file.name, encoding));
   } catch (err) {
     text.className = "error-text";
     text.textContent = `Could not read the file: ${err.message}`;
     return;
   }
   if (answers.length === 0) {
-    text.textContent = `${file.name} has a header row but no answers.`;
+    text.textContent = `${printable(file.name)} has a header row but no answers.`;
     return;
   }
+  notes.forEach((note) => $("batch-notes").append(el("li", null, note)));
   await runBatch(answers, currentItem());
 }
 
