@@ -462,6 +462,62 @@ def test_offline_second_visit(dist, browser, shots, tmp_path):
             stop(server)
 
 
+PROBS_IN_PAGE = """async (text) => {
+  const w = new Worker("worker.js", {type: "module"});
+  const call = (type, data) => new Promise((resolve, reject) => {
+    const on = (e) => { if (e.data.id !== type) return; w.removeEventListener("message", on);
+      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error)); };
+    w.addEventListener("message", on);
+    w.postMessage({id: type, type, ...data});
+  });
+  await call("init", {});
+  const s = await call("score", {item: "demo-ice", texts: [text]});
+  w.terminate();
+  return Array.from(s.probs);
+}"""
+
+
+def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
+    """Rebuilt with another model on the same origin: no visit shows a damage error, and the second
+    visit after the update scores with the new model."""
+    from kd_train.scorer import Scorer
+
+    other = make_scorer(tmp_path / "other" / "demo-ice", epochs=3)
+    text = "The metal conducts heat from the room into the ice faster than plastic does."
+    old, new = Scorer(scorer_dir).predict_proba([text])[0], Scorer(other).predict_proba([text])[0]
+    assert np.abs(old - new).max() > 1e-3
+    site = tmp_path / "site"
+    build_module().build([scorer_dir], site, report_sizes=False)
+    server, url = serve(site)
+    context = browser.new_context()
+    recorder = Recorder(context)
+    try:
+        def visit() -> np.ndarray:
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_selector(f"{READY}, {FAILED}", state="attached", timeout=START_TIMEOUT_MS)
+            assert page.get_attribute("body", "data-engine") == "ready", page.inner_text("#error")
+            page.evaluate("() => navigator.serviceWorker.ready")
+            shown = score_in_page(page, text)
+            assert "Suggested score:" in shown, shown
+            probs = np.array(page.evaluate(PROBS_IN_PAGE, text))
+            page.wait_for_timeout(1500)                      # let a new service worker install and take over
+            assert page.get_attribute("body", "data-engine") == "ready" and page.is_hidden("#error")
+            assert "Suggested score:" in score_in_page(page, text)
+            page.close()
+            return probs
+
+        np.testing.assert_allclose(visit(), old, atol=1e-5)
+        build_module().build([other], site, report_sizes=False, force=True)
+        first = visit()                                          # the old build or the new one, never a mix
+        assert np.allclose(first, old, atol=1e-5) or np.allclose(first, new, atol=1e-5)
+        np.testing.assert_allclose(visit(), new, atol=1e-5)      # the second visit uses the new model
+        assert recorder.problems == []
+    finally:
+        context.close()
+        stop(server)
+
+
 def test_an_engine_that_never_starts_ends_in_a_message(dist, browser):
     """A damaged or blocked engine file can leave WebAssembly waiting for ever: the page gives up with a message."""
     server, url = serve(dist)

@@ -72,10 +72,28 @@ async function sha256Hex(buffer) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// A bundle file of the build this worker started with: "?v=" makes the service worker answer from
+// that build's cache even after a newer build has taken over (sw.js), so two builds never mix.
+const versioned = (path) => `${url(path)}?v=${encodeURIComponent(manifest.version)}`;
+
 async function fetchBytes(path) {
-  const response = await fetch(url(path));
+  const response = await fetch(versioned(path));
   if (!response.ok) throw new Error(`${path} could not be loaded (HTTP ${response.status}).`);
   return response.arrayBuffer();
+}
+
+// Why a file does not match manifest.json: a newer build replaced the one this page started with
+// (then a reload fixes it), or the file was changed or damaged.
+async function mismatchMessage(path, entry, actual) {
+  try {
+    const latest = await (await fetch(url("manifest.json"), { cache: "no-store" })).json();
+    if (latest.version && latest.version !== manifest.version) {
+      return `This page was updated while it was open (${path} belongs to the new version). Reload the page to use the new version.`;
+    }
+  } catch { /* no newer manifest to compare with: report the mismatch itself */ }
+  return `${path} does not match manifest.json (expected sha256 ${entry.sha256.slice(0, 12)}…, ` +
+    `got ${actual.slice(0, 12)}…): the file was changed or damaged, so the page refuses to score with it. ` +
+    `Rebuild or re-download the bundle.`;
 }
 
 // The bytes of a bundle file, after checking them against manifest.json.
@@ -84,11 +102,7 @@ async function verifiedBytes(path) {
   if (!entry) throw new Error(`${path} is not listed in manifest.json, so it cannot be checked; the page will not use it. Rebuild the bundle.`);
   const bytes = await fetchBytes(path);
   const actual = await sha256Hex(bytes);
-  if (actual !== entry.sha256 || bytes.byteLength !== entry.bytes) {
-    throw new Error(`${path} does not match manifest.json (expected sha256 ${entry.sha256.slice(0, 12)}…, ` +
-      `got ${actual.slice(0, 12)}…): the file was changed or damaged, so the page refuses to score with it. ` +
-      `Rebuild or re-download the bundle.`);
-  }
+  if (actual !== entry.sha256 || bytes.byteLength !== entry.bytes) throw new Error(await mismatchMessage(path, entry, actual));
   return bytes;
 }
 
@@ -110,10 +124,10 @@ async function init() {
   scorerFor = pyodide.runPython(PY_GLUE);
 
   progress(3, "Starting the model engine…");
-  ort = await import("./vendor/ort/ort.wasm.bundle.min.mjs");
+  ort = await import(versioned("vendor/ort/ort.wasm.bundle.min.mjs"));
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
-  ort.env.wasm.wasmPaths = { wasm: url("vendor/ort/ort-wasm-simd-threaded.wasm") };
+  ort.env.wasm.wasmPaths = { wasm: versioned("vendor/ort/ort-wasm-simd-threaded.wasm") };
   return { items: manifest.items };
 }
 
