@@ -97,7 +97,7 @@ DETECTOR_JS = """async ({texts, repeat}) => {
     w.addEventListener("message", on);
     w.postMessage({id, type, ...data});
   });
-  await call("init", {});
+  await call("init", {digest: document.querySelector('meta[name="kd-bundle-digest"]').content, version: document.querySelector('meta[name="kd-bundle-version"]').content});
   const item = (await (await fetch("manifest.json")).json()).items[0];
   await call("flags", {item, texts: texts.slice(0, 50)});                  // warm-up
   await call("featurize", {item, texts: texts.slice(0, 50)});

@@ -637,6 +637,18 @@ def _add_web_verbs(verbs) -> None:
     p.set_defaults(run=_run_build)
 
     p = verbs.add_parser(
+        "verify", help="check a built page file by file against its digest, as a reviewer would",
+        formatter_class=_formatter,
+        description="Check a bundle made by 'kd-train build': manifest.json's sha256 is the published digest "
+                    "(--digest, printed by build) and the one index.html pins, every file manifest.json lists is "
+                    "there with its size and sha256, and no other file is. Exit 0 when it all holds, 2 otherwise.",
+    )
+    p.add_argument("folder", metavar="DIR", help="the bundle folder (e.g. dist, or a copy downloaded from the school's server)")
+    p.add_argument("--digest", metavar="SHA256", help="the digest the bundle's builder published (without it, the "
+                                                      "bundle is checked against its own manifest.json only)")
+    p.set_defaults(run=_run_verify)
+
+    p = verbs.add_parser(
         "serve", help="serve a built page on 127.0.0.1, for local use and testing only", formatter_class=_formatter,
         description="Serve a bundle made by 'kd-train build' on 127.0.0.1 with the right MIME types and its\n"
                     "Content-Security-Policy. Opening index.html as a file does not work: browsers refuse\n"
@@ -681,6 +693,17 @@ def _build(scorers: list, out, force: bool, allow_unfit: bool) -> None:
 
 def _run_build(args: argparse.Namespace) -> None:
     _build(args.scorers, args.out, args.force, args.allow_unfit)
+
+
+def _run_verify(args: argparse.Namespace) -> None:
+    build = _build_module()
+    try:
+        result = build.verify(args.folder, args.digest)
+    except build.BuildError as err:
+        raise UserError(str(err)) from None
+    checked = "the published digest" if args.digest else "its own manifest.json (give --digest to check it is the published one)"
+    print(f"{args.folder}: all {result['files']} files check out against {checked}; digest {result['digest']}, "
+          f"version {result['version']}")
 
 
 def _run_serve(args: argparse.Namespace) -> None:

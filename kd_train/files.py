@@ -169,14 +169,15 @@ def _legacy_report(folder: Path, files: list[str]) -> bool:
 
 
 def _bundle(folder: Path, files: list[str]) -> bool:
-    """A dist/ made by kd-train build: manifest.json lists every other file in it."""
+    """A dist/ made by kd-train build: manifest.json lists every other file in it but index.html (which pins
+    manifest.json's digest, so it cannot be listed there; older builds listed it too)."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         listed = set(manifest["files"])
         ours = str(manifest.get("generator", "")).startswith("kd-train")
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return ours and set(files) - {"manifest.json"} <= listed
+    return ours and set(files) - {"manifest.json", "index.html"} <= listed   # index.html pins manifest.json
 
 
 LEGACY: dict[str, Callable[[Path, list[str]], bool]] = {

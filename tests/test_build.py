@@ -47,7 +47,13 @@ def test_two_builds_are_byte_identical(scorer_dir, dist, tmp_path):
 
 def test_manifest_lists_every_file_with_its_hash(dist, scorer_dir):
     files = tree(dist)
-    manifest = json.loads(files.pop("manifest.json"))
+    manifest_bytes = files.pop("manifest.json")
+    manifest = json.loads(manifest_bytes)
+    page = files.pop("index.html").decode()                  # the root: pins manifest.json, so not listed in it
+    digest = hashlib.sha256(manifest_bytes).hexdigest()
+    assert f'<meta name="kd-bundle-digest" content="{digest}">' in page
+    assert f'<meta name="kd-bundle-version" content="{manifest["version"]}">' in page
+    assert f"<code title=" in page and digest[:16] in page and 'href="scorers/demo-ice/MODEL_CARD.md"' in page
     assert sorted(manifest["files"]) == sorted(files)
     for path, data in files.items():
         assert manifest["files"][path] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, path
@@ -170,3 +176,29 @@ def test_serve_sends_mime_types_and_csp(dist):
         server.shutdown()
         server.server_close()
     assert url.startswith("http://127.0.0.1:")
+
+
+def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, capsys):
+    from kd_train.cli import main
+
+    build = build_module()
+    digest = hashlib.sha256((dist / "manifest.json").read_bytes()).hexdigest()
+    assert build.verify(dist, digest)["digest"] == digest
+    assert main(["verify", str(dist), "--digest", digest]) == 0
+    assert "check out against the published digest" in capsys.readouterr().out
+
+    def broken(change) -> str:
+        copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(dist, copy)
+        change(copy)
+        assert main(["verify", str(copy), "--digest", digest]) == 2
+        return capsys.readouterr().err
+
+    assert "not the published digest" in broken(lambda d: (d / "manifest.json").write_text(
+        (d / "manifest.json").read_text().replace('"demo-ice"', '"demo-ice2"', 1)))
+    assert "scorers/demo-ice/model.onnx does not match manifest.json" in broken(
+        lambda d: (d / "scorers" / "demo-ice" / "model.onnx").write_bytes(b"x"))
+    assert "does not list" in broken(lambda d: (d / "extra.js").write_text("alert(1)"))
+    assert "does not pin manifest.json's digest" in broken(lambda d: (d / "index.html").write_text(
+        (d / "index.html").read_text().replace(digest, "0" * 64)))
+    assert "listed in manifest.json but missing" in broken(lambda d: (d / "detect.py").unlink())

@@ -178,7 +178,7 @@ WORKER_CALLS = """async ({item, texts}) => {
     for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
     return btoa(s);
   };
-  await call("init", {});
+  await call("init", {digest: document.querySelector('meta[name="kd-bundle-digest"]').content, version: document.querySelector('meta[name="kd-bundle-version"]').content});
   const f = await call("featurize", {item, texts});
   const s = await call("score", {item, texts});
   w.terminate();
@@ -470,7 +470,7 @@ PROBS_IN_PAGE = """async (text) => {
     w.addEventListener("message", on);
     w.postMessage({id: type, type, ...data});
   });
-  await call("init", {});
+  await call("init", {digest: document.querySelector('meta[name="kd-bundle-digest"]').content, version: document.querySelector('meta[name="kd-bundle-version"]').content});
   const s = await call("score", {item: "demo-ice", texts: [text]});
   w.terminate();
   return Array.from(s.probs);
@@ -531,6 +531,38 @@ def test_an_engine_that_never_starts_ends_in_a_message(dist, browser):
         message = page.inner_text("#error")
         assert "did not start within 3 s" in message and "Reload the page" in message
         assert page.inner_text("#engine-text") == "The scorer could not start."
+    finally:
+        context.close()
+        stop(server)
+
+
+def test_a_manifest_edited_to_match_a_tampered_file_is_refused(dist, browser, tmp_path):
+    """scorer.json with its score values reversed and manifest.json edited to match: the digest index.html
+    pins catches it, and the page scores nothing."""
+    import hashlib
+    import json
+
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    info_path = copy / "scorers" / "demo-ice" / "scorer.json"
+    info = json.loads(info_path.read_text())
+    info["score_values"] = info["score_values"][::-1]
+    info_path.write_text(json.dumps(info))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    data = info_path.read_bytes()
+    manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    server, url = serve(copy)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
+        assert "manifest.json does not match the digest this page pins" in page.inner_text("#error")
+        page.fill("#answer", "The metal conducts heat.")
+        page.click("#score-button")
+        page.wait_for_selector("#result .error-text")
+        assert "Suggested score" not in page.inner_text("#result")
     finally:
         context.close()
         stop(server)

@@ -82,7 +82,8 @@ startLimit = setTimeout(() => failStart(new Error(
   "may be damaged or blocked. Reload the page; if this happens again, ask whoever hosts it to rebuild it.")),
 START_LIMIT_S * 1000);
 
-const ready = call("init").then(async () => {
+const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content;
+const ready = call("init", { digest: meta("kd-bundle-digest"), version: meta("kd-bundle-version") }).then(async () => {
   showProgress(4, "Loading the scorer…");
   await call("load", { item: currentItem() });
   clearTimeout(startLimit);

@@ -7,7 +7,8 @@
 //
 // Protocol: the page posts {id, type, ...}; the worker answers {id, ok: true, ...} or
 // {id, ok: false, error}. Progress while starting: {type: "progress", step, text}.
-//   init                         load both engines, featurize.py and detect.py
+//   init      {digest, version}  check manifest.json against the pinned digest; load both engines,
+//                                featurize.py and detect.py
 //   load      {item}             load one item's scorer (done on first use anyway)
 //   score     {item, texts}      -> {probs: Float32Array (texts.length x n_classes), scoreValues,
 //                                    flags: [[code, ...] per text], reasons: {code: sentence}}
@@ -106,11 +107,21 @@ async function verifiedBytes(path) {
   return bytes;
 }
 
-async function init() {
+// manifest.json, after checking that its sha256 is the digest index.html pins (the root of trust: every
+// other file is checked against manifest.json). `version` picks that build's files (see fetchBytes).
+async function init({ digest, version }) {
   progress(1, "Checking the files…");
-  const response = await fetch(url("manifest.json"));
+  if (!/^[0-9a-f]{64}$/.test(digest || "")) throw new Error("The page did not give the bundle's digest; reload it.");
+  const response = await fetch(`${url("manifest.json")}?v=${encodeURIComponent(version || "")}`);
   if (!response.ok) throw new Error(`manifest.json could not be loaded (HTTP ${response.status}).`);
-  manifest = await response.json();
+  const bytes = await response.arrayBuffer();
+  const actual = await sha256Hex(bytes);
+  if (actual !== digest) {
+    throw new Error(`manifest.json does not match the digest this page pins (expected ${digest.slice(0, 16)}…, got ` +
+      `${actual.slice(0, 16)}…): the bundle was changed, damaged or mixed with another build, so the page refuses ` +
+      "to score. Reload the page; if this stays, ask whoever hosts it to rebuild it.");
+  }
+  manifest = JSON.parse(new TextDecoder().decode(bytes));
   const featurizeBytes = new Uint8Array(await verifiedBytes("featurize.py"));
   const detectBytes = new Uint8Array(await verifiedBytes("detect.py"));
 
@@ -183,7 +194,7 @@ async function score(item, texts) {
 }
 
 const handlers = {
-  init: () => init(),
+  init: (data) => init(data),
   load: async ({ item }) => { await loadScorer(item); return {}; },
   score: ({ item, texts }) => score(item, texts),
   featurize: async ({ item, texts }) => featurize(await loadScorer(item), texts),
