@@ -57,7 +57,7 @@ SINGLE_JS = """async (texts) => {
   const form = document.getElementById("single"), box = document.getElementById("result");
   for (const text of texts) {
     box.replaceChildren();
-    document.getElementById("answer").value = text;
+    document.getElementById("answer").textContent = text;
     const done = new Promise((resolve) => {
       const obs = new MutationObserver(() => { if (box.querySelector(".score")) { obs.disconnect(); resolve(); } });
       obs.observe(box, { childList: true, subtree: true });

@@ -304,7 +304,7 @@ def test_batch_of_1000_with_progress_while_the_page_stays_responsive(site, score
         assert time.time() < deadline, "batch did not finish"
         time.sleep(0.05)
     max_gap = page.evaluate("() => { clearInterval(window.lagTimer); return window.maxGap; }")
-    assert typed and page.input_value("#answer") == "typed during the batch"
+    assert typed and page.inner_text("#answer") == "typed during the batch"
     assert any(0 < v < 1000 for v in seen), f"no intermediate progress seen: {sorted(seen)}"
     assert max_gap < 1000, f"the page froze for {max_gap:.0f} ms"
     assert "Done: 1000 answers scored" in page.inner_text("#batch-text")
@@ -369,8 +369,9 @@ def test_csv_dialects_are_detected_and_reported(site):
 
 def test_keyboard_only_labels_and_contrast(site):
     page = site["page"]
-    for control in ("answer", "csv-file"):
-        assert page.locator(f"label[for={control}]").count() == 1
+    assert page.locator("label[for=csv-file]").count() == 1
+    assert page.get_attribute("#answer", "role") == "textbox" and page.locator("label#answer-label").count() == 1
+    assert page.get_attribute("#answer", "aria-labelledby") == "answer-label"
     page.fill("#answer", "")
     page.evaluate("() => { document.getElementById('result').replaceChildren(); document.activeElement.blur(); }")
     for _ in range(10):
@@ -428,6 +429,75 @@ def test_no_request_leaves_the_origin(site):
 
 
 # ---- separate visits ---------------------------------------------------------------------------
+
+class LoggingProxy:
+    """An HTTP proxy on 127.0.0.1 that records the host of every request the browser sends through it and
+    answers 502 (nothing here reaches the internet): the browser's own traffic, made visible."""
+
+    def __init__(self):
+        import socketserver
+        import threading
+
+        self.hosts: list[str] = []
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline().decode("latin-1").split()
+                if len(line) >= 2:
+                    target = line[1]
+                    host = target.split("//", 1)[-1].split("/", 1)[0] if "//" in target else target
+                    proxy.hosts.append(host.rsplit(":", 1)[0])
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_browser_sends_nothing_for_the_page(playwright, dist):
+    """Chromium with its background networking ON, through a logging proxy: loading the page, typing,
+    scoring and a batch make it contact no host that an about:blank run of the same length does not."""
+    def run(action) -> set[str]:
+        proxy = LoggingProxy()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                             f"--proxy-server={proxy.url}"])
+        try:
+            page = browser.new_context().new_page()
+            started = time.time()
+            action(page)
+            page.wait_for_timeout(max(0, 20_000 - (time.time() - started) * 1000))   # the same length for both
+        finally:
+            browser.close()
+            proxy.close()
+        return set(proxy.hosts)
+
+    def use_the_page(page):
+        page.goto(url)
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        page.click("#answer")
+        page.keyboard.type("The metal plate conducts heat into the ice faster than the plastic one.", delay=20)
+        page.click("#score-button")
+        page.wait_for_selector("#result .score")
+        page.set_input_files("#csv-file", {"name": "a.csv", "mimeType": "text/csv", "buffer": answers_csv(50)})
+        page.click("#batch-button")
+        page.wait_for_selector("#batch-results:not([hidden])", timeout=120_000)
+
+    server, url = serve(dist)
+    try:
+        control = run(lambda page: page.goto("about:blank"))
+        used = run(use_the_page)
+    finally:
+        stop(server)
+    assert used - control == set(), f"hosts contacted only while the page was used: {sorted(used - control)}"
+
 
 def test_offline_second_visit(dist, browser, shots, tmp_path):
     copy = tmp_path / "dist"

@@ -108,6 +108,13 @@ function registerServiceWorker() {
 }
 
 // ---- one answer ------------------------------------------------------------------------------
+// The answer box is a plain-text contenteditable, not a <textarea>: Chromium asks Google's autofill
+// server about every page with a textarea (even with autocomplete="off"), and a classroom page must
+// not make the browser contact anyone (tests/test_web.py::test_the_browser_sends_nothing_for_the_page).
+function answerText() {
+  return $("answer").innerText.replace(/\n$/, "");
+}
+
 function currentItem() {
   return $("item").value;
 }
@@ -190,7 +197,7 @@ function showMessage(box, text, className = "note") {
 
 async function scoreOne(event) {
   event.preventDefault();
-  const text = $("answer").value;
+  const text = answerText();
   if (!text.trim()) {
     showMessage($("result"), "Type an answer first.");
     $("answer").focus();
@@ -349,6 +356,7 @@ function download() {
 // ---- wiring ----------------------------------------------------------------------------------
 $("nojs")?.remove();
 $("single").addEventListener("submit", scoreOne);
+$("answer-label").addEventListener("click", () => $("answer").focus());
 $("answer").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("single").requestSubmit();
 });
