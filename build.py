@@ -1,4 +1,4 @@
-"""Build the offline scoring page: scorer directories -> dist/ (contract 5 of DESIGN.md).
+"""Build the offline scoring page: scorer directories -> dist/ (contract 5 of docs/design.md).
 
     python build.py SCORER_DIR... --out dist/          (the same as: kd-train build ...)
 

@@ -4,7 +4,7 @@
 
 Builds a bundle from a copy of SCORER_DIR without its question text (default: a demo scorer trained
 here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives Debian's Chromium
-(fresh profile, the flags of DESIGN.md) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
+(fresh profile, the flags FLAGS below) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
   - page usable: navigation start -> main.js wired (the answer box reacts, mark "kd-usable")
   - first score possible: navigation start -> engine ready (Pyodide + onnxruntime-web + model, "kd-ready")
   - bare loadPyodide(): a tiny page that only imports pyodide.mjs and awaits loadPyodide(), same run

@@ -23,7 +23,7 @@ from kd_train.data import concat, stratified_split
 from kd_train.distill import StudentConfig, StudentData, predict_proba, train_student
 from kd_train.metrics import fisher_mean, score_metrics
 from kd_train.student import featurize_all, param_count
-from kd_train.teacher import UNLABELED
+from kd_train.data import UNLABELED
 
 
 @dataclass(frozen=True)

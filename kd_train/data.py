@@ -44,6 +44,9 @@ class DataError(UserError, ValueError):
     """Bad input: the message says where (file, row, column) and how to fix it."""
 
 
+UNLABELED = -100  # the label index of an answer nobody scored; cross-entropy ignores it
+
+
 @dataclass(frozen=True)
 class Item:
     item: str

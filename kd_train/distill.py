@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,11 +12,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kd_train.config import StudentConfig  # noqa: F401  (re-exported: the student's settings)
-from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
+from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.metrics import qwk, score_metrics
 from kd_train.soft_labels import SoftLabels
 from kd_train.student import Student, featurize_all, param_count
-from kd_train.teacher import UNLABELED
 
 
 def kd_loss(
@@ -89,7 +89,9 @@ def _train_student(fit: StudentData, val: StudentData | None, n_classes: int, co
     labels = list(range(n_classes))
     best = {"qwk": -2.0, "epoch": 0, "state": None}
     history = []
-    bar = tqdm(range(1, (epochs or config.epochs) + 1), desc="student", unit="epoch", disable=not progress, leave=False)
+    # A bar on a terminal only: in a log file each update would be a line of its own.
+    bar = tqdm(range(1, (epochs or config.epochs) + 1), desc="student", unit="epoch",
+               disable=not progress or not sys.stderr.isatty(), leave=False)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x), generator=generator)

@@ -1,4 +1,4 @@
-"""The scorer directory (contract 4): model.onnx + scorer.json + MODEL_CARD.md, one per item.
+"""The scorer directory (contract 4 of docs/design.md): model.onnx + scorer.json + MODEL_CARD.md, one per item.
 
 ``write_scorer`` builds the directory beside its destination and renames it into place, so an
 interrupted run never leaves a half-written scorer; the folder's ``kd-train.json`` records the

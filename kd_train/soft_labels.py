@@ -1,4 +1,4 @@
-"""Soft labels (contract 2): class probabilities per answer plus the teacher's fingerprint.
+"""Soft labels (contract 2 of docs/design.md): class probabilities per answer plus the teacher's fingerprint.
 
 A soft-label file is a CSV ``id, item, p_<score>...`` (rows sum to 1) with a JSON sidecar beside
 it (same name, ``.json``) holding the fingerprint of whatever produced it. Distillation reads these

