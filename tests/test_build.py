@@ -202,3 +202,20 @@ def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, c
     assert "does not pin manifest.json's digest" in broken(lambda d: (d / "index.html").write_text(
         (d / "index.html").read_text().replace(digest, "0" * 64)))
     assert "listed in manifest.json but missing" in broken(lambda d: (d / "detect.py").unlink())
+
+
+def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    build = build_module()
+    shipped = zipfile.ZipFile(io.BytesIO((dist / "vendor" / "pyodide" / "python_stdlib.zip").read_bytes())).namelist()
+    full = (REPO / "web" / "node_modules" / "pyodide" / "python_stdlib.zip").stat().st_size
+    assert (dist / "vendor" / "pyodide" / "python_stdlib.zip").stat().st_size < full / 2
+    keep = json.loads((REPO / "web" / "stdlib-keep.json").read_text())["files"]
+    assert set(keep) <= set(shipped) and "encodings/utf_8.py" in shipped and "email/__init__.py" not in shipped
+    bogus = tmp_path / "keep.json"
+    bogus.write_text(json.dumps({"files": keep + ["no_such_module.py"]}))
+    monkeypatch.setattr(build, "STDLIB_KEEP", bogus)
+    with pytest.raises(build.BuildError, match="no_such_module.py"):
+        build.trimmed_stdlib((REPO / "web" / "node_modules" / "pyodide" / "python_stdlib.zip").read_bytes())
