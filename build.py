@@ -267,38 +267,69 @@ def make_bundle(scorers: list[tuple[Path, dict]]) -> Bundle:
     return bundle
 
 
+def _reader(where: str):
+    """read(relative path) -> bytes for a bundle folder or a served bundle (http:// or https:// URL)."""
+    if where.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        base = where if where.endswith("/") else where + "/"
+
+        def read(path: str) -> bytes:
+            try:
+                with urllib.request.urlopen(base + path, timeout=30) as response:   # noqa: S310 (a reviewer's URL)
+                    return response.read()
+            except (urllib.error.URLError, TimeoutError, OSError) as err:
+                raise BuildError(f"{base}{path} could not be fetched ({err}); check the URL") from None
+        return read
+
+    folder = Path(where)
+
+    def read(path: str) -> bytes:
+        try:
+            return (folder / path).read_bytes()
+        except OSError as err:
+            raise BuildError(f"{folder / path} could not be read ({err.strerror}): give the folder kd-train build "
+                             "wrote") from None
+    return read
+
+
 def verify(dist, digest: str | None = None) -> dict:
-    """Check a built bundle as a reviewer would: manifest.json's sha256 is ``digest`` (when given) and the one
-    index.html pins; every file it lists is there with its size and sha256; no file is unlisted. Returns
-    {"digest", "version", "files"}; raises BuildError naming the first problem."""
-    dist = Path(dist)
+    """Check a built bundle as a reviewer would, in a folder or served at an http(s) URL: manifest.json's
+    sha256 is ``digest`` (when given) and the one index.html pins; every file it lists has its size and
+    sha256; in a folder, no file is unlisted. Returns {"digest", "version", "files"}; raises BuildError
+    naming the first problem."""
+    where = str(dist)
+    read = _reader(where)
+    manifest_bytes = read("manifest.json")
     try:
-        manifest_bytes = (dist / "manifest.json").read_bytes()
         manifest = json.loads(manifest_bytes)
-        page = (dist / ROOT_FILE).read_text(encoding="utf-8")
-    except (OSError, ValueError) as err:
-        raise BuildError(f"{dist}: not a readable bundle ({err}); give the folder kd-train build wrote") from None
+        page = read(ROOT_FILE).decode("utf-8")
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise BuildError(f"{where}: not a bundle made by kd-train build ({err})") from None
     actual = sha256(manifest_bytes)
     if digest is not None and actual != digest.strip().lower():
-        raise BuildError(f"{dist}/manifest.json has sha256 {actual}, not the published digest {digest}: this is not "
+        raise BuildError(f"{where}/manifest.json has sha256 {actual}, not the published digest {digest}: this is not "
                          "the bundle that was published (or it was changed)")
     pinned = re.search(r'<meta name="kd-bundle-digest" content="([0-9a-f]{64})">', page)
     if not pinned or pinned.group(1) != actual:
-        raise BuildError(f"{dist}/{ROOT_FILE} does not pin manifest.json's digest {actual[:16]}… "
+        raise BuildError(f"{where}/{ROOT_FILE} does not pin manifest.json's digest {actual[:16]}… "
                          f"(it pins {pinned.group(1)[:16] + '…' if pinned else 'none'}): the page would not check its files")
-    for path, entry in sorted(manifest.get("files", {}).items()):
-        target = dist / path
-        if not target.is_file():
-            raise BuildError(f"{dist}/{path} is listed in manifest.json but missing")
-        data = target.read_bytes()
+    for path, entry in sorted(files.items()):
+        if not where.startswith(("http://", "https://")) and not (Path(where) / path).is_file():
+            raise BuildError(f"{where}/{path} is listed in manifest.json but missing")
+        data = read(path)
         if len(data) != entry.get("bytes") or sha256(data) != entry.get("sha256"):
-            raise BuildError(f"{dist}/{path} does not match manifest.json (size or sha256 differs): changed or damaged")
-    present = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file()}
-    extra = sorted(present - set(manifest.get("files", {})) - {"manifest.json", ROOT_FILE})
-    if extra:
-        raise BuildError(f"{dist} holds {len(extra)} file(s) manifest.json does not list, e.g. {extra[0]}: remove them "
-                         "or rebuild")
-    return {"digest": actual, "version": manifest.get("version"), "files": len(manifest.get("files", {})) + 2}
+            raise BuildError(f"{where}/{path} does not match manifest.json (size or sha256 differs): changed or damaged")
+    if not where.startswith(("http://", "https://")):
+        folder = Path(where)
+        present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        extra = sorted(present - set(files) - {"manifest.json", ROOT_FILE})
+        if extra:
+            raise BuildError(f"{where} holds {len(extra)} file(s) manifest.json does not list, e.g. {extra[0]}: remove "
+                             "them or rebuild")
+    return {"digest": actual, "version": manifest.get("version"), "files": len(files) + 2}
 
 
 # ---- the third-party URL scan ------------------------------------------------------------------

@@ -639,11 +639,14 @@ def _add_web_verbs(verbs) -> None:
     p = verbs.add_parser(
         "verify", help="check a built page file by file against its digest, as a reviewer would",
         formatter_class=_formatter,
-        description="Check a bundle made by 'kd-train build': manifest.json's sha256 is the published digest "
+        description="Check a bundle made by 'kd-train build', in a folder or where it is served: manifest.json's "
+                    "sha256 is the published digest "
                     "(--digest, printed by build) and the one index.html pins, every file manifest.json lists is "
                     "there with its size and sha256, and no other file is. Exit 0 when it all holds, 2 otherwise.",
     )
-    p.add_argument("folder", metavar="DIR", help="the bundle folder (e.g. dist, or a copy downloaded from the school's server)")
+    p.add_argument("folder", metavar="DIR_OR_URL",
+                   help="the bundle: a folder (e.g. dist) or the http(s) URL it is served at (then every file is "
+                        "fetched and checked; unlisted files cannot be seen over HTTP)")
     p.add_argument("--digest", metavar="SHA256", help="the digest the bundle's builder published (without it, the "
                                                       "bundle is checked against its own manifest.json only)")
     p.set_defaults(run=_run_verify)

@@ -203,6 +203,16 @@ def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, c
         (d / "index.html").read_text().replace(digest, "0" * 64)))
     assert "listed in manifest.json but missing" in broken(lambda d: (d / "detect.py").unlink())
 
+    from kd_train.serve import serve_in_thread                      # the same check on the served copy
+    server, url = serve_in_thread(dist)
+    try:
+        assert main(["verify", url, "--digest", digest]) == 0
+        assert main(["verify", url, "--digest", "0" * 64]) == 2
+        assert "not the published digest" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+
 
 def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, monkeypatch):
     import io
