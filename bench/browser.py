@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from web_support import START_WORKER_JS  # noqa: E402  (tests/ is on the path only from here)
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
@@ -84,21 +86,7 @@ BATCH_JS = """async ({csvText, n}) => {
 
 
 # detect.py alone versus featurize.py + detect.py, in a worker of the page's own (the same calls as main.js).
-DETECTOR_JS = """async ({texts, repeat}) => {
-  const w = new Worker("worker.js", {type: "module"});
-  let next = 0;
-  const call = (type, data) => new Promise((resolve, reject) => {
-    const id = ++next;
-    const on = (e) => {
-      if (e.data.id !== id) return;
-      w.removeEventListener("message", on);
-      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
-    };
-    w.addEventListener("message", on);
-    w.postMessage({id, type, ...data});
-  });
-  await call("init", {digest: document.querySelector('meta[name="kd-bundle-digest"]').content, version: document.querySelector('meta[name="kd-bundle-version"]').content});
-  const item = (await (await fetch("manifest.json")).json()).items[0];
+DETECTOR_JS = """async ({texts, repeat}) => {""" + START_WORKER_JS + """  const item = (await (await fetch("manifest.json")).json()).items[0];
   await call("flags", {item, texts: texts.slice(0, 50)});                  // warm-up
   await call("featurize", {item, texts: texts.slice(0, 50)});
   const flags = [], both = [];

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_support import build_module, make_scorer, need_node_modules, second_item
+from web_support import START_WORKER_JS, build_module, make_scorer, need_node_modules, second_item
 
 pytestmark = pytest.mark.slow
 
@@ -159,26 +159,12 @@ def answers_csv(n: int) -> bytes:
 
 # ---- in-page engine versus Python ------------------------------------------------------------
 
-WORKER_CALLS = """async ({item, texts}) => {
-  const w = new Worker("worker.js", {type: "module"});
-  let next = 0;
-  const call = (type, data) => new Promise((resolve, reject) => {
-    const id = ++next;
-    const on = (e) => {
-      if (e.data.id !== id) return;
-      w.removeEventListener("message", on);
-      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
-    };
-    w.addEventListener("message", on);
-    w.postMessage({id, type, ...data});
-  });
-  const b64 = (a) => {
+WORKER_CALLS = """async ({item, texts}) => {""" + START_WORKER_JS + """  const b64 = (a) => {
     const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
     let s = "";
     for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
     return btoa(s);
   };
-  await call("init", {digest: document.querySelector('meta[name="kd-bundle-digest"]').content, version: document.querySelector('meta[name="kd-bundle-version"]').content});
   const f = await call("featurize", {item, texts});
   const s = await call("score", {item, texts});
   w.terminate();
@@ -532,16 +518,7 @@ def test_offline_second_visit(dist, browser, shots, tmp_path):
             stop(server)
 
 
-PROBS_IN_PAGE = """async (text) => {
-  const w = new Worker("worker.js", {type: "module"});
-  const call = (type, data) => new Promise((resolve, reject) => {
-    const on = (e) => { if (e.data.id !== type) return; w.removeEventListener("message", on);
-      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error)); };
-    w.addEventListener("message", on);
-    w.postMessage({id: type, type, ...data});
-  });
-  await call("init", {digest: document.querySelector('meta[name="kd-bundle-digest"]').content, version: document.querySelector('meta[name="kd-bundle-version"]').content});
-  const s = await call("score", {item: "demo-ice", texts: [text]});
+PROBS_IN_PAGE = """async (text) => {""" + START_WORKER_JS + """  const s = await call("score", {item: "demo-ice", texts: [text]});
   w.terminate();
   return Array.from(s.probs);
 }"""

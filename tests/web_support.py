@@ -12,6 +12,26 @@ REPO = Path(__file__).resolve().parents[1]
 NODE_MODULES = REPO / "web" / "node_modules"
 
 
+# JavaScript for page.evaluate: a worker of the page's own, started as main.js starts it, and call(type, data)
+# to talk to it. Put it at the top of an async function body (tests/test_web.py, bench/browser.py).
+START_WORKER_JS = """
+  const w = new Worker("worker.js", {type: "module"});
+  let next = 0;
+  const call = (type, data) => new Promise((resolve, reject) => {
+    const id = ++next;
+    const on = (e) => {
+      if (e.data.id !== id) return;
+      w.removeEventListener("message", on);
+      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
+    };
+    w.addEventListener("message", on);
+    w.postMessage({id, type, ...data});
+  });
+  const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+  await call("init", {digest: meta("kd-bundle-digest"), version: meta("kd-bundle-version")});
+"""
+
+
 def need_node_modules() -> None:
     if not (NODE_MODULES / "pyodide" / "pyodide.mjs").is_file():
         pytest.skip("web/node_modules is not installed: run 'npm ci' in web/ (make setup does)")
