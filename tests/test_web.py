@@ -615,6 +615,25 @@ def test_a_manifest_edited_to_match_a_tampered_file_is_refused(dist, browser, tm
         stop(server)
 
 
+def test_tampered_engine_wasm_is_refused(dist, browser, tmp_path):
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    wasm = copy / "vendor" / "ort" / "ort-wasm-simd-threaded.wasm"
+    data = bytearray(wasm.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    wasm.write_bytes(bytes(data))
+    server, url = serve(copy)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
+        assert "vendor/ort/ort-wasm-simd-threaded.wasm does not match manifest.json" in page.inner_text("#error")
+    finally:
+        context.close()
+        stop(server)
+
+
 def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
     copy = tmp_path / "dist"
     shutil.copytree(dist, copy)

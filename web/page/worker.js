@@ -2,7 +2,8 @@
 //
 // featurize.py and detect.py (the flags for answers the scorer should not judge) run in Pyodide
 // (CPython compiled to WebAssembly), model.onnx in onnxruntime-web.
-// Every file the scores depend on (featurize.py, detect.py, scorer.json, model.onnx) is checked against
+// Every file the scores depend on (featurize.py, detect.py, scorer.json, model.onnx, onnxruntime's
+// WebAssembly) is checked against
 // manifest.json with Web Crypto before it is used. Nothing is sent anywhere and nothing is stored.
 //
 // Protocol: the page posts {id, type, ...}; the worker answers {id, ok: true, ...} or
@@ -138,7 +139,8 @@ async function init({ digest, version }) {
   ort = await import(versioned("vendor/ort/ort.wasm.bundle.min.mjs"));
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
-  ort.env.wasm.wasmPaths = { wasm: versioned("vendor/ort/ort-wasm-simd-threaded.wasm") };
+  // The model engine's WebAssembly is handed over as checked bytes, not fetched by onnxruntime-web itself.
+  ort.env.wasm.wasmBinary = new Uint8Array(await verifiedBytes("vendor/ort/ort-wasm-simd-threaded.wasm"));
   return { items: manifest.items };
 }
 
