@@ -1,7 +1,7 @@
 """CPU throughput of every scorer on the same answers, in one run, one thread each; and model sizes.
 
 Student: the featurizer (`kd_train.featurize_batch`: compiled for ASCII answers where pip built
-kd_train/_featurize_ascii.c, numpy otherwise; bit-identical to `kd_train.featurize`, the file the page runs)
+kd_train/_featurize_ascii.c, featurize.py otherwise; bit-identical to `kd_train.featurize`, the file the page runs)
 + onnxruntime on model.onnx. fastText: the
 same preprocessing as training + its C++ predict, .bin and .ftz. Teacher and TinyBERT-like
 stand-in: tokenizer + torch forward pass. Batch 1 (one answer at a time) and batch 64. The
@@ -63,8 +63,8 @@ def featurizer_path() -> str:
     from kd_train import featurize_batch
 
     if featurize_batch._featurize_ascii_c is not None:
-        return "compiled C for ASCII answers, numpy for the rest"
-    return "numpy: the C extension was not built"
+        return "compiled C for ASCII answers, featurize.py for the rest"
+    return "featurize.py: the C extension was not built"
 
 
 def student_predictor(model_path: Path, featurizer: dict) -> Callable[[list[str]], np.ndarray]:

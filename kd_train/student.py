@@ -53,7 +53,7 @@ def param_count(model: nn.Module) -> int:
 
 def featurize_all(responses: list[str], config: dict) -> np.ndarray:
     """Dense float32 features, one row per response (the model's input), bit-identical to featurize.py
-    (through kd_train/featurize_batch.py: compiled for ASCII answers, numpy for the rest)."""
+    (through kd_train/featurize_batch.py: compiled for ASCII answers, featurize.py for the rest)."""
     return featurize_batch.featurize_dense(responses, featurize.validate_config(config))
 
 
