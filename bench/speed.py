@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train.featurize_batch import featurize_each
+from kd_train.featurize import featurize
 from kd_train.student import featurize_all
 from kd_train.teacher import truncate_layers
 
@@ -80,7 +80,7 @@ def student_parts(model_path: Path, featurizer: dict, answers: list[str]) -> dic
     x = featurize_all(answers, featurizer)
     index = {text: i for i, text in enumerate(answers)}
     return {"student: featurizer only": lambda texts: featurize_all(texts, featurizer),
-            "student: featurize.py only": lambda texts: featurize_each(texts, featurizer),
+            "student: featurize.py only": lambda texts: [featurize(t, featurizer) for t in texts],
             "student: onnxruntime only": lambda texts: run(x[[index[t] for t in texts]])}
 
 
