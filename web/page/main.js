@@ -330,20 +330,23 @@ function showBatch(answers, results, scoreValues, item) {
     ? `The table shows the first ${SHOWN} of ${results.length} answers; the CSV has all of them.` : "";
   $("batch-caption").textContent = `Scores for question ${item}`;
   // The same columns as `kd-train predict` where they overlap (score, p_*, flagged, flags): for a
-  // flagged answer the CSV keeps the model's score and probabilities, for the teacher to judge.
-  const rows = [["id", "response", "score", "confidence", "review", ...scoreValues.map((v) => `p_${v}`),
-    "flagged", "flags", "why not judged"]];
-  results.forEach((r, i) => rows.push([answers[i].id, answers[i].response, r.score,
-    r.probs.length ? confidence(r.top).level : "", reviewReason(answers[i], r),
-    ...(r.probs.length ? r.probs.map((p) => p.toFixed(6)) : scoreValues.map(() => "")),
-    r.flags.length ? 1 : 0, r.flags.join(";"), r.reasons.join(" ")]));
-  lastCsv = { text: toCsv(rows), name: `scores-${item}.csv` };
+  // flagged answer the CSV keeps the model's score and probabilities, for the teacher to judge. Built
+  // when the teacher asks for it, not after every batch (50,000 rows take a while).
+  lastCsv = { name: `scores-${item}.csv`, text: () => {
+    const rows = [["id", "response", "score", "confidence", "review", ...scoreValues.map((v) => `p_${v}`),
+      "flagged", "flags", "why not judged"]];
+    results.forEach((r, i) => rows.push([answers[i].id, answers[i].response, r.score,
+      r.probs.length ? confidence(r.top).level : "", reviewReason(answers[i], r),
+      ...(r.probs.length ? r.probs.map((p) => p.toFixed(6)) : scoreValues.map(() => "")),
+      r.flags.length ? 1 : 0, r.flags.join(";"), r.reasons.join(" ")]));
+    return toCsv(rows);
+  } };
   $("batch-results").hidden = false;
 }
 
 function download() {
   if (!lastCsv) return;
-  const blob = new Blob(["\ufeff" + lastCsv.text], { type: "text/csv;charset=utf-8" });
+  const blob = new Blob(["\ufeff" + lastCsv.text()], { type: "text/csv;charset=utf-8" });
   const link = el("a");
   link.href = URL.createObjectURL(blob);
   link.download = lastCsv.name;
