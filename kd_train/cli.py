@@ -551,11 +551,22 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         m = score_metrics(rows.scores, predicted, scorer.score_values)
         v = validity(rows.scores, predicted, scorer.score_values)
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
+        found = scorer.flags(rows.responses)
+        detectors = {"test": {"n": len(found), "flagged": sum(map(bool, found)) / len(found),
+                              "flagged_by": {c: sum(c in f for f in found) / len(found) for c in sorted({c for f in found for c in f})}}}
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},
-                        "validity": {"test": v}})
+                        "validity": {"test": v}, **({"detectors": detectors} if scorer.info.get("detectors") else {})})
         ci = f" [95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}]" if v["qwk_ci"] else ""
         print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}{ci}  macro-F1 {m['f1']:.3f}  "
               f"params {model['params']:,}  model.onnx {model['bytes']:,} bytes")
+        if scorer.info.get("detectors"):
+            kept = [i for i, f in enumerate(found) if not f]
+            if len(kept) < len(found) and kept:
+                rest = score_metrics([rows.scores[i] for i in kept], [predicted[i] for i in kept], scorer.score_values)
+                print(f"  detectors flag {len(found) - len(kept)} of {len(found)} answers "
+                      f"({(len(found) - len(kept)) / len(found):.1%}); QWK on the other {len(kept)}: {rest['qwk']:.3f}")
+            elif kept:
+                print(f"  detectors flag none of the {len(found)} answers")
         if v["small_sample"]:
             print(f"  note: {m['n']} answers are a small sample (fewer than {SMALL_SAMPLE_N}); the QWK could be "
                   f"anywhere in its confidence interval", file=sys.stderr)

@@ -261,7 +261,8 @@ def _detectors_section(item_reports: list[dict]) -> list[str]:
         test = d.get("test")
         by = ", ".join(f"{code} {share:.1%}" for code, share in (test or {}).get("flagged_by", {}).items() if share)
         on_test = f"{test['flagged']:.1%} of {test['n']}" if test else "—"
-        lines.append(f"| {r['item']} | {d['val']['flagged']:.1%} of {d['val']['n']} | {on_test} | {by or '—'} |")
+        on_val = f"{d['val']['flagged']:.1%} of {d['val']['n']}" if "val" in d else "—"
+        lines.append(f"| {r['item']} | {on_val} | {on_test} | {by or '—'} |")
     return lines + [""]
 
 

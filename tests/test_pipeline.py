@@ -83,6 +83,11 @@ def test_predict_and_evaluate_verbs(trained, tmp_path, capsys):
     saved = json.loads((scorer_dir / "scorer.json").read_text())["metrics"]["test"]
     assert report["models"]["shipped"]["items"]["demo-ice"]["qwk"] == pytest.approx(saved["qwk"])
     assert (tmp_path / "ev" / "confusion_shipped.png").is_file()
+    detectors = report["per_item"]["demo-ice"]["detectors"]["test"]          # what the detectors flag on test
+    train_report = json.loads((trained / "report.json").read_text())["per_item"]["demo-ice"]["detectors"]["test"]
+    assert detectors["n"] == 100 and detectors["flagged"] == pytest.approx(train_report["flagged"])
+    assert "detectors flag" in capsys.readouterr().out
+    assert "## Answers the scorers do not judge" in (tmp_path / "ev" / "report.md").read_text()
 
 
 def test_distill_verb_from_soft_label_files(trained, tmp_path, capsys):
