@@ -10,6 +10,7 @@ Screenshots of each state go to $KD_TRAIN_SCREENSHOTS (default: a pytest tempora
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import os
@@ -583,82 +584,72 @@ def test_an_engine_that_never_starts_ends_in_a_message(dist, browser):
         stop(server)
 
 
-def test_a_manifest_edited_to_match_a_tampered_file_is_refused(dist, browser, tmp_path):
-    """scorer.json with its score values reversed and manifest.json edited to match: the digest index.html
-    pins catches it, and the page scores nothing."""
-    import hashlib
-    import json
-
+@contextlib.contextmanager
+def tampered_page(dist, browser, tmp_path, change):
+    """A copy of the bundle changed by ``change(folder)``, served, and a page on it once it gave up starting."""
     copy = tmp_path / "dist"
     shutil.copytree(dist, copy)
-    info_path = copy / "scorers" / "demo-ice" / "scorer.json"
-    info = json.loads(info_path.read_text())
-    info["score_values"] = info["score_values"][::-1]
-    info_path.write_text(json.dumps(info))
-    manifest = json.loads((copy / "manifest.json").read_text())
-    data = info_path.read_bytes()
-    manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    server, url = serve(copy)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
-        assert "manifest.json does not match the digest this page pins" in page.inner_text("#error")
-        page.fill("#answer", "The metal conducts heat.")
-        page.click("#score-button")
-        page.wait_for_selector("#result .error-text")
-        assert "Suggested score" not in page.inner_text("#result")
-    finally:
-        context.close()
-        stop(server)
-
-
-def test_tampered_engine_wasm_is_refused(dist, browser, tmp_path):
-    copy = tmp_path / "dist"
-    shutil.copytree(dist, copy)
-    wasm = copy / "vendor" / "ort" / "ort-wasm-simd-threaded.wasm"
-    data = bytearray(wasm.read_bytes())
-    data[len(data) // 3] ^= 0x01
-    wasm.write_bytes(bytes(data))
-    server, url = serve(copy)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
-        assert "vendor/ort/ort-wasm-simd-threaded.wasm does not match manifest.json" in page.inner_text("#error")
-    finally:
-        context.close()
-        stop(server)
-
-
-def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
-    copy = tmp_path / "dist"
-    shutil.copytree(dist, copy)
-    model = copy / "scorers" / "demo-ice" / "model.onnx"
-    data = bytearray(model.read_bytes())
-    data[len(data) // 2] ^= 0x55
-    model.write_bytes(bytes(data))
+    change(copy)
     server, url = serve(copy)
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     try:
         page = context.new_page()
         page.goto(url)
         page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
-        message = page.inner_text("#error")
-        assert page.is_visible("#error")
-        assert "scorers/demo-ice/model.onnx does not match manifest.json" in message
-        assert "refuses to score" in message
-        page.fill("#answer", "The metal conducts heat.")
-        page.click("#score-button")
-        page.wait_for_selector("#result .error-text")
-        assert "Suggested score" not in page.inner_text("#result")
-        page.screenshot(path=shots / "08-tampered.png", full_page=True)
+        yield page
     finally:
         context.close()
         stop(server)
+
+
+def flip_a_byte(path: Path, at: float) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def refuses_to_score(page) -> bool:
+    page.fill("#answer", "The metal conducts heat.")
+    page.click("#score-button")
+    page.wait_for_selector("#result .error-text")
+    return "Suggested score" not in page.inner_text("#result")
+
+
+def test_a_manifest_edited_to_match_a_tampered_file_is_refused(dist, browser, tmp_path):
+    """scorer.json with its score values reversed and manifest.json edited to match: the digest index.html
+    pins catches it, and the page scores nothing."""
+    import hashlib
+    import json
+
+    def reverse_scores_and_fix_the_manifest(copy: Path) -> None:
+        info_path = copy / "scorers" / "demo-ice" / "scorer.json"
+        info = json.loads(info_path.read_text())
+        info["score_values"] = info["score_values"][::-1]
+        info_path.write_text(json.dumps(info))
+        manifest = json.loads((copy / "manifest.json").read_text())
+        data = info_path.read_bytes()
+        manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+    with tampered_page(dist, browser, tmp_path, reverse_scores_and_fix_the_manifest) as page:
+        assert "manifest.json does not match the digest this page pins" in page.inner_text("#error")
+        assert refuses_to_score(page)
+
+
+def test_tampered_engine_wasm_is_refused(dist, browser, tmp_path):
+    wasm = "vendor/ort/ort-wasm-simd-threaded.wasm"
+    with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / wasm, 1 / 3)) as page:
+        assert f"{wasm} does not match manifest.json" in page.inner_text("#error")
+
+
+def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
+    model = "scorers/demo-ice/model.onnx"
+    with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / model, 1 / 2)) as page:
+        message = page.inner_text("#error")
+        assert page.is_visible("#error")
+        assert f"{model} does not match manifest.json" in message and "refuses to score" in message
+        assert refuses_to_score(page)
+        page.screenshot(path=shots / "08-tampered.png", full_page=True)
 
 
 def test_picking_one_of_several_items(scorer_dir, browser, shots, tmp_path):
