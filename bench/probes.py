@@ -11,9 +11,10 @@ question copies (the question, and passages of the reading text), answers to oth
 answers of the same dataset's other items), top answers repeated, top answers with 10/20/30% of their
 letters mistyped, negated top answers, empty and one-word answers.
 
-The detector profile is the scorer's own (scorer.json) or, for a scorer written before detectors
-existed, the one `kd-train train` would write (kd_train.pipeline.fit_detectors on the same training
-answers). Scores come from the scorer in the run folder when it exists. Writes probes.md and
+The detector profile is the one this version of `kd-train train` writes (kd_train.pipeline.fit_detectors
+on the item's training answers), for every item, so that all items measure the same detectors; the
+JSON says for each scorer whether its own scorer.json holds the same profile (a scorer trained by an
+earlier version may not). Scores come from the scorer in the run folder when it exists. Writes probes.md and
 probes.json to --out. The data is read from its folder ($KD_TRAIN_DATA or ../shared/datasets).
 """
 
@@ -153,7 +154,8 @@ def measure_item(item: Item, train: Table, test: Table, others: list[str], score
 
     rng = random.Random(f"{seed}:{item.item}")
     scorer = Scorer(scorer_dir) if (scorer_dir / "scorer.json").is_file() else None
-    profile = (scorer.info.get("detectors") if scorer else None) or pipeline.fit_detectors(item, train, None)[0]
+    profile = pipeline.fit_detectors(item, train, None)[0]           # this version's detectors, for every item
+    stored = scorer.info.get("detectors") if scorer else None
     values = scorer.score_values if scorer else None
     score = (lambda texts: scorer.predict([t if len(t) <= profile["max_chars"] else "" for t in texts])) if scorer else None
     real = [detect.flags(t, profile) for t in test.responses]
@@ -161,8 +163,9 @@ def measure_item(item: Item, train: Table, test: Table, others: list[str], score
     for t in test.responses:
         detect.flags(t, profile)
     per_answer_us = (time.perf_counter() - t0) / max(len(test), 1) * 1e6
-    result = {"scorer": str(scorer_dir) if scorer else None, "profile": "scorer.json" if scorer and scorer.info.get("detectors")
-              else "fitted here", "thresholds": profile["thresholds"], "score_values": values,
+    result = {"scorer": str(scorer_dir) if scorer else None,
+              "profile_as_shipped": None if stored is None else stored == profile,
+              "thresholds": profile["thresholds"], "score_values": values,
               "real_test": {"n": len(real), "flagged": share(real),
                             "by": {c: share(c in f for f in real) for c in detect.REASONS}},
               "detect_us_per_answer": round(per_answer_us, 1), "kinds": {}}
@@ -265,7 +268,11 @@ def dataset_markdown(name: str, items: dict) -> list[str]:
             lines.append(f"| {item} | " + " | ".join(pct(r["kinds"].get(k, {}).get("lowest")) for k in kinds) + " |")
     missing = [i for i, r in items.items() if not r["score_values"]]
     if missing:
-        lines += ["", f"No scorer in the run folder for item(s) {', '.join(missing)}: flags only (profile fitted here)."]
+        lines += ["", f"No scorer in the run folder for item(s) {', '.join(missing)}: flags only."]
+    older = [i for i, r in items.items() if r["scorer"] and r.get("profile_as_shipped") is not True]
+    if older:
+        lines += ["", f"The scorers of item(s) {', '.join(older)} were trained by an earlier version whose detectors "
+                      "differ (or that had none); the flags here are this version's."]
     us = [r["detect_us_per_answer"] for r in items.values()]
     lines += ["", f"detect.py in CPython: {sum(us) / len(us):.0f} µs per real answer on average (all detectors).", ""]
     return lines
@@ -275,8 +282,8 @@ def render(result: dict) -> str:
     lines = ["# Gaming probes: detectors and scorers", "",
              f"Command (repo root): `{result['command']}`  ", f"Date: {result['date']}; wall time {result['wall_s']:.0f} s.", "",
              "Every probe is generated from the item's own data with a fixed seed (bench/probes.py): no hand-picked "
-             "strings. The detectors' thresholds were set on each item's training answers (out of fold) so that at "
-             "most 3% of them are flagged; the real test answers below were never seen by the detectors.", ""]
+             "strings. The detectors are this version's, fitted on each item's training answers (thresholds set out "
+             "of fold so that at most 3% of them are flagged); the real test answers below were never seen by them.", ""]
     if "asap" in result["datasets"]:
         lines += dataset_markdown("ASAP-SAS", result["datasets"]["asap"])
     if "saf" in result["datasets"]:

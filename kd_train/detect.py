@@ -14,6 +14,10 @@ What is measured (every value is "higher = stranger", between 0 and 1)
     copied        word 4-grams found in the question, the reading text (stimulus) or the
                   reference answer.
     repeated      word 3-grams that occur more than once in the answer.
+    off_topic     how far the answer's unknown words and unseen pairs exceed what a real answer of
+                  its length has: the binomial z-scores of the two counts against the item's median
+                  rates (out of fold), added. Long answers to another question have ordinary
+                  shares of common words but far more unknown ones than their length allows.
     The shares of words, pairs and 4-grams are smoothed by the answer's length (``count / (n + 2)``),
     so one rare word in a two-word answer does not read as gibberish, nor one quoted phrase as a copy.
     Two fixed rules need no fitting: ``empty`` (no word at all) and ``too_long`` (more than twice
@@ -31,6 +35,7 @@ from __future__ import annotations
 import base64
 import random
 import zlib
+from math import sqrt
 
 try:
     from kd_train import featurize as _featurize
@@ -40,7 +45,8 @@ except ImportError:  # in the page, featurize.py is a top-level module
 __all__ = ["VERSION", "MEASURES", "REASONS", "MAX_CHARS", "measure", "flags", "fit", "check_profile", "words"]
 
 VERSION = 1
-MEASURES = ("unknown", "unseen_pairs", "copied", "repeated")
+MEASURES = ("unknown", "unseen_pairs", "copied", "repeated", "off_topic")
+_CORE = MEASURES[:4]   # every profile has these; off_topic (with "rates") only those fitted since it was added
 MAX_CHARS = 20000  # longer answers are refused, not scored (the longest ASAP-SAS answer has 1,819)
 REASONS = {
     "empty": "There is no answer to score.",
@@ -52,6 +58,8 @@ REASONS = {
                     "this question.",
     "copied": "Much of this answer is copied from the question or the reading text.",
     "repeated": "The same words are repeated many times.",
+    "off_topic": "This does not seem to answer this question: many of its words and word pairs are not used in "
+                 "answers to it.",
 }
 
 _UNIGRAM, _PAIR, _SOURCE = b"u\x1f", b"p\x1f", b"s\x1f"
@@ -91,17 +99,27 @@ class _Table:
         return sum(1 for h in _hashes(prefix, grams, self.mask) if not data[h >> 3] >> (h & 7) & 1)
 
 
-def _measures(tokens: list, table: _Table) -> dict:
+def _z(count: int, n: int, rate: float) -> float:
+    """Binomial z-score of ``count`` out of ``n`` at ``rate`` (0 for n = 0)."""
+    return (count - n * rate) / sqrt(n * rate * (1.0 - rate)) if n else 0.0
+
+
+def _measures(tokens: list, table: _Table, rates: dict | None = None) -> dict:
     n = len(tokens)
     pairs = _pairs(tokens)
     fours = _ngrams(tokens, 4)
     threes = _ngrams(tokens, 3)
-    return {
-        "unknown": table.unseen(_UNIGRAM, tokens) / (n + 2),
-        "unseen_pairs": table.unseen(_PAIR, pairs) / (len(pairs) + 2),
+    unknown = table.unseen(_UNIGRAM, tokens)
+    unseen = table.unseen(_PAIR, pairs)
+    values = {
+        "unknown": unknown / (n + 2),
+        "unseen_pairs": unseen / (len(pairs) + 2),
         "copied": (len(fours) - table.unseen(_SOURCE, fours)) / (len(fours) + 2),
         "repeated": 1.0 - len(set(threes)) / len(threes) if threes else 0.0,
     }
+    if rates is not None:
+        values["off_topic"] = _z(unknown, n, rates["unknown"]) + _z(unseen, len(pairs), rates["unseen_pairs"])
+    return values
 
 
 _TABLES: dict = {}  # id(profile) -> (profile, _Table): the page and predict reuse one decoded bitset
@@ -120,7 +138,7 @@ def _table(profile: dict) -> _Table:
 def measure(text: str, profile: dict) -> dict:
     """The answer's measures under ``profile`` (plus ``words``, its word count)."""
     tokens = words(text)
-    return {"words": len(tokens), **_measures(tokens, _table(profile))}
+    return {"words": len(tokens), **_measures(tokens, _table(profile), profile.get("rates"))}
 
 
 def flags(text: str, profile: dict | None) -> list:
@@ -136,9 +154,9 @@ def flags(text: str, profile: dict | None) -> list:
     if not tokens:
         return ["empty"]
     found = ["too_long"] if len(tokens) > profile["max_words"] else []
-    values = _measures(tokens, _table(profile))
+    values = _measures(tokens, _table(profile), profile.get("rates"))
     thresholds = profile["thresholds"]
-    return found + [m for m in MEASURES if values[m] > thresholds[m]]
+    return found + [m for m in MEASURES if m in thresholds and values[m] > thresholds[m]]
 
 
 def reason(code: str, profile: dict | None = None) -> str:
@@ -162,9 +180,16 @@ def check_profile(profile) -> None:
     if size != 1 << (bits - 3):
         raise ValueError(f"'detectors' table holds {size} bytes; {bits} bits need {1 << (bits - 3)}")
     thresholds = profile.get("thresholds")
-    if not isinstance(thresholds, dict) or sorted(thresholds) != sorted(MEASURES) or not all(
+    if not isinstance(thresholds, dict) or not set(_CORE) <= set(thresholds) <= set(MEASURES) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in thresholds.values()):
-        raise ValueError(f"'detectors' thresholds must give a number for each of {list(MEASURES)}")
+        raise ValueError(f"'detectors' thresholds must give a number for each of {list(_CORE)} "
+                         "(and off_topic, optionally)")
+    rates = profile.get("rates")
+    if ("off_topic" in thresholds) != (rates is not None) or rates is not None and not (
+            isinstance(rates, dict) and all(isinstance(rates.get(k), float) and 0.0 < rates[k] < 1.0
+                                            for k in ("unknown", "unseen_pairs"))):
+        raise ValueError("'detectors' rates must give unknown and unseen_pairs rates between 0 and 1, "
+                         "exactly when thresholds has off_topic")
     for key in ("max_words", "max_chars"):
         value = profile.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -212,11 +237,12 @@ def _threshold(values: list, share: float) -> float:
 
 def _joint_thresholds(oof: list, share: float) -> dict:
     """Per-measure thresholds at a common tail share p, with p as large as keeps the union <= share."""
-    columns = {m: [v[m] for v in oof] for m in MEASURES}
+    names = [m for m in MEASURES if m in oof[0]] if oof else list(_CORE)
+    columns = {m: [v[m] for v in oof] for m in names}
 
     def union(p: float) -> tuple:
-        t = {m: _threshold(columns[m], p) for m in MEASURES}
-        flagged = sum(1 for v in oof if any(v[m] > t[m] for m in MEASURES))
+        t = {m: _threshold(columns[m], p) for m in names}
+        flagged = sum(1 for v in oof if any(v[m] > t[m] for m in names))
         return flagged / max(len(oof), 1), t
 
     lo, hi = 0.0, share
@@ -227,6 +253,21 @@ def _joint_thresholds(oof: list, share: float) -> dict:
         else:
             lo = mid
     return union(lo)[1]
+
+
+def _median_rates(answers: list, tables: list) -> dict:
+    """The median out-of-fold share of unknown words and of unseen pairs over answers of 3+ words,
+    kept inside [0.02, 0.98] (the off_topic z-scores divide by rate * (1 - rate))."""
+    unknown, unseen = [], []
+    for tokens, table in zip(answers, tables):
+        if len(tokens) >= 3:
+            unknown.append(table.unseen(_UNIGRAM, tokens) / len(tokens))
+            unseen.append(table.unseen(_PAIR, _pairs(tokens)) / (len(tokens) - 1))
+
+    def median(values: list) -> float:
+        values = sorted(values)
+        return min(0.98, max(0.02, values[len(values) // 2] if values else 0.5))
+    return {"unknown": median(unknown), "unseen_pairs": median(unseen)}
 
 
 def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: int = 0) -> dict:
@@ -244,17 +285,20 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
     order = list(range(len(answers)))
     random.Random(seed).shuffle(order)
     k = max(2, min(folds, len(answers)))
-    oof = [None] * len(answers)
+    held_out = [None] * len(answers)                 # the table each answer is measured against
     for f in range(k):
         held = set(order[f::k])
         fit_part = [answers[i] for i in order if i not in held]
         table = _build(fit_part, source_words, _min_count(len(fit_part)))
         for i in held:
-            oof[i] = _measures(answers[i], table)
+            held_out[i] = table
+    rates = _median_rates(answers, held_out)
+    oof = [_measures(a, t, rates) for a, t in zip(answers, held_out)]
     thresholds = _joint_thresholds(oof, share)
     table = _build(answers, source_words, _min_count(len(answers)))
-    flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in MEASURES}
-    any_flag = sum(1 for v in oof if any(v[m] > thresholds[m] for m in MEASURES)) / max(len(oof), 1)
+    names = list(thresholds)
+    flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in names}
+    any_flag = sum(1 for v in oof if any(v[m] > thresholds[m] for m in names)) / max(len(oof), 1)
     return {
         "version": VERSION,
         "bits": table.bits,
@@ -263,6 +307,7 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
         "max_words": max(50, 2 * max((len(a) for a in answers), default=0)),
         "max_chars": MAX_CHARS,
         "thresholds": thresholds,
+        "rates": rates,
         "fitted_on": {"answers": len(answers), "folds": k, "seed": seed, "share": share,
                       "flagged": any_flag, "flagged_by": flagged},
     }

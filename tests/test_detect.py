@@ -31,7 +31,7 @@ def test_source_is_ascii_and_standard_library_only():
     tree = ast.parse(source)
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= {"__future__", "base64", "random", "zlib", "kd_train", "featurize"}
+    assert imported <= {"__future__", "base64", "math", "random", "zlib", "kd_train", "featurize"}
 
 
 def test_fit_flags_at_most_the_stated_share_of_real_answers(demo):
@@ -80,11 +80,34 @@ def test_reasons_are_plain_sentences_for_every_code(demo):
     assert "20,000" in detect.reason("refused", profile)
 
 
-def test_measures_are_between_0_and_1(demo):
+def test_shares_are_between_0_and_1_and_off_topic_is_a_z_score(demo):
     *_, profile = demo
     for text in ["a", "the metal", "🔥🧊 heat", "Die Wärme fließt schneller", "x " * 500]:
         values = detect.measure(text, profile)
-        assert all(0.0 <= values[m] <= 1.0 for m in detect.MEASURES), values
+        assert all(0.0 <= values[m] <= 1.0 for m in ("unknown", "unseen_pairs", "copied", "repeated")), values
+    assert detect.measure("", profile)["off_topic"] == 0.0
+    assert 0.02 <= profile["rates"]["unknown"] < 0.5 and 0.02 <= profile["rates"]["unseen_pairs"] < 0.9
+
+
+def test_a_long_answer_to_another_question_is_off_topic():
+    rng = random.Random(2)
+    common = "the of and to is it in that because".split()
+    topic = "metal plate conducts heat ice melts faster plastic insulator energy warm room".split()
+    answers = [" ".join(rng.choice(common + topic) for _ in range(rng.randint(8, 30))) for _ in range(300)]
+    profile = detect.fit(answers, ["Why does the ice melt faster on the metal plate?"])
+    other = " ".join(rng.choice(common + "panda bamboo koala eucalyptus china australia".split()) for _ in range(60))
+    assert "off_topic" in detect.flags(other, profile)
+    assert detect.flags(answers[0], profile) == []
+
+
+def test_profiles_without_off_topic_still_work(demo):
+    profile = copy.deepcopy(demo[3])
+    del profile["rates"], profile["thresholds"]["off_topic"]
+    detect.check_profile(profile)                       # written before off_topic existed
+    assert "off_topic" not in detect.flags("qzx vvk plorb " * 30, profile)
+    profile["rates"] = {"unknown": 0.1, "unseen_pairs": 0.3}
+    with pytest.raises(ValueError, match="rates"):
+        detect.check_profile(profile)                   # rates without an off_topic threshold
 
 
 @pytest.mark.parametrize("change, message", [

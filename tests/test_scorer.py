@@ -41,7 +41,7 @@ def test_detectors_are_stored_used_and_described(tmp_path):
     loaded = scorer.Scorer(tmp_path / "s")
     assert loaded.info["detectors"] == info["detectors"]
     assert loaded.flags(["heat flows from the metal into the ice", "", "qzx vvk plorb wibbel frosk zanuth"]) == \
-        [[], ["empty"], ["unknown", "unseen_pairs"]]
+        [[], ["empty"], ["unknown", "unseen_pairs", "off_topic"]]
     assert "## Answers it does not judge" in (tmp_path / "s" / "MODEL_CARD.md").read_text()
     old = write(tmp_path / "old")                        # written without detectors: nothing is flagged
     assert old["detectors"] is None and scorer.Scorer(tmp_path / "old").flags(["", "x"]) == [[], []]
