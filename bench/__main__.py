@@ -291,12 +291,14 @@ def accuracy_notes(items: list[CachedItem], results: Results, seeds: list[int], 
     same = lambda c: ("yes for every item" if c and all(c.values()) else  # noqa: E731
                       "no pipeline report.json in the cache to compare with" if not c else f"{c}")
     folds = {i.soft_train.fingerprint.get("folds", 0) for i in items}
+    cfg = items[0].student_config   # the settings the pipeline distilled with (scorer.json), not hand-written
     differ = [i.item for i in items if i.student_config != items[0].student_config or i.featurizer != items[0].featurizer]
     return ([f"Items {', '.join(differ)} were distilled by the pipeline with other settings than item {items[0].item}; "
              f"the ablation grid follows item {items[0].item}'s."] if differ else []) + [
         f"Student and ANN: mean ± std over seeds {seeds} (each seed its own stratified 10% validation split of train.csv, "
-        "initialisation and shuffling); the pipeline's settings (`StudentConfig` defaults: 14 hidden units, 2,048 buckets, "
-        "α 0.5, T 2, transfer set = test_private_unlabeled.csv). Seed 0 reproduces the pipeline's own runs "
+        f"initialisation and shuffling); the pipeline's settings ({cfg.hidden} hidden units, "
+        f"{items[0].featurizer['n_buckets']:,} buckets, α {cfg.alpha:g}, T {cfg.temperature:g}, transfer set = "
+        "test_private_unlabeled.csv). Seed 0 reproduces the pipeline's own runs "
         f"(report.json test metrics): student {same(check_s)}; ANN {same(check_a)}.",
         "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on 90% of each item's train.csv "
         f"answers (10% for early stopping); its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
