@@ -524,7 +524,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     skipped = len(table) - len(rows)
     flagged = sum(map(bool, flags))
     print(f"scored {len(scored)} answers into {args.out}" + (f" ({skipped} of other items skipped)" if skipped else ""))
-    if "detectors" not in scorer.info or scorer.info["detectors"] is None:
+    if scorer.info.get("detectors") is None:
         print("note: this scorer was written before kd-train checked answers for gaming or off-topic text; "
               "re-train it to get the 'flags' column filled", file=sys.stderr)
     elif flagged:
@@ -534,7 +534,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data
-    from kd_train.metrics import SMALL_SAMPLE_N, score_metrics, validity, write_report
+    from kd_train.metrics import SMALL_SAMPLE_N, flag_shares, score_metrics, validity, write_report
     from kd_train.scorer import Scorer
 
     out = _start_run_folder(args.out, "evaluation", args)
@@ -551,15 +551,14 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         m = score_metrics(rows.scores, predicted, scorer.score_values)
         v = validity(rows.scores, predicted, scorer.score_values)
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
-        found = scorer.flags(rows.responses)
-        detectors = {"test": {"n": len(found), "flagged": sum(map(bool, found)) / len(found),
-                              "flagged_by": {c: sum(c in f for f in found) / len(found) for c in sorted({c for f in found for c in f})}}}
+        checked = scorer.info.get("detectors") is not None
+        found = scorer.flags(rows.responses) if checked else []
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},
-                        "validity": {"test": v}, **({"detectors": detectors} if scorer.info.get("detectors") else {})})
+                        "validity": {"test": v}, **({"detectors": {"test": flag_shares(found)}} if checked else {})})
         ci = f" [95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}]" if v["qwk_ci"] else ""
         print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}{ci}  macro-F1 {m['f1']:.3f}  "
               f"params {model['params']:,}  model.onnx {model['bytes']:,} bytes")
-        if scorer.info.get("detectors"):
+        if checked:
             kept = [i for i, f in enumerate(found) if not f]
             if len(kept) < len(found) and kept:
                 rest = score_metrics([rows.scores[i] for i in kept], [predicted[i] for i in kept], scorer.score_values)

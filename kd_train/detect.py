@@ -5,7 +5,7 @@ for byte, in Pyodide inside the web page, so both flag the same answers. It read
 featurize.py's own rules (its case table and token pattern), so the detectors see the words the
 model sees.
 
-What is measured (every value is "higher = stranger", between 0 and 1)
+What is measured (every value is "higher = stranger"; all but off_topic are shares, 0 to 1)
     unknown       words the item's training answers do not use (a word counts as known when at
                   least ``min_count`` training answers contain it): misspelt, gibberish, another
                   language or another topic.
@@ -228,9 +228,8 @@ def _min_count(n_answers: int) -> int:
     return max(2, round(0.005 * n_answers))
 
 
-def _threshold(values: list, share: float) -> float:
-    """The smallest threshold t with at most ``share`` of ``values`` above it."""
-    ranked = sorted(values, reverse=True)
+def _threshold(ranked: list, share: float) -> float:
+    """The smallest threshold t with at most ``share`` of the values above it (``ranked``: sorted, largest first)."""
     k = int(share * len(ranked))
     return ranked[k] if k < len(ranked) else 0.0
 
@@ -238,10 +237,10 @@ def _threshold(values: list, share: float) -> float:
 def _joint_thresholds(oof: list, share: float) -> dict:
     """Per-measure thresholds at a common tail share p, with p as large as keeps the union <= share."""
     names = [m for m in MEASURES if m in oof[0]] if oof else list(_CORE)
-    columns = {m: [v[m] for v in oof] for m in names}
+    ranked = {m: sorted((v[m] for v in oof), reverse=True) for m in names}   # sorted once, not per step
 
     def union(p: float) -> tuple:
-        t = {m: _threshold(columns[m], p) for m in names}
+        t = {m: _threshold(ranked[m], p) for m in names}
         flagged = sum(1 for v in oof if any(v[m] > t[m] for m in names))
         return flagged / max(len(oof), 1), t
 

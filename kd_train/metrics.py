@@ -248,6 +248,14 @@ def _validity_section(item_reports: list[dict], split: str) -> list[str]:
             validity_markdown(rows)]
 
 
+def flag_shares(found: list[list[str]]) -> dict:
+    """{n, flagged, flagged_by: {code: share}} of per-answer detector flags (kd_train/detect.py codes)."""
+    n = max(len(found), 1)
+    codes = sorted({code for codes in found for code in codes})
+    return {"n": len(found), "flagged": sum(map(bool, found)) / n,
+            "flagged_by": {code: sum(code in f for f in found) / n for code in codes}}
+
+
 def _detectors_section(item_reports: list[dict]) -> list[str]:
     rows = [r for r in item_reports if r.get("detectors")]
     if not rows:

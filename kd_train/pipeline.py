@@ -21,7 +21,7 @@ from kd_train import baselines, detect, quality, soft_labels, teacher
 from kd_train.data import Item, Table, item_folder, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
-from kd_train.metrics import score_metrics, validity
+from kd_train.metrics import flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
 from kd_train.student import featurize_all, logits, param_count
@@ -156,9 +156,7 @@ def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -
     summary = {"share_target": fitted["share"], "val": {"n": fitted["answers"], "flagged": fitted["flagged"],
                                                          "flagged_by": fitted["flagged_by"], "how": f"{fitted['folds']}-fold out-of-fold"}}
     if test is not None and len(test):
-        found = [detect.flags(t, profile) for t in test.responses]
-        summary["test"] = {"n": len(found), "flagged": sum(map(bool, found)) / len(found),
-                           "flagged_by": {code: sum(code in f for f in found) / len(found) for code in detect.REASONS}}
+        summary["test"] = flag_shares([detect.flags(t, profile) for t in test.responses])
     return profile, summary
 
 
