@@ -123,8 +123,10 @@ async function init({ digest, version }) {
       "to score. Reload the page; if this stays, ask whoever hosts it to rebuild it.");
   }
   manifest = JSON.parse(new TextDecoder().decode(bytes));
-  const featurizeBytes = new Uint8Array(await verifiedBytes("featurize.py"));
-  const detectBytes = new Uint8Array(await verifiedBytes("detect.py"));
+  // Fetched and checked while Pyodide starts, not one after the other before it (start-up time).
+  const checked = ["featurize.py", "detect.py", "vendor/ort/ort-wasm-simd-threaded.wasm"].map(verifiedBytes);
+  checked.forEach((p) => p.catch(() => {}));   // a failure is reported where it is awaited, not as unhandled
+  const [featurizeBytes, detectBytes] = (await Promise.all(checked.slice(0, 2))).map((b) => new Uint8Array(b));
 
   progress(2, "Starting Python (this takes a few seconds)…");
   const { loadPyodide } = await import("./vendor/pyodide/pyodide.mjs");
@@ -140,7 +142,7 @@ async function init({ digest, version }) {
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
   // The model engine's WebAssembly is handed over as checked bytes, not fetched by onnxruntime-web itself.
-  ort.env.wasm.wasmBinary = new Uint8Array(await verifiedBytes("vendor/ort/ort-wasm-simd-threaded.wasm"));
+  ort.env.wasm.wasmBinary = new Uint8Array(await checked[2]);
   return { items: manifest.items };
 }
 
