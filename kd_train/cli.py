@@ -589,10 +589,13 @@ def _check_scores_in_range(rows, values: list[int]) -> None:
 
 
 def demo_dir() -> Path:
-    folder = Path(__file__).resolve().parents[1] / "examples" / "demo"
-    if not (folder / "responses.csv").is_file():
-        raise UserError(f"{folder}: the demo data is not there; run from a checkout of the kd-train repository")
-    return folder
+    """The demo item's answers: kd_train/demo/ in an installed wheel, examples/demo/ in a checkout."""
+    from kd_train.bundle import DEMO
+
+    if not (DEMO / "responses.csv").is_file():
+        raise UserError(f"{DEMO}: the demo data is not there; reinstall kd-train or run from "
+                        "a checkout of the kd-train repository")
+    return DEMO
 
 
 def _run_demo(args: argparse.Namespace) -> None:
@@ -634,8 +637,9 @@ def _add_web_verbs(verbs) -> None:
         "build", help="build the offline scoring web page from scorer directories", formatter_class=_formatter,
         description="Build dist/: the static page that scores answers in the browser, offline, with each scorer "
                     "directory's hashes checked, manifest.json and AUDIT.md. A scorer that failed the quality "
-                    "check (scorer.json's fit_for_use is false) is refused unless --allow-unfit. The same as "
-                    "'python build.py'.",
+                    "check (scorer.json's fit_for_use is false) is refused unless --allow-unfit. The page's runtime "
+                    "(the npm packages pyodide and onnxruntime-web) comes from $KD_TRAIN_NODE_MODULES, else a "
+                    "checkout's web/node_modules, else a per-user cache that 'npm ci' fills the first time.",
     )
     p.add_argument("scorers", metavar="SCORER_DIR", nargs="+", help="scorer directories (one per item)")
     p.add_argument("--out", metavar="DIR", default="dist",
@@ -682,26 +686,10 @@ def _add_web_verbs(verbs) -> None:
     p.set_defaults(run=_run_serve)
 
 
-def _build_module():
-    """build.py at the repository root, imported as a module."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "build.py"
-    if not path.is_file():
-        raise UserError(f"{path} is missing: 'kd-train build' needs a checkout of the kd-train repository (build.py and web/)")
-    if "kd_train_build" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("kd_train_build", path)
-        sys.modules["kd_train_build"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["kd_train_build"]
-
-
 def _build(scorers: list, out, force: bool, allow_unfit: bool) -> None:
-    build = _build_module()
-    try:
-        build.run(scorers, out, force, allow_unfit)
-    except build.BuildError as err:
-        raise UserError(str(err)) from None
+    from kd_train import bundle
+
+    bundle.run(scorers, out, force, allow_unfit)
 
 
 def _run_build(args: argparse.Namespace) -> None:
@@ -709,11 +697,9 @@ def _run_build(args: argparse.Namespace) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> None:
-    build = _build_module()
-    try:
-        result = build.verify(args.folder, args.digest)
-    except build.BuildError as err:
-        raise UserError(str(err)) from None
+    from kd_train import bundle
+
+    result = bundle.verify(args.folder, args.digest)
     checked = "the published digest" if args.digest else "its own manifest.json (give --digest to check it is the published one)"
     print(f"{args.folder}: all {result['files']} files check out against {checked}; digest {result['digest']}, "
           f"version {result['version']}")

@@ -1,4 +1,5 @@
-"""build.py: verified inputs, byte-identical and atomic output, manifest, URL scan; kd-train serve."""
+"""The bundler (kd_train/bundle.py; build.py runs it): verified inputs, byte-identical and atomic output, manifest,
+URL scan; kd-train serve and verify."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import urllib.request
 
 import pytest
 
+from kd_train import bundle
+from kd_train.data import UserError
 from kd_train.files import write_marker
-from web_support import REPO, build_module, make_scorer, need_node_modules, second_item, tree
+from web_support import REPO, make_scorer, need_node_modules, node_modules, second_item, tree
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def scorer_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dist(scorer_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "dist"
-    build_module().build([scorer_dir], out, report_sizes=False)
+    bundle.build([scorer_dir], out, report_sizes=False)
     return out
 
 
@@ -34,13 +37,12 @@ def leftovers(parent):
 
 
 def test_two_builds_are_byte_identical(scorer_dir, dist, tmp_path):
-    build = build_module()
-    report = build.build([scorer_dir], tmp_path / "again", report_sizes=True)
+    report = bundle.build([scorer_dir], tmp_path / "again", report_sizes=True)
     assert tree(tmp_path / "again") == tree(dist)
     raw = sum(len(b) for b in tree(dist).values())
     assert report["sizes"]["raw"] == raw
     assert 0 < report["sizes"]["brotli"] < report["sizes"]["gzip"] < raw
-    build.build([scorer_dir], tmp_path / "again", report_sizes=False)     # rebuilding in place
+    bundle.build([scorer_dir], tmp_path / "again", report_sizes=False)     # rebuilding in place
     assert tree(tmp_path / "again") == tree(dist)
     assert leftovers(tmp_path) == []
 
@@ -72,14 +74,13 @@ def test_manifest_lists_every_file_with_its_hash(dist, scorer_dir):
 
 
 def test_page_has_the_csp_and_nothing_inline(dist):
-    build = build_module()
     html = (dist / "index.html").read_text(encoding="utf-8")
-    assert f'<meta http-equiv="Content-Security-Policy" content="{build.CSP}">' in html
-    assert build.CSP == ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+    assert f'<meta http-equiv="Content-Security-Policy" content="{bundle.CSP}">' in html
+    assert bundle.CSP == ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
                          "object-src 'none'; base-uri 'none'")
     assert re.findall(r"<script\b[^>]*>", html) == ['<script type="module" src="main.js">']
     assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+=", html)
-    assert build.CSP in (dist / "AUDIT.md").read_text(encoding="utf-8")
+    assert bundle.CSP in (dist / "AUDIT.md").read_text(encoding="utf-8")
     for js in ("main.js", "worker.js", "csv.js", "sw.js"):
         text = (dist / js).read_text(encoding="utf-8")
         assert "localStorage" not in text and "indexedDB" not in text and "innerHTML" not in text, js
@@ -88,14 +89,13 @@ def test_page_has_the_csp_and_nothing_inline(dist):
 
 def test_several_items_get_a_picker(scorer_dir, tmp_path):
     other = second_item(scorer_dir, tmp_path / "other", "q-2", "A <b>second</b> question?")
-    build = build_module()
-    build.build([scorer_dir, other], tmp_path / "out", report_sizes=False)
+    bundle.build([scorer_dir, other], tmp_path / "out", report_sizes=False)
     html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert '<option value="demo-ice">demo-ice: Two identical' in html and '<option value="q-2">q-2: A &lt;b&gt;' in html
     assert "A &lt;b&gt;second&lt;/b&gt; question?" in html                    # escaped, not markup
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["items"] == ["demo-ice", "q-2"]
-    with pytest.raises(build.BuildError, match="both scorers for item 'demo-ice'"):
-        build.build([scorer_dir, scorer_dir], tmp_path / "dup", report_sizes=False)
+    with pytest.raises(UserError, match="both scorers for item 'demo-ice'"):
+        bundle.build([scorer_dir, scorer_dir], tmp_path / "dup", report_sizes=False)
 
 
 def test_tampered_scorer_is_refused_and_nothing_is_written(scorer_dir, dist, tmp_path):
@@ -104,16 +104,27 @@ def test_tampered_scorer_is_refused_and_nothing_is_written(scorer_dir, dist, tmp
     model = bytearray((bad / "model.onnx").read_bytes())
     model[-1] ^= 1
     (bad / "model.onnx").write_bytes(bytes(model))
-    build = build_module()
-    with pytest.raises(build.BuildError, match="model.onnx's sha256 does not match"):
-        build.build([bad], tmp_path / "out", report_sizes=False)
+    with pytest.raises(UserError, match="model.onnx's sha256 does not match"):
+        bundle.build([bad], tmp_path / "out", report_sizes=False)
     assert not (tmp_path / "out").exists()
     shutil.copytree(dist, tmp_path / "old")
     before = tree(tmp_path / "old")
-    with pytest.raises(build.BuildError):
-        build.build([scorer_dir, bad], tmp_path / "old", report_sizes=False)
+    with pytest.raises(UserError):
+        bundle.build([scorer_dir, bad], tmp_path / "old", report_sizes=False)
     assert tree(tmp_path / "old") == before
     assert leftovers(tmp_path) == []
+
+
+def test_a_scorer_made_with_another_featurize_py_is_refused(scorer_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(scorer_dir, other)
+    info = json.loads((other / "scorer.json").read_text())
+    info["featurize_sha256"] = "0" * 64
+    (other / "scorer.json").write_text(json.dumps(info))
+    write_marker(other, "scorer")   # its files match kd-train.json: only the featurizer differs
+    with pytest.raises(UserError, match="refusing to build: .*trained with a different featurize.py"):
+        bundle.build([other], tmp_path / "out", report_sizes=False)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
 def test_command_line_errors_are_one_line(scorer_dir, tmp_path):
@@ -124,6 +135,10 @@ def test_command_line_errors_are_one_line(scorer_dir, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("build.py: error: refusing to build:")
+    run = subprocess.run([sys.executable, "-m", "kd_train.bundle", str(bad), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    assert run.stderr.startswith("python -m kd_train.bundle: error: refusing to build:")
     assert not (tmp_path / "out").exists()
     from kd_train import cli
 
@@ -141,20 +156,18 @@ def test_a_third_party_url_fails_the_build(scorer_dir, tmp_path):
     info["question"] = "Why does ice melt? See https://example.com/hint for a picture."
     (linked / "scorer.json").write_text(json.dumps(info))
     write_marker(linked, "scorer")   # signed off as the scorer's owner would, so only the URL is wrong
-    build = build_module()
-    with pytest.raises(build.BuildError, match=r"third-party URL in dist/.*https://example.com/hint"):
-        build.build([linked], tmp_path / "out", report_sizes=False)
+    with pytest.raises(UserError, match=r"third-party URL in dist/.*https://example.com/hint"):
+        bundle.build([linked], tmp_path / "out", report_sizes=False)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
 def test_url_scan_rules():
-    build = build_module()
-    assert build.find_urls("index.html", b'<img src="//cdn.example.net/x.png">') == ["//cdn.example.net/x.png"]
-    assert build.find_urls("main.js", b"fetch('wss://evil.example:9/x')") == ["wss://evil.example:9/x"]
-    assert build.find_urls("main.js", b"// a comment, then ./relative/path.js and 1//2") == []
-    assert build.find_urls("vendor/x/a.js", b'"//not-checked-in-vendor" "https://checked.example"') == \
+    assert bundle.find_urls("index.html", b'<img src="//cdn.example.net/x.png">') == ["//cdn.example.net/x.png"]
+    assert bundle.find_urls("main.js", b"fetch('wss://evil.example:9/x')") == ["wss://evil.example:9/x"]
+    assert bundle.find_urls("main.js", b"// a comment, then ./relative/path.js and 1//2") == []
+    assert bundle.find_urls("vendor/x/a.js", b'"//not-checked-in-vendor" "https://checked.example"') == \
         ["https://checked.example"]
-    allowed = build.read_allowed_urls()
+    allowed = bundle.read_allowed_urls()
     assert allowed and all(path.startswith("vendor/") for path in allowed)
 
 
@@ -181,9 +194,8 @@ def test_serve_sends_mime_types_and_csp(dist):
 def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, capsys):
     from kd_train.cli import main
 
-    build = build_module()
     digest = hashlib.sha256((dist / "manifest.json").read_bytes()).hexdigest()
-    assert build.verify(dist, digest)["digest"] == digest
+    assert bundle.verify(dist, digest)["digest"] == digest
     assert main(["verify", str(dist), "--digest", digest]) == 0
     assert "check out against the published digest" in capsys.readouterr().out
 
@@ -218,14 +230,13 @@ def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, m
     import io
     import zipfile
 
-    build = build_module()
     shipped = zipfile.ZipFile(io.BytesIO((dist / "vendor" / "pyodide" / "python_stdlib.zip").read_bytes())).namelist()
-    full = (REPO / "web" / "node_modules" / "pyodide" / "python_stdlib.zip").stat().st_size
+    full = (node_modules() / "pyodide" / "python_stdlib.zip").stat().st_size
     assert (dist / "vendor" / "pyodide" / "python_stdlib.zip").stat().st_size < full / 2
     keep = json.loads((REPO / "web" / "stdlib-keep.json").read_text())["files"]
     assert set(keep) <= set(shipped) and "encodings/utf_8.py" in shipped and "email/__init__.py" not in shipped
     bogus = tmp_path / "keep.json"
     bogus.write_text(json.dumps({"files": keep + ["no_such_module.py"]}))
-    monkeypatch.setattr(build, "STDLIB_KEEP", bogus)
-    with pytest.raises(build.BuildError, match="no_such_module.py"):
-        build.trimmed_stdlib((REPO / "web" / "node_modules" / "pyodide" / "python_stdlib.zip").read_bytes())
+    monkeypatch.setattr(bundle, "STDLIB_KEEP", bogus)
+    with pytest.raises(UserError, match="no_such_module.py"):
+        bundle.trimmed_stdlib((node_modules() / "pyodide" / "python_stdlib.zip").read_bytes())

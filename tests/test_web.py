@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_support import START_WORKER_JS, build_module, make_scorer, need_node_modules, second_item
+from kd_train import bundle
+from web_support import START_WORKER_JS, make_scorer, need_node_modules, second_item
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,7 @@ def scorer_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dist(scorer_dir, tmp_path_factory, playwright):
     out = tmp_path_factory.mktemp("web") / "dist"
-    build_module().build([scorer_dir], out, report_sizes=False)
+    bundle.build([scorer_dir], out, report_sizes=False)
     return out
 
 
@@ -535,7 +536,7 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
     old, new = Scorer(scorer_dir).predict_proba([text])[0], Scorer(other).predict_proba([text])[0]
     assert np.abs(old - new).max() > 1e-3
     site = tmp_path / "site"
-    build_module().build([scorer_dir], site, report_sizes=False)
+    bundle.build([scorer_dir], site, report_sizes=False)
     server, url = serve(site)
     context = browser.new_context()
     recorder = Recorder(context)
@@ -556,7 +557,7 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
             return probs
 
         np.testing.assert_allclose(visit(), old, atol=1e-5)
-        build_module().build([other], site, report_sizes=False, force=True)
+        bundle.build([other], site, report_sizes=False, force=True)
         first = visit()                                          # the old build or the new one, never a mix
         assert np.allclose(first, old, atol=1e-5) or np.allclose(first, new, atol=1e-5)
         np.testing.assert_allclose(visit(), new, atol=1e-5)      # the second visit uses the new model
@@ -655,7 +656,7 @@ def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
 def test_picking_one_of_several_items(scorer_dir, browser, shots, tmp_path):
     other = second_item(scorer_dir, tmp_path / "other", "demo-ice-2", "Why does a metal spoon feel colder than a wooden one?")
     out = tmp_path / "dist"
-    build_module().build([scorer_dir, other], out, report_sizes=False)
+    bundle.build([scorer_dir, other], out, report_sizes=False)
     server, url = serve(out)
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     try:

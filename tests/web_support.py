@@ -1,15 +1,14 @@
-"""Helpers shared by test_build.py and test_web.py: a small scorer trained in seconds, and build.py."""
+"""Helpers shared by test_build.py and test_web.py: a small scorer trained in seconds, and the bundler."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from kd_train import bundle
+
 REPO = Path(__file__).resolve().parents[1]
-NODE_MODULES = REPO / "web" / "node_modules"
 
 
 # JavaScript for page.evaluate: a worker of the page's own, started as main.js starts it, and call(type, data)
@@ -32,18 +31,21 @@ START_WORKER_JS = """
 """
 
 
+def node_modules() -> Path:
+    """The npm packages the bundler would use, found without fetching them; skips the test when there are none."""
+    found = bundle.node_modules(fetch=False)
+    if found is None or not (found / "pyodide" / "pyodide.mjs").is_file():
+        pytest.skip("the npm packages are not installed: run 'npm ci' in web/ (make setup does)")
+    return found
+
+
 def need_node_modules() -> None:
-    if not (NODE_MODULES / "pyodide" / "pyodide.mjs").is_file():
-        pytest.skip("web/node_modules is not installed: run 'npm ci' in web/ (make setup does)")
+    node_modules()
 
 
 def build_module():
-    """build.py at the repository root, imported once."""
-    if "kd_train_build" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("kd_train_build", REPO / "build.py")
-        sys.modules["kd_train_build"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["kd_train_build"]
+    """The bundler, kd_train.bundle (what build.py and kd-train build run); bench/browser.py builds with it."""
+    return bundle
 
 
 def make_scorer(folder: Path, epochs: int = 60) -> Path:

@@ -1,8 +1,8 @@
 // Which files of Pyodide's python_stdlib.zip the page uses: start Pyodide (Node.js), do what the
 // page's worker does (the glue of worker.js, featurize.py and detect.py on varied answers, a Python
 // error on purpose), and print every module loaded from the standard library as a JSON list of
-// zip member names. build.py ships only those (web/stdlib-keep.json), plus a few whole packages and
-// codecs it keeps to be safe (STDLIB_ALSO in build.py). Re-run it when Pyodide, the page's glue,
+// zip member names. kd_train/bundle.py ships only those (web/stdlib-keep.json), plus a few whole packages and
+// codecs it keeps to be safe (STDLIB_ALSO in kd_train/bundle.py). Re-run it when Pyodide, the page's glue,
 // featurize.py or detect.py change their imports; the browser tests fail when a module is missing.
 //
 //   node web/stdlib-modules.mjs > web/stdlib-keep.json
