@@ -20,11 +20,17 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
                   shares of common words but far more unknown ones than their length allows.
     The shares of words, pairs and 4-grams are smoothed by the answer's length (``count / (n + 2)``),
     so one rare word in a two-word answer does not read as gibberish, nor one quoted phrase as a copy.
-    Two fixed rules need no fitting: ``empty`` (no word at all) and ``too_long`` (more than twice
-    the words of the longest training answer). An answer over ``max_chars`` characters is refused
+    Three fixed rules need no threshold: ``empty`` (no word at all), ``too_long`` (more than twice
+    the words of the longest training answer) and ``listed``: four words or more, most of them known,
+    none of them one of the item's glue words, and at least half of its word pairs unseen. Glue words are the item's
+    most common words that top-scored and other answers use alike ("the", "to", "it", and the topic
+    words everyone writes); a list of the words that earn points has none of them, on items whose
+    real answers are lists of steps as much as on items of full sentences, and its pairs are not
+    ones students write (a list students often write, like the phases of mitosis, is left to the
+    scorer, which learned its score from people). An answer over ``max_chars`` characters is refused
     before anything else runs.
 
-The profile (scorer.json ``detectors``) holds one bitset of hashed words, word pairs and source
+The profile (scorer.json ``detectors``) holds the CRC-32 of each glue word, one bitset of hashed words, word pairs and source
 4-grams (CRC-32 of ``prefix + UTF-8``, modulo 2**bits: no answer text is stored) and one threshold
 per measure. ``fit`` chooses the thresholds on answers the profile was not built from (k-fold over
 the training answers), jointly, so that at most ``share`` of those answers gets any flag.
@@ -35,7 +41,7 @@ from __future__ import annotations
 import base64
 import random
 import zlib
-from math import sqrt
+from math import log, sqrt
 
 try:
     from kd_train import featurize as _featurize
@@ -47,6 +53,9 @@ __all__ = ["VERSION", "MEASURES", "REASONS", "MAX_CHARS", "measure", "flags", "f
 VERSION = 1
 MEASURES = ("unknown", "unseen_pairs", "copied", "repeated", "off_topic")
 _CORE = MEASURES[:4]   # every profile has these; off_topic (with "rates") only those fitted since it was added
+GLUE_WORDS = 100       # how many glue words an item has at most (100 flags fewer real answers than 25 or 50,
+                       # out of fold on ASAP-SAS's training answers; the key-word lists are flagged alike)
+GLUE_BIAS = 0.7        # a word whose log-odds between top-scored and other answers is above this is no glue
 MAX_CHARS = 20000  # longer answers are refused, not scored (the longest ASAP-SAS answer has 1,819)
 REASONS = {
     "empty": "There is no answer to score.",
@@ -60,9 +69,10 @@ REASONS = {
     "repeated": "The same words are repeated many times.",
     "off_topic": "This does not seem to answer this question: many of its words and word pairs are not used in "
                  "answers to it.",
+    "listed": "This looks like a list of key words, not sentences that explain the answer.",
 }
 
-_UNIGRAM, _PAIR, _SOURCE = b"u\x1f", b"p\x1f", b"s\x1f"
+_UNIGRAM, _PAIR, _SOURCE, _GLUE = b"u\x1f", b"p\x1f", b"s\x1f", b"g\x1f"
 
 
 def words(text: str) -> list:
@@ -104,6 +114,10 @@ def _z(count: int, n: int, rate: float) -> float:
     return (count - n * rate) / sqrt(n * rate * (1.0 - rate)) if n else 0.0
 
 
+def _glue_count(tokens: list, glue) -> int:
+    return sum(1 for h in _hashes(_GLUE, tokens, 0xFFFFFFFF) if h in glue)
+
+
 def _measures(tokens: list, table: _Table, rates: dict | None = None) -> dict:
     n = len(tokens)
     pairs = _pairs(tokens)
@@ -122,23 +136,33 @@ def _measures(tokens: list, table: _Table, rates: dict | None = None) -> dict:
     return values
 
 
-_TABLES: dict = {}  # id(profile) -> (profile, _Table): the page and predict reuse one decoded bitset
+def _listed(tokens: list, table: _Table, glue) -> bool:
+    """Four words or more, most of them known, none of them glue, half of the pairs or more unseen."""
+    if glue is None or len(tokens) < 4 or _glue_count(tokens, glue) or 2 * table.unseen(_UNIGRAM, tokens) > len(tokens):
+        return False
+    pairs = _pairs(tokens)
+    return 2 * table.unseen(_PAIR, pairs) >= len(pairs)
 
 
-def _table(profile: dict) -> _Table:
+_TABLES: dict = {}  # id(profile) -> (profile, _Table, glue set): the page and predict reuse one decoded bitset
+
+
+def _decoded(profile: dict) -> tuple:
     cached = _TABLES.get(id(profile))
     if cached is None or cached[0] is not profile:
         if len(_TABLES) > 64:
             _TABLES.clear()
-        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])))
+        glue = frozenset(profile["glue"]) if "glue" in profile else None
+        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])), glue)
         _TABLES[id(profile)] = cached
-    return cached[1]
+    return cached[1], cached[2]
 
 
 def measure(text: str, profile: dict) -> dict:
-    """The answer's measures under ``profile`` (plus ``words``, its word count)."""
+    """The answer's measures under ``profile`` (plus ``words``, its word count, and ``listed``)."""
     tokens = words(text)
-    return {"words": len(tokens), **_measures(tokens, _table(profile), profile.get("rates"))}
+    table, glue = _decoded(profile)
+    return {"words": len(tokens), "listed": _listed(tokens, table, glue), **_measures(tokens, table, profile.get("rates"))}
 
 
 def flags(text: str, profile: dict | None) -> list:
@@ -153,10 +177,12 @@ def flags(text: str, profile: dict | None) -> list:
     tokens = words(text)
     if not tokens:
         return ["empty"]
+    table, glue = _decoded(profile)
     found = ["too_long"] if len(tokens) > profile["max_words"] else []
-    values = _measures(tokens, _table(profile), profile.get("rates"))
+    values = _measures(tokens, table, profile.get("rates"))
     thresholds = profile["thresholds"]
-    return found + [m for m in MEASURES if m in thresholds and values[m] > thresholds[m]]
+    found += [m for m in MEASURES if m in thresholds and values[m] > thresholds[m]]
+    return found + ["listed"] if _listed(tokens, table, glue) else found
 
 
 def reason(code: str, profile: dict | None = None) -> str:
@@ -190,6 +216,10 @@ def check_profile(profile) -> None:
                                             for k in ("unknown", "unseen_pairs"))):
         raise ValueError("'detectors' rates must give unknown and unseen_pairs rates between 0 and 1, "
                          "exactly when thresholds has off_topic")
+    glue = profile.get("glue")
+    if glue is not None and not (isinstance(glue, list) and len(glue) <= 1000 and all(
+            isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 0xFFFFFFFF for h in glue)):
+        raise ValueError("'detectors' glue must be a list of at most 1,000 CRC-32 values (integers)")
     for key in ("max_words", "max_chars"):
         value = profile.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -234,14 +264,16 @@ def _threshold(ranked: list, share: float) -> float:
     return ranked[k] if k < len(ranked) else 0.0
 
 
-def _joint_thresholds(oof: list, share: float) -> dict:
-    """Per-measure thresholds at a common tail share p, with p as large as keeps the union <= share."""
+def _joint_thresholds(oof: list, share: float, fixed: list | None = None) -> dict:
+    """Per-measure thresholds at a common tail share p, with p as large as keeps the union <= share
+    (answers a fixed rule flags, ``fixed``, count towards the union)."""
+    fixed = fixed or [False] * len(oof)
     names = [m for m in MEASURES if m in oof[0]] if oof else list(_CORE)
     ranked = {m: sorted((v[m] for v in oof), reverse=True) for m in names}   # sorted once, not per step
 
     def union(p: float) -> tuple:
         t = {m: _threshold(ranked[m], p) for m in names}
-        flagged = sum(1 for v in oof if any(v[m] > t[m] for m in names))
+        flagged = sum(1 for v, f in zip(oof, fixed) if f or any(v[m] > t[m] for m in names))
         return flagged / max(len(oof), 1), t
 
     lo, hi = 0.0, share
@@ -252,6 +284,37 @@ def _joint_thresholds(oof: list, share: float) -> dict:
         else:
             lo = mid
     return union(lo)[1]
+
+
+def _glue_words(answers: list, scores: list | None) -> list:
+    """The item's glue words: its GLUE_WORDS most common words (by answers using them) that top-scored
+    and other scored answers use alike (smoothed log-odds within GLUE_BIAS); without scores, the most
+    common words."""
+    scored = [s for s in scores if s is not None] if scores else []
+    top = max(scored) if scored else None
+    used, top_used, rest_used = {}, {}, {}
+    for i, tokens in enumerate(answers):
+        s = scores[i] if scores else None
+        for w in set(tokens):
+            used[w] = used.get(w, 0) + 1
+            if s is not None:
+                counts = top_used if s == top else rest_used
+                counts[w] = counts.get(w, 0) + 1
+    n_top = sum(1 for s in scored if s == top)
+    n_rest = len(scored) - n_top
+    glue = []
+    for w in sorted(used, key=lambda w: (-used[w], w)):
+        if used[w] < 2 or len(glue) >= GLUE_WORDS:
+            break
+        if n_top and n_rest and abs(log((top_used.get(w, 0) + 1) / (n_top + 2))
+                                    - log((rest_used.get(w, 0) + 1) / (n_rest + 2))) > GLUE_BIAS:
+            continue
+        glue.append(w)
+    return glue
+
+
+def _glue_set(words_: list) -> frozenset:
+    return frozenset(_hashes(_GLUE, words_, 0xFFFFFFFF))
 
 
 def _median_rates(answers: list, tables: list) -> dict:
@@ -269,9 +332,11 @@ def _median_rates(answers: list, tables: list) -> dict:
     return {"unknown": median(unknown), "unseen_pairs": median(unseen)}
 
 
-def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: int = 0) -> dict:
-    """A detector profile for one item from its training answers (``texts``) and the question, reading
-    text and reference answer (``sources``).
+def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: int = 0,
+        scores: list | None = None) -> dict:
+    """A detector profile for one item from its training answers (``texts``, with their human
+    ``scores`` where known: they keep the words that earn points out of the glue words) and the
+    question, reading text and reference answer (``sources``).
 
     Thresholds are chosen on out-of-fold measures (``folds``-fold: each answer measured against a
     profile built without it) so that at most ``share`` of them gets any flag; the profile shipped is
@@ -284,20 +349,27 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
     order = list(range(len(answers)))
     random.Random(seed).shuffle(order)
     k = max(2, min(folds, len(answers)))
-    held_out = [None] * len(answers)                 # the table each answer is measured against
+    if scores is not None and len(scores) != len(answers):
+        raise ValueError(f"{len(scores)} scores for {len(answers)} answers")
+    held_out, held_glue = [None] * len(answers), [None] * len(answers)   # what each answer is measured against
     for f in range(k):
         held = set(order[f::k])
-        fit_part = [answers[i] for i in order if i not in held]
+        keep = [i for i in order if i not in held]
+        fit_part = [answers[i] for i in keep]
         table = _build(fit_part, source_words, _min_count(len(fit_part)))
+        glue = _glue_set(_glue_words(fit_part, [scores[i] for i in keep] if scores is not None else None))
         for i in held:
-            held_out[i] = table
+            held_out[i], held_glue[i] = table, glue
     rates = _median_rates(answers, held_out)
     oof = [_measures(a, t, rates) for a, t in zip(answers, held_out)]
-    thresholds = _joint_thresholds(oof, share)
+    listed = [_listed(a, t, g) for a, t, g in zip(answers, held_out, held_glue)]
+    thresholds = _joint_thresholds(oof, share, listed)
     table = _build(answers, source_words, _min_count(len(answers)))
+    glue = sorted(_glue_set(_glue_words(answers, scores)))
     names = list(thresholds)
     flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in names}
-    any_flag = sum(1 for v in oof if any(v[m] > thresholds[m] for m in names)) / max(len(oof), 1)
+    flagged["listed"] = sum(listed) / max(len(oof), 1)
+    any_flag = sum(1 for v, f in zip(oof, listed) if f or any(v[m] > thresholds[m] for m in names)) / max(len(oof), 1)
     return {
         "version": VERSION,
         "bits": table.bits,
@@ -307,6 +379,7 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
         "max_chars": MAX_CHARS,
         "thresholds": thresholds,
         "rates": rates,
+        "glue": glue,
         "fitted_on": {"answers": len(answers), "folds": k, "seed": seed, "share": share,
                       "flagged": any_flag, "flagged_by": flagged},
     }

@@ -151,7 +151,8 @@ def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -
     """The detector profile of ``item`` (kd_train/detect.py) from its training answers and its question,
     reading text and reference answer; and what it flags: out-of-fold on the training answers, and on test."""
     texts = train.for_item(item.item).responses
-    profile = detect.fit(texts, [item.question, item.stimulus, item.reference_answer], seed=seed)
+    profile = detect.fit(texts, [item.question, item.stimulus, item.reference_answer], seed=seed,
+                         scores=train.for_item(item.item).scores)
     fitted = profile["fitted_on"]
     summary = {"share_target": fitted["share"], "val": {"n": fitted["answers"], "flagged": fitted["flagged"],
                                                          "flagged_by": fitted["flagged_by"], "how": f"{fitted['folds']}-fold out-of-fold"}}

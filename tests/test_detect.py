@@ -72,6 +72,54 @@ def test_a_list_of_words_is_flagged_where_answers_are_sentences():
     assert "unseen_pairs" in detect.flags("insulator plastic heat metal faster conducts ice room plate", profile)
 
 
+def _list_item(seed: int = 2) -> tuple[list[str], list[int]]:
+    """An item whose top answers use the words that earn points, always between glue words."""
+    rng = random.Random(seed)
+    answers, scores = [], []
+    for _ in range(300):
+        score = rng.randint(0, 2)
+        points = rng.sample(["conducts", "insulator", "transfers", "energy", "faster"], score * 2)
+        filler = ["the", "ice", "melts", "on", "it", "because", "plate", "is", "a", "metal"]
+        rng.shuffle(filler)
+        answers.append(" ".join(w for i, f in enumerate(filler) for w in ([f, points[i]] if i < len(points) else [f])))
+        scores.append(score)
+    return answers, scores
+
+
+def test_a_list_of_the_words_that_earn_points_is_listed():
+    answers, scores = _list_item()
+    profile = detect.fit(answers, ["Why does the ice melt?"], scores=scores)
+    detect.check_profile(profile)
+    assert 0 < len(profile["glue"]) <= detect.GLUE_WORDS
+    assert "listed" in detect.flags("conducts insulator transfers energy faster", profile)
+    assert "listed" not in detect.flags("the metal conducts energy faster because it is a plate", profile)
+    assert "listed" not in detect.flags("conducts insulator", profile)          # fewer than four words
+    assert profile["fitted_on"]["flagged_by"]["listed"] == 0.0                 # no real answer is a bare list
+    # Without scores the words that earn points are common enough to be glue, and nothing is listed.
+    unscored = detect.fit(answers, ["Why does the ice melt?"])
+    assert "listed" not in detect.flags("conducts insulator transfers energy faster", unscored)
+
+
+def test_listed_answers_count_towards_the_flagged_share():
+    answers, scores = _list_item(3)
+    rng = random.Random(4)
+    answers += [" ".join(rng.sample([f"term{j}" for j in range(20)], 5)) for _ in range(30)]   # known words, bare lists
+    scores += [0] * 30
+    profile = detect.fit(answers, [], scores=scores)
+    assert profile["fitted_on"]["flagged_by"]["listed"] > 0.03
+    assert all(v == 0.0 for m, v in profile["fitted_on"]["flagged_by"].items() if m != "listed")
+
+
+def test_profiles_without_glue_still_work(demo):
+    profile = copy.deepcopy(demo[3])
+    del profile["glue"]
+    detect.check_profile(profile)                       # written before listed existed
+    assert "listed" not in detect.flags("qzx vvk plorb wuv", profile)
+    profile["glue"] = ["the"]
+    with pytest.raises(ValueError, match="glue"):
+        detect.check_profile(profile)
+
+
 def test_reasons_are_plain_sentences_for_every_code(demo):
     *_, profile = demo
     for code in detect.REASONS:
