@@ -22,11 +22,14 @@ def kd_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
     teacher_probs: torch.Tensor,
-    alpha: float = 0.5,
-    temperature: float = 2.0,
-    lam: float = 0.0,
+    *,
+    alpha: float,
+    temperature: float,
+    lam: float,
 ) -> torch.Tensor:
     """L = (1−α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + λ·CE(p_teacher, s), averaged over the batch.
+
+    No defaults here: the student's α, T and λ come from :class:`StudentConfig`, the only place they live.
 
     ``teacher_probs`` are the teacher's probabilities at temperature 1 (softmax(t)); softmax(t/T) is
     recovered from them as p^(1/T), renormalised. Rows whose label is UNLABELED (answers only the
@@ -102,7 +105,7 @@ def _train_student(fit: StudentData, val: StudentData | None, n_classes: int, co
             if p is None:
                 loss = F.cross_entropy(logits, y[idx])
             else:
-                loss = kd_loss(logits, y[idx], p[idx], config.alpha, config.temperature, config.lam)
+                loss = kd_loss(logits, y[idx], p[idx], alpha=config.alpha, temperature=config.temperature, lam=config.lam)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -114,7 +114,7 @@ def run_item(
     report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
     if config.tinybert:
         small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0})
-        targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0), transfer)
+        targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0, lam=0.0), transfer)
         tiny = _teacher(out, item, values, train, test, small, name="tinybert_like", soft=targets, log=log,
                         force=config.force)
         report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}

@@ -33,12 +33,12 @@ def kl_at(teacher, logits, t):
 
 
 def test_alpha_zero_is_plain_cross_entropy():
-    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=0.0, temperature=3.0)
+    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=0.0, temperature=3.0, lam=0.0)
     assert math.isclose(got.item(), ce([2.0, 0.5, -1.0], 1), rel_tol=1e-6)
 
 
 def test_alpha_one_is_pure_distillation():
-    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=1.0, temperature=2.0)
+    got = kd_loss(LOGITS, LABEL, TEACHER, alpha=1.0, temperature=2.0, lam=0.0)
     want = 4.0 * kl_at([0.6, 0.3, 0.1], [2.0, 0.5, -1.0], 2.0)
     assert math.isclose(got.item(), want, rel_tol=1e-5)
 
@@ -52,13 +52,13 @@ def test_mixed_loss_and_the_papers_extra_term():
 
 
 def test_unlabeled_rows_get_only_the_distillation_term():
-    got = kd_loss(LOGITS, torch.tensor([UNLABELED]), TEACHER, alpha=0.3, temperature=2.0)
+    got = kd_loss(LOGITS, torch.tensor([UNLABELED]), TEACHER, alpha=0.3, temperature=2.0, lam=0.0)
     assert math.isclose(got.item(), 4.0 * kl_at([0.6, 0.3, 0.1], [2.0, 0.5, -1.0], 2.0), rel_tol=1e-5)
 
 
 def test_student_matching_the_teacher_has_zero_kd_loss():
     logits = torch.log(TEACHER)
-    assert kd_loss(logits, LABEL, TEACHER, alpha=1.0, temperature=4.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_loss(logits, LABEL, TEACHER, alpha=1.0, temperature=4.0, lam=0.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
