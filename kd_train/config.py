@@ -6,7 +6,7 @@ importing torch (kd_train/distill.py, which trains with them, re-exports ``Stude
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass
@@ -25,3 +25,7 @@ class StudentConfig:
     val_fraction: float = 0.1
     cv_below: int = 30   # a validation split smaller than this: choose by k-fold cross-validation instead
     cv_folds: int = 5
+
+    def without_teacher(self) -> StudentConfig:
+        """The ANN baseline's settings: the same network and training on human scores only (α = λ = 0)."""
+        return replace(self, alpha=0.0, lam=0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,10 +140,21 @@ def predict_proba(model: Student, x: np.ndarray) -> np.ndarray:
         return torch.softmax(model.eval()(torch.from_numpy(x)), dim=-1).numpy()
 
 
-def _student_data(table: Table, to_index: dict[int, int], featurizer_config: dict, soft: SoftLabels | None) -> StudentData:
+Features = Callable[[Table], np.ndarray]
+"""A table's answers -> their feature matrix (one row per answer, in order): by default
+``featurize_all(table.responses, featurizer_config)``; a caller that trains many students on the same
+answers (bench/) passes a lookup into a matrix it featurized once."""
+
+
+def _feature_fn(featurizer_config: dict, features: Features | None = None) -> Features:
+    """``features``, or featurize each table's answers with ``featurizer_config``."""
+    return features if features is not None else lambda table: featurize_all(table.responses, featurizer_config)
+
+
+def _student_data(table: Table, to_index: dict[int, int], features: Features, soft: SoftLabels | None) -> StudentData:
     y = np.array([to_index[s] if s is not None else UNLABELED for s in table.scores], dtype=np.int64)
     probs = soft.lookup(table.ids) if soft is not None else None
-    return StudentData(featurize_all(table.responses, featurizer_config), y, probs)
+    return StudentData(features(table), y, probs)
 
 
 def uses_cross_validation(n_labelled: int, config: StudentConfig) -> bool:
@@ -161,6 +173,7 @@ def distill_item(
     transfer: Table | None = None,
     test: Table | None = None,
     progress: bool = True,
+    features: Features | None = None,
 ) -> tuple[Student, dict]:
     """Train one item's student; returns (model, report with metrics on validation and test).
 
@@ -171,7 +184,10 @@ def distill_item(
     ``config.cv_folds``-fold cross-validation over all labelled answers, the model is then trained
     on all of them for that many epochs, and the report's "val" metrics are the pooled out-of-fold
     ones; ``report["oof"]`` holds the out-of-fold logits (ids, logits) for choosing and calibrating.
+
+    ``features`` (see :data:`Features`) gives the answers' features instead of featurizing them here.
     """
+    features = _feature_fn(featurizer_config, features)
     check_trainable(train, item)
     labelled = train.for_item(item).labelled()
     to_index = {v: i for i, v in enumerate(score_values)}
@@ -183,18 +199,18 @@ def distill_item(
         raise UserError("a transfer set needs teacher soft labels and α > 0 (or λ > 0): only the teacher can score it")
     transfer = transfer.for_item(item) if transfer is not None else None
     if uses_cross_validation(len(labelled), config):
-        model, history, val_metrics, oof = _cross_validated(labelled, transfer, to_index, featurizer_config, config,
-                                                            use_soft, progress)
+        model, history, val_metrics, oof = _cross_validated(labelled, transfer, to_index, features, config, use_soft,
+                                                            progress)
         sizes = {"fit": len(labelled), "val": 0, "cross_validation_folds": config.cv_folds}
     else:
         fit, val = stratified_split(labelled, config.val_fraction, config.seed)
         fit_table = concat(fit, transfer) if transfer is not None else fit
         model, history = train_student(
-            _student_data(fit_table, to_index, featurizer_config, use_soft),
-            _student_data(val, to_index, featurizer_config, None),
+            _student_data(fit_table, to_index, features, use_soft),
+            _student_data(val, to_index, features, None),
             len(score_values), config, progress,
         )
-        val_metrics, oof, sizes = evaluate(model, val, score_values, featurizer_config, soft), None, \
+        val_metrics, oof, sizes = evaluate(model, val, score_values, featurizer_config, soft, features), None, \
             {"fit": len(fit), "val": len(val)}
     report = {
         "params": param_count(model),
@@ -208,17 +224,17 @@ def distill_item(
         report["oof"] = oof
     test = test.for_item(item).labelled() if test is not None else None
     if test is not None and len(test):
-        report["metrics"]["test"] = evaluate(model, test, score_values, featurizer_config, soft)
+        report["metrics"]["test"] = evaluate(model, test, score_values, featurizer_config, soft, features)
     return model, report
 
 
-def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, featurizer_config: dict,
+def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, features: Features,
                      config: StudentConfig, soft: SoftLabels | None, progress: bool):
     """k folds trained for config.epochs each; the epoch with the best pooled out-of-fold QWK is the one
     the final model (all labelled answers) is trained for. Returns (model, history, val metrics, oof)."""
     n_classes = len(to_index)
-    data = _student_data(labelled, to_index, featurizer_config, soft)
-    extra = _student_data(transfer, to_index, featurizer_config, soft) if transfer is not None and len(transfer) else None
+    data = _student_data(labelled, to_index, features, soft)
+    extra = _student_data(transfer, to_index, features, soft) if transfer is not None and len(transfer) else None
     oof = np.zeros((config.epochs, len(labelled), n_classes))
     for held_out in stratified_folds(labelled, config.cv_folds, config.seed):
         keep = np.setdiff1d(np.arange(len(labelled)), held_out)
@@ -252,9 +268,9 @@ def _rows(data: StudentData, rows: np.ndarray, extra: StudentData | None) -> Stu
 
 
 def evaluate(model: Student, table: Table, score_values: list[int], featurizer_config: dict,
-             soft: SoftLabels | None = None) -> dict:
+             soft: SoftLabels | None = None, features: Features | None = None) -> dict:
     """Metrics of ``model`` on ``table`` (labelled rows), with agreement with the teacher where known."""
-    probs = predict_proba(model, featurize_all(table.responses, featurizer_config))
+    probs = predict_proba(model, _feature_fn(featurizer_config, features)(table))
     pred = [score_values[i] for i in probs.argmax(axis=1)]
     m = score_metrics(table.scores, pred, score_values)
     if soft is not None and set(table.ids) <= set(soft.ids):

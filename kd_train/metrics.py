@@ -52,6 +52,14 @@ MODEL_NAMES = {
 }
 
 
+def mean_metrics(per_item: list[dict]) -> dict:
+    """One model's means over items ({acc, qwk, f1} each): mean_acc, mean_qwk, fisher_qwk (Fisher-z), mean_f1."""
+    return {"mean_acc": float(np.mean([m["acc"] for m in per_item])),
+            "mean_qwk": float(np.mean([m["qwk"] for m in per_item])),
+            "fisher_qwk": fisher_mean([m["qwk"] for m in per_item]),
+            "mean_f1": float(np.mean([m["f1"] for m in per_item]))}
+
+
 def summarize(item_reports: list[dict], split: str = "test") -> dict:
     """Per-model means over items: {name: {params, mean_acc, mean_qwk, fisher_qwk, mean_f1, items}}."""
     models: dict[str, dict] = {}
@@ -63,11 +71,7 @@ def summarize(item_reports: list[dict], split: str = "test") -> dict:
             entry["params"] = max(entry["params"], int(m.get("params") or 0))
             entry["items"][str(report["item"])] = {k: m[split][k] for k in ("acc", "qwk", "f1")} | {"n": m[split]["n"]}
     for entry in models.values():
-        per_item = list(entry["items"].values())
-        entry["mean_acc"] = float(np.mean([m["acc"] for m in per_item]))
-        entry["mean_qwk"] = float(np.mean([m["qwk"] for m in per_item]))
-        entry["fisher_qwk"] = fisher_mean([m["qwk"] for m in per_item])
-        entry["mean_f1"] = float(np.mean([m["f1"] for m in per_item]))
+        entry |= mean_metrics(list(entry["items"].values()))
     order = [n for n in MODEL_NAMES if n in models] + sorted(n for n in models if n not in MODEL_NAMES)
     return {n: models[n] for n in order}
 

@@ -105,8 +105,7 @@ def run_item(
     model, student = distill_item(train, item.item, values, fconfig, config.student, soft, transfer, test)
     report["models"]["student"] = {"params": student["params"], **student["metrics"]}
     log("  candidates: ANN (same network, human scores only), hashing + logistic regression")
-    ann_config = StudentConfig(**{**asdict(config.student), "alpha": 0.0, "lam": 0.0})
-    ann_model, ann = distill_item(train, item.item, values, fconfig, ann_config, soft, None, test)
+    ann_model, ann = distill_item(train, item.item, values, fconfig, config.student.without_teacher(), soft, None, test)
     report["models"]["ann"] = {"params": ann["params"], **ann["metrics"]}
     lr = baselines.hashing_lr(train, item.item, values, fconfig, test, seed=config.student.seed,
                               val_fraction=config.student.val_fraction, cv_folds=config.student.cv_folds if cv else 0)

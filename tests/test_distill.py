@@ -12,6 +12,7 @@ from conftest import DEMO
 from kd_train import data, featurize
 from kd_train.distill import StudentConfig, distill_item, kd_loss
 from kd_train.soft_labels import SoftLabels
+from kd_train.student import featurize_all
 from kd_train.data import UNLABELED
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0]])
@@ -127,3 +128,38 @@ def test_a_large_item_keeps_its_validation_split(demo):
     _, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, StudentConfig(epochs=2),
                              progress=False)
     assert "oof" not in report and report["training"]["val"] == 32
+
+
+@pytest.mark.parametrize("n", [120, None])          # cross-validated (120 answers) and with a validation split
+def test_precomputed_features_train_the_same_student(demo, n):
+    """distill_item(features=...) (what bench/ passes: rows of a matrix featurized once) gives the weights and
+    metrics that featurizing inside distill_item gives, and it is what the student is trained on."""
+    _, train, test = demo
+    train = train.take(list(range(n))) if n else train
+    both = data.concat(train, test)
+    x = featurize_all(both.responses, featurize.DEFAULT_CONFIG)
+    row = {rid: i for i, rid in enumerate(both.ids)}
+    calls = []
+
+    def lookup(table):
+        calls.append(len(table))
+        return x[[row[rid] for rid in table.ids]]
+
+    config = StudentConfig(epochs=3, seed=1)
+    soft = fake_teacher(both, [0, 1, 2, 3])
+    args = (train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, soft, None, test)
+    a, ra = distill_item(*args, progress=False)
+    b, rb = distill_item(*args, progress=False, features=lookup)
+    assert calls
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(pa, pb)
+    assert ra["metrics"] == rb["metrics"] and ra["training"] == rb["training"]
+    if n:
+        np.testing.assert_array_equal(ra["oof"]["logits"], rb["oof"]["logits"])
+
+
+def test_the_ann_is_the_student_without_its_teacher(demo):
+    config = StudentConfig(hidden=7, alpha=0.8, temperature=3.0, lam=0.2, seed=4)
+    ann = config.without_teacher()
+    assert (ann.alpha, ann.lam) == (0.0, 0.0) and config.alpha == 0.8      # a copy; the student's config is unchanged
+    assert {**vars(ann), "alpha": 0.8, "lam": 0.2} == vars(config)

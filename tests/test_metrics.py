@@ -2,7 +2,7 @@ import math
 
 from sklearn.metrics import cohen_kappa_score
 
-from kd_train.metrics import fisher_mean, qwk, score_metrics
+from kd_train.metrics import fisher_mean, mean_metrics, qwk, score_metrics, summarize
 
 
 def test_qwk_matches_hand_computed_value():
@@ -25,3 +25,11 @@ def test_fisher_mean():
 def test_score_metrics_shape():
     m = score_metrics([0, 1, 2, 2], [0, 1, 1, 2], [0, 1, 2])
     assert m["n"] == 4 and m["acc"] == 0.75 and m["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_mean_metrics_is_what_summarize_reports_per_model():
+    per_item = [{"acc": 0.5, "qwk": 0.2, "f1": 0.4, "n": 10}, {"acc": 0.7, "qwk": 0.8, "f1": 0.6, "n": 20}]
+    means = mean_metrics(per_item)
+    assert means == {"mean_acc": 0.6, "mean_qwk": 0.5, "fisher_qwk": fisher_mean([0.2, 0.8]), "mean_f1": 0.5}
+    reports = [{"item": str(i), "models": {"student": {"params": 9, "test": m}}} for i, m in enumerate(per_item)]
+    assert {k: summarize(reports)["student"][k] for k in means} == means
