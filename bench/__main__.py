@@ -30,9 +30,10 @@ import torch
 
 from bench import ablations, fasttext_baseline, others, probes, report, speed
 from bench.cache import CachedItem, find_items, load_item
-from bench.students import Results, aggregate, check_against_pipeline, run_variants, summarize_metrics
+from bench.students import Results, aggregate, run_variants
 from kd_train import teacher
 from kd_train.data import Dataset, load_asap
+from kd_train.metrics import mean_metrics
 from kd_train.student import export_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def log(text: str = "") -> None:
 def single_model(per_item: dict[str, dict], **extra) -> dict:
     """A model scored once per item: means, Fisher-z and per-item {acc, qwk, f1, n}."""
     items = {i: {k: m[k] for k in ("acc", "qwk", "f1", "n")} for i, m in per_item.items()}
-    return {**extra, **summarize_metrics(per_item), "items": items}
+    return {**extra, **mean_metrics(list(per_item.values())), "items": items}
 
 
 def not_run(reason: str, command: str, **extra) -> dict:
@@ -285,23 +286,20 @@ def goal_rows(models: dict, speed_: dict, browser: dict) -> list[tuple[str, str,
     return rows
 
 
-def accuracy_notes(items: list[CachedItem], results: Results, seeds: list[int], models: dict) -> list[str]:
-    check_s = check_against_pipeline(results, ablations.STUDENT, items, "student")
-    check_a = check_against_pipeline(results, ablations.ANN, items, "ann")
-    same = lambda c: ("yes for every item" if c and all(c.values()) else  # noqa: E731
-                      "no pipeline report.json in the cache to compare with" if not c else f"{c}")
+def accuracy_notes(items: list[CachedItem], seeds: list[int], models: dict) -> list[str]:
     folds = {i.soft_train.fingerprint.get("folds", 0) for i in items}
     cfg = items[0].student_config   # the settings the pipeline distilled with (scorer.json), not hand-written
     differ = [i.item for i in items if i.student_config != items[0].student_config or i.featurizer != items[0].featurizer]
     return ([f"Items {', '.join(differ)} were distilled by the pipeline with other settings than item {items[0].item}; "
              f"the ablation grid follows item {items[0].item}'s."] if differ else []) + [
-        f"Student and ANN: mean ± std over seeds {seeds} (each seed its own stratified 10% validation split of train.csv, "
+        f"Student and ANN: mean ± std over seeds {seeds} (each seed its own stratified {cfg.val_fraction:.0%} validation "
+        "split of train.csv, "
         f"initialisation and shuffling); the pipeline's settings ({cfg.hidden} hidden units, "
         f"{items[0].featurizer['n_buckets']:,} buckets, α {cfg.alpha:g}, T {cfg.temperature:g}, transfer set = "
-        "test_private_unlabeled.csv). Seed 0 reproduces the pipeline's own runs "
-        f"(report.json test metrics): student {same(check_s)}; ANN {same(check_a)}.",
-        "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on 90% of each item's train.csv "
-        f"answers (10% for early stopping); its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
+        "test_private_unlabeled.csv). Both are trained by the pipeline's own function, "
+        "`kd_train.distill.distill_item` (the ANN with `StudentConfig.without_teacher()`), on features computed once per item.",
+        "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on each item's train.csv "
+        f"answers but {items[0].teacher_meta['config']['val_fraction']:.0%} (for early stopping); its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
         "Hashing + LR: `kd_train.baselines.hashing_lr`, the student's featurizer, C chosen on the seed-0 val split; "
         "one seed (deterministic). " + lr_source(models["hashing_lr"]),
         "fastText: settings chosen per item on the seed-0 val split (grid: lr × epoch × wordNgrams × char n-grams, dim 50, "
@@ -386,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
                      "student_config": vars(items[0].student_config), "featurizer": items[0].featurizer},
         "models": {k: models[k] for k in report.MODEL_ORDER},
         "speed": speed_result, "browser": browser, "ablations": abl, "alt_teachers": alt,
-        "notes": {"accuracy": accuracy_notes(items, results, seeds, models) + tinybert_partial_note(models)}, "not_run": not_run_list(models, alt, missing),
+        "notes": {"accuracy": accuracy_notes(items, seeds, models) + tinybert_partial_note(models)}, "not_run": not_run_list(models, alt, missing),
         "goal": goal_rows(models, speed_result, browser),
     }
     write_outputs(result, args.out)

@@ -1,11 +1,8 @@
-"""The KD student and the ANN, trained exactly as `kd_train.distill.distill_item` does, for many settings.
+"""The KD student and the ANN for many settings and seeds, each trained by `kd_train.distill.distill_item`.
 
-`distill_item` featurizes every answer on each call; here each item's answers are featurized once
-per featurizer config and reused across seeds and settings. Everything else is the same: the
-student's own seeded, stratified validation split of train.csv, `train_student` (AdamW, early
-stopping on validation QWK), teacher probabilities for the fitting and transfer answers, and the
-ANN as the same network on human scores only. `check_against_pipeline` confirms it: seed 0 with
-the pipeline's settings gives the pipeline's scorer's test metrics.
+Each item's answers are featurized once per featurizer config and handed to `distill_item` as
+precomputed features (its ``features`` argument), so that a hundred students do not featurize the
+same answers a hundred times; everything else is the pipeline's own code.
 """
 
 from __future__ import annotations
@@ -19,11 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.cache import CachedItem
-from kd_train.data import concat, stratified_split
-from kd_train.distill import StudentConfig, StudentData, predict_proba, train_student
-from kd_train.metrics import fisher_mean, score_metrics
-from kd_train.student import featurize_all, param_count
-from kd_train.data import UNLABELED
+from kd_train.config import StudentConfig
+from kd_train.data import Table, concat
+from kd_train.distill import distill_item
+from kd_train.metrics import mean_metrics
+from kd_train.student import featurize_all
 
 
 @dataclass(frozen=True)
@@ -50,51 +47,35 @@ class Variant:
         return " ".join(parts)
 
     def student_config(self, base: StudentConfig, seed: int) -> StudentConfig:
-        config = replace(base, seed=seed)
-        if self.hidden is not None:
-            config = replace(config, hidden=self.hidden)
-        if self.patience is not None:
-            config = replace(config, patience=self.patience)
-        if not self.kd:
-            return replace(config, alpha=0.0, lam=0.0)
-        if self.alpha is not None:
-            config = replace(config, alpha=self.alpha)
-        if self.temperature is not None:
-            config = replace(config, temperature=self.temperature)
-        return config
+        keys = ("hidden", "patience", "alpha", "temperature")
+        config = replace(base, seed=seed, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+        return config if self.kd else config.without_teacher()
 
     def featurizer(self, base: dict) -> dict:
         return base if self.buckets is None else {**base, "n_buckets": self.buckets}
 
 
-class Features:
-    """One item's answers (train, unlabeled, test) featurized once, looked up by answer id."""
+class FeatureMatrix:
+    """One item's answers (train, unlabeled, test) featurized once; called with a table, its rows in order
+    (what `distill_item`'s ``features`` argument takes)."""
 
     def __init__(self, item: CachedItem, config: dict):
         table = concat(concat(item.labelled, item.unlabeled), item.test)
         self.index = {rid: i for i, rid in enumerate(table.ids)}
         self.x = featurize_all(table.responses, config)
 
-    def rows(self, ids: list[str]) -> np.ndarray:
-        return self.x[[self.index[rid] for rid in ids]]
+    def __call__(self, table: Table) -> np.ndarray:
+        return self.x[[self.index[rid] for rid in table.ids]]
 
 
-def fit_student(item: CachedItem, features: Features, variant: Variant, seed: int) -> dict:
-    """Train one student (or ANN); returns params, best epoch and metrics on val and test."""
-    config = variant.student_config(item.student_config, seed)
-    fit, val = stratified_split(item.labelled, config.val_fraction, config.seed)
-    to_index = {v: i for i, v in enumerate(item.values)}
-    ids = fit.ids + (item.unlabeled.ids if variant.kd and variant.transfer else [])
-    y = np.array([to_index[s] for s in fit.scores] + [UNLABELED] * (len(ids) - len(fit)), dtype=np.int64)
-    probs = item.soft.lookup(ids) if variant.kd else None
-    y_val = np.array([to_index[s] for s in val.scores], dtype=np.int64)
-    model, history = train_student(StudentData(features.rows(ids), y, probs), StudentData(features.rows(val.ids), y_val),
-                                   len(item.values), config, progress=False)
-    out = {"params": param_count(model), "best_epoch": history["best_epoch"], "model": model}
-    for name, table in (("val", val), ("test", item.test)):
-        pred = [item.values[i] for i in predict_proba(model, features.rows(table.ids)).argmax(axis=1)]
-        out[name] = score_metrics(table.scores, pred, item.values)
-    return out
+def fit_student(item: CachedItem, features: FeatureMatrix, variant: Variant, seed: int) -> dict:
+    """Train one student (or ANN) with `distill_item`; returns params, best epoch, metrics on val and test, and the model."""
+    transfer = item.unlabeled if variant.kd and variant.transfer else None
+    model, report = distill_item(item.labelled, item.item, item.values, variant.featurizer(item.featurizer),
+                                 variant.student_config(item.student_config, seed), item.soft, transfer, item.test,
+                                 progress=False, features=features)
+    return {"params": report["params"], "best_epoch": report["training"]["best_epoch"], "model": model,
+            "val": report["metrics"]["val"], "test": report["metrics"]["test"]}
 
 
 Results = dict  # {variant: {seed: {item: run}}}
@@ -112,7 +93,7 @@ def run_variants(items: list[CachedItem], plan: dict[Variant, list[int]], keep_m
         for variant in plan:
             by_featurizer[json.dumps(variant.featurizer(item.featurizer), sort_keys=True)].append(variant)
         for key, variants in by_featurizer.items():
-            features = Features(item, json.loads(key))
+            features = FeatureMatrix(item, json.loads(key))
             for variant in variants:
                 for seed in plan[variant]:
                     run = fit_student(item, features, variant, seed)
@@ -126,17 +107,6 @@ def run_variants(items: list[CachedItem], plan: dict[Variant, list[int]], keep_m
     return results
 
 
-def check_against_pipeline(results: Results, variant: Variant, items: list[CachedItem], name: str) -> dict[str, bool]:
-    """Seed 0 of ``variant`` against the test metrics of model ``name`` in each item's pipeline report.json."""
-    out = {}
-    for item in items:
-        saved = (((item.pipeline_report or {}).get("models") or {}).get(name) or {}).get("test")
-        run = results.get(variant, {}).get(0, {}).get(item.item)
-        if saved and run:
-            out[item.item] = all(abs(saved[k] - run["test"][k]) < 1e-9 for k in ("acc", "qwk", "f1"))
-    return out
-
-
 def is_constant(metrics: dict) -> bool:
     """True when a model predicted one score value for every answer (a collapsed run)."""
     columns = [sum(col) for col in zip(*metrics["confusion"])]
@@ -145,13 +115,6 @@ def is_constant(metrics: dict) -> bool:
 
 def _std(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
-def summarize_metrics(per_item: dict[str, dict]) -> dict:
-    """Means over items of acc/QWK/F1 and the Fisher-z mean QWK."""
-    ms = list(per_item.values())
-    return {"mean_acc": float(np.mean([m["acc"] for m in ms])), "mean_qwk": float(np.mean([m["qwk"] for m in ms])),
-            "fisher_qwk": fisher_mean([m["qwk"] for m in ms]), "mean_f1": float(np.mean([m["f1"] for m in ms]))}
 
 
 def aggregate(by_seed: dict[int, dict[str, dict]], split: str = "test", seeds: list[int] | None = None) -> dict:
@@ -166,7 +129,7 @@ def aggregate(by_seed: dict[int, dict[str, dict]], split: str = "test", seeds: l
             entry[k] = float(np.mean([r[split][k] for r in runs]))
             entry[f"{k}_std"] = _std([r[split][k] for r in runs])
         per_item[item] = entry
-    per_seed = [summarize_metrics({i: by_seed[s][i][split] for i in items}) for s in seeds]
+    per_seed = [mean_metrics([by_seed[s][i][split] for i in items]) for s in seeds]
     out = {"params": max(by_seed[seeds[0]][i]["params"] for i in items), "seeds": seeds}
     for key in ("mean_acc", "mean_qwk", "fisher_qwk", "mean_f1"):
         out[key] = float(np.mean([p[key] for p in per_seed]))
