@@ -16,7 +16,7 @@ SIZES = [(512, 8), (1024, 14), (2048, 14), (4096, 7), (2048, 32), (4096, 32), (8
 QUICK_SIZES = [(512, 8), (2048, 14), (8192, 64)]
 ALPHAS, TEMPERATURES = (0.25, 0.5, 0.75, 1.0), (1.0, 2.0, 4.0)
 QUICK_ALPHAS, QUICK_TEMPERATURES = (0.5, 1.0), (1.0, 2.0)
-PATIENCES = (8, 30)  # beside the pipeline's (20)
+PATIENCES = (8, 30)  # beside the pipeline's (StudentConfig.patience)
 PARAM_BUDGET = 30_000  # the goal's "≤ 0.03M parameters"
 
 STUDENT, ANN = Variant(), Variant(kd=False)

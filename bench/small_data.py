@@ -88,7 +88,8 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
     lines = ["# Small-data curve on ASAP-SAS", "", f"Command: `{command}` ({wall_s / 60:.0f} min on this machine's CPU).",
              "", "Each item's training answers subsampled (stratified by score, seeded) to the size given; test QWK "
              "on the item's test_public answers. `shipped` is the scorer chosen on validation (cross-validated "
-             "below 300 answers); a model named under 'degenerate' failed the quality gate on validation.", "",
+             "where a validation split would be too small, as `kd-train train` does); a model named under "
+             "'degenerate' failed the quality gate on validation.", "",
              "| item | answers | teacher | KD student | ANN | hashing + LR | shipped (which) | degenerate | fit |",
              "|---|---:|---:|---:|---:|---:|---|---|---|"]
     for item, by_size in rows.items():

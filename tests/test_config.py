@@ -1,0 +1,100 @@
+"""The defaults live in code (StudentConfig, TeacherConfig, featurize.DEFAULT_CONFIG); every one the README or
+docs/design.md quotes must be the code's value."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kd_train import featurize
+from kd_train.config import StudentConfig
+from kd_train.teacher import TeacherConfig
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs/design.md")
+S, T, F = StudentConfig(), TeacherConfig(), featurize.DEFAULT_CONFIG
+
+
+def student_params(n_classes: int) -> int:
+    from kd_train.student import Student, param_count
+
+    return param_count(Student(F["n_buckets"], n_classes, S.hidden, S.dropout))
+
+
+# A command-line option quoted with a number ("`--alpha` 0.5", "`--epochs` (20)", "`--val-fraction`, 10%"): the
+# code default it stands for. A quoted option missing here fails the test, so that no quote goes unchecked.
+OPTIONS = {"--alpha": S.alpha, "--temperature": S.temperature, "--lam": S.lam, "--student-patience": S.patience,
+           "--student-epochs": S.epochs, "--hidden": S.hidden, "--val-fraction": S.val_fraction,
+           "--buckets": F["n_buckets"], "--epochs": T.epochs, "--patience": T.patience}
+OPTION_QUOTE = re.compile(r"`(--[a-z-]+)`,? \(?(\d[\d,]*(?:\.\d+)?%?)")
+
+# Defaults stated in prose: (pattern, its groups' code values). Each must be found in README.md or
+# docs/design.md (reworded prose: change the pattern here, or drop it where the numbers went).
+PROSE = [
+    (r"one hidden layer of (\S+) units over (\S+) hashed buckets of word (\d)–(\d)-grams and character (\d)–(\d)-grams: "
+     r"(\S+) parameters for an item scored 0–3",
+     lambda: [S.hidden, F["n_buckets"], *F["word_ngram_range"], *F["char_ngram_range"], student_params(4)]),
+    (r"would hold fewer than (\S+) answers, (\d+)-fold cross-validation", lambda: [S.cv_below, S.cv_folds]),
+    (r"Below (\S+) validation answers, (\d+)-fold cross-validation", lambda: [S.cv_below, S.cv_folds]),
+    (r"early-stopping patience (\S+) ", lambda: [S.patience]),
+    (r"then α (\S+) and T (\S+) ", lambda: [S.alpha, S.temperature]),
+    (r"`--max-length (\d+)` \(the default\)", lambda: [T.max_length]),
+]
+
+
+# Any student setting written as a symbol and a number ("α 0.5", "T = 1", "λ = 0", "patience 20", "14 hidden
+# units") is taken for a quoted default, except these phrases about other settings (ablations).
+SYMBOLS = {"α": S.alpha, "T": S.temperature, "λ": S.lam, "patience": S.patience}
+SYMBOL_QUOTE = re.compile(r"(?<![\w/`-])(α|λ|T|patience) ?=? ?(\d+(?:\.\d+)?)(?![\d-])")
+HIDDEN_QUOTE = re.compile(r"(\d+) hidden units")
+NOT_DEFAULTS = ("α 1, pure distillation",)
+
+
+def number(text: str) -> float:
+    text = text.rstrip(".,;").replace(",", "")
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+
+
+def docs() -> dict[str, str]:
+    """Each document with its whitespace collapsed (a sentence may break across lines)."""
+    return {name: " ".join((REPO / name).read_text(encoding="utf-8").split()) for name in DOCS}
+
+
+def test_quoted_option_defaults_are_the_code_defaults():
+    quotes = [(name, m) for name, text in docs().items() for m in OPTION_QUOTE.finditer(text)]
+    assert quotes, "no quoted option default found: is OPTION_QUOTE still the README's form?"
+    for name, m in quotes:
+        option, value = m.groups()
+        assert option in OPTIONS, f"{name} quotes {m.group(0)!r}: add {option} and its code default to OPTIONS"
+        assert number(value) == pytest.approx(OPTIONS[option]), \
+            f"{name} says {m.group(0)!r}; the code's default is {OPTIONS[option]}"
+
+
+def test_settings_written_as_symbol_and_number_are_the_code_defaults():
+    for name, text in docs().items():
+        for m in SYMBOL_QUOTE.finditer(text):
+            if not text.startswith(NOT_DEFAULTS, m.start()):
+                assert number(m.group(2)) == pytest.approx(SYMBOLS[m.group(1)]), \
+                    f"{name} says {m.group(0)!r}; the code's default is {SYMBOLS[m.group(1)]} (or add it to NOT_DEFAULTS)"
+        for m in HIDDEN_QUOTE.finditer(text):
+            assert int(m.group(1)) == S.hidden, f"{name} says {m.group(0)!r}; the code's default is {S.hidden}"
+
+
+@pytest.mark.parametrize("pattern, code", PROSE, ids=[p[:40] for p, _ in PROSE])
+def test_defaults_stated_in_prose_are_the_code_defaults(pattern, code):
+    found = [(name, m) for name, text in docs().items() for m in re.finditer(pattern, text)]
+    assert found, f"no sentence in {DOCS} matches {pattern!r} any more: update the pattern (or drop it)"
+    for name, m in found:
+        assert [number(g) for g in m.groups()] == pytest.approx(code()), \
+            f"{name} says {m.group(0)!r}; the code's values are {code()}"
+
+
+def test_featurize_documents_its_own_defaults():
+    """featurize.py's docstring lists each config key with its default."""
+    stated = dict(re.findall(r"^\s{4}(\w+)\s+.*\(default ([^)]+)\)", featurize.__doc__, re.MULTILINE))
+    assert set(stated) == set(F) - {"version"}
+    for key, value in stated.items():
+        want = F[key]
+        assert (str(want) == value if isinstance(want, list) else number(value) == want), (key, value, want)
