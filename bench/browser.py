@@ -2,8 +2,8 @@
 
     python bench/browser.py [SCORER_DIR] [--answers CSV] [--repeat 30]
 
-Builds a bundle from a copy of SCORER_DIR without its question text (default: a demo scorer trained
-here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives Debian's Chromium
+Builds a bundle from a copy of SCORER_DIR without its question text (default: a demo scorer that
+`kd-train distill` trains here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives Debian's Chromium
 (fresh profile, the flags FLAGS below) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
   - page usable: navigation start -> main.js wired (the answer box reacts, mark "kd-usable")
   - first score possible: navigation start -> engine ready (Pyodide + onnxruntime-web + model, "kd-ready")
@@ -34,15 +34,31 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from web_support import START_WORKER_JS  # noqa: E402  (tests/ is on the path only from here)
+sys.path.insert(0, str(ROOT))   # kd_train, when run as `python bench/browser.py` from a checkout
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 300_000
+
+# JavaScript for page.evaluate: a worker of the page's own, started as main.js starts it, and call(type, data)
+# to talk to it. Put it at the top of an async function body (here and in tests/test_web.py).
+START_WORKER_JS = """
+  const w = new Worker("worker.js", {type: "module"});
+  let next = 0;
+  const call = (type, data) => new Promise((resolve, reject) => {
+    const id = ++next;
+    const on = (e) => {
+      if (e.data.id !== id) return;
+      w.removeEventListener("message", on);
+      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
+    };
+    w.addEventListener("message", on);
+    w.postMessage({id, type, ...data});
+  });
+  const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+  await call("init", {digest: meta("kd-bundle-digest"), version: meta("kd-bundle-version")});
+"""
 
 BARE_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>bare loadPyodide</title>
 <script type="module" src="bare.js"></script></head><body>loading</body></html>
@@ -193,17 +209,29 @@ def latencies(browser, url: str, answers: list[str], repeat: int) -> dict:
     }
 
 
+def demo_scorer(folder: Path) -> Path:
+    """A scorer of the demo item, as `kd-train distill` makes it from the demo answers (a few seconds)."""
+    from kd_train import cli
+
+    demo = cli.demo_dir()
+    code = cli.main(["distill", "--train", str(demo / "responses.csv"), "--items", str(demo / "items.csv"),
+                     "--item", "demo-ice", "--out", str(folder)])
+    if code != 0:
+        raise SystemExit(code)
+    return folder
+
+
 def make_dist(scorer_dir: Path | None, work: Path) -> Path:
     """The bundle to measure. A given scorer goes in as a copy without its question text: the
     page's cost does not depend on it, and a benchmark build must not carry a dataset's prompt."""
     import json
     import shutil
 
+    from kd_train import bundle
     from kd_train.files import write_marker
-    from web_support import build_module, make_scorer
 
     if scorer_dir is None:
-        scorer_dir = make_scorer(work / "demo-ice")
+        scorer_dir = demo_scorer(work / "demo-ice")
     else:
         scorer_dir = Path(shutil.copytree(scorer_dir, work / "scorer"))
         info = json.loads((scorer_dir / "scorer.json").read_text(encoding="utf-8"))
@@ -211,7 +239,7 @@ def make_dist(scorer_dir: Path | None, work: Path) -> Path:
         (scorer_dir / "scorer.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         write_marker(scorer_dir, "scorer")   # the edited copy, signed off as this benchmark's own
     dist = work / "dist"
-    build_module().build([scorer_dir], dist, report_sizes=False)
+    bundle.build([scorer_dir], dist, report_sizes=False)
     return dist
 
 

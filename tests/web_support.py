@@ -6,29 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.browser import START_WORKER_JS  # noqa: F401  (tests/test_web.py's; bench/browser.py runs it too)
 from kd_train import bundle
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-# JavaScript for page.evaluate: a worker of the page's own, started as main.js starts it, and call(type, data)
-# to talk to it. Put it at the top of an async function body (tests/test_web.py, bench/browser.py).
-START_WORKER_JS = """
-  const w = new Worker("worker.js", {type: "module"});
-  let next = 0;
-  const call = (type, data) => new Promise((resolve, reject) => {
-    const id = ++next;
-    const on = (e) => {
-      if (e.data.id !== id) return;
-      w.removeEventListener("message", on);
-      e.data.ok ? resolve(e.data) : reject(new Error(e.data.error));
-    };
-    w.addEventListener("message", on);
-    w.postMessage({id, type, ...data});
-  });
-  const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
-  await call("init", {digest: meta("kd-bundle-digest"), version: meta("kd-bundle-version")});
-"""
 
 
 def node_modules() -> Path:
