@@ -34,7 +34,6 @@ class CachedItem:
     teacher_meta: dict
     student_config: StudentConfig  # the settings the pipeline distilled this item's scorer with
     featurizer: dict
-    scorer_info: dict | None  # the pipeline's scorer.json, when written
     pipeline_report: dict | None  # the pipeline's report.json (student, ANN, hashing + LR), when written
 
 
@@ -78,7 +77,6 @@ def load_item(folder: Path, item: str, data: Dataset) -> CachedItem:
         teacher_meta=meta,
         student_config=_student_config(info),
         featurizer=(info or {}).get("featurizer") or dict(featurize.DEFAULT_CONFIG),
-        scorer_info=info,
         pipeline_report=json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None,
     )
 

@@ -10,14 +10,14 @@ from bench.cache import CachedItem
 from kd_train import baselines
 from kd_train.data import Dataset, stratified_split
 from kd_train.metrics import score_metrics
+from kd_train.pipeline import teacher_metrics
 
 TINYBERT_DIR = "tinybert_like"
 
 
 def teacher_test(item: CachedItem) -> dict:
     """The teacher's metrics on test_public: argmax of its cached soft labels (soft-test.csv)."""
-    pred = [item.values[i] for i in item.soft.lookup(item.test.ids).argmax(axis=1)]
-    return score_metrics(item.test.scores, pred, item.values)
+    return teacher_metrics(item.soft, item.test, item.values)
 
 
 def human_agreement(data: Dataset, item: CachedItem) -> dict:
@@ -53,9 +53,7 @@ def in_sample_gap(item: CachedItem) -> dict:
                                 item.teacher_meta["config"]["seed"])
     out = {}
     for name, table in (("fit (seen in training)", fit), ("val (held out)", val)):
-        probs = item.soft_train.lookup(table.ids)
-        pred = [item.values[i] for i in probs.argmax(axis=1)]
-        m = score_metrics(table.scores, pred, item.values)
+        probs, m = item.soft_train.lookup(table.ids), teacher_metrics(item.soft_train, table, item.values)
         out[name] = {"n": m["n"], "acc": m["acc"], "qwk": m["qwk"], "mean_max_prob": float(probs.max(axis=1).mean())}
     return out
 

@@ -12,7 +12,6 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from bench.cache import CachedItem
@@ -83,8 +82,8 @@ Results = dict  # {variant: {seed: {item: run}}}
 
 def run_variants(items: list[CachedItem], plan: dict[Variant, list[int]], keep_models: set[tuple] = frozenset(),
                  log=print) -> Results:
-    """Train every (variant, seed) of ``plan`` on every item; featurizes each item once per bucket count."""
-    torch.set_num_threads(1)
+    """Train every (variant, seed) of ``plan`` on every item; featurizes each item once per bucket count.
+    (Each training runs on one thread, as `train_student` sets; `python -m bench` sets one thread for the rest.)"""
     results: Results = defaultdict(lambda: defaultdict(dict))
     total = len(items) * sum(len(seeds) for seeds in plan.values())
     bar = tqdm(total=total, desc="students", unit="fit")

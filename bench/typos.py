@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from sklearn.linear_model import LogisticRegression
 
 from bench.probes import mistype
 from kd_train import baselines, featurize
@@ -29,7 +27,6 @@ from kd_train.config import StudentConfig
 from kd_train.data import load_asap
 from kd_train.metrics import qwk
 from kd_train.pipeline import validation_split
-from kd_train.student import featurize_all
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_RATE = 0.10
@@ -59,16 +56,15 @@ def measure_item(ds, item: str, rates: list[int], seed: int) -> dict:
     rng = random.Random(f"{seed}:{item}")
     noisy_fit = [mistype(t, TRAIN_RATE, rng, letters) for t in fit.responses]
 
-    def model(texts: list[str], scores: list[int]) -> LogisticRegression:
-        x = csr_matrix(featurize_all(texts, featurize.DEFAULT_CONFIG))
-        return LogisticRegression(C=chosen, max_iter=2000, random_state=seed).fit(x, scores)
+    def model(texts: list[str], scores: list[int]):   # the baseline's own fit, at the C it chose
+        return baselines._fit(baselines._features(texts, featurize.DEFAULT_CONFIG), scores, chosen, seed)
 
     models = {"clean": model(fit.responses, fit.scores),
               "augmented": model(fit.responses + noisy_fit, fit.scores + fit.scores)}
     tests = {0: test.responses} | {r: [mistype(t, r / 100, rng, letters) for t in test.responses] for r in rates}
     out = {"C": chosen, "n_fit": len(fit), "n_test": len(test)}
     for name, m in models.items():
-        preds = {r: m.predict(csr_matrix(featurize_all(texts, featurize.DEFAULT_CONFIG))).tolist() for r, texts in tests.items()}
+        preds = {r: m.predict(baselines._features(texts, featurize.DEFAULT_CONFIG)).tolist() for r, texts in tests.items()}
         out[name] = {str(r): {"qwk": qwk(test.scores, p, values),
                               "changed": float(np.mean([a != b for a, b in zip(p, preds[0])]))}
                      for r, p in preds.items()}

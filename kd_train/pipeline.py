@@ -58,9 +58,10 @@ def _teacher(out: Path, item: Item, values: list[int], train: Table, test: Table
                              force=force)
 
 
-def _test_metrics(labels: soft_labels.SoftLabels, test: Table, values: list[int]) -> dict:
-    pred = [values[i] for i in labels.lookup(test.ids).argmax(axis=1)]
-    return score_metrics(test.scores, pred, values)
+def teacher_metrics(labels: soft_labels.SoftLabels, table: Table, values: list[int]) -> dict:
+    """The teacher's metrics on ``table``'s answers: the argmax of its soft labels against the human scores."""
+    pred = [values[i] for i in labels.lookup(table.ids).argmax(axis=1)]
+    return score_metrics(table.scores, pred, values)
 
 
 def run_item(
@@ -89,7 +90,7 @@ def run_item(
     if soft_test is not None:
         parts.append(soft_test)
     soft = soft_labels.merge(parts)
-    report["models"]["teacher"] = {"params": meta["params"], **({"test": _test_metrics(soft_test, test, values)} if soft_test else {})}
+    report["models"]["teacher"] = {"params": meta["params"], **({"test": teacher_metrics(soft_test, test, values)} if soft_test else {})}
 
     report["models"]["teacher"]["val"] = meta["metrics"]["val"]
 
