@@ -302,8 +302,10 @@ def accuracy_notes(items: list[CachedItem], seeds: list[int], models: dict) -> l
         f"answers but {items[0].teacher_meta['config']['val_fraction']:.0%} (for early stopping); its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
         "Hashing + LR: `kd_train.baselines.hashing_lr`, the student's featurizer, C chosen on the seed-0 val split; "
         "one seed (deterministic). " + lr_source(models["hashing_lr"]),
-        "fastText: settings chosen per item on the seed-0 val split (grid: lr × epoch × wordNgrams × char n-grams, dim 50, "
-        "bucket 100k, 1 thread, seed 0), trained on the other 90%; .ftz = that model quantized (qnorm, no retraining). "
+        "fastText: settings chosen per item on the seed-0 val split (grid: lr × epoch × wordNgrams × char n-grams, "
+        f"dim {fasttext_baseline.FIXED['dim']}, bucket {fasttext_baseline.FIXED['bucket']:,}, "
+        f"{fasttext_baseline.FIXED['thread']} thread, seed 0), trained on the rest of train.csv; .ftz = that model "
+        "quantized (qnorm, no retraining). "
         "Chosen: " + "; ".join(f"item {i}: lr {s['lr']}, epoch {s['epoch']}, wordNgrams {s['wordNgrams']}, "
                                f"char {s['minn']}–{s['maxn']}" for i, s in models["fasttext"]["settings"].items()) + ".",
         "Human–human: score vs score2 on train.csv (test_public.csv carries one score only), all of each item's answers.",

@@ -122,11 +122,12 @@ def early_stopping_lines(es: dict) -> list[str]:
     return lines + ["", f"- val-selected patience (KD student): {es['val_choice']} (default {es['default']})"]
 
 
-def ablation_section(abl: dict, alt: dict, seeds: list[int]) -> list[str]:
+def ablation_section(abl: dict, alt: dict, seeds: list[int], student_config: dict) -> list[str]:
     sizes, at, tr = abl["sizes"], abl["alpha_t"], abl["transfer"]
     default_test = tr["with"]["test_qwk"]
     lines = ["## 5. Ablations (student side)", "",
-             f"Means over the included items and seeds {seeds}; the val split is the student's own 10% of train.csv "
+             f"Means over the included items and seeds {seeds}; the val split is the student's own "
+             f"{student_config['val_fraction']:.0%} of train.csv "
              "(also its early-stopping split, so val QWK flatters every setting alike). Choices by val, test shown beside.", "",
              "### KD vs ANN across student sizes", "", *_size_rows(sizes), "",
              "![QWK against parameters, KD and ANN](asap-sas-sizes.png)", "",
@@ -151,8 +152,8 @@ def ablation_section(abl: dict, alt: dict, seeds: list[int]) -> list[str]:
               f"{d['best_epoch_range'][0]}–{d['best_epoch_range'][1]}) for the default student, of at most "
               f"{abl['max_epochs']} with patience {abl['patience']}.",
               "", "### In-sample soft labels: how much the teacher memorised", "",
-              "The pipeline's soft labels for train.csv come from a teacher that was fine-tuned on 90% of them (no "
-              "cross-fitting). Its argmax against the human score:", "",
+              "The pipeline's soft labels for train.csv come from a teacher that was fine-tuned on them, all but its "
+              "validation split (no cross-fitting). Its argmax against the human score:", "",
               "| item | on its fit answers: acc / QWK | on its held-out val answers: acc / QWK | mean top probability (fit / val) |",
               "|---|---:|---:|---:|"]
     for item, g in abl["in_sample"].items():
@@ -190,7 +191,8 @@ def write_markdown(result: dict, path: Path) -> str:
         head += ["**Quick run** (`--quick`): one seed, small grids — a smoke test, not the benchmark.", ""]
     body = (head + accuracy_section(result["models"], inc, result["notes"]["accuracy"]) + size_section(result["models"])
             + speed_section(result["speed"]) + browser_section(result["browser"])
-            + ablation_section(result["ablations"], result["alt_teachers"], result["settings"]["ablation_seeds"])
+            + ablation_section(result["ablations"], result["alt_teachers"], result["settings"]["ablation_seeds"],
+                               result["settings"]["student_config"])
             + goal_section(result["goal"]) + ["## Not run", ""] + [f"- {n}" for n in result["not_run"]] + [""])
     text = "\n".join(body)
     path.write_text(text, encoding="utf-8")
