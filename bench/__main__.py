@@ -299,7 +299,8 @@ def accuracy_notes(items: list[CachedItem], seeds: list[int], models: dict) -> l
         "test_private_unlabeled.csv). Both are trained by the pipeline's own function, "
         "`kd_train.distill.distill_item` (the ANN with `StudentConfig.without_teacher()`), on features computed once per item.",
         "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on each item's train.csv "
-        f"answers but {items[0].teacher_meta['config']['val_fraction']:.0%} (for early stopping); its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
+        f"answers except a {items[0].teacher_meta['config']['val_fraction']:.0%} validation split (for early stopping); "
+        f"its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
         "Hashing + LR: `kd_train.baselines.hashing_lr`, the student's featurizer, C chosen on the seed-0 val split; "
         "one seed (deterministic). " + lr_source(models["hashing_lr"]),
         "fastText: settings chosen per item on the seed-0 val split (grid: lr × epoch × wordNgrams × char n-grams, "
