@@ -243,7 +243,7 @@ def add_scorers(bundle: Bundle, scorers: list[tuple[Path, dict]]) -> None:
                        "the scorer's owner's (see its MODEL_CARD.md)")
 
 
-def add_vendor(bundle: Bundle) -> dict:
+def add_vendor(bundle: Bundle, snapshot: bool = True) -> dict:
     packages = {}
     modules = node_modules()
     for name, (folder, licence, licence_file, files) in VENDOR.items():
@@ -255,6 +255,13 @@ def add_vendor(bundle: Bundle) -> dict:
                 note = f"{note}, trimmed by kd_train/bundle.py to the {kept} files the page uses (web/stdlib-keep.json)"
             bundle.add(f"{folder}/{Path(src).name}", data, f"npm {name}@{info['version']} `{src}`: {note}",
                        own_licence[0] if own_licence else licence)
+        if name == "pyodide" and snapshot:
+            python = {p: bundle.files[p] for p in PYTHON_FILES}
+            bundle.add(SNAPSHOT, pyodide_snapshot(modules / name, bundle.files[f"{folder}/{STDLIB}"], python),
+                       f"made by kd-train `web/{MAKE_SNAPSHOT}` with Node.js from npm {name}@{info['version']}, the "
+                       f"trimmed {STDLIB} above and this bundle's {', '.join(PYTHON_FILES)}: Python's memory after the "
+                       "page's start-up (Pyodide started, worker.py run; no answer, nothing of the build machine), "
+                       "reproducible byte for byte", "MPL-2.0, PSF-2.0 and Apache-2.0")
         bundle.add(f"{folder}/LICENSE", (WEB / "licenses" / licence_file).read_bytes(),
                    f"text of the {licence} licence of {name} (web/licenses/{licence_file})", licence)
     for path, licence_file in EXTRA_LICENCES.items():
@@ -262,6 +269,52 @@ def add_vendor(bundle: Bundle) -> dict:
                    f"text of CPython's licence, for pyodide.asm.wasm and python_stdlib.zip (web/licenses/{licence_file})",
                    "PSF-2.0")
     return packages
+
+
+SNAPSHOT = "vendor/pyodide/snapshot.bin"   # worker.js starts Pyodide from it when manifest.json lists it
+MAKE_SNAPSHOT = "make-snapshot.mjs"         # in web/: Node.js + Pyodide
+PYTHON_FILES = ("featurize.py", "detect.py", "worker.py")   # what the page runs in Python (worker.py loads the others)
+
+
+def snapshot_cache(key: str) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "kd-train" / f"snapshot-{key[:16]}.bin"
+
+
+def pyodide_snapshot(pyodide_dir: Path, stdlib: bytes, python: dict[str, bytes], use_cache: bool = True) -> bytes:
+    """Python's memory after the page's start-up (web/make-snapshot.mjs, run by Node.js: Pyodide started
+    with this standard library, worker.py run, featurize.py and detect.py loaded; ``python``: those three
+    files' bytes): the page restores it in a fraction of the time Python takes to start. The same inputs
+    give the same bytes, so the result is cached per user under their hash."""
+    script = WEB / MAKE_SNAPSHOT
+    key = sha256(b"\0".join([(pyodide_dir / "pyodide.asm.wasm").read_bytes(), (pyodide_dir / "pyodide.asm.mjs").read_bytes(),
+                             stdlib, script.read_bytes(), *(python[name] for name in PYTHON_FILES)]))
+    cached = snapshot_cache(key)
+    if use_cache and cached.is_file():
+        return cached.read_bytes()
+    node = shutil.which("node")
+    if node is None:
+        raise UserError("the page's start-up snapshot is made with Node.js, which is not installed: install Node.js "
+                        "(e.g. 'apt-get install nodejs') or build with --no-snapshot (Python then starts in seconds, "
+                        "not a fraction of a second)")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    work = make_temp_dir(cached)
+    try:
+        (work / "stdlib.zip").write_bytes(stdlib)
+        for name in PYTHON_FILES:
+            (work / name).write_bytes(python[name])
+        run = subprocess.run([node, str(script), str(pyodide_dir), str(work / "stdlib.zip"),
+                              *(str(work / name) for name in PYTHON_FILES), str(work / "snapshot.bin")],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            said = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+            raise UserError(f"making the start-up snapshot with Node.js failed ({said[:200]}): build with "
+                            "--no-snapshot, or check that Node.js is version 18 or newer")
+        data = (work / "snapshot.bin").read_bytes()
+        os.replace(work / "snapshot.bin", cached)
+        return data
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def trimmed_stdlib(data: bytes) -> tuple[bytes, int]:
@@ -292,9 +345,10 @@ ROOT_FILE = "index.html"   # the root of trust: pins manifest.json's digest, so 
 
 
 def add_page(bundle: Bundle, env, items: list[dict]) -> None:
-    """Every file of web/page/ except sw.js.j2 and index.html.j2 (rendered last): *.j2 rendered, the rest copied."""
+    """Every file of web/page/ except sw.js.j2 and index.html.j2 (rendered last) and worker.py (added with
+    featurize.py and detect.py, before the snapshot): *.j2 rendered, the rest copied."""
     for src in sorted(PAGE.iterdir()):
-        if src.name in ("sw.js.j2", ROOT_FILE + ".j2") or not src.is_file():
+        if src.name in ("sw.js.j2", ROOT_FILE + ".j2", "worker.py") or not src.is_file():   # worker.py: added first
             continue
         if src.suffix == ".j2":
             text = env.get_template(src.name).render(items=items, csp=CSP, load_steps=LOAD_STEPS)
@@ -321,19 +375,20 @@ def manifest_json(bundle: Bundle, version: str, items: list[dict], packages: dic
     return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
-def make_bundle(scorers: list[tuple[Path, dict]]) -> Bundle:
+def make_bundle(scorers: list[tuple[Path, dict]], snapshot: bool = True) -> Bundle:
     items = [info for _, info in scorers]
     env = template_env()
     bundle = Bundle()
     bundle.add("featurize.py", FEATURIZE.read_bytes(), "kd-train `kd_train/featurize.py`, byte for byte", "Apache-2.0")
     bundle.add("detect.py", DETECT.read_bytes(), "kd-train `kd_train/detect.py`, byte for byte", "Apache-2.0")
+    bundle.add("worker.py", (PAGE / "worker.py").read_bytes(), "kd-train `web/page/worker.py`", "Apache-2.0")
     add_scorers(bundle, scorers)
-    packages = add_vendor(bundle)
+    packages = add_vendor(bundle, snapshot)
     add_page(bundle, env, items)
     bundle.version = version = content_version(bundle)
     bundle.add("sw.js", env.get_template("sw.js.j2").render(version=version).encode("utf-8"),
                "kd-train `web/page/sw.js.j2` (rendered with the bundle's version)", "Apache-2.0")
-    allowed = read_allowed_urls()
+    allowed = with_snapshot_urls(read_allowed_urls())
     check_urls(bundle, allowed)
     present = {}   # the reviewed URLs that are in this bundle's files (the trimmed stdlib holds fewer)
     for path, entry in allowed.items():
@@ -420,7 +475,29 @@ def verify(dist, digest: str | None = None) -> dict:
         if extra:
             raise UserError(f"{where} holds {len(extra)} file(s) manifest.json does not list, e.g. {extra[0]}: remove "
                              "them or rebuild")
-    return {"digest": actual, "version": manifest.get("version"), "files": len(files) + 2}
+    return {"digest": actual, "version": manifest.get("version"), "files": len(files) + 2,
+            "snapshot": remade_snapshot(read, files) if SNAPSHOT in files else None}
+
+
+def remade_snapshot(read, files: dict) -> str:
+    """Make the start-up snapshot again from the bundle's own Pyodide files, standard library and Python
+    files (web/make-snapshot.mjs, with Node.js) and compare: raises UserError when it differs."""
+    if shutil.which("node") is None:
+        return "not re-made (Node.js is not installed here)"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pyodide_dir = Path(tmp)
+        for path in files:
+            if path.startswith("vendor/pyodide/") and path != SNAPSHOT and "/" not in path[len("vendor/pyodide/"):]:
+                (pyodide_dir / Path(path).name).write_bytes(read(path))
+        again = pyodide_snapshot(pyodide_dir, read(f"vendor/pyodide/{STDLIB}"), {p: read(p) for p in PYTHON_FILES},
+                                 use_cache=False)
+    if sha256(again) != files[SNAPSHOT]["sha256"]:
+        raise UserError(f"{SNAPSHOT} is not what web/make-snapshot.mjs makes from this bundle's own Pyodide files, "
+                        f"standard library and {', '.join(PYTHON_FILES)} (sha256 {sha256(again)[:16]}…): it was not "
+                        "made by this kd-train from these files")
+    return "re-made from the bundle's own files: identical"
 
 
 # ---- the third-party URL scan ------------------------------------------------------------------
@@ -432,6 +509,15 @@ def read_allowed_urls() -> dict[str, dict]:
         if not path.startswith("vendor/"):
             raise UserError(f"web/vendor-urls.json allows URLs in {path}: only files under vendor/ may be listed")
     return allowed
+
+
+def with_snapshot_urls(allowed: dict[str, dict]) -> dict[str, dict]:
+    """The snapshot is Python's memory made from Pyodide's files: it may hold the URLs reviewed in them, no other."""
+    pyodide_urls = sorted({u for path, entry in allowed.items() if path.startswith("vendor/pyodide/")
+                           for u in entry["urls"]})
+    return allowed | {SNAPSHOT: {"why": "strings in Python's memory after start-up (docstrings and constants of the "
+                                        "modules Pyodide imported), from the Pyodide files above: only URLs reviewed "
+                                        "in them are allowed here", "urls": pyodide_urls}}
 
 
 def _urls(data: bytes, own: bool) -> set[str]:
@@ -496,11 +582,13 @@ def check_out(scorer_dirs: list, out, force: bool = False) -> Path:
     return check_output_dir(out, "bundle", inputs=scorer_dirs, force=force)
 
 
-def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False, allow_unfit: bool = False) -> dict:
-    """Build dist/ at `out`; returns {"files", "version", "digest", "items", "sizes", "unfit"}. Raises UserError."""
+def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False, allow_unfit: bool = False,
+          snapshot: bool = True) -> dict:
+    """Build dist/ at `out`; returns {"files", "version", "digest", "items", "sizes", "unfit"}. Raises UserError.
+    ``snapshot``: include Pyodide's start-up snapshot (faster start, about 5 MB more brotli)."""
     out = check_out(scorer_dirs, out, force)
     scorers = read_scorers([Path(d) for d in scorer_dirs], allow_unfit)
-    bundle = make_bundle(scorers)
+    bundle = make_bundle(scorers, snapshot)
     write_atomically(bundle, out, force)
     return {"files": len(bundle.files), "version": bundle.version, "digest": bundle.digest,
             "items": [i["item"] for _, i in scorers],
@@ -512,9 +600,9 @@ def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False) -> None:
+def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False, snapshot: bool = True) -> None:
     """Build and print what was built (used by `kd-train build` and `python build.py`)."""
-    report = build(scorer_dirs, out, force=force, allow_unfit=allow_unfit)
+    report = build(scorer_dirs, out, force=force, allow_unfit=allow_unfit, snapshot=snapshot)
     if report["unfit"]:
         print(f"WARNING: built with scorer(s) NOT FIT FOR USE for item(s) {', '.join(report['unfit'])}; the page "
               "shows a warning on them", file=sys.stderr)
@@ -526,10 +614,14 @@ def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False) 
     print(f"serve it with: kd-train serve {out}")
 
 
+SNAPSHOT_HELP = ("leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
+                 "but on every visit Python then takes seconds to start instead of well under one")
+
+
 def list_vendor_urls() -> None:
     """Print the URLs found in each vendor file, for reviewing web/vendor-urls.json."""
     bundle = Bundle()
-    add_vendor(bundle)
+    add_vendor(bundle, snapshot=False)
     print(json.dumps({p: find_urls(p, d) for p, d in sorted(bundle.files.items()) if find_urls(p, d)}, indent=2))
 
 
@@ -542,6 +634,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m kd_train.bundle")
                         help="replace --out even when it is not a bundle kd-train built (never a scorer directory)")
     parser.add_argument("--allow-unfit", action="store_true",
                         help="build scorers that failed the quality check anyway (the page warns on their items)")
+    parser.add_argument("--no-snapshot", dest="snapshot", action="store_false", help=SNAPSHOT_HELP)
     parser.add_argument("--list-vendor-urls", action="store_true",
                         help="print the URLs inside the vendor files (to review web/vendor-urls.json) and exit")
     args = parser.parse_args(argv)
@@ -551,7 +644,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m kd_train.bundle")
         elif not args.scorers:
             parser.error("give at least one SCORER_DIR")
         else:
-            run(args.scorers, args.out, args.force, args.allow_unfit)
+            run(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot)
     except UserError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

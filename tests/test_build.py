@@ -240,3 +240,56 @@ def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, m
     monkeypatch.setattr(bundle, "STDLIB_KEEP", bogus)
     with pytest.raises(UserError, match="no_such_module.py"):
         bundle.trimmed_stdlib((node_modules() / "pyodide" / "python_stdlib.zip").read_bytes())
+
+
+@pytest.mark.slow
+def test_the_start_up_snapshot_is_reproducible_and_holds_nothing_of_the_machine(dist, tmp_path, monkeypatch):
+    """Made twice from scratch (no cache), in folders named differently: the same bytes, and neither the
+    build's paths nor its host name inside; its start is the page's own (worker.py, featurize.py, detect.py)."""
+    files = tree(dist)
+    made = []
+    for name in ("first-cache", "second-cache"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / name))
+        python = {p: files[p] for p in bundle.PYTHON_FILES}
+        made.append(bundle.pyodide_snapshot(node_modules() / "pyodide", files["vendor/pyodide/python_stdlib.zip"], python))
+    assert made[0] == made[1] == files[bundle.SNAPSHOT]
+    assert made[0][:8] == b"KDSNAP01"
+    import socket
+
+    for secret in (str(tmp_path), "first-cache", str(REPO)) + ((socket.gethostname(),) if len(socket.gethostname()) > 5 else ()):
+        assert secret.encode() not in made[0], secret
+    manifest = json.loads(files["manifest.json"])
+    built_from = {p: manifest["files"][p]["sha256"] for p in bundle.PYTHON_FILES}
+    assert json.dumps(built_from, separators=(",", ":")).encode() in made[0]        # what worker.js checks against manifest.json
+
+
+def test_verify_makes_the_snapshot_again_and_catches_another_one(dist, tmp_path):
+    assert bundle.verify(dist)["snapshot"] == "re-made from the bundle's own files: identical"
+    copy = tmp_path / "copy"
+    shutil.copytree(dist, copy)
+    data = bytearray((copy / bundle.SNAPSHOT).read_bytes())
+    data[len(data) // 3] ^= 0x55                                   # and manifest.json, index.html made to match
+    (copy / bundle.SNAPSHOT).write_bytes(bytes(data))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][bundle.SNAPSHOT]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+    (copy / "index.html").write_text((copy / "index.html").read_text().replace(old, new))
+    with pytest.raises(UserError, match="not what web/make-snapshot.mjs makes from this bundle's own"):
+        bundle.verify(copy)
+
+
+def test_without_the_snapshot_the_bundle_is_smaller(scorer_dir, dist, tmp_path):
+    report = bundle.build([scorer_dir], tmp_path / "small", report_sizes=True, snapshot=False)
+    files = tree(tmp_path / "small")
+    assert bundle.SNAPSHOT not in files and bundle.SNAPSHOT not in json.loads(files["manifest.json"])["files"]
+    assert "worker.py" in files and report["sizes"]["raw"] < sum(len(b) for b in tree(dist).values())
+
+
+def test_no_node_no_snapshot_says_how_to_build_without_one(scorer_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))           # nothing cached: node is needed
+    monkeypatch.setattr(bundle.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="Node.js.*--no-snapshot"):
+        bundle.build([scorer_dir], tmp_path / "out", report_sizes=False)
+    assert not (tmp_path / "out").exists()

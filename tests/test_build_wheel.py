@@ -44,7 +44,7 @@ def test_the_wheel_holds_the_page_and_the_demo_but_no_node_modules(wheel):
     page = {p.name for p in (REPO / "web" / "page").iterdir() if p.is_file()}
     assert {f"kd_train/web/page/{name}" for name in page} <= names
     assert {f"kd_train/web/{name}" for name in ("AUDIT.md.j2", "vendor-urls.json", "stdlib-keep.json", "package.json",
-                                                 "package-lock.json")} <= names
+                                                 "package-lock.json", "make-snapshot.mjs")} <= names
     assert {f"kd_train/web/licenses/{p.name}" for p in (REPO / "web" / "licenses").iterdir()} <= names
     assert {f"kd_train/demo/{name}" for name in ("responses.csv", "items.csv", "test.csv", "unlabeled.csv")} <= names
     assert {"kd_train/bundle.py", "kd_train/featurize.py", "kd_train/detect.py",
@@ -77,7 +77,8 @@ def test_an_installed_wheel_builds_the_page_without_a_checkout(wheel, tmp_path):
     assert f"bundle digest (sha256 of manifest.json, pinned by index.html): {digest}" in run.stdout
     assert (tmp_path / "dist" / "featurize.py").read_bytes() == (installed / "kd_train" / "featurize.py").read_bytes()
     assert (tmp_path / "dist" / "main.js").read_bytes() == (REPO / "web" / "page" / "main.js").read_bytes()
-    assert kd_train("verify", "dist", "--digest", digest).returncode == 0
+    verified = kd_train("verify", "dist", "--digest", digest)
+    assert verified.returncode == 0 and "start-up snapshot: re-made from the bundle's own files: identical" in verified.stdout
 
     env.pop("KD_TRAIN_NODE_MODULES")   # no npm packages anywhere and no npm: one line that names the fix
     env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), PATH=str(tmp_path / "no-npm"))

@@ -653,6 +653,56 @@ def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
         page.screenshot(path=shots / "08-tampered.png", full_page=True)
 
 
+def test_tampered_snapshot_is_refused(dist, browser, tmp_path):
+    with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / bundle.SNAPSHOT, 1 / 4)) as page:
+        assert f"{bundle.SNAPSHOT} does not match manifest.json" in page.inner_text("#error")
+        assert refuses_to_score(page)
+
+
+def test_a_snapshot_made_from_other_python_files_is_refused(dist, browser, tmp_path, monkeypatch):
+    """A build bug that shipped a snapshot of another detect.py (manifest.json and index.html made to match it):
+    the hashes the snapshot recorded are not this bundle's detect.py's, and the page says so."""
+    import hashlib
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    files = {p.relative_to(dist).as_posix(): p.read_bytes() for p in dist.rglob("*") if p.is_file()}
+    python = {p: files[p] for p in bundle.PYTHON_FILES} | {"detect.py": files["detect.py"] + b"# another detect.py\n"}
+    snapshot = bundle.pyodide_snapshot(bundle.node_modules() / "pyodide", files["vendor/pyodide/python_stdlib.zip"], python)
+
+    def ship_the_other_snapshot(copy: Path) -> None:
+        (copy / bundle.SNAPSHOT).write_bytes(snapshot)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["files"][bundle.SNAPSHOT] = {"sha256": hashlib.sha256(snapshot).hexdigest(), "bytes": len(snapshot)}
+        old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+        (copy / "index.html").write_text((copy / "index.html").read_text().replace(old, new))
+
+    with tampered_page(dist, browser, tmp_path, ship_the_other_snapshot) as page:
+        assert "snapshot was not made from this bundle's detect.py" in page.inner_text("#error")
+        assert refuses_to_score(page)
+
+
+def test_a_bundle_without_the_snapshot_scores_the_same(scorer_dir, browser, tmp_path):
+    from kd_train.scorer import Scorer
+
+    out = tmp_path / "dist"
+    bundle.build([scorer_dir], out, report_sizes=False, snapshot=False)
+    server, url = serve(out)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        got = page.evaluate(WORKER_CALLS, {"item": "demo-ice", "texts": TRICKY})
+        probs = np.frombuffer(base64.b64decode(got["probs"]), dtype="<f4").reshape(len(TRICKY), -1)
+        np.testing.assert_allclose(probs, Scorer(scorer_dir).predict_proba(TRICKY), atol=1e-5, rtol=0)
+    finally:
+        context.close()
+        stop(server)
+
+
 def test_picking_one_of_several_items(scorer_dir, browser, shots, tmp_path):
     other = second_item(scorer_dir, tmp_path / "other", "demo-ice-2", "Why does a metal spoon feel colder than a wooden one?")
     out = tmp_path / "dist"

@@ -1,8 +1,8 @@
 // Which files of Pyodide's python_stdlib.zip the page uses: start Pyodide (Node.js), do what the
-// page's worker does (the glue of worker.js, featurize.py and detect.py on varied answers, a Python
+// page's worker does (worker.py, featurize.py and detect.py on varied answers, a Python
 // error on purpose), and print every module loaded from the standard library as a JSON list of
 // zip member names. kd_train/bundle.py ships only those (web/stdlib-keep.json), plus a few whole packages and
-// codecs it keeps to be safe (STDLIB_ALSO in kd_train/bundle.py). Re-run it when Pyodide, the page's glue,
+// codecs it keeps to be safe (STDLIB_ALSO in kd_train/bundle.py). Re-run it when Pyodide, web/page/worker.py,
 // featurize.py or detect.py change their imports; the browser tests fail when a module is missing.
 //
 //   node web/stdlib-modules.mjs > web/stdlib-keep.json
@@ -16,9 +16,8 @@ const { loadPyodide } = await import(pathToFileURL(join(pyodideDir, "pyodide.mjs
 const pyodide = await loadPyodide({ indexURL: pyodideDir + "/", packages: [] });
 pyodide.FS.writeFile("/featurize.py", readFileSync(join(here, "..", "kd_train", "featurize.py")));
 pyodide.FS.writeFile("/detect.py", readFileSync(join(here, "..", "kd_train", "detect.py")));
-const worker = readFileSync(join(here, "page", "worker.js"), "utf8");
-const glue = worker.slice(worker.indexOf("const PY_GLUE = `") + 17, worker.indexOf("`;", worker.indexOf("const PY_GLUE")));
-const scorerFor = pyodide.runPython(glue);
+pyodide.runPython(readFileSync(join(here, "page", "worker.py"), "utf8"), { filename: "worker.py" });
+const scorerFor = pyodide.globals.get("scorer_for");
 const config = pyodide.toPy({ version: 1, n_buckets: 2048, word_ngram_range: [1, 2], char_ngram_range: [2, 5],
   word_weight: 1.0, char_weight: 1.0, seed: 0 });
 const profile = pyodide.runPython(`

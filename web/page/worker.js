@@ -1,10 +1,13 @@
 // The scoring engine, in a Web Worker so that the page never freezes.
 //
 // featurize.py and detect.py (the flags for answers the scorer should not judge) run in Pyodide
-// (CPython compiled to WebAssembly), model.onnx in onnxruntime-web.
-// Every file the scores depend on (featurize.py, detect.py, scorer.json, model.onnx, onnxruntime's
-// WebAssembly) is checked against
-// manifest.json with Web Crypto before it is used. Nothing is sent anywhere and nothing is stored.
+// (CPython compiled to WebAssembly) through worker.py, model.onnx in onnxruntime-web. In a bundle
+// built with a start-up snapshot (the default), Python is restored from it: Pyodide started and
+// worker.py run at build time (web/make-snapshot.mjs), with the sha256 of the three Python files
+// recorded and checked here; otherwise Python starts and runs them now, which takes seconds.
+// Every file the scores depend on (the snapshot or the three Python files, scorer.json, model.onnx,
+// onnxruntime's WebAssembly) is checked against manifest.json with Web Crypto before it is used.
+// Nothing is sent anywhere and nothing is stored.
 //
 // Protocol: the page posts {id, type, ...}; the worker answers {id, ok: true, ...} or
 // {id, ok: false, error}. Progress while starting: {type: "progress", step, text}.
@@ -17,6 +20,8 @@
 //   flags     {item, texts}      -> {flags}: detect.py alone
 
 const BASE = new URL("./", import.meta.url);
+const SNAPSHOT = "vendor/pyodide/snapshot.bin";   // in bundles built with a start-up snapshot
+const PYTHON_FILES = ["featurize.py", "detect.py", "worker.py"];
 const url = (path) => new URL(path, BASE).href;
 
 let manifest = null;
@@ -25,45 +30,6 @@ let ort = null;
 let scorerFor = null;
 const scorers = new Map();   // item -> {info, session, run, check, reasons}
 
-const PY_GLUE = `
-import array, importlib.util, json, sys
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, "/" + name + ".py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module               # detect.py imports featurize by this name
-    spec.loader.exec_module(module)
-    return module
-
-featurize_module = load("featurize")
-detect_module = load("detect")
-
-def scorer_for(config, profile_json):
-    config = dict(config)                    # a copy made once per scorer, not once per call
-    profile = json.loads(profile_json)       # None for a scorer written before the detectors
-    featurize, flags = featurize_module.featurize, detect_module.flags
-    reasons = json.dumps({code: detect_module.reason(code, profile) for code in detect_module.REASONS})
-
-    def run(texts):
-        offsets, idx, val, found = array.array("i", [0]), array.array("i"), array.array("d"), []
-        for text in texts:
-            text = str(text)
-            codes = flags(text, profile)
-            found.append(codes)
-            if codes != ["refused"]:         # an over-long answer is not featurized
-                for bucket, value in featurize(text, config):
-                    idx.append(bucket)
-                    val.append(value)
-            offsets.append(len(idx))
-        return offsets.tobytes(), idx.tobytes(), val.tobytes(), json.dumps(found)
-
-    def check(texts):                        # the flags alone (what the detectors cost, measured)
-        return json.dumps([flags(str(text), profile) for text in texts])
-
-    return run, reasons, check
-
-scorer_for
-`;
 
 function progress(step, text) {
   postMessage({ type: "progress", step, text });
@@ -124,40 +90,110 @@ async function init({ digest, version }) {
   }
   manifest = JSON.parse(new TextDecoder().decode(bytes));
   // Fetched and checked while Pyodide starts, not one after the other before it (start-up time).
-  const checked = ["featurize.py", "detect.py", "vendor/ort/ort-wasm-simd-threaded.wasm"].map(verifiedBytes);
-  checked.forEach((p) => p.catch(() => {}));   // a failure is reported where it is awaited, not as unhandled
-  const [featurizeBytes, detectBytes] = (await Promise.all(checked.slice(0, 2))).map((b) => new Uint8Array(b));
-
-  progress(2, "Starting Python (this takes a few seconds)…");
-  const { loadPyodide } = await import("./vendor/pyodide/pyodide.mjs");
-  pyodide = await loadPyodide({
-    indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
-  });
-  pyodide.FS.writeFile("/featurize.py", featurizeBytes);
-  pyodide.FS.writeFile("/detect.py", detectBytes);
-  scorerFor = pyodide.runPython(PY_GLUE);
-
+  const ortStarted = startOrt(verifiedBytes("vendor/ort/ort-wasm-simd-threaded.wasm"));
+  ortStarted.catch(() => {});   // a failure is reported where it is awaited, not as unhandled
+  if (SNAPSHOT in manifest.files) {
+    await startFromSnapshot();
+  } else {
+    await startPython();
+  }
+  scorerFor = pyodide.globals.get("scorer_for");
   progress(3, "Starting the model engine…");
+  await ortStarted;
+  return { items: manifest.items };
+}
+
+// Python started as Pyodide starts it, then worker.py (which loads featurize.py and detect.py), all checked.
+async function startPython() {
+  const sources = PYTHON_FILES.map(verifiedBytes);
+  sources.forEach((p) => p.catch(() => {}));
+  progress(2, "Starting Python (this takes a few seconds)…");
+  pyodide = await loadPyodide();
+  const [featurizePy, detectPy, workerPy] = (await Promise.all(sources)).map((b) => new Uint8Array(b));
+  pyodide.FS.writeFile("/featurize.py", featurizePy);
+  pyodide.FS.writeFile("/detect.py", detectPy);
+  pyodide.runPython(new TextDecoder().decode(workerPy), { filename: "worker.py" });
+}
+
+// Python restored from the start-up snapshot the build made (web/make-snapshot.mjs: Pyodide started,
+// worker.py run, featurize.py and detect.py loaded), checked like every other file; it records the
+// sha256 of the three files it ran, which must be this bundle's.
+async function startFromSnapshot() {
+  progress(2, "Starting Python…");
+  const snapshot = verifiedBytes(SNAPSHOT).then((b) => expandSnapshot(new Uint8Array(b)));
+  snapshot.catch(() => {});
+
+  pyodide = await loadPyodide({ _loadSnapshot: snapshot });
+  const builtFrom = JSON.parse(pyodide.globals.get("built_from") ?? "{}");
+  for (const path of PYTHON_FILES) {
+    if (builtFrom[path] !== manifest.files[path]?.sha256) {
+      throw new Error(`The start-up snapshot was not made from this bundle's ${path} (manifest.json), so the page ` +
+        "refuses to score with it. Rebuild the bundle.");
+    }
+  }
+}
+
+// The snapshot file without its zero pages (layout in web/make-snapshot.mjs) -> the memory snapshot.
+function expandSnapshot(file) {
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  if (new TextDecoder().decode(file.subarray(0, 8)) !== "KDSNAP01") throw new Error("The start-up snapshot is not in the format this page reads. Rebuild the bundle.");
+  const [length, page, count] = [view.getUint32(8, true), view.getUint32(12, true), view.getUint32(16, true)];
+  const memory = new Uint8Array(length);
+  let at = 20 + Math.ceil(Math.ceil(count / 8) / 8) * 8;
+  for (let i = 0; i < count; i++) {
+    if (file[20 + (i >> 3)] & (1 << (i & 7))) {
+      const size = Math.min(page, length - i * page);
+      memory.set(file.subarray(at, at + size), i * page);
+      at += size;
+    }
+  }
+  return memory;
+}
+
+async function loadPyodide(options = {}) {
+  const pyodideModule = await import("./vendor/pyodide/pyodide.mjs");
+  return pyodideModule.loadPyodide({
+    indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
+    ...options,
+  });
+}
+
+// onnxruntime-web, given its WebAssembly as checked bytes (it fetches nothing itself), and the first
+// item's model session, which compiles that WebAssembly: started beside Python, not after it.
+async function startOrt(wasmBytes) {
   ort = await import(versioned("vendor/ort/ort.wasm.bundle.min.mjs"));
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
-  // The model engine's WebAssembly is handed over as checked bytes, not fetched by onnxruntime-web itself.
-  ort.env.wasm.wasmBinary = new Uint8Array(await checked[2]);
-  return { items: manifest.items };
+  ort.env.wasm.wasmBinary = new Uint8Array(await wasmBytes);
+  // A damaged model is reported when its item is loaded (then loaded again), not here: other items still work.
+  if (manifest.items.length) await modelSession(manifest.items[0]).catch(() => {});
+}
+
+// {info, session} of an item's scorer.json and model.onnx, both checked; made once per item.
+const sessions = new Map();
+function modelSession(item) {
+  if (!sessions.has(item)) {
+    const made = (async () => {
+      const dir = `scorers/${manifest.folders[item]}/`;   // a safe folder name for any item id
+      const info = JSON.parse(new TextDecoder().decode(await verifiedBytes(dir + "scorer.json")));
+      const modelBytes = await verifiedBytes(dir + info.model.file);
+      const session = await ort.InferenceSession.create(new Uint8Array(modelBytes), {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+      });
+      return { info, session };
+    })();
+    made.catch(() => sessions.delete(item));   // a failed load is tried again next time, and reported there
+    sessions.set(item, made);
+  }
+  return sessions.get(item);
 }
 
 async function loadScorer(item) {
   if (scorers.has(item)) return scorers.get(item);
-  if (!ort) throw new Error("The scoring engine has not started (send init first).");
+  if (!scorerFor || !ort) throw new Error("The scoring engine has not started (send init first).");
   if (!manifest.items.includes(item)) throw new Error(`There is no scorer for question ${item} in this bundle.`);
-  const dir = `scorers/${manifest.folders[item]}/`;   // a safe folder name for any item id
-  const infoBytes = await verifiedBytes(dir + "scorer.json");
-  const info = JSON.parse(new TextDecoder().decode(infoBytes));
-  const modelBytes = await verifiedBytes(dir + info.model.file);
-  const session = await ort.InferenceSession.create(new Uint8Array(modelBytes), {
-    executionProviders: ["wasm"],
-    graphOptimizationLevel: "all",
-  });
+  const { info, session } = await modelSession(item);
   const config = pyodide.toPy(info.featurizer);
   const made = scorerFor(config, JSON.stringify(info.detectors ?? null));
   config.destroy();
