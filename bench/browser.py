@@ -6,8 +6,10 @@ Builds a bundle from a copy of SCORER_DIR without its question text (default: a 
 `kd-train distill` trains here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives Debian's Chromium
 (fresh profile, the flags FLAGS below) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
   - page usable: navigation start -> main.js wired (the answer box reacts, mark "kd-usable")
-  - first score possible: navigation start -> engine ready (Pyodide + onnxruntime-web + model, "kd-ready")
+  - first score possible: navigation start -> engine ready (Python + onnxruntime-web + model, "kd-ready"),
+    for the bundle as built (with the start-up snapshot) and one built with --no-snapshot
   - bare loadPyodide(): a tiny page that only imports pyodide.mjs and awaits loadPyodide(), same run
+  - the same start-ups with the whole browser limited by a cgroup CPU quota (--cpu-quota, 1/4 core)
   - per-answer latency, end to end in the page (submit -> result in the page's DOM), single answers and in
     batches of 200 through the teacher's batch form (batch time / 200), median and p90
   - a 5,000-answer batch end to end (file chosen -> results table drawn)
@@ -221,9 +223,10 @@ def demo_scorer(folder: Path) -> Path:
     return folder
 
 
-def make_dist(scorer_dir: Path | None, work: Path) -> Path:
-    """The bundle to measure. A given scorer goes in as a copy without its question text: the
-    page's cost does not depend on it, and a benchmark build must not carry a dataset's prompt."""
+def make_dist(scorer_dir: Path | None, work: Path) -> tuple[Path, Path]:
+    """The bundles to measure: as built by default (with the start-up snapshot) and with --no-snapshot.
+    A given scorer goes in as a copy without its question text: the page's cost does not depend on it,
+    and a benchmark build must not carry a dataset's prompt."""
     import json
     import shutil
 
@@ -238,23 +241,83 @@ def make_dist(scorer_dir: Path | None, work: Path) -> Path:
         info["question"] = ""
         (scorer_dir / "scorer.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         write_marker(scorer_dir, "scorer")   # the edited copy, signed off as this benchmark's own
-    dist = work / "dist"
+    dist, plain = work / "dist", work / "dist-no-snapshot"
     bundle.build([scorer_dir], dist, report_sizes=False)
-    return dist
+    bundle.build([scorer_dir], plain, report_sizes=False, snapshot=False)
+    return dist, plain
 
 
-def serve_with_bare_page(dist: Path, work: Path):
+def serve_with_bare_page(dist: Path, work: Path, name: str = "site"):
     """The bundle plus bare/ (the tiny loadPyodide page), served from a copy: dist/ stays as built."""
     import shutil
 
     from kd_train.serve import serve_in_thread
 
-    site = work / "site"
+    site = work / name
     shutil.copytree(dist, site)
     (site / "bare").mkdir()
     (site / "bare" / "index.html").write_text(BARE_HTML, encoding="utf-8")
     (site / "bare" / "bare.js").write_text(BARE_JS, encoding="utf-8")
     return serve_in_thread(site)
+
+
+# ---- a CPU limit on the whole browser ----------------------------------------------------------
+# DevTools' CPU throttling slows the page's main thread only, not its workers (where Python and the
+# model run); a cgroup CPU quota slows every Chromium process. Needs a writable cgroup (root, or a
+# delegated one): cgroup v2 (cpu.max) or v1 (the cpu controller's cfs quota).
+
+def cpu_limited_chromium(quota: float, work: Path) -> tuple[Path, Path] | str:
+    """(wrapper script that puts Chromium in a new cgroup with ``quota`` cores, the cgroup), or why not."""
+    name = f"kd-train-bench-{os.getpid()}"
+    period = 100_000
+    v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")
+    try:
+        if (v2 / "cgroup.controllers").is_file() and "cpu" in (v2 / "cgroup.controllers").read_text():
+            group = v2 / name
+            group.mkdir()
+            (group / "cpu.max").write_text(f"{int(quota * period)} {period}")
+        elif (v1 / "cpu.cfs_quota_us").is_file():
+            group = v1 / name
+            group.mkdir()
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(int(quota * period)))
+        else:
+            return "no cgroup CPU controller found"
+    except OSError as err:
+        return f"the cgroup could not be made ({err.strerror}; run as root or in a delegated cgroup)"
+    wrapper = work / "chromium-limited.sh"
+    wrapper.write_text(f"#!/bin/sh\necho $$ > {group / 'cgroup.procs'}\nexec {CHROMIUM} \"$@\"\n", encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper, group
+
+
+def remove_cgroup(group: Path) -> None:
+    import time
+
+    for _ in range(50):   # Chromium's processes leave the group as they exit
+        try:
+            group.rmdir()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
+def start_ups(browser, urls: dict[str, str], n: int, label: str = "") -> dict[str, list[float]]:
+    """n rounds of: each bundle's page from a fresh context, then the bare loadPyodide page."""
+    out: dict[str, list[float]] = {"page_usable_ms": [], "first_score_ms": [], "first_score_no_snapshot_ms": [],
+                                   "bare_pyodide_page_ms": [], "bare_load_pyodide_ms": []}
+    for _ in range(n):
+        page = start_up(browser, urls["dist"])
+        plain = start_up(browser, urls["dist-no-snapshot"])
+        bare = bare_pyodide(browser, urls["dist"])
+        out["page_usable_ms"].append(page["usable_ms"])
+        out["first_score_ms"].append(page["ready_ms"])
+        out["first_score_no_snapshot_ms"].append(plain["ready_ms"])
+        out["bare_pyodide_page_ms"].append(bare["ready_ms"])
+        out["bare_load_pyodide_ms"].append(bare["load_pyodide_ms"])
+        print(f"start-up{label}: page {page['ready_ms']:.0f} ms (without the snapshot {plain['ready_ms']:.0f} ms), "
+              f"bare loadPyodide {bare['ready_ms']:.0f} ms", flush=True)
+    return out
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -264,26 +327,34 @@ def run(args: argparse.Namespace) -> dict:
     answers = [a for a in answers if a.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        dist = make_dist(args.scorer, work)
-        print("bundle built; compressing for the size report (brotli quality 11 takes a while)", flush=True)
-        sizes = bundle_sizes(dist)
-        server, url = serve_with_bare_page(dist, work)
+        dists = dict(zip(("dist", "dist-no-snapshot"), make_dist(args.scorer, work)))
+        print("bundles built; compressing for the size report (brotli quality 11 takes a while)", flush=True)
+        sizes = bundle_sizes(dists["dist"])
+        sizes_plain = bundle_sizes(dists["dist-no-snapshot"])
+        servers = {name: serve_with_bare_page(d, work, f"site-{name}") for name, d in dists.items()}
+        urls = {name: url for name, (_, url) in servers.items()}
+        limited = cpu_limited_chromium(args.cpu_quota, work) if args.cpu_quota else "not asked for (--cpu-quota 0)"
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 version = browser.version
-                starts, bares = [], []
-                for _ in range(args.starts):
-                    starts.append(start_up(browser, url))
-                    bares.append(bare_pyodide(browser, url))
-                    print(f"start-up: page {starts[-1]['ready_ms']:.0f} ms, bare loadPyodide {bares[-1]['ready_ms']:.0f} ms",
-                          flush=True)
-                lat = latencies(browser, url, answers, args.repeat)
-                detectors = detector_cost(browser, url, answers)
+                starts = start_ups(browser, urls, args.starts)
+                lat = latencies(browser, urls["dist"], answers, args.repeat)
+                detectors = detector_cost(browser, urls["dist"], answers)
                 browser.close()
+                if isinstance(limited, tuple):
+                    slow = p.chromium.launch(executable_path=str(limited[0]), args=FLAGS)
+                    quota = {"quota_cores": args.cpu_quota,
+                             **start_ups(slow, urls, args.starts, f" ({args.cpu_quota:g} of a core)")}
+                    slow.close()
+                else:
+                    quota = {"quota_cores": args.cpu_quota, "not_measured": limited}
         finally:
-            server.shutdown()
-            server.server_close()
+            for server, _ in servers.values():
+                server.shutdown()
+                server.server_close()
+            if isinstance(limited, tuple):
+                remove_cgroup(limited[1])
     lengths = sorted(len(a) for a in answers)
     return {
         "command": " ".join(["python", "bench/browser.py", *map(shlex.quote, sys.argv[1:])]),
@@ -291,17 +362,32 @@ def run(args: argparse.Namespace) -> dict:
         "chromium": version, "python": platform.python_version(), "platform": platform.platform(),
         "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
         "answers": {"source": source, "n": len(answers), "median_chars": lengths[len(lengths) // 2]},
-        "sizes": sizes,
-        "start_up": {"page_usable_ms": [s["usable_ms"] for s in starts], "first_score_ms": [s["ready_ms"] for s in starts],
-                     "bare_pyodide_page_ms": [b["ready_ms"] for b in bares],
-                     "bare_load_pyodide_ms": [b["load_pyodide_ms"] for b in bares]},
+        "sizes": sizes, "sizes_no_snapshot": sizes_plain,
+        "start_up": starts, "start_up_cpu_quota": quota,
         **lat,
         "detectors": detectors,
     }
 
 
+def ratio(starts: dict, key: str) -> float:
+    """Median over rounds of (page's first score / bare loadPyodide page), each pair measured back to back."""
+    return statistics.median(a / b for a, b in zip(starts[key], starts["bare_pyodide_page_ms"]))
+
+
+def quota_rows(quota: dict) -> list[str]:
+    if "not_measured" in quota:
+        return [f"| the same with the browser limited to {quota['quota_cores']:g} of a core | not measured: "
+                f"{quota['not_measured']} |"]
+    med = statistics.median
+    return [f"| with the whole browser limited to {quota['quota_cores']:g} of a core (cgroup CPU quota): first score, "
+            f"snapshot / no snapshot / bare page | {med(quota['first_score_ms']) / 1000:.1f} / "
+            f"{med(quota['first_score_no_snapshot_ms']) / 1000:.1f} / {med(quota['bare_pyodide_page_ms']) / 1000:.1f} s |",
+            f"| **first score ÷ bare page at {quota['quota_cores']:g} of a core**: snapshot / no snapshot | "
+            f"**{ratio(quota, 'first_score_ms'):.2f}×** / {ratio(quota, 'first_score_no_snapshot_ms'):.2f}× |"]
+
+
 def write_report(result: dict, out: Path) -> str:
-    s, su = result["sizes"], result["start_up"]
+    s, su, p = result["sizes"], result["start_up"], result["sizes_no_snapshot"]
     med = lambda xs: statistics.median(xs)  # noqa: E731
     lines = [
         "# The offline page in headless Chromium",
@@ -312,9 +398,14 @@ def write_report(result: dict, out: Path) -> str:
         "| measure | value |",
         "|---|---:|",
         f"| page usable (answer box reacts) | {med(su['page_usable_ms']):.0f} ms |",
-        f"| first score possible (Pyodide + onnxruntime-web + model ready) | {med(su['first_score_ms']) / 1000:.2f} s |",
+        f"| first score possible (Python + onnxruntime-web + model ready), start-up snapshot (the default) | "
+        f"{med(su['first_score_ms']) / 1000:.2f} s |",
+        f"| first score possible, bundle built with `--no-snapshot` | {med(su['first_score_no_snapshot_ms']) / 1000:.2f} s |",
         f"| bare `loadPyodide()` page, navigation to ready | {med(su['bare_pyodide_page_ms']) / 1000:.2f} s |",
         f"| bare `loadPyodide()` call alone | {med(su['bare_load_pyodide_ms']) / 1000:.2f} s |",
+        f"| **first score ÷ bare page** (median of the per-round ratios): snapshot / no snapshot | "
+        f"**{ratio(su, 'first_score_ms'):.2f}×** / {ratio(su, 'first_score_no_snapshot_ms'):.2f}× |",
+        *quota_rows(result["start_up_cpu_quota"]),
         f"| one answer, submit to result shown in the page: median / p90 (n={result['single_ms']['n']}) | "
         f"{result['single_ms']['median']:.1f} / {result['single_ms']['p90']:.1f} ms |",
         f"| per answer in a batch of 200 (batch form, file to table): median / p90 over "
@@ -326,12 +417,16 @@ def write_report(result: dict, out: Path) -> str:
            f"| `featurize.py` + `detect.py` per answer, same batches | {result['detectors']['featurize_and_detect_ms']:.3f} ms |"]
           if "detectors" in result else []),
         f"| bundle raw / gzip -9 / brotli 11 | {s['raw'] / 1e6:.1f} / {s['gzip'] / 1e6:.1f} / {s['brotli'] / 1e6:.1f} MB |",
+        f"| the same, built with `--no-snapshot` | {p['raw'] / 1e6:.1f} / {p['gzip'] / 1e6:.1f} / {p['brotli'] / 1e6:.1f} MB |",
         "",
         f"- Answers: {result['answers']['n']:,} non-empty responses from `{Path(result['answers']['source']).name}` "
         f"(median {result['answers']['median_chars']} characters).",
         f"- All start-ups (ms): page usable {', '.join(f'{x:.0f}' for x in su['page_usable_ms'])}; first score "
-        f"{', '.join(f'{x:.0f}' for x in su['first_score_ms'])}; bare loadPyodide page "
+        f"{', '.join(f'{x:.0f}' for x in su['first_score_ms'])}; without the snapshot "
+        f"{', '.join(f'{x:.0f}' for x in su['first_score_no_snapshot_ms'])}; bare loadPyodide page "
         f"{', '.join(f'{x:.0f}' for x in su['bare_pyodide_page_ms'])}.",
+        "- Start-up rounds run the three pages back to back (snapshot, no snapshot, bare), so each ratio compares "
+        "pages measured under the same load.",
         f"- Command (repo root): `{result['command']}`",
         f"- Date: {result['date']}; Chromium {result['chromium']} headless; Python {result['python']} on "
         f"{result['platform']}, {result['cpus']} CPUs shared with other work (load average "
@@ -351,6 +446,9 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=3, help="cold start-ups to measure (default: 3)")
     ap.add_argument("--repeat", type=int, default=20,
                     help="batches of 200 to time; single answers timed: 10x this (default: 20)")
+    ap.add_argument("--cpu-quota", type=float, default=0.25,
+                    help="also measure start-up with the whole browser limited to this many cores by a cgroup CPU "
+                         "quota (needs root; 0: skip; default: %(default)s)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     print(write_report(run(args), args.out))
