@@ -331,6 +331,52 @@ def upload_and_score(page, name: str, data: bytes) -> str:
     return page.inner_text("#batch-status")
 
 
+CSV_JS_CHECK = r"""
+import { parseCsv, toCsv } from "./csv.js";
+const fixed = [
+  ["a,b\nc,d", [["a", "b"], ["c", "d"]]],
+  ["\ufeffid,response\r\n1,\"x, \"\"y\"\"\nz\"\r\n\r\n2,w\n", [["id", "response"], ["1", 'x, "y"\nz'], ["2", "w"]]],
+  ['"ab"cd,e', [["abcd", "e"]]],
+  ['a"b,c', [['a"b', "c"]]],
+  ['"",x', [["", "x"]]],
+  ["\n\n", []],
+  ["", []],
+  ["a;b", [["a;b"]]],
+];
+const got = fixed.map(([text]) => parseCsv(text, ","));
+let seed = 3;
+const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+const pieces = ["a", "é", ",", ";", "\t", '"', "\n", "\r\n", " ", "=1", "🔥"];
+let roundTrips = 0;
+for (let t = 0; t < 3000; t++) {
+  const rows = Array.from({ length: 1 + rnd(4) }, () => Array.from({ length: 2 }, () =>
+    Array.from({ length: 1 + rnd(6) }, () => pieces[rnd(pieces.length)]).join("")));
+  const back = parseCsv(toCsv(rows), ",");
+  if (JSON.stringify(back) === JSON.stringify(rows.map((r) => r.map((c) => (/^[=+\-@\t\r]/.test(c) ? "'" + c : c))))) roundTrips++;
+}
+let unclosed = "";
+try { parseCsv('a,"b', ","); } catch (e) { unclosed = e.message; }
+console.log(JSON.stringify({ got, want: fixed.map(([, rows]) => rows), roundTrips, unclosed }));
+"""
+
+
+def test_the_csv_parser_reads_quotes_line_breaks_and_marks_alike(tmp_path):
+    """web/page/csv.js under Node.js: fixed cases, a round trip through its own writer (which neutralises
+    formulas), and an unclosed quote."""
+    import json
+    import subprocess
+
+    shutil.copy(bundle.PAGE / "csv.js", tmp_path / "csv.js")
+    (tmp_path / "check.mjs").write_text(CSV_JS_CHECK, encoding="utf-8")
+    (tmp_path / "package.json").write_text('{"type": "module"}', encoding="utf-8")
+    run = subprocess.run(["node", "check.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["got"] == result["want"]
+    assert result["roundTrips"] == 3000
+    assert "ends inside a quoted field" in result["unclosed"]
+
+
 def test_csv_dialects_are_detected_and_reported(site):
     """Windows-1252 + semicolons (a European spreadsheet's CSV), UTF-16 + tabs, repeated and empty ids,
     a failed upload clearing the previous results, and an error that does not echo control characters."""

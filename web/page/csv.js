@@ -38,33 +38,41 @@ export function detectDelimiter(text) {
 }
 
 // Rows of fields from CSV (or TSV) text: quoted fields may hold the delimiter, quotes ("")
-// and line breaks. A leading byte-order mark is dropped; blank lines are skipped.
+// and line breaks. A leading byte-order mark is dropped; blank lines are skipped. A field is quoted
+// when it starts with a quote; text after its closing quote, up to the delimiter, is kept as it is.
+// Scans for the next special character and slices, rather than building fields a character at a
+// time: 50,000 rows take tens of milliseconds, so the page does not freeze.
 export function parseCsv(text, delimiter = null) {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (delimiter === null) delimiter = detectDelimiter(text);
+  const d = delimiter.charCodeAt(0);
+  const n = text.length;
   const rows = [];
   let row = [];
-  let field = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
-      else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"' && field === "") quoted = true;
-    else if (c === delimiter) { row.push(field); field = ""; }
-    else if (c === "\n" || c === "\r") {
-      if (c === "\r" && text[i + 1] === "\n") i++;
-      row.push(field); field = "";
-      if (row.length > 1 || row[0] !== "") rows.push(row);
-      row = [];
-    } else field += c;
+  let i = 0;
+  for (;;) {
+    let field = "";
+    if (text.charCodeAt(i) === 34) {            // a quoted field: up to the quote not followed by another
+      let from = i + 1;
+      for (;;) {
+        const q = text.indexOf('"', from);
+        if (q < 0) throw new Error("the file ends inside a quoted field (a \" is not closed)");
+        field += text.slice(from, q);
+        if (text.charCodeAt(q + 1) !== 34) { i = q + 1; break; }
+        field += '"';
+        from = q + 2;
+      }
+    }
+    let k = i;
+    for (let c = text.charCodeAt(k); k < n && c !== d && c !== 10 && c !== 13; c = text.charCodeAt(++k));
+    row.push(field + text.slice(i, k));
+    if (k < n && text.charCodeAt(k) === d) { i = k + 1; continue; }
+    if (row.length > 1 || row[0] !== "") rows.push(row);   // end of a line, or of the text
+    row = [];
+    if (k >= n) return rows;
+    i = text.charCodeAt(k) === 13 && text.charCodeAt(k + 1) === 10 ? k + 2 : k + 1;
+    if (i >= n) return rows;
   }
-  if (quoted) throw new Error("the file ends inside a quoted field (a \" is not closed)");
-  row.push(field);
-  if (row.length > 1 || row[0] !== "") rows.push(row);
-  return rows;
 }
 
 // Text from a file, made safe to show in a message: control characters become "?", at most `max` characters.
