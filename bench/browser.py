@@ -3,8 +3,10 @@
     python bench/browser.py [SCORER_DIR] [--answers CSV] [--repeat 30]
 
 Builds a bundle from a copy of SCORER_DIR without its question text (default: a demo scorer that
-`kd-train distill` trains here in seconds), serves it on 127.0.0.1 with kd-train serve's server and drives Debian's Chromium
-(fresh profile, the flags FLAGS below) through Playwright. Measures, each from a fresh browser context (no HTTP cache):
+`kd-train distill` trains here in seconds), serves it on 127.0.0.1 with kd-train serve's server (which
+compresses what it sends, each file once before measuring starts: gzip here, as Chromium asks for
+brotli over https only) and drives Debian's Chromium (fresh profile, the flags FLAGS below) through
+Playwright. Measures, each from a fresh browser context (no HTTP cache):
   - page usable: navigation start -> main.js wired (the answer box reacts, mark "kd-usable")
   - first score possible: navigation start -> engine ready (Python + onnxruntime-web + model, "kd-ready"),
     for the bundle as built (with the start-up snapshot) and one built with --no-snapshot
@@ -333,6 +335,8 @@ def run(args: argparse.Namespace) -> dict:
         sizes_plain = bundle_sizes(dists["dist-no-snapshot"])
         servers = {name: serve_with_bare_page(d, work, f"site-{name}") for name, d in dists.items()}
         urls = {name: url for name, (_, url) in servers.items()}
+        for server, _ in servers.values():   # kd-train serve compresses each file once: not while measuring
+            server.precompressing.join()
         limited = cpu_limited_chromium(args.cpu_quota, work) if args.cpu_quota else "not asked for (--cpu-quota 0)"
         try:
             with sync_playwright() as p:

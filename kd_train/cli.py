@@ -143,16 +143,15 @@ def _start_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: lis
 
 
 def _student_config(args: argparse.Namespace):
-    from kd_train import featurize
-    from kd_train.config import StudentConfig
+    """The student's and the featurizer's settings from the options: the featurizer's checked here, once."""
+    from kd_train.config import FeaturizerConfig, StudentConfig
 
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha must be between 0 and 1, got {args.alpha}")
     _check_positive(temperature=args.temperature, student_lr=args.student_lr, student_epochs=args.student_epochs)
-    fconfig = dict(featurize.DEFAULT_CONFIG, n_buckets=args.buckets, word_ngram_range=list(args.word_ngrams),
-                   char_ngram_range=list(args.char_ngrams))
     try:
-        fconfig = featurize.validate_config(fconfig)
+        fconfig = FeaturizerConfig(n_buckets=args.buckets, word_ngram_range=list(args.word_ngrams),
+                                   char_ngram_range=list(args.char_ngrams))
     except ValueError as err:
         raise UserError(f"featurizer options: {err}") from None
     config = StudentConfig(hidden=args.hidden, dropout=args.dropout, alpha=args.alpha, temperature=args.temperature,
@@ -679,7 +678,8 @@ def _add_web_verbs(verbs) -> None:
                     "  X-Content-Type-Options: nosniff\n"
                     "  Referrer-Policy: no-referrer\n"
                     "  Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js\n"
-                    "  Cache-Control: no-cache (or a caching policy keyed on the bundle's version)",
+                    "  Cache-Control: no-cache (or a caching policy keyed on the bundle's version)\n"
+                    "and compresses responses (gzip, or brotli): this server does, each file once, in memory.",
     )
     p.add_argument("folder", metavar="DIR", help="the bundle folder (e.g. dist)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")

@@ -5,7 +5,9 @@ from file:// (no origin, so every fetch counts as cross-origin) and service work
 or localhost. This server sends the right MIME types (text/javascript for .mjs, application/wasm
 for .wasm, which WebAssembly streaming requires), the page's Content-Security-Policy as a header
 (so it also covers the worker and the service worker, which the page's meta tag does not), and
-no-cache so that a rebuilt bundle is picked up. It listens on 127.0.0.1 unless told otherwise.
+no-cache so that a rebuilt bundle is picked up, and compresses what it sends (brotli or gzip, as
+the browser accepts: the bundle is about a quarter of its size on the wire). It listens on
+127.0.0.1 unless told otherwise.
 It serves only regular files whose real path is inside the bundle folder (no symlinks out of it,
 no directory listings), answers malformed paths with 400 and drops idle connections.
 
@@ -16,12 +18,15 @@ these headers:
   Referrer-Policy: no-referrer
   Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js
   Cache-Control: no-cache (or a caching policy keyed on the bundle's version)
+and compresses .wasm, .bin, .zip, .mjs, .js and .json responses (gzip or brotli).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
+import io
 import ipaddress
 import os
 import re
@@ -136,6 +141,55 @@ def _inside(root: Path, path: Path) -> Path:
     return real
 
 
+# ---- compression: each file compressed once, kept in memory while the server runs ----------------
+COMPRESS_MIN_BYTES = 1024
+NOT_COMPRESSED = {".png"}   # already compressed
+_compressed: dict[tuple, bytes] = {}
+_compressed_lock = threading.Lock()
+
+
+def _brotli():
+    try:
+        import brotli
+    except ImportError:   # the page still works: gzip only
+        return None
+    return brotli
+
+
+def compressed(path: Path, encoding: str) -> bytes:
+    """``path``'s bytes compressed with ``encoding`` ("br" or "gzip"), once per file version."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, encoding)
+    with _compressed_lock:
+        body = _compressed.get(key)
+    if body is None:
+        data = path.read_bytes()
+        body = _brotli().compress(data, quality=5) if encoding == "br" else gzip.compress(data, 6, mtime=0)
+        with _compressed_lock:
+            _compressed[key] = body
+    return body
+
+
+def encodings_accepted(header: str | None) -> list[str]:
+    """The encodings of an Accept-Encoding header this server can send, best first ("br", "gzip")."""
+    accepted = set()
+    for part in (header or "").split(","):
+        name, _, params = part.strip().partition(";")
+        if not re.search(r"q\s*=\s*0(\.0*)?\s*$", params):
+            accepted.add(name.strip().lower())
+    return [e for e in ("br", "gzip") if e in accepted and (e != "br" or _brotli() is not None)]
+
+
+def precompress(folder: Path) -> None:
+    """Compress every file of the bundle both ways (run in a background thread when a server starts)."""
+    for path in sorted(folder.rglob("*")):
+        if not path.resolve().is_relative_to(folder):   # a symlink out of the bundle: never served, never read
+            continue
+        if path.is_file() and path.suffix not in NOT_COMPRESSED and path.stat().st_size >= COMPRESS_MIN_BYTES:
+            for encoding in ("br", "gzip") if _brotli() else ("gzip",):
+                compressed(path, encoding)
+
+
 class BundleHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = MIME_TYPES
     quiet = False
@@ -147,7 +201,18 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
             if not path.endswith("/") and is_folder(self._root(), path):
                 real_file(self._root(), path + "/")   # 404 unless it has an index.html of the bundle
                 return self._redirect(path + "/")     # so that the page's relative URLs work
-            return super().send_head()   # it opens what translate_path returns: a checked real file
+            target = real_file(self._root(), path)
+            encodings = encodings_accepted(self.headers.get("Accept-Encoding"))
+            if not encodings or target.suffix in NOT_COMPRESSED or target.stat().st_size < COMPRESS_MIN_BYTES:
+                return super().send_head()   # it opens what translate_path returns: a checked real file
+            body = compressed(target, encodings[0])
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", self.guess_type(str(target)))
+            self.send_header("Content-Encoding", encodings[0])
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Vary", "Accept-Encoding")
+            self.end_headers()
+            return io.BytesIO(body)
         except Refused as refused:
             self.send_error(refused.status, str(refused))
             return None
@@ -210,10 +275,13 @@ def make_server(folder: str | os.PathLike, port: int = 8000, quiet: bool = False
     handler = functools.partial(handler_class, directory=str(folder))
     server_class = BundleServer6 if ":" in host else BundleServer
     try:
-        return server_class((host, port), handler)
+        server = server_class((host, port), handler)
     except OSError as err:
         raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); "
                         f"choose another port with --port or another address with --host") from None
+    server.precompressing = threading.Thread(target=precompress, args=(folder.resolve(),), daemon=True)
+    server.precompressing.start()   # join it to measure without the first requests compressing
+    return server
 
 
 def is_loopback(server: BundleServer) -> bool:

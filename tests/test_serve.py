@@ -155,3 +155,41 @@ def test_serve_warns_when_listening_beyond_this_machine(monkeypatch, capsys, bun
     err = serve_once(monkeypatch, capsys, bundle, "--host", "0.0.0.0")
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "not production" in warnings[0]
+
+
+def test_responses_are_compressed_as_the_browser_accepts(tmp_path):
+    import gzip
+
+    folder = make_bundle(tmp_path)
+    big = b"export const data = " + b"[1, 2, 3, 4, 5, 6, 7, 8], " * 400 + b"0;"
+    (folder / "vendor" / "big.mjs").write_bytes(big)
+    server, _ = serve.serve_in_thread(folder)
+    try:
+        def fetch(path: str, accept: str | None) -> tuple[bytes, dict]:
+            conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+            conn.request("GET", path, headers={"Accept-Encoding": accept} if accept else {})
+            response = conn.getresponse()
+            body, headers = response.read(), {k.lower(): v for k, v in response.getheaders()}
+            conn.close()
+            return body, headers
+
+        body, headers = fetch("/vendor/big.mjs", "gzip, deflate")
+        assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == big and len(body) < len(big) / 4
+        assert headers["content-type"].startswith("text/javascript") and headers["vary"] == "Accept-Encoding"
+        assert "content-security-policy" in headers
+        body, headers = fetch("/vendor/big.mjs", "gzip, deflate, br")
+        import brotli
+
+        assert headers["content-encoding"] == "br" and brotli.decompress(body) == big
+        body, headers = fetch("/vendor/big.mjs", "br;q=0, gzip")
+        assert headers["content-encoding"] == "gzip"
+        for accept in (None, "identity"):
+            body, headers = fetch("/vendor/big.mjs", accept)
+            assert body == big and "content-encoding" not in headers
+        body, headers = fetch("/vendor/lib.mjs", "gzip")                      # too small to be worth it
+        assert body == b"export const x = 1;" and "content-encoding" not in headers
+        assert fetch("/linked.txt", "gzip")[1].get("content-encoding") is None   # still refused: 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
