@@ -406,7 +406,8 @@ def make_bundle(scorers: list[tuple[Path, dict]], snapshot: bool = True) -> Bund
     bundle.digest = sha256(manifest)
     page = env.get_template(ROOT_FILE + ".j2").render(
         items=[dict(i, model_version=i["model"]["sha256"][:12]) for i in items], csp=CSP, load_steps=LOAD_STEPS,
-        digest=bundle.digest, version=version)
+        digest=bundle.digest, version=version,
+        integrity={p: subresource_integrity(bundle.files[p]) for p in ("main.js", "csv.js", "style.css")})
     bundle.add(ROOT_FILE, page.encode("utf-8"), f"kd-train `web/page/{ROOT_FILE}.j2` (rendered with manifest.json's "
                "digest: the one file manifest.json does not list)", "Apache-2.0")
     check_urls(bundle, allowed, only=[ROOT_FILE])
@@ -575,6 +576,14 @@ def sizes(bundle: Bundle) -> dict[str, int]:
         gz += len(gzip.compress(data, 9, mtime=0))
         br += len(brotli.compress(data, quality=BROTLI_QUALITY))
     return {"raw": raw, "gzip": gz, "brotli": br}
+
+
+def subresource_integrity(data: bytes) -> str:
+    """The value of an integrity="" attribute: the browser refuses the file when it differs (index.html
+    pins main.js, csv.js, through a modulepreload, and style.css this way; a worker script cannot be pinned)."""
+    import base64
+
+    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode("ascii")
 
 
 def check_out(scorer_dirs: list, out, force: bool = False) -> Path:

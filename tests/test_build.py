@@ -78,7 +78,10 @@ def test_page_has_the_csp_and_nothing_inline(dist):
     assert f'<meta http-equiv="Content-Security-Policy" content="{bundle.CSP}">' in html
     assert bundle.CSP == ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
                          "object-src 'none'; base-uri 'none'")
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="module" src="main.js">']
+    scripts = re.findall(r"<script\b[^>]*>", html)
+    assert scripts == [f'<script type="module" src="main.js" integrity="{bundle.subresource_integrity((dist / "main.js").read_bytes())}">']
+    for name in ("csv.js", "style.css"):                          # pinned by index.html: the browser checks them
+        assert f'href="{name}" integrity="{bundle.subresource_integrity((dist / name).read_bytes())}"' in html
     assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+=", html)
     assert bundle.CSP in (dist / "AUDIT.md").read_text(encoding="utf-8")
     for js in ("main.js", "worker.js", "csv.js", "sw.js"):

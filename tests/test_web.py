@@ -699,6 +699,28 @@ def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
         page.screenshot(path=shots / "08-tampered.png", full_page=True)
 
 
+@pytest.mark.parametrize("name", ["main.js", "csv.js"])
+def test_a_tampered_page_script_is_not_run(dist, browser, tmp_path, name):
+    """index.html pins main.js and csv.js (Subresource Integrity): the browser refuses a changed copy, and
+    the page never gets as far as scoring (nojs message stays; nothing starts)."""
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    (copy / name).write_text((copy / name).read_text() + "\n// changed\n")
+    server, url = serve(copy)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        page.wait_for_timeout(3000)
+        assert page.evaluate("document.body.dataset.engine") in (None, "")      # main.js never ran
+        assert any("integrity" in e.lower() for e in errors), errors
+    finally:
+        context.close()
+        stop(server)
+
+
 def test_tampered_snapshot_is_refused(dist, browser, tmp_path):
     with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / bundle.SNAPSHOT, 1 / 4)) as page:
         assert f"{bundle.SNAPSHOT} does not match manifest.json" in page.inner_text("#error")
