@@ -1,4 +1,4 @@
-"""The student's settings, with their only defaults.
+"""The featurizer's and the student's settings, with their only defaults.
 
 Standard library only, so that the command line can show the defaults in ``--help`` without
 importing torch (kd_train/distill.py, which trains with them, re-exports ``StudentConfig``).
@@ -6,7 +6,46 @@ importing torch (kd_train/distill.py, which trains with them, re-exports ``Stude
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+
+from kd_train import featurize
+
+_F = featurize.DEFAULT_CONFIG
+
+
+@dataclass(frozen=True)
+class FeaturizerConfig:
+    """featurize.py's config, typed and valid by construction: making one runs ``featurize.validate_config``
+    (the rules and the defaults are featurize.py's), so the code that carries it checks nothing again.
+    Make it where a config comes in: from options (``FeaturizerConfig(n_buckets=...)``) or from a dict
+    (``from_dict``: scorer.json's "featurizer"); ``as_dict()`` is the plain dict that featurize.py,
+    scorer.json and the page take. Ranges are (lo, hi) tuples here and [lo, hi] lists in the dict."""
+
+    version: int = _F["version"]
+    n_buckets: int = _F["n_buckets"]
+    word_ngram_range: tuple[int, int] = tuple(_F["word_ngram_range"])
+    char_ngram_range: tuple[int, int] = tuple(_F["char_ngram_range"])
+    word_weight: float = _F["word_weight"]
+    char_weight: float = _F["char_weight"]
+    seed: int = _F["seed"]
+
+    def __post_init__(self) -> None:
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        featurize.validate_config(raw)       # ValueError naming the bad key
+        for key, typed in (("version", int), ("word_ngram_range", tuple), ("char_ngram_range", tuple),
+                           ("word_weight", float), ("char_weight", float)):
+            object.__setattr__(self, key, typed(raw[key]))
+
+    @classmethod
+    def from_dict(cls, config: dict) -> FeaturizerConfig:
+        """The config of a featurize.py dict; ValueError when it is not one (naming the bad, missing or unknown key)."""
+        if not isinstance(config, dict) or config.keys() != _F.keys():
+            featurize.validate_config(config)   # raises, in featurize.py's words
+        return cls(**config)
+
+    def as_dict(self) -> dict:
+        """The plain dict featurize.featurize takes, as scorer.json stores it (a new dict each call)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
 
 
 @dataclass

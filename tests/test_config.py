@@ -98,3 +98,27 @@ def test_featurize_documents_its_own_defaults():
     for key, value in stated.items():
         want = F[key]
         assert (str(want) == value if isinstance(want, list) else number(value) == want), (key, value, want)
+
+
+def test_featurizer_config_takes_featurize_defaults_and_rules():
+    """FeaturizerConfig has no defaults or rules of its own: featurize.py's, typed; as_dict() is featurize.py's dict."""
+    from dataclasses import FrozenInstanceError, replace
+
+    from kd_train.config import FeaturizerConfig
+
+    config = FeaturizerConfig()
+    assert config.as_dict() == F and list(config.as_dict()) == list(F) and config.as_dict() is not config.as_dict()
+    assert FeaturizerConfig.from_dict(F) == config and hash(FeaturizerConfig.from_dict(dict(F))) == hash(config)
+    other = FeaturizerConfig.from_dict(dict(F, n_buckets=64, word_ngram_range=[1, 3], word_weight=2, seed=7))
+    assert other.word_ngram_range == (1, 3) and type(other.word_weight) is float
+    assert other.as_dict() == dict(F, n_buckets=64, word_ngram_range=[1, 3], word_weight=2.0, seed=7)
+    assert FeaturizerConfig.from_dict(other.as_dict()) == other
+    with pytest.raises(FrozenInstanceError):
+        config.n_buckets = 4
+    for bad, words in [(dict(F, n_buckets=0), "'n_buckets' = 0"), (dict(F, word_ngram_range="12"), "word_ngram_range"),
+                       ({"n_buckets": 4}, "missing keys"), (dict(F, lowercase=True), "unknown keys ['lowercase']"),
+                       ([("n_buckets", 4)], "must be a dict"), (dict(F, word_weight=0, char_weight=0.0), "both 0")]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            FeaturizerConfig.from_dict(bad)
+    with pytest.raises(ValueError, match="n_buckets"):
+        replace(config, n_buckets=-1)   # every way of making one checks it
