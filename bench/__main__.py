@@ -295,7 +295,7 @@ def accuracy_notes(items: list[CachedItem], seeds: list[int], models: dict) -> l
         f"Student and ANN: mean ± std over seeds {seeds} (each seed its own stratified {cfg.val_fraction:.0%} validation "
         "split of train.csv, "
         f"initialisation and shuffling); the pipeline's settings ({cfg.hidden} hidden units, "
-        f"{items[0].featurizer['n_buckets']:,} buckets, α {cfg.alpha:g}, T {cfg.temperature:g}, transfer set = "
+        f"{items[0].featurizer.n_buckets:,} buckets, α {cfg.alpha:g}, T {cfg.temperature:g}, transfer set = "
         "test_private_unlabeled.csv). Both are trained by the pipeline's own function, "
         "`kd_train.distill.distill_item` (the ANN with `StudentConfig.without_teacher()`), on features computed once per item.",
         "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on each item's train.csv "
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
                    f"{load} at the start), every model on 1 thread",
         "items_included": [i.item for i in items], "items_missing": missing,
         "settings": {"seeds": seeds, "ablation_seeds": abl_seeds, "cache": str(args.cache),
-                     "student_config": vars(items[0].student_config), "featurizer": items[0].featurizer},
+                     "student_config": vars(items[0].student_config), "featurizer": items[0].featurizer.as_dict()},
         "models": {k: models[k] for k in report.MODEL_ORDER},
         "speed": speed_result, "browser": browser, "ablations": abl, "alt_teachers": alt,
         "notes": {"accuracy": accuracy_notes(items, seeds, models) + tinybert_partial_note(models)}, "not_run": not_run_list(models, alt, missing),

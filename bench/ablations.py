@@ -24,7 +24,7 @@ STUDENT, ANN = Variant(), Variant(kd=False)
 
 def canonical(variant: Variant, item: CachedItem) -> Variant:
     """Drop settings equal to the pipeline's, so that equal settings share one key (and one training)."""
-    base = {"hidden": item.student_config.hidden, "buckets": item.featurizer["n_buckets"],
+    base = {"hidden": item.student_config.hidden, "buckets": item.featurizer.n_buckets,
             "alpha": item.student_config.alpha, "temperature": item.student_config.temperature,
         "patience": item.student_config.patience}
     changes = {f.name: None for f in fields(Variant) if f.name in base and getattr(variant, f.name) == base[f.name]}

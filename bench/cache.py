@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from kd_train import featurize, soft_labels
+from kd_train import soft_labels
+from kd_train.config import FeaturizerConfig
 from kd_train.files import sha256_file
 from kd_train.data import Dataset, Table
 from kd_train.distill import StudentConfig
@@ -33,7 +34,7 @@ class CachedItem:
     soft_train: soft_labels.SoftLabels
     teacher_meta: dict
     student_config: StudentConfig  # the settings the pipeline distilled this item's scorer with
-    featurizer: dict
+    featurizer: FeaturizerConfig  # the featurizer the pipeline used (scorer.json's; featurize.py's defaults before one exists)
     pipeline_report: dict | None  # the pipeline's report.json (student, ANN, hashing + LR), when written
 
 
@@ -76,7 +77,7 @@ def load_item(folder: Path, item: str, data: Dataset) -> CachedItem:
         soft_train=parts["train"],
         teacher_meta=meta,
         student_config=_student_config(info),
-        featurizer=(info or {}).get("featurizer") or dict(featurize.DEFAULT_CONFIG),
+        featurizer=FeaturizerConfig.from_dict(info["featurizer"]) if info else FeaturizerConfig(),
         pipeline_report=json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None,
     )
 

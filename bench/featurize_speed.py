@@ -33,10 +33,11 @@ import numpy as np  # noqa: E402
 from kd_train import featurize as featurize_module  # noqa: E402
 from kd_train.featurize import DEFAULT_CONFIG, featurize  # noqa: E402
 from kd_train import featurize_batch  # noqa: E402
+from kd_train.config import FeaturizerConfig  # noqa: E402
 from kd_train.featurize_batch import featurize_dense  # noqa: E402
 
 
-def time_batches(answers: list[str], config: dict, size: int, repeat: int, reference: np.ndarray) -> dict:
+def time_batches(answers: list[str], config: FeaturizerConfig, size: int, repeat: int, reference: np.ndarray) -> dict:
     """Best-of-``repeat`` µs per answer for featurize_dense in batches of ``size``, and whether it equals reference."""
     best_s = float("inf")
     for _ in range(repeat):
@@ -59,6 +60,7 @@ def main() -> None:
     with open(data / "asap-sas" / "train.csv", newline="", encoding="utf-8") as f:
         answers = [row["response"] for row in csv.DictReader(f)]
     config = dict(DEFAULT_CONFIG)
+    fconfig = FeaturizerConfig.from_dict(config)     # featurize_dense's form of it
 
     best = [float("inf")] * len(answers)
     clock = time.perf_counter_ns
@@ -87,11 +89,11 @@ def main() -> None:
     }
     compiled = featurize_batch._featurize_ascii_c
     featurize_batch._featurize_ascii_c = None       # the reference: featurize.py for every answer
-    reference = featurize_dense(answers, config)
+    reference = featurize_dense(answers, fconfig)
     featurize_batch._featurize_ascii_c = compiled
     paths = {}
     if compiled is not None:
-        paths["compiled"] = {f"batch_{size}": time_batches(answers, config, size, args.repeat, reference)
+        paths["compiled"] = {f"batch_{size}": time_batches(answers, fconfig, size, args.repeat, reference)
                              for size in (1, 64, 256)}
     stats["featurize_batch"] = paths
     meta = {

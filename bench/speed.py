@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_train.config import FeaturizerConfig
 from kd_train.featurize import featurize
 from kd_train.student import featurize_all
 from kd_train.teacher import truncate_layers
@@ -67,20 +68,21 @@ def featurizer_path() -> str:
     return "featurize.py: the C extension was not built"
 
 
-def student_predictor(model_path: Path, featurizer: dict) -> Callable[[list[str]], np.ndarray]:
+def student_predictor(model_path: Path, featurizer: FeaturizerConfig) -> Callable[[list[str]], np.ndarray]:
     """What scoring costs: the featurizer, then onnxruntime on model.onnx."""
     run = _onnx_runner(model_path)
     return lambda texts: run(featurize_all(texts, featurizer))
 
 
-def student_parts(model_path: Path, featurizer: dict, answers: list[str]) -> dict[str, Callable]:
+def student_parts(model_path: Path, featurizer: FeaturizerConfig, answers: list[str]) -> dict[str, Callable]:
     """The student's halves timed apart: the featurizer alone (as scoring runs it, and featurize.py
     alone, one answer at a time in pure Python as the page runs it), and onnxruntime alone on ready features."""
     run = _onnx_runner(model_path)
     x = featurize_all(answers, featurizer)
+    as_dict = featurizer.as_dict()   # what featurize.py (and the page) takes
     index = {text: i for i, text in enumerate(answers)}
     return {"student: featurizer only": lambda texts: featurize_all(texts, featurizer),
-            "student: featurize.py only": lambda texts: [featurize(t, featurizer) for t in texts],
+            "student: featurize.py only": lambda texts: [featurize(t, as_dict) for t in texts],
             "student: onnxruntime only": lambda texts: run(x[[index[t] for t in texts]])}
 
 

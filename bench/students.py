@@ -7,7 +7,6 @@ same answers a hundred times; everything else is the pipeline's own code.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
@@ -15,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.cache import CachedItem
-from kd_train.config import StudentConfig
+from kd_train.config import FeaturizerConfig, StudentConfig
 from kd_train.data import Table, concat
 from kd_train.distill import distill_item
 from kd_train.metrics import mean_metrics
@@ -50,15 +49,15 @@ class Variant:
         config = replace(base, seed=seed, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
         return config if self.kd else config.without_teacher()
 
-    def featurizer(self, base: dict) -> dict:
-        return base if self.buckets is None else {**base, "n_buckets": self.buckets}
+    def featurizer(self, base: FeaturizerConfig) -> FeaturizerConfig:
+        return base if self.buckets is None else replace(base, n_buckets=self.buckets)
 
 
 class FeatureMatrix:
     """One item's answers (train, unlabeled, test) featurized once; called with a table, its rows in order
     (what `distill_item`'s ``features`` argument takes)."""
 
-    def __init__(self, item: CachedItem, config: dict):
+    def __init__(self, item: CachedItem, config: FeaturizerConfig):
         table = concat(concat(item.labelled, item.unlabeled), item.test)
         self.index = {rid: i for i, rid in enumerate(table.ids)}
         self.x = featurize_all(table.responses, config)
@@ -88,11 +87,11 @@ def run_variants(items: list[CachedItem], plan: dict[Variant, list[int]], keep_m
     total = len(items) * sum(len(seeds) for seeds in plan.values())
     bar = tqdm(total=total, desc="students", unit="fit")
     for item in items:
-        by_featurizer: dict[str, list[Variant]] = defaultdict(list)
+        by_featurizer: dict[FeaturizerConfig, list[Variant]] = defaultdict(list)
         for variant in plan:
-            by_featurizer[json.dumps(variant.featurizer(item.featurizer), sort_keys=True)].append(variant)
-        for key, variants in by_featurizer.items():
-            features = FeatureMatrix(item, json.loads(key))
+            by_featurizer[variant.featurizer(item.featurizer)].append(variant)
+        for config, variants in by_featurizer.items():
+            features = FeatureMatrix(item, config)
             for variant in variants:
                 for seed in plan[variant]:
                     run = fit_student(item, features, variant, seed)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.probes import mistype
-from kd_train import baselines, featurize
-from kd_train.config import StudentConfig
+from kd_train import baselines
+from kd_train.config import FeaturizerConfig, StudentConfig
 from kd_train.data import load_asap
 from kd_train.metrics import qwk
 from kd_train.pipeline import validation_split
@@ -48,23 +48,23 @@ def letters_of(texts: list[str]) -> str:
 
 def measure_item(ds, item: str, rates: list[int], seed: int) -> dict:
     values = sorted({s for s in ds.train.for_item(item).labelled().scores})
-    config = StudentConfig(seed=seed)
+    config, features = StudentConfig(seed=seed), FeaturizerConfig()
     fit, _ = validation_split(ds.train, item, config)
     test = ds.test.for_item(item).labelled()
-    chosen = baselines.hashing_lr(ds.train, item, values, featurize.DEFAULT_CONFIG, None, seed=seed)["C"]
+    chosen = baselines.hashing_lr(ds.train, item, values, features, None, seed=seed)["C"]
     letters = letters_of(fit.responses)
     rng = random.Random(f"{seed}:{item}")
     noisy_fit = [mistype(t, TRAIN_RATE, rng, letters) for t in fit.responses]
 
     def model(texts: list[str], scores: list[int]):   # the baseline's own fit, at the C it chose
-        return baselines._fit(baselines._features(texts, featurize.DEFAULT_CONFIG), scores, chosen, seed)
+        return baselines._fit(baselines._features(texts, features), scores, chosen, seed)
 
     models = {"clean": model(fit.responses, fit.scores),
               "augmented": model(fit.responses + noisy_fit, fit.scores + fit.scores)}
     tests = {0: test.responses} | {r: [mistype(t, r / 100, rng, letters) for t in test.responses] for r in rates}
     out = {"C": chosen, "n_fit": len(fit), "n_test": len(test)}
     for name, m in models.items():
-        preds = {r: m.predict(baselines._features(texts, featurize.DEFAULT_CONFIG)).tolist() for r, texts in tests.items()}
+        preds = {r: m.predict(baselines._features(texts, features)).tolist() for r, texts in tests.items()}
         out[name] = {str(r): {"qwk": qwk(test.scores, p, values),
                               "changed": float(np.mean([a != b for a, b in zip(p, preds[0])]))}
                      for r, p in preds.items()}

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
+from kd_train.config import FeaturizerConfig
 from kd_train.data import Table, stratified_folds, stratified_split
 from kd_train.metrics import score_metrics
 from kd_train.student import Student, featurize_all
@@ -18,7 +19,7 @@ ABSENT_LOGIT = -30.0   # a score value the regression never saw: probability ≈
 
 
 def hashing_lr(
-    train: Table, item: str, score_values: list[int], featurizer_config: dict, test: Table | None,
+    train: Table, item: str, score_values: list[int], featurizer_config: FeaturizerConfig, test: Table | None,
     seed: int = 0, val_fraction: float = 0.1, c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
     cv_folds: int = 0,
 ) -> dict:
@@ -60,7 +61,7 @@ def _fit(x, scores: list[int], c: float, seed: int) -> LogisticRegression:
     return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, scores)
 
 
-def _cross_validated(labelled: Table, score_values: list[int], featurizer_config: dict, seed: int,
+def _cross_validated(labelled: Table, score_values: list[int], featurizer_config: FeaturizerConfig, seed: int,
                      c_grid: tuple[float, ...], k: int):
     x = _features(labelled.responses, featurizer_config)
     folds = stratified_folds(labelled, k, seed)
@@ -80,15 +81,17 @@ def _cross_validated(labelled: Table, score_values: list[int], featurizer_config
     return _fit(x, labelled.scores, c, seed), val_metrics, c, {"ids": list(labelled.ids), "logits": logits}
 
 
-def _features(responses: list[str], featurizer_config: dict) -> csr_matrix:
+def _features(responses: list[str], featurizer_config: FeaturizerConfig) -> csr_matrix:
     return csr_matrix(featurize_all(responses, featurizer_config))
 
 
-def as_student(model: LogisticRegression, score_values: list[int], n_buckets: int) -> Student:
+def as_student(model: LogisticRegression, score_values: list[int]) -> Student:
     """The fitted regression as a linear Student (hidden = 0), so it exports to the same ONNX contract:
-    input ``features``, output ``probs`` = softmax(W x + b) over every score value."""
+    input ``features`` (as many as it was fitted on: the featurizer's buckets), output ``probs`` =
+    softmax(W x + b) over every score value."""
     import torch
 
+    n_buckets = model.coef_.shape[1]
     student = Student(n_buckets, len(score_values), hidden=0, dropout=0.0).eval()
     weight = np.zeros((len(score_values), n_buckets), dtype=np.float64)
     bias = np.full(len(score_values), ABSENT_LOGIT)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from kd_train.config import StudentConfig  # noqa: F401  (re-exported: the student's settings)
+from kd_train.config import FeaturizerConfig, StudentConfig  # noqa: F401  (StudentConfig re-exported: the student's settings)
 from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.metrics import qwk, score_metrics
 from kd_train.soft_labels import SoftLabels
@@ -146,7 +146,7 @@ Features = Callable[[Table], np.ndarray]
 answers (bench/) passes a lookup into a matrix it featurized once."""
 
 
-def _feature_fn(featurizer_config: dict, features: Features | None = None) -> Features:
+def _feature_fn(featurizer_config: FeaturizerConfig, features: Features | None = None) -> Features:
     """``features``, or featurize each table's answers with ``featurizer_config``."""
     return features if features is not None else lambda table: featurize_all(table.responses, featurizer_config)
 
@@ -167,7 +167,7 @@ def distill_item(
     train: Table,
     item: str,
     score_values: list[int],
-    featurizer_config: dict,
+    featurizer_config: FeaturizerConfig,
     config: StudentConfig,
     soft: SoftLabels | None = None,
     transfer: Table | None = None,
@@ -267,7 +267,7 @@ def _rows(data: StudentData, rows: np.ndarray, extra: StudentData | None) -> Stu
                        np.concatenate([p, extra.teacher_probs]) if p is not None else None)
 
 
-def evaluate(model: Student, table: Table, score_values: list[int], featurizer_config: dict,
+def evaluate(model: Student, table: Table, score_values: list[int], featurizer_config: FeaturizerConfig,
              soft: SoftLabels | None = None, features: Features | None = None) -> dict:
     """Metrics of ``model`` on ``table`` (labelled rows), with agreement with the teacher where known."""
     probs = predict_proba(model, _feature_fn(featurizer_config, features)(table))

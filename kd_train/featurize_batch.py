@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 
 from kd_train import featurize as spec
+from kd_train.config import FeaturizerConfig
 
 try:                                  # featurize.py's rules for ASCII answers in C (built by pip install)
     from kd_train._featurize_ascii import featurize_ascii as _featurize_ascii_c
@@ -30,18 +31,23 @@ except ImportError:                   # no C compiler at install time: featurize
 __all__ = ["featurize_dense"]
 
 
-def featurize_dense(texts: list[str], config: dict) -> np.ndarray:
-    """Dense float32 features, one row per text: row i == featurize.featurize(texts[i], config) made dense."""
-    n_buckets, (wlo, whi), (clo, chi), ww, cw, seed = spec._params(config)
+def featurize_dense(texts: list[str], config: FeaturizerConfig) -> np.ndarray:
+    """Dense float32 features, one row per text: row i == featurize.featurize(texts[i], config.as_dict()) made dense.
+    (``config`` was checked when it was made; featurize.py, for the rows it does, checks its dict as it always does.)"""
+    if not isinstance(config, FeaturizerConfig):
+        raise TypeError(f"featurize_dense takes a FeaturizerConfig, got {type(config).__name__} "
+                        "(a featurize.py dict: FeaturizerConfig.from_dict(it))")
     for t in texts:
         if not isinstance(t, str):
             raise TypeError(f"featurize expects str, got {type(t).__name__}")
+    n_buckets, (wlo, whi), (clo, chi) = config.n_buckets, config.word_ngram_range, config.char_ngram_range
     out = np.zeros((len(texts), n_buckets), dtype=np.float32)
     rows = range(len(texts))
     if _featurize_ascii_c is not None and texts:
-        rows = _featurize_ascii_c(texts, out, n_buckets, wlo, whi, clo, chi, ww, cw,
-                                  zlib.crc32(spec._WORD_PREFIX, seed), zlib.crc32(spec._CHAR_PREFIX, seed))
+        rows = _featurize_ascii_c(texts, out, n_buckets, wlo, whi, clo, chi, config.word_weight, config.char_weight,
+                                  zlib.crc32(spec._WORD_PREFIX, config.seed), zlib.crc32(spec._CHAR_PREFIX, config.seed))
+    as_dict = config.as_dict() if len(rows) else None
     for row in rows:                  # the rows the C featurizer left: through featurize.py
-        for bucket, value in spec.featurize(texts[row], config):
+        for bucket, value in spec.featurize(texts[row], as_dict):
             out[row, bucket] = value
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_train import baselines, detect, quality, soft_labels, teacher
+from kd_train.config import FeaturizerConfig
 from kd_train.data import Item, Table, item_folder, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
@@ -31,7 +32,7 @@ from kd_train.student import featurize_all, logits, param_count
 class PipelineConfig:
     teacher: teacher.TeacherConfig = field(default_factory=teacher.TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
-    featurizer: dict | None = None  # None: featurize.DEFAULT_CONFIG
+    featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     tinybert: bool = False  # the TinyBERT-like stand-in (slow: a 3-layer transformer)
     tinybert_layers: int = 3
     use_transfer: bool = True
@@ -70,11 +71,9 @@ def run_item(
 ) -> dict:
     """Train ``item``'s teacher, soft labels, student (and baselines); write out/<folder>/ and its report,
     where <folder> is :func:`kd_train.data.item_folder` of the item id (safe for any id)."""
-    from kd_train import featurize
-
     started = time.time()
     out = Path(out) / item_folder(item.item)
-    fconfig = featurize.validate_config(config.featurizer or featurize.DEFAULT_CONFIG)
+    fconfig = config.featurizer
     train = train.for_item(item.item)
     test = test.for_item(item.item).labelled() if test is not None else None
     unlabeled = unlabeled.for_item(item.item) if unlabeled is not None else None
@@ -110,7 +109,7 @@ def run_item(
     report["models"]["ann"] = {"params": ann["params"], **ann["metrics"]}
     lr = baselines.hashing_lr(train, item.item, values, fconfig, test, seed=config.student.seed,
                               val_fraction=config.student.val_fraction, cv_folds=config.student.cv_folds if cv else 0)
-    lr_model = baselines.as_student(lr["model"], values, fconfig["n_buckets"])
+    lr_model = baselines.as_student(lr["model"], values)
     report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
     if config.tinybert:
         small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0})
@@ -174,7 +173,7 @@ def validation_split(train: Table, item: str, config: StudentConfig) -> tuple[Ta
     return stratified_split(train.for_item(item).labelled(), config.val_fraction, config.seed)
 
 
-def make_candidates(models: dict, val: Table, test: Table | None, fconfig: dict) -> list[Candidate]:
+def make_candidates(models: dict, val: Table, test: Table | None, fconfig: FeaturizerConfig) -> list[Candidate]:
     """Each model's logits on the validation and test answers, as the shipped model.onnx would give them.
 
     ``models``: {name: (model, its training report)}; a report with out-of-fold logits ("oof", from

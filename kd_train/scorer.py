@@ -3,10 +3,11 @@
 ``write_scorer`` builds the directory beside its destination and renames it into place, so an
 interrupted run never leaves a half-written scorer; the folder's ``kd-train.json`` records the
 sha256 of all three files at write time. ``read_scorer`` is the one integrity rule that predict,
-evaluate and build apply: every file matches its recorded hash, scorer.json is well-formed, and it
-was made with this featurize.py. ``Scorer`` also checks that the model has one output per score
-value, then scores answers with onnxruntime exactly as the web page does (featurize.py, then
-model.onnx). Nothing here imports torch: scoring needs only numpy and onnxruntime.
+evaluate and build apply: every file matches its recorded hash, scorer.json is well-formed (its
+featurizer config becomes a checked ``FeaturizerConfig`` there), and it was made with this featurize.py.
+``Scorer`` also checks that the model has one output per score value, then scores answers with
+onnxruntime exactly as the web page does (featurize.py, then model.onnx). Nothing here imports
+torch: scoring needs only numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kd_train import detect, featurize
+from kd_train.config import FeaturizerConfig
 from kd_train.data import UserError
 from kd_train.files import make_temp_dir, read_marker, replace_dir, sha256_file
 
@@ -53,7 +55,7 @@ def write_scorer(
     item: str,
     question: str,
     score_values: list[int],
-    featurizer_config: dict,
+    featurizer_config: FeaturizerConfig,
     metrics: dict,
     teacher: dict | None,
     training: dict,
@@ -84,7 +86,7 @@ def write_scorer(
             "item": item,
             "question": question,
             "score_values": score_values,
-            "featurizer": featurize.validate_config(featurizer_config),
+            "featurizer": featurizer_config.as_dict(),
             "model": {
                 "file": "model.onnx",
                 "sha256": sha256_file(tmp / "model.onnx"),
@@ -148,8 +150,8 @@ def check_files(folder: str | os.PathLike) -> dict:
     return marker
 
 
-def _check_info(folder: Path, info) -> dict:
-    """scorer.json's shape: the keys predict, evaluate, build and the page rely on."""
+def _check_info(folder: Path, info) -> FeaturizerConfig:
+    """scorer.json's shape: the keys predict, evaluate, build and the page rely on; returns its featurizer config."""
     if not isinstance(info, dict):
         raise _bad(folder, "scorer.json is not a JSON object")
     if info.get("format_version") != FORMAT_VERSION:
@@ -165,32 +167,33 @@ def _check_info(folder: Path, info) -> dict:
     if not isinstance(info["item"], str) or not isinstance(info["model"], dict) or info["model"].get("file") != "model.onnx":
         raise _bad(folder, "scorer.json's item or model entry is malformed")
     try:
-        featurize.validate_config(info["featurizer"])
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        featurizer = FeaturizerConfig.from_dict(info["featurizer"])
+    except (ValueError, TypeError) as err:
         raise _bad(folder, f"scorer.json's featurizer config is invalid ({err})") from None
     if info.get("detectors") is not None:
         try:
             detect.check_profile(info["detectors"])
         except ValueError as err:
             raise _bad(folder, f"scorer.json's detectors are invalid ({err})") from None
-    return info
+    return featurizer
 
 
-def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> dict:
-    """scorer.json of a scorer directory, after checking all its files against kd-train.json (and featurize.py)."""
+def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> tuple[dict, FeaturizerConfig]:
+    """scorer.json of a scorer directory and its featurizer config, after checking all its files against
+    kd-train.json (and featurize.py)."""
     folder = Path(folder)
     check_files(folder)
     try:
         info = json.loads((folder / "scorer.json").read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise _bad(folder, f"scorer.json is not valid JSON ({err})") from None
-    info = _check_info(folder, info)
+    featurizer = _check_info(folder, info)
     if check_featurizer and info["featurize_sha256"] != featurize_sha256():
         raise UserError(
             f"{folder}: trained with a different featurize.py (sha256 {str(info['featurize_sha256'])[:12]}…, this one "
             f"{featurize_sha256()[:12]}…); its scores would be wrong: re-run kd-train distill with this version"
         )
-    return info
+    return info, featurizer
 
 
 def onnx_session(path: str | os.PathLike):
@@ -201,7 +204,7 @@ def onnx_session(path: str | os.PathLike):
     return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])
 
 
-def _check_model(folder: Path, session, info: dict) -> None:
+def _check_model(folder: Path, session, info: dict, featurizer: FeaturizerConfig) -> None:
     """The model's input and output match scorer.json: n_buckets features in, one probability per score value out."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     shape_in = inputs[0].shape if len(inputs) == 1 and inputs[0].name == "features" else None
@@ -209,9 +212,9 @@ def _check_model(folder: Path, session, info: dict) -> None:
     if shape_in is None or shape_out is None or len(shape_in) != 2 or len(shape_out) != 2:
         raise _bad(folder, "model.onnx does not have the input 'features' [batch, buckets] and output 'probs' "
                            "[batch, scores] of a kd-train scorer")
-    if shape_in[1] != info["featurizer"]["n_buckets"]:
+    if shape_in[1] != featurizer.n_buckets:
         raise _bad(folder, f"model.onnx takes {shape_in[1]} features but scorer.json's featurizer makes "
-                           f"{info['featurizer']['n_buckets']}")
+                           f"{featurizer.n_buckets}")
     if shape_out[1] != len(info["score_values"]):
         raise _bad(folder, f"model.onnx gives {shape_out[1]} probabilities but scorer.json lists "
                            f"{len(info['score_values'])} score values {info['score_values']}")
@@ -222,12 +225,12 @@ class Scorer:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self.info = read_scorer(self.folder)
+        self.info, self.featurizer = read_scorer(self.folder)
         try:
             self.session = onnx_session(self.folder / self.info["model"]["file"])
         except Exception as err:  # onnxruntime raises its own exception types for a file it cannot load
             raise _bad(self.folder, f"onnxruntime cannot load model.onnx ({str(err).splitlines()[0][:200]})") from None
-        _check_model(self.folder, self.session, self.info)
+        _check_model(self.folder, self.session, self.info, self.featurizer)
 
     @property
     def score_values(self) -> list[int]:
@@ -238,7 +241,7 @@ class Scorer:
 
         out = []
         for start in range(0, len(responses), batch_size):
-            x = featurize_dense(responses[start:start + batch_size], self.info["featurizer"])
+            x = featurize_dense(responses[start:start + batch_size], self.featurizer)
             out.append(self.session.run(["probs"], {"features": x})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.score_values)), dtype=np.float32)
 

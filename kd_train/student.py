@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from kd_train import featurize, featurize_batch
+from kd_train import featurize_batch
+from kd_train.config import FeaturizerConfig
 
 ONNX_OPSET = 17
 
@@ -51,10 +52,10 @@ def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def featurize_all(responses: list[str], config: dict) -> np.ndarray:
+def featurize_all(responses: list[str], config: FeaturizerConfig) -> np.ndarray:
     """Dense float32 features, one row per response (the model's input), bit-identical to featurize.py
     (through kd_train/featurize_batch.py: compiled for ASCII answers, featurize.py for the rest)."""
-    return featurize_batch.featurize_dense(responses, featurize.validate_config(config))
+    return featurize_batch.featurize_dense(responses, config)
 
 
 def export_onnx(model: Student, path: str | os.PathLike) -> None:

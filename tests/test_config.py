@@ -122,3 +122,23 @@ def test_featurizer_config_takes_featurize_defaults_and_rules():
             FeaturizerConfig.from_dict(bad)
     with pytest.raises(ValueError, match="n_buckets"):
         replace(config, n_buckets=-1)   # every way of making one checks it
+
+
+def test_featurizer_config_is_checked_once_from_the_command_line_to_the_scorer(tmp_path, monkeypatch):
+    """--buckets is checked where it comes in (the options), carried as a FeaturizerConfig through
+    training, the ONNX export and scorer.json unchecked, and checked once more where scorer.json is read."""
+    from conftest import DEMO
+    from kd_train import scorer
+    from kd_train.cli import main
+
+    checked = []
+    validate = featurize.validate_config
+    monkeypatch.setattr(featurize, "validate_config", lambda config: checked.append(dict(config)) or validate(config))
+    out = tmp_path / "scorer"
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+                 "--buckets", "512", "--word-ngrams", "1", "3", "--student-epochs", "1", "--out", str(out)]) == 0
+    assert [(c["n_buckets"], list(c["word_ngram_range"])) for c in checked] == [(512, [1, 3])]
+    loaded = scorer.Scorer(out)
+    assert len(checked) == 2 and loaded.featurizer.n_buckets == 512 == loaded.info["featurizer"]["n_buckets"]
+    assert loaded.predict_proba(["heat flows into the ice"]).shape == (1, 4)
+    assert len(checked) == 2

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import DEMO
-from kd_train import data, featurize
+from kd_train import data
+from kd_train.config import FeaturizerConfig
 from kd_train.distill import StudentConfig, distill_item, kd_loss
 from kd_train.soft_labels import SoftLabels
 from kd_train.student import featurize_all
@@ -84,8 +85,8 @@ def test_distillation_is_deterministic_and_beats_chance(demo, tmp_path):
     items, train, test = demo
     soft = fake_teacher(train, [0, 1, 2, 3])
     config = StudentConfig(epochs=15, patience=15)
-    a, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, soft, test=test, progress=False)
-    b, _ = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, soft, test=test, progress=False)
+    a, report = distill_item(train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, soft, test=test, progress=False)
+    b, _ = distill_item(train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, soft, test=test, progress=False)
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(pa, pb)
     assert report["params"] == 28746 and report["training"]["alpha"] == StudentConfig().alpha
@@ -97,7 +98,7 @@ def test_transfer_answers_need_soft_labels(demo):
     items, train, test = demo
     unlabeled = data.read_responses(DEMO / "unlabeled.csv", items)
     with pytest.raises(data.UserError, match="transfer set needs teacher soft labels"):
-        distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, StudentConfig(epochs=1), None, unlabeled)
+        distill_item(train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), StudentConfig(epochs=1), None, unlabeled)
 
 
 def test_patience_waits_until_validation_qwk_rises_above_zero():
@@ -114,18 +115,18 @@ def test_a_small_item_is_chosen_by_cross_validation(demo):
     _, train, _ = demo
     small = train.take(list(range(120)))                 # a 10% split would hold 12 answers (< 30)
     config = StudentConfig(epochs=6)
-    model, report = distill_item(small, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, progress=False)
+    model, report = distill_item(small, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, progress=False)
     assert report["training"]["cross_validation_folds"] == 5 and report["training"]["fit"] == 120
     assert report["metrics"]["val"]["cross_validated"] and report["metrics"]["val"]["n"] == 120
     assert report["oof"]["ids"] == small.ids and report["oof"]["logits"].shape == (120, 4)
     assert 1 <= report["training"]["best_epoch"] <= 6
-    again = distill_item(small, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, progress=False)[1]
+    again = distill_item(small, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, progress=False)[1]
     np.testing.assert_array_equal(again["oof"]["logits"], report["oof"]["logits"])
 
 
 def test_a_large_item_keeps_its_validation_split(demo):
     _, train, _ = demo
-    _, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, StudentConfig(epochs=2),
+    _, report = distill_item(train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), StudentConfig(epochs=2),
                              progress=False)
     assert "oof" not in report and report["training"]["val"] == 32
 
@@ -137,7 +138,7 @@ def test_precomputed_features_train_the_same_student(demo, n):
     _, train, test = demo
     train = train.take(list(range(n))) if n else train
     both = data.concat(train, test)
-    x = featurize_all(both.responses, featurize.DEFAULT_CONFIG)
+    x = featurize_all(both.responses, FeaturizerConfig())
     row = {rid: i for i, rid in enumerate(both.ids)}
     calls = []
 
@@ -147,7 +148,7 @@ def test_precomputed_features_train_the_same_student(demo, n):
 
     config = StudentConfig(epochs=3, seed=1)
     soft = fake_teacher(both, [0, 1, 2, 3])
-    args = (train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG, config, soft, None, test)
+    args = (train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, soft, None, test)
     a, ra = distill_item(*args, progress=False)
     b, rb = distill_item(*args, progress=False, features=lookup)
     assert calls

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kd_train import featurize_batch
+from kd_train.config import FeaturizerConfig
 from kd_train.featurize import DEFAULT_CONFIG, featurize
 from test_featurize import TRICKY, _corpus, _random_strings
 
@@ -39,7 +40,7 @@ def reference(texts: list[str], config: dict) -> np.ndarray:
 
 
 def assert_bit_identical(texts: list[str], config: dict) -> None:
-    got, want = featurize_batch.featurize_dense(texts, config), reference(texts, config)
+    got, want = featurize_batch.featurize_dense(texts, FeaturizerConfig.from_dict(config)), reference(texts, config)
     differ = np.flatnonzero((got.view(np.uint32) != want.view(np.uint32)).any(axis=1))
     assert not len(differ), f"{len(differ)} rows differ, first: {texts[differ[0]][:80]!r}"
 
@@ -79,14 +80,16 @@ def test_long_answers_mixed_answers_and_empty_input():
     texts[7] = "the cell " * 6000
     texts[9] = "Die Wärme fließt in das Eis"                   # not ASCII: featurize.py's path
     assert_bit_identical(texts, DEFAULT_CONFIG)
-    assert featurize_batch.featurize_dense([], DEFAULT_CONFIG).shape == (0, DEFAULT_CONFIG["n_buckets"])
+    assert featurize_batch.featurize_dense([], FeaturizerConfig()).shape == (0, DEFAULT_CONFIG["n_buckets"])
 
 
 def test_rejects_what_featurize_rejects():
     with pytest.raises(TypeError):
-        featurize_batch.featurize_dense(["ok", 3], DEFAULT_CONFIG)
+        featurize_batch.featurize_dense(["ok", 3], FeaturizerConfig())
     with pytest.raises(ValueError, match="n_buckets"):
-        featurize_batch.featurize_dense(["ok"], dict(DEFAULT_CONFIG, n_buckets=0))
+        FeaturizerConfig.from_dict(dict(DEFAULT_CONFIG, n_buckets=0))   # no config to featurize with
+    with pytest.raises(TypeError, match="FeaturizerConfig"):
+        featurize_batch.featurize_dense(["ok"], DEFAULT_CONFIG)         # a dict: checked where it comes in, not here
 
 
 def _crc_twins(length: int = 8) -> tuple[str, str]:

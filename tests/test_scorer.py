@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from kd_train import featurize, scorer
+from kd_train import scorer
+from kd_train.config import FeaturizerConfig
 from kd_train.data import UserError
 from kd_train.files import write_marker
 from kd_train.student import Student
@@ -15,11 +16,11 @@ from kd_train.student import Student
 
 def write(folder, seed=0, **kw):
     torch.manual_seed(seed)
-    model = Student(featurize.DEFAULT_CONFIG["n_buckets"], 3)
-    args = dict(item="q1", question="Why?", score_values=[0, 1, 2], featurizer_config=featurize.DEFAULT_CONFIG,
-                metrics={"test": {"n": 3, "acc": 0.5, "qwk": 0.4, "f1": 0.3}}, teacher=None,
+    args = dict(model=Student(FeaturizerConfig().n_buckets, 3), item="q1", question="Why?", score_values=[0, 1, 2],
+                featurizer_config=FeaturizerConfig(), metrics={"test": {"n": 3, "acc": 0.5, "qwk": 0.4, "f1": 0.3}}, teacher=None,
                 training={"labelled": 3, "fit": 2, "val": 1, "transfer": 0, "alpha": 0.0, "temperature": 2.0, "seed": 0})
-    return scorer.write_scorer(folder, model, **(args | kw))
+    args |= kw
+    return scorer.write_scorer(folder, args.pop("model"), **args)
 
 
 def test_scorer_directory_contents(tmp_path):
@@ -31,6 +32,16 @@ def test_scorer_directory_contents(tmp_path):
     assert "Not for high-stakes decisions" in card and "| test | 3 | 0.500 | 0.400 | 0.300 |" in card
     probs = scorer.Scorer(tmp_path / "s").predict_proba(["heat", ""])
     assert probs.shape == (2, 3)
+
+
+def test_featurizer_config_is_written_as_featurize_dict_and_read_back_as_the_object(tmp_path):
+    config = FeaturizerConfig(n_buckets=64, word_ngram_range=(1, 3), char_weight=0.5)
+    info = write(tmp_path / "s", model=Student(64, 3), featurizer_config=config)
+    assert info["featurizer"] == config.as_dict()
+    assert json.loads((tmp_path / "s" / "scorer.json").read_text())["featurizer"]["word_ngram_range"] == [1, 3]
+    assert scorer.read_scorer(tmp_path / "s") == (info, config)
+    loaded = scorer.Scorer(tmp_path / "s")
+    assert loaded.featurizer == config and loaded.predict_proba(["heat"]).shape == (1, 3)
 
 
 def test_detectors_are_stored_used_and_described(tmp_path):
@@ -91,6 +102,8 @@ def test_more_score_values_than_model_outputs_is_refused(tmp_path):
     ({"model": None}, "item or model entry is malformed"),
     ({"score_values": [0, 0, 1]}, "not distinct integers"),
     ({"featurizer": {"n_buckets": "many"}}, "featurizer config is invalid"),
+    ({"featurizer": dict(FeaturizerConfig().as_dict(), n_buckets=0)}, "featurizer config is invalid .*'n_buckets' = 0"),
+    ({"featurizer": dict(FeaturizerConfig().as_dict(), n_buckets=1024)}, "model.onnx takes 2048 features but .* 1024"),
     ({"detectors": {"version": 1, "bits": 12, "table": "AAAA"}}, "detectors are invalid"),
 ])
 def test_malformed_scorer_json_is_refused(tmp_path, change, message):
@@ -136,6 +149,6 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_scorer(tmp_path):
     write(tmp_path / "s")
     before = (tmp_path / "s" / "model.onnx").read_bytes()
     with pytest.raises(Exception):
-        write(tmp_path / "s", seed=1, featurizer_config={"n_buckets": -1})
+        write(tmp_path / "s", seed=1, metrics={"test": object()})   # fails after model.onnx is written
     assert (tmp_path / "s" / "model.onnx").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

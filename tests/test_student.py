@@ -7,6 +7,7 @@ import onnx
 import torch
 
 from kd_train import featurize
+from kd_train.config import FeaturizerConfig
 from kd_train.scorer import onnx_session
 from kd_train.student import Student, export_onnx, featurize_all, param_count
 
@@ -14,7 +15,7 @@ TRICKY = ["Heat conducts through the metal plate faster.", "", "<script>alert(1)
 
 
 def test_default_student_fits_the_budget():
-    n_buckets = featurize.DEFAULT_CONFIG["n_buckets"]
+    n_buckets = FeaturizerConfig().n_buckets
     model = Student(n_buckets, 4)
     assert param_count(model) == 2048 * 14 + 14 + 14 * 4 + 4 == 28746
     assert param_count(Student(n_buckets, 4)) <= 30000
@@ -29,7 +30,7 @@ def test_onnx_matches_torch_on_random_and_real_inputs(tmp_path):
     assert graph.opset_import[0].version >= 17
     assert [i.name for i in graph.graph.input] == ["features"] and [o.name for o in graph.graph.output] == ["probs"]
     session = onnx_session(tmp_path / "m.onnx")
-    real = featurize_all(TRICKY, featurize.DEFAULT_CONFIG)
+    real = featurize_all(TRICKY, FeaturizerConfig())
     rand = np.random.default_rng(0).normal(size=(64, 2048)).astype(np.float32)
     for x in (real, rand, real[:1]):  # dynamic batch, including 1
         got = session.run(["probs"], {"features": x})[0]
@@ -39,7 +40,7 @@ def test_onnx_matches_torch_on_random_and_real_inputs(tmp_path):
 
 
 def test_featurize_all_matches_featurize():
-    x = featurize_all(TRICKY, featurize.DEFAULT_CONFIG)
+    x = featurize_all(TRICKY, FeaturizerConfig())
     assert x.dtype == np.float32 and x.shape == (len(TRICKY), 2048)
     assert not x[1].any()  # the empty answer is the zero vector
     for row, text in zip(x, TRICKY):

@@ -31,18 +31,19 @@ def build_module():
 
 def make_scorer(folder: Path, epochs: int = 60) -> Path:
     """A scorer directory for the demo item, trained on the demo answers (a few seconds)."""
-    from kd_train import data, detect, featurize, scorer
+    from kd_train import data, detect, scorer
+    from kd_train.config import FeaturizerConfig
     from kd_train.distill import StudentConfig, distill_item
 
     demo = REPO / "examples" / "demo"
     items = data.read_items(demo / "items.csv")
     train = data.read_responses(demo / "responses.csv", items)
-    model, report = distill_item(train, "demo-ice", [0, 1, 2, 3], featurize.DEFAULT_CONFIG,
+    model, report = distill_item(train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(),
                                  StudentConfig(epochs=epochs), progress=False)
     item = items["demo-ice"]
     detectors = detect.fit(train.responses, [item.question, item.reference_answer])
     scorer.write_scorer(folder, model, item="demo-ice", question=item.question, score_values=[0, 1, 2, 3],
-                        featurizer_config=featurize.DEFAULT_CONFIG, metrics=report["metrics"], teacher=None,
+                        featurizer_config=FeaturizerConfig(), metrics=report["metrics"], teacher=None,
                         training=report["training"], detectors=detectors)
     return folder
 
