@@ -120,8 +120,8 @@ def read_scorers(folders: list[Path], allow_unfit: bool = False) -> list[tuple[P
         if info.get("fit_for_use") is False and not allow_unfit:
             reasons = "; ".join(info.get("unfit_reasons") or ["it failed the quality check"])
             raise UserError(f"refusing to build: the scorer {folder} (item {item!r}) is not fit for use: {reasons}; "
-                             "retrain it with more scored answers or another base model, or pass --allow-unfit "
-                             "to build it with a warning on its page")
+                            "retrain it with more scored answers or another base model, or pass --allow-unfit "
+                            "to build it with a warning on its page")
         info["folder"] = item_folder(item)
         if info["folder"] in seen:
             raise UserError(f"{folder} and {seen[info['folder']]} are both scorers for item {item!r}; give one per item")
@@ -329,7 +329,7 @@ def trimmed_stdlib(data: bytes) -> tuple[bytes, int]:
         missing = sorted(keep - set(names))
         if missing:
             raise UserError(f"{STDLIB} of this Pyodide has no {missing[0]} (and {len(missing) - 1} more) that "
-                             "web/stdlib-keep.json lists: re-run 'node web/stdlib-modules.mjs > web/stdlib-keep.json'")
+                            "web/stdlib-keep.json lists: re-run 'node web/stdlib-modules.mjs > web/stdlib-keep.json'")
         folders = {n for n in names if n.endswith("/") and any(w.startswith(n) for w in wanted)}
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as target:
@@ -437,7 +437,7 @@ def _reader(where: str):
             return (folder / path).read_bytes()
         except OSError as err:
             raise UserError(f"{folder / path} could not be read ({err.strerror}): give the folder kd-train build "
-                             "wrote") from None
+                            "wrote") from None
     return read
 
 
@@ -458,11 +458,11 @@ def verify(dist, digest: str | None = None) -> dict:
     actual = sha256(manifest_bytes)
     if digest is not None and actual != digest.strip().lower():
         raise UserError(f"{where}/manifest.json has sha256 {actual}, not the published digest {digest}: this is not "
-                         "the bundle that was published (or it was changed)")
+                        "the bundle that was published (or it was changed)")
     pinned = re.search(r'<meta name="kd-bundle-digest" content="([0-9a-f]{64})">', page)
     if not pinned or pinned.group(1) != actual:
         raise UserError(f"{where}/{ROOT_FILE} does not pin manifest.json's digest {actual[:16]}… "
-                         f"(it pins {pinned.group(1)[:16] + '…' if pinned else 'none'}): the page would not check its files")
+                        f"(it pins {pinned.group(1)[:16] + '…' if pinned else 'none'}): the page would not check its files")
     for path, entry in sorted(files.items()):
         if not where.startswith(("http://", "https://")) and not (Path(where) / path).is_file():
             raise UserError(f"{where}/{path} is listed in manifest.json but missing")
@@ -475,7 +475,7 @@ def verify(dist, digest: str | None = None) -> dict:
         extra = sorted(present - set(files) - {"manifest.json", ROOT_FILE})
         if extra:
             raise UserError(f"{where} holds {len(extra)} file(s) manifest.json does not list, e.g. {extra[0]}: remove "
-                             "them or rebuild")
+                            "them or rebuild")
     return {"digest": actual, "version": manifest.get("version"), "files": len(files) + 2,
             "snapshot": remade_snapshot(read, files) if SNAPSHOT in files else None}
 
@@ -545,8 +545,8 @@ def check_urls(bundle: Bundle, allowed: dict[str, dict], only: list[str] | None 
         if extra:
             more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
             raise UserError(f"third-party URL in dist/{path}: {extra[0]}{more}. The bundle may not refer to any "
-                             "other site; remove it (from the scorer's question or model card, or the page), or, "
-                             "for a vendor file, review it and list it in web/vendor-urls.json")
+                            "other site; remove it (from the scorer's question or model card, or the page), or, "
+                            "for a vendor file, review it and list it in web/vendor-urls.json")
 
 
 # ---- writing -----------------------------------------------------------------------------------
