@@ -24,11 +24,6 @@ def need_node_modules() -> None:
     node_modules()
 
 
-def build_module():
-    """The bundler, kd_train.bundle (what build.py and kd-train build run); bench/browser.py builds with it."""
-    return bundle
-
-
 def make_scorer(folder: Path, epochs: int = 60) -> Path:
     """A scorer directory for the demo item, trained on the demo answers (a few seconds)."""
     from kd_train import data, detect, scorer
