@@ -42,6 +42,7 @@ def test_two_builds_are_byte_identical(scorer_dir, dist, tmp_path):
     raw = sum(len(b) for b in tree(dist).values())
     assert report["sizes"]["raw"] == raw
     assert 0 < report["sizes"]["brotli"] < report["sizes"]["gzip"] < raw
+    assert 0 < report["sizes"]["snapshot_brotli"] < report["sizes"]["brotli"]
     bundle.build([scorer_dir], tmp_path / "again", report_sizes=False)     # rebuilding in place
     assert tree(tmp_path / "again") == tree(dist)
     assert leftovers(tmp_path) == []
@@ -288,6 +289,7 @@ def test_without_the_snapshot_the_bundle_is_smaller(scorer_dir, dist, tmp_path):
     files = tree(tmp_path / "small")
     assert bundle.SNAPSHOT not in files and bundle.SNAPSHOT not in json.loads(files["manifest.json"])["files"]
     assert "worker.py" in files and report["sizes"]["raw"] < sum(len(b) for b in tree(dist).values())
+    assert report["sizes"]["snapshot_brotli"] == 0
 
 
 def test_no_node_no_snapshot_says_how_to_build_without_one(scorer_dir, tmp_path, monkeypatch):
