@@ -16,6 +16,18 @@ def test_qwk_undefined_is_zero():
     assert qwk([1, 1, 1], [1, 1, 1], [0, 1, 2]) == 0.0
 
 
+def test_qwk_that_is_zero_in_exact_arithmetic_is_zero():
+    """A SAF German validation split (10 answers) whose kappa sklearn gives as 1.1e-16: the early-stopping
+    rules count patience only above 0, so this must read as 0, not as 'above chance'."""
+    truth, pred = [0] + [1] * 8 + [2], [2, 0] + [1] * 5 + [2, 2, 2]
+    assert cohen_kappa_score(truth, pred, labels=[0, 1, 2], weights="quadratic") != 0.0   # the float noise
+    assert qwk(truth, pred, [0, 1, 2]) == 0.0
+    from kd_train.teacher import PatienceRule
+
+    rule = PatienceRule(patience=3)
+    assert not any(rule.step(qwk(truth, pred, [0, 1, 2]), epoch) for epoch in range(1, 10))   # keeps training
+
+
 def test_fisher_mean():
     assert math.isclose(fisher_mean([0.5, 0.5]), 0.5)
     assert fisher_mean([0.2, 0.8]) > 0.5  # z-averaging weights the high kappa more
