@@ -618,7 +618,7 @@ def test_an_engine_that_never_starts_ends_in_a_message(dist, browser):
     server, url = serve(dist)
     context = browser.new_context()
     try:
-        context.route("**/pyodide.asm.wasm", lambda route: None)      # the request never gets an answer
+        context.route("**/pyodide.asm.wasm*", lambda route: None)     # the request never gets an answer
         page = context.new_page()
         page.add_init_script("globalThis.kdStartLimitS = 3")
         page.goto(url)
@@ -687,6 +687,15 @@ def test_tampered_engine_wasm_is_refused(dist, browser, tmp_path):
     wasm = "vendor/ort/ort-wasm-simd-threaded.wasm"
     with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / wasm, 1 / 3)) as page:
         assert f"{wasm} does not match manifest.json" in page.inner_text("#error")
+
+
+@pytest.mark.parametrize("path", ["vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip"])
+def test_tampered_pyodide_file_is_refused(dist, browser, tmp_path, path):
+    """Pyodide fetches these itself; the worker answers those fetches with checked bytes, so a changed file
+    ends the start with the check's message instead of Pyodide waiting for ever."""
+    with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / path, 1 / 2)) as page:
+        assert f"{path} does not match manifest.json" in page.inner_text("#error")
+        assert refuses_to_score(page)
 
 
 def test_tampered_model_is_refused(dist, browser, shots, tmp_path):

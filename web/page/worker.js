@@ -21,6 +21,10 @@
 
 const BASE = new URL("./", import.meta.url);
 const SNAPSHOT = "vendor/pyodide/snapshot.bin";   // in bundles built with a start-up snapshot
+// The files Pyodide fetches for itself: the worker answers those fetches with checked bytes.
+const PYODIDE_FETCHES = ["vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip",
+  "vendor/pyodide/pyodide-lock.json"];
+const networkFetch = globalThis.fetch.bind(globalThis);
 const PYTHON_FILES = ["featurize.py", "detect.py", "worker.py"];
 const url = (path) => new URL(path, BASE).href;
 
@@ -45,7 +49,7 @@ async function sha256Hex(buffer) {
 const versioned = (path) => `${url(path)}?v=${encodeURIComponent(manifest.version)}`;
 
 async function fetchBytes(path) {
-  const response = await fetch(versioned(path));
+  const response = await networkFetch(versioned(path));
   if (!response.ok) throw new Error(`${path} could not be loaded (HTTP ${response.status}).`);
   return response.arrayBuffer();
 }
@@ -150,12 +154,33 @@ function expandSnapshot(file) {
   return memory;
 }
 
+// Pyodide with its own fetches (its WebAssembly, standard library and lock file) answered by checked
+// bytes. Pyodide waits for ever when its WebAssembly cannot be instantiated, so a file that fails its
+// check ends the start here, with the check's message.
 async function loadPyodide(options = {}) {
-  const pyodideModule = await import("./vendor/pyodide/pyodide.mjs");
-  return pyodideModule.loadPyodide({
-    indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
-    ...options,
-  });
+  let refuse;
+  const refused = new Promise((_, reject) => { refuse = reject; });
+  globalThis.fetch = async (input, init) => {
+    const target = new URL(input instanceof Request ? input.url : String(input), BASE);   // a string or a URL
+    const path = target.pathname.slice(BASE.pathname.length);
+    if (target.origin !== BASE.origin || !PYODIDE_FETCHES.includes(path)) return networkFetch(input, init);
+    try {
+      const type = path.endsWith(".wasm") ? "application/wasm" : "application/octet-stream";
+      return new Response(await verifiedBytes(path), { headers: { "Content-Type": type } });
+    } catch (err) {
+      refuse(err);
+      throw err;
+    }
+  };
+  try {
+    const pyodideModule = await import("./vendor/pyodide/pyodide.mjs");
+    return await Promise.race([refused, pyodideModule.loadPyodide({
+      indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
+      ...options,
+    })]);
+  } finally {
+    globalThis.fetch = networkFetch;
+  }
 }
 
 // onnxruntime-web, given its WebAssembly as checked bytes (it fetches nothing itself), and the first
