@@ -463,12 +463,15 @@ def verify(dist, digest: str | None = None) -> dict:
     if not pinned or pinned.group(1) != actual:
         raise UserError(f"{where}/{ROOT_FILE} does not pin manifest.json's digest {actual[:16]}… "
                         f"(it pins {pinned.group(1)[:16] + '…' if pinned else 'none'}): the page would not check its files")
+    snapshot_inputs = {}   # the files the snapshot is made from, kept so that they are read once (fetched once)
     for path, entry in sorted(files.items()):
         if not where.startswith(("http://", "https://")) and not (Path(where) / path).is_file():
             raise UserError(f"{where}/{path} is listed in manifest.json but missing")
         data = read(path)
         if len(data) != entry.get("bytes") or sha256(data) != entry.get("sha256"):
             raise UserError(f"{where}/{path} does not match manifest.json (size or sha256 differs): changed or damaged")
+        if path in PYTHON_FILES or (path.startswith("vendor/pyodide/") and path != SNAPSHOT):
+            snapshot_inputs[path] = data
     if not where.startswith(("http://", "https://")):
         folder = Path(where)
         present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
@@ -477,24 +480,25 @@ def verify(dist, digest: str | None = None) -> dict:
             raise UserError(f"{where} holds {len(extra)} file(s) manifest.json does not list, e.g. {extra[0]}: remove "
                             "them or rebuild")
     return {"digest": actual, "version": manifest.get("version"), "files": len(files) + 2,
-            "snapshot": remade_snapshot(read, files) if SNAPSHOT in files else None}
+            "snapshot": remade_snapshot(snapshot_inputs, files[SNAPSHOT]["sha256"]) if SNAPSHOT in files else None}
 
 
-def remade_snapshot(read, files: dict) -> str:
+def remade_snapshot(inputs: dict[str, bytes], expected_sha256: str) -> str:
     """Make the start-up snapshot again from the bundle's own Pyodide files, standard library and Python
-    files (web/make-snapshot.mjs, with Node.js) and compare: raises UserError when it differs."""
+    files (``inputs``: path in the bundle -> bytes; web/make-snapshot.mjs, with Node.js) and compare:
+    raises UserError when it differs."""
     if shutil.which("node") is None:
         return "not re-made (Node.js is not installed here)"
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         pyodide_dir = Path(tmp)
-        for path in files:
-            if path.startswith("vendor/pyodide/") and path != SNAPSHOT and "/" not in path[len("vendor/pyodide/"):]:
-                (pyodide_dir / Path(path).name).write_bytes(read(path))
-        again = pyodide_snapshot(pyodide_dir, read(f"vendor/pyodide/{STDLIB}"), {p: read(p) for p in PYTHON_FILES},
-                                 use_cache=False)
-    if sha256(again) != files[SNAPSHOT]["sha256"]:
+        for path, data in inputs.items():
+            if path.startswith("vendor/pyodide/") and "/" not in path[len("vendor/pyodide/"):]:
+                (pyodide_dir / Path(path).name).write_bytes(data)
+        again = pyodide_snapshot(pyodide_dir, inputs[f"vendor/pyodide/{STDLIB}"],
+                                 {p: inputs[p] for p in PYTHON_FILES}, use_cache=False)
+    if sha256(again) != expected_sha256:
         raise UserError(f"{SNAPSHOT} is not what web/make-snapshot.mjs makes from this bundle's own Pyodide files, "
                         f"standard library and {', '.join(PYTHON_FILES)} (sha256 {sha256(again)[:16]}…): it was not "
                         "made by this kd-train from these files")
@@ -626,10 +630,6 @@ def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False, 
     print(f"serve it with: kd-train serve {out}")
 
 
-SNAPSHOT_HELP = ("leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
-                 "but on every visit Python then takes seconds to start instead of well under one")
-
-
 def list_vendor_urls() -> None:
     """Print the URLs found in each vendor file, for reviewing web/vendor-urls.json."""
     bundle = Bundle()
@@ -646,6 +646,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m kd_train.bundle")
                         help="replace --out even when it is not a bundle kd-train built (never a scorer directory)")
     parser.add_argument("--allow-unfit", action="store_true",
                         help="build scorers that failed the quality check anyway (the page warns on their items)")
+    from kd_train.cli import SNAPSHOT_HELP   # the same option as `kd-train build --no-snapshot`
+
     parser.add_argument("--no-snapshot", dest="snapshot", action="store_false", help=SNAPSHOT_HELP)
     parser.add_argument("--list-vendor-urls", action="store_true",
                         help="print the URLs inside the vendor files (to review web/vendor-urls.json) and exit")

@@ -629,8 +629,12 @@ def _run_demo(args: argparse.Namespace) -> None:
 
 # ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
 
+# Here, not in kd_train/bundle.py: every command builds this parser, and importing the bundler costs ~10 ms.
+SNAPSHOT_HELP = ("leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
+                 "but on every visit Python then takes seconds to start instead of well under one")
+
+
 def _add_web_verbs(verbs) -> None:
-    from kd_train.bundle import SNAPSHOT_HELP   # standard library only at import: cheap
     from kd_train.serve import CSP   # standard library only: cheap to import
 
     p = verbs.add_parser(

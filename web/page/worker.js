@@ -34,7 +34,6 @@ let ort = null;
 let scorerFor = null;
 const scorers = new Map();   // item -> {info, session, run, check, reasons}
 
-
 function progress(step, text) {
   postMessage({ type: "progress", step, text });
 }
@@ -126,7 +125,6 @@ async function startFromSnapshot() {
   progress(2, "Starting Python…");
   const snapshot = verifiedBytes(SNAPSHOT).then((b) => expandSnapshot(new Uint8Array(b)));
   snapshot.catch(() => {});
-
   pyodide = await loadPyodide({ _loadSnapshot: snapshot });
   const builtFrom = JSON.parse(pyodide.globals.get("built_from") ?? "{}");
   for (const path of PYTHON_FILES) {
