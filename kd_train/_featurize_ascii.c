@@ -1,8 +1,8 @@
 /* featurize.py's rules for ASCII answers, compiled: the same float32 rows, bit for bit.
  *
  * featurize.py is the specification (the page runs it in Pyodide); kd_train/featurize_batch.py calls this
- * for the ASCII answers it is given and keeps its numpy path for the rest (and for machines without a
- * C compiler). For an ASCII answer featurize.py's rules reduce to: lower-case A-Z, delete ' and `,
+ * for the ASCII answers it is given and leaves the rest (and every answer where this was not built) to
+ * featurize.py. For an ASCII answer featurize.py's rules reduce to: lower-case A-Z, delete ' and `,
  * tokens = runs of 0-9 a-z; word n-grams = tokens joined by one space; char n-grams = byte n-grams of
  * " " + token + " ". Every float operation that decides a bit of the output is the one featurize.py
  * performs, in its order (distinct n-grams in first-occurrence order, word before char; squares summed
@@ -10,7 +10,8 @@
  * differently. tests/test_featurize_batch.py compares the rows with featurize.py's, bit for bit.
  *
  * Speed: like featurize.py, it remembers the tokens it has seen (across calls, up to a limit) with the
- * ids of their char n-grams, so counting an answer's char n-grams is array work, not hashing.
+ * ids of their char n-grams, so counting an answer's char n-grams is array work, not hashing. Both are
+ * found by their CRC-32 (a token's is its word 1-gram's, a char n-gram's the one it is hashed with).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,14 +38,6 @@ static uint32_t crc32_of(uint32_t start, const unsigned char *p, size_t n)
     while (n--)
         r = CRC_TABLE[(r ^ *p++) & 0xFF] ^ (r >> 8);
     return ~r;
-}
-
-static uint32_t fnv1a(const unsigned char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    while (n--)
-        h = (h ^ *p++) * 16777619u;
-    return h;
 }
 
 /* Grow *array to hold at least `need` items of `size` bytes (amortised doubling). */
@@ -89,8 +82,7 @@ typedef struct {
 } Key;
 
 typedef struct {
-    Key key;                   /* hash: FNV-1a of the token */
-    uint32_t word_crc;         /* the token as a word 1-gram: zlib.crc32(token, word_start) */
+    Key key;                   /* hash: the token as a word 1-gram, zlib.crc32(token, word_start) */
     uint32_t grams, n_grams;   /* its char n-grams at cache.tok_grams + grams, n-major */
 } Token;
 
@@ -152,16 +144,6 @@ static int index_grow(Slots *s, size_t items, const void *entries, size_t size)
     return 0;
 }
 
-static int store_bytes(Cache *c, const unsigned char *p, size_t len, uint32_t *off)
-{
-    if (RESERVE(c->bytes, c->cap_bytes, c->n_bytes + len) < 0)
-        return -1;
-    memcpy(c->bytes + c->n_bytes, p, len);
-    *off = (uint32_t)c->n_bytes;
-    c->n_bytes += len;
-    return 0;
-}
-
 /* The index of the bytes p[0..len) among `entries` (each starts with a Key; `size` bytes apart), added at
  * the end (its Key set, the rest zero) when new, which *added tells. -1: out of memory. */
 static int64_t intern(Cache *c, Slots *index, void **entries, size_t *n, size_t *cap, size_t size,
@@ -175,9 +157,11 @@ static int64_t intern(Cache *c, Slots *index, void **entries, size_t *n, size_t 
             return s - 1;
         }
     }
-    Key key = {0, len, hash};
-    if (reserve(entries, cap, *n + 1, size) < 0 || store_bytes(c, p, len, &key.off) < 0)
+    Key key = {(uint32_t)c->n_bytes, len, hash};
+    if (reserve(entries, cap, *n + 1, size) < 0 || RESERVE(c->bytes, c->cap_bytes, c->n_bytes + len) < 0)
         return -1;
+    memcpy(c->bytes + c->n_bytes, p, len);
+    c->n_bytes += len;
     char *entry = (char *)*entries + *n * size;
     memset(entry, 0, size);
     memcpy(entry, &key, sizeof key);
@@ -188,15 +172,7 @@ static int64_t intern(Cache *c, Slots *index, void **entries, size_t *n, size_t 
     return (int64_t)*n - 1;
 }
 
-/* The id of a char n-gram, added on first sight. */
-static int64_t gram_id(Cache *c, const unsigned char *p, uint32_t len, uint32_t crc)
-{
-    int added;
-    return intern(c, &c->gram_index, (void **)&c->grams, &c->n_grams, &c->cap_grams, sizeof(Key), p, len, crc,
-                  &added);
-}
-
-/* A new token's word 1-gram CRC and char n-grams (n-major, as featurize.py lists them). */
+/* A new token's char n-grams (n-major, as featurize.py lists them), each interned on first sight. */
 static int token_grams(Cache *c, Token *t, const unsigned char *tok)
 {
     size_t len = (size_t)t->key.len + 2, ns = (size_t)(c->chi - c->clo + 1);
@@ -204,7 +180,7 @@ static int token_grams(Cache *c, Token *t, const unsigned char *tok)
         return -1;
     unsigned char *s = c->scratch;
     uint32_t *crcs = c->crcs;
-    t->word_crc = crc32_of(c->wstart, tok, t->key.len);
+    int added;
     t->grams = (uint32_t)c->n_tok_grams;
     t->n_grams = 0;
     for (int n = c->clo; n <= c->chi; n++)
@@ -224,10 +200,12 @@ static int token_grams(Cache *c, Token *t, const unsigned char *tok)
     }
     for (int n = c->clo; n <= c->chi; n++)
         for (size_t i = 0; i + (size_t)n <= len; i++) {
-            int64_t id = gram_id(c, s + i, (uint32_t)n, crcs[(size_t)(n - c->clo) * len + i]);
+            uint32_t crc = crcs[(size_t)(n - c->clo) * len + i];
+            int64_t id = intern(c, &c->gram_index, (void **)&c->grams, &c->n_grams, &c->cap_grams, sizeof(Key), s + i,
+                                (uint32_t)n, crc, &added);
             if (id < 0)
                 return -1;
-            c->tok_grams[c->n_tok_grams++] = (GramRef){(uint32_t)id, crcs[(size_t)(n - c->clo) * len + i]};
+            c->tok_grams[c->n_tok_grams++] = (GramRef){(uint32_t)id, crc};
         }
     return 0;
 }
@@ -237,7 +215,7 @@ static int64_t token_id(Cache *c, const unsigned char *p, uint32_t len)
 {
     int added;
     int64_t id = intern(c, &c->tok_index, (void **)&c->toks, &c->n_toks, &c->cap_toks, sizeof(Token), p, len,
-                        fnv1a(p, len), &added);
+                        crc32_of(c->wstart, p, len), &added);
     if (id >= 0 && added && token_grams(c, &c->toks[id], p) < 0)
         return -1;
     return id;
@@ -431,14 +409,11 @@ static int featurize_one(const Config *cf, Cache *c, const unsigned char *in, si
     if (!n_tok)
         return 0;
     size_t ns = (size_t)(cf->chi - cf->clo + 1), most_grams = (len + 2 * n_tok) * ns;
-    if (c->n_toks && (c->n_toks + n_tok > MAX_TOKENS || c->n_grams + most_grams > MAX_GRAMS)
+    if ((c->answer == UINT32_MAX   /* the next stamp would wrap: forget every stamp */
+         || (c->n_toks && (c->n_toks + n_tok > MAX_TOKENS || c->n_grams + most_grams > MAX_GRAMS)))
             && cache_reset(c, cf->clo, cf->chi, cf->wstart, cf->cstart) < 0)
         return -1;
-    if (++c->answer == 0) {   /* the stamp counter wrapped: forget every stamp */
-        memset(c->tok_tally, 0, c->cap_tok_tally * sizeof(Tally));
-        memset(c->gram_tally, 0, c->cap_gram_tally * sizeof(Tally));
-        c->answer = 1;
-    }
+    c->answer++;
     for (size_t i = 0; i < n_tok; i++) {
         int64_t id = token_id(c, a->text + a->tok_start[i], (uint32_t)a->tok_len[i]);
         if (id < 0)
@@ -462,7 +437,7 @@ static int featurize_one(const Config *cf, Cache *c, const unsigned char *in, si
     if (cf->ww > 0.0) {
         if (cf->wlo == 1)
             for (size_t d = 0; d < n_distinct; d++)
-                sums_add(s, c->toks[a->tok_order[d]].word_crc, c->tok_tally[a->tok_order[d]].count, cf->ww);
+                sums_add(s, c->toks[a->tok_order[d]].key.hash, c->tok_tally[a->tok_order[d]].count, cf->ww);
         if (long_word_grams(cf, a, n_tok, s) < 0)
             return -1;
     }

@@ -33,13 +33,11 @@ __all__ = ["featurize_dense"]
 
 def featurize_dense(texts: list[str], config: FeaturizerConfig) -> np.ndarray:
     """Dense float32 features, one row per text: row i == featurize.featurize(texts[i], config.as_dict()) made dense.
-    (``config`` was checked when it was made; featurize.py, for the rows it does, checks its dict as it always does.)"""
+    (``config`` was checked when it was made; the C featurizer leaves any text that is not an ASCII str to
+    featurize.py, which raises TypeError for one that is not a str.)"""
     if not isinstance(config, FeaturizerConfig):
         raise TypeError(f"featurize_dense takes a FeaturizerConfig, got {type(config).__name__} "
                         "(a featurize.py dict: FeaturizerConfig.from_dict(it))")
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"featurize expects str, got {type(t).__name__}")
     n_buckets, (wlo, whi), (clo, chi) = config.n_buckets, config.word_ngram_range, config.char_ngram_range
     out = np.zeros((len(texts), n_buckets), dtype=np.float32)
     rows = range(len(texts))
