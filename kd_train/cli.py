@@ -76,6 +76,10 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
                         f"rare scores count as much as common ones; none: plain cross-entropy (default: {d.class_weights})")
     g.add_argument("--with-question", action="store_true",
                    help="pair each answer with the item's question from --items (default: the answer alone)")
+    g.add_argument("--teacher-cv-below", type=int, default=d.cv_below, metavar="N",
+                   help=f"when the validation split would hold fewer than N answers, choose the teacher's epochs by "
+                        f"{d.cv_folds}-fold cross-validation over all scored answers instead ({d.cv_folds} extra "
+                        f"fine-tunings), then fine-tune it on all of them; 0: never (default: {d.cv_below})")
     g.add_argument("--folds", type=int, default=d.folds,
                    help="also fine-tune K teachers on K-1 folds each, so every training answer gets soft labels from a "
                         f"teacher that never saw it (cross-fitting; K+1 trainings). 0: off (default: {d.folds})")
@@ -402,10 +406,12 @@ def _teacher_config(args: argparse.Namespace):
         raise UserError(f"--patience must be at least 1, got {args.patience}")
     if args.folds == 1 or args.folds < 0:
         raise UserError(f"--folds must be 0 (off) or at least 2, got {args.folds}")
+    if args.teacher_cv_below < 0:
+        raise UserError(f"--teacher-cv-below must be 0 (never) or a number of answers, got {args.teacher_cv_below}")
     return teacher.TeacherConfig(
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question,
-        folds=args.folds, class_weights=args.class_weights,
+        folds=args.folds, class_weights=args.class_weights, cv_below=args.teacher_cv_below,
     )
 
 

@@ -12,6 +12,12 @@ from kd_train import featurize
 
 _F = featurize.DEFAULT_CONFIG
 
+# The small-item rule, shared by the teacher (kd_train/teacher.py) and the student: a validation split
+# smaller than CV_BELOW answers is too small to stop early on or to choose by, so CV_FOLDS-fold
+# cross-validation over all scored answers is used instead.
+CV_BELOW = 30
+CV_FOLDS = 5
+
 
 @dataclass(frozen=True)
 class FeaturizerConfig:
@@ -62,8 +68,8 @@ class StudentConfig:
     patience: int = 20  # 8 let some runs stop before val QWK first rose (ablations)
     seed: int = 0
     val_fraction: float = 0.1
-    cv_below: int = 30   # a validation split smaller than this: choose by k-fold cross-validation instead
-    cv_folds: int = 5
+    cv_below: int = CV_BELOW   # a validation split smaller than this: choose by k-fold cross-validation instead
+    cv_folds: int = CV_FOLDS
 
     def without_teacher(self) -> StudentConfig:
         """The ANN baseline's settings: the same network and training on human scores only (α = λ = 0)."""

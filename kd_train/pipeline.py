@@ -44,7 +44,13 @@ def _cached_teacher(folder: Path, config: teacher.TeacherConfig, train: Table) -
         meta = teacher.read_meta(folder)
     except teacher.ModelError:
         return None
-    same = meta["config"] == asdict(config) and meta["train_sha256"] == sha256_file(train.path)
+    # teachers saved before a setting existed are compared with its default; they were never
+    # cross-validated, so they are reused only where the settings would not cross-validate either
+    stored = asdict(teacher.TeacherConfig()) | meta["config"]
+    cross_validated = meta.get("cross_validation") is not None
+    n_labelled = meta["train_rows"] + meta["val_rows"]
+    same = (stored == asdict(config) and meta["train_sha256"] == sha256_file(train.path)
+            and cross_validated == teacher.uses_cross_validation(n_labelled, config))
     return meta if same else None
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 # numpy, torch, transformers, scikit-learn and the soft-label module are imported where they are used: the
 # command line reads TeacherConfig's defaults for every verb, and scoring verbs must stay light.
+from kd_train.config import CV_BELOW, CV_FOLDS
 from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
 
@@ -60,6 +61,8 @@ class TeacherConfig:
     folds: int = 0
     layers: int = 0  # > 0: keep only the encoder's first N layers (a smaller student transformer)
     class_weights: str = "balanced"  # "balanced": n / (classes * count) per score on the fit split; "none"
+    cv_below: int = CV_BELOW  # a validation split smaller than this: choose the epochs by cross-validation (0: never)
+    cv_folds: int = CV_FOLDS
 
 
 @dataclass
@@ -286,6 +289,18 @@ def patience_callback(patience: int, metric: str = "eval_qwk"):
     return QWKPatience()
 
 
+def stop_after_callback(epochs: int):
+    """A TrainerCallback that ends training after ``epochs`` epochs (the schedule stays that of all epochs)."""
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if state.epoch is not None and state.epoch >= epochs - 1e-6:
+                control.should_training_stop = True
+
+    return StopAfter()
+
+
 class _Examples:
     """A list of tokenized answers with labels (and teacher probabilities), as Trainer expects."""
 
@@ -386,11 +401,14 @@ def _train_one(
     work_dir: Path,
     eval_tables: dict[str, Table],
     soft: SoftTargets | None = None,
+    stop_at: int | None = None,
 ):
     """Fine-tune on ``train`` with early stopping on ``val``; return (trainer, tokenizer, {name: logits}, info).
 
     ``config.max_length`` must be resolved (> 0, see :func:`resolve_max_length`). ``info`` holds best_epoch,
-    the validation QWK of each epoch and the class weights used (None: plain cross-entropy).
+    the validation QWK of each epoch, ``val_logits_by_epoch`` (the logits on ``val`` after each epoch) and the
+    class weights used (None: plain cross-entropy). With ``val`` None nothing is evaluated and training stops
+    after ``stop_at`` epochs, on the learning-rate schedule of ``config.epochs`` (as the runs that chose it).
     """
     import numpy as np
     import torch
@@ -418,7 +436,10 @@ def _train_one(
     # the soft-target path has its own loss; class weights are for the plain label loss only
     weights = balanced_class_weights(train.scores, score_values) if soft is None and config.class_weights == "balanced" else None
 
+    seen: list[np.ndarray] = []   # logits of every evaluation on val, in order
+
     def compute_metrics(pred) -> dict:
+        seen.append(pred.predictions)
         keep = pred.label_ids != UNLABELED
         m = score_metrics(pred.label_ids[keep], np.argmax(pred.predictions[keep], axis=1), list(range(len(score_values))))
         return {"acc": m["acc"], "qwk": m["qwk"], "f1": m["f1"]}
@@ -433,11 +454,11 @@ def _train_one(
         # a float in [0, 1) is a share of all optimizer steps here (transformers >= 5 dropped warmup_ratio;
         # TrainingArguments.get_warmup_steps: ceil(total steps * share))
         warmup_steps=config.warmup_ratio,
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy="epoch" if val is not None else "no",
+        save_strategy="epoch" if val is not None else "no",
         save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="qwk",
+        load_best_model_at_end=val is not None,
+        metric_for_best_model="qwk" if val is not None else None,
         greater_is_better=True,
         logging_strategy="epoch",
         seed=config.seed,
@@ -454,17 +475,22 @@ def _train_one(
         model=model,
         args=args,
         train_dataset=train_set,
-        eval_dataset=dataset(val),
+        eval_dataset=dataset(val) if val is not None else None,
         data_collator=_collator(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[patience],
+        callbacks=[patience if val is not None else stop_after_callback(stop_at or math.ceil(config.epochs))],
     )
     trainer.soft_loss = soft.loss if soft is not None else None
     trainer.class_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
     trainer.train()
+    val_logits = seen[:]
     logits = {name: trainer.predict(dataset(t)).predictions for name, t in eval_tables.items()}
-    info = {"best_epoch": patience.rule.best_epoch, "val_qwk_by_epoch": [round(q, 4) for q in patience.rule.history],
-            "class_weights": weights}
+    if val is None:
+        info = {"best_epoch": float(trainer.state.epoch or 0), "val_qwk_by_epoch": [], "val_logits_by_epoch": []}
+    else:
+        info = {"best_epoch": patience.rule.best_epoch, "val_qwk_by_epoch": [round(q, 4) for q in patience.rule.history],
+                "val_logits_by_epoch": val_logits}
+    info["class_weights"] = weights
     return trainer, tokenizer, logits, info
 
 
@@ -495,7 +521,10 @@ def fine_tune(
     ``train`` holds the labelled answers of this item; a stratified, seeded validation split is
     carved from it. Training runs up to ``config.epochs`` and stops when validation QWK has not improved
     for ``config.patience`` epochs (counted once it is above 0); the epoch with the best validation QWK is
-    kept. ``config.max_length`` 0 is resolved from the answers' token counts (:func:`resolve_max_length`);
+    kept. On a small item (:func:`uses_cross_validation`) the number of epochs is chosen by
+    ``config.cv_folds``-fold cross-validation instead (:func:`_cross_validate`), the teacher is then
+    fine-tuned on every answer for that many epochs, and teacher.json's "val" metrics are the pooled
+    out-of-fold ones over all answers. ``config.max_length`` 0 is resolved from the answers' token counts (:func:`resolve_max_length`);
     teacher.json records the length used (``max_length``) and how longer answers were cut (``truncation``),
     and keeps ``config`` as given. ``test`` (optional) is scored once at the end. With ``soft``, the
     training loss comes from teacher probabilities (a distilled transformer). An existing ``out_dir`` is
@@ -510,18 +539,27 @@ def fine_tune(
     out_dir = Path(out_dir)
     work = _work_dir(out_dir)
     started = time.time()
-    fit, val = stratified_split(train, config.val_fraction, config.seed)
+    cv = uses_cross_validation(len(train), config)
+    fit, val = (train, None) if cv else stratified_split(train, config.val_fraction, config.seed)
     q = question if config.with_question and question else None
     test = test.for_item(item).labelled() if test is not None else None
-    tables = {"val": val} | ({"test": test} if test is not None and len(test) else {})
+    tables = ({} if cv else {"val": val}) | ({"test": test} if test is not None and len(test) else {})
     tokenizer, limit = _load_tokenizer(resolve_model(config.model))
     counts = token_counts(tokenizer, train.responses, q)
     max_length, auto = resolve_max_length(counts, config.max_length, limit)
     rule = truncation_rule(tokenizer)
     recipe = replace(config, max_length=max_length)  # what training and cross-fitting use
     try:
-        trainer, tokenizer, logits, info = _train_one(fit, val, score_values, q, recipe, work / "trainer", tables, soft)
-        crossfit = _cross_fit(train, score_values, q, recipe, work) if config.folds > 1 else None
+        chosen = _cross_validate(train, score_values, q, recipe, work, soft) if cv else None
+        trainer, tokenizer, logits, info = _train_one(fit, val, score_values, q, recipe, work / "trainer", tables, soft,
+                                                      stop_at=chosen["best_epoch"] if chosen else None)
+        if chosen:
+            info |= {"best_epoch": chosen["best_epoch"], "val_qwk_by_epoch": chosen["qwk_by_epoch"]}
+        if config.folds > 1:
+            crossfit = chosen["oof_logits"] if chosen and config.folds == config.cv_folds else \
+                _cross_fit(train, score_values, q, recipe, work)
+        else:
+            crossfit = None
         if not trainer.is_world_process_zero():
             return {}  # not the main process of a distributed run: the main one saves
         final = work / "model"
@@ -536,11 +574,14 @@ def fine_tune(
             "weights_sha256": _weights_sha256(final),
             "train_sha256": sha256_file(train.path),
             "train_rows": len(fit),
-            "val_rows": len(val),
+            "val_rows": 0 if cv else len(val),
             "config": asdict(config),  # as given (the cache compares it); max_length below is the one used
             "params": sum(p.numel() for p in trainer.model.parameters()),
             "distilled": soft is not None,
             "metrics": {name: _metrics(lg, tables[name], score_values) for name, lg in logits.items()},
+            # how the epochs were chosen: None, a validation split; else k-fold cross-validation
+            "cross_validation": None if chosen is None else
+                {"folds": config.cv_folds, "fold_epochs_run": chosen["fold_epochs_run"]},
             "max_length": max_length,
             "max_length_auto": auto,  # how --max-length 0 chose max_length; None when it was given
             "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
@@ -552,6 +593,8 @@ def fine_tune(
                               {str(v): round(w, 6) for v, w in zip(score_values, info["class_weights"])}),
             "wall_s": round(time.time() - started, 1),
         }
+        if chosen:
+            meta["metrics"]["val"] = _metrics(chosen["oof_logits"], train, score_values) | {"cross_validated": True}
         if crossfit is not None:
             import numpy as np
 
@@ -566,12 +609,60 @@ def fine_tune(
     return meta
 
 
+def uses_cross_validation(n_labelled: int, config: TeacherConfig) -> bool:
+    """True when a validation split of ``config.val_fraction`` would hold fewer than ``config.cv_below``
+    answers (the student's rule): on ten answers the best epoch is noise (validation QWK 1.00, test
+    below 0, was seen), so the epochs are chosen by cross-validation instead."""
+    return round(n_labelled * config.val_fraction) < config.cv_below
+
+
+def _cross_validate(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, work: Path,
+                    soft: SoftTargets | None) -> dict:
+    """Choose the number of epochs on out-of-fold predictions over all of ``train``.
+
+    Each of ``config.cv_folds`` folds is held out in turn; a teacher fine-tuned on the others is evaluated on
+    it after every epoch and stops by the patience rule on it. The epoch with the best QWK of the pooled
+    held-out predictions wins (a fold that stopped sooner counts with its last epoch). Returns best_epoch,
+    qwk_by_epoch, fold_epochs_run and oof_logits (each answer's logits from the fold that held it out, at
+    the best epoch). Costs ``cv_folds`` fine-tunings on top of the final one.
+    """
+    import numpy as np
+
+    from kd_train.metrics import qwk
+
+    folds = stratified_folds(train, config.cv_folds, config.seed)
+    by_fold = []
+    for k, held_out in enumerate(folds):
+        print(f"choosing the teacher's epochs by cross-validation: fold {k + 1}/{len(folds)} "
+              f"({len(held_out)} answers held out)", flush=True)
+        held = set(held_out)
+        rest = train.take([i for i in range(len(train)) if i not in held])
+        _, _, _, info = _train_one(rest, train.take(held_out), score_values, question, config, work / f"cv{k}", {}, soft)
+        by_fold.append(info["val_logits_by_epoch"])
+        shutil.rmtree(work / f"cv{k}", ignore_errors=True)
+    epochs = max(len(f) for f in by_fold)
+    oof = np.zeros((epochs, len(train), len(score_values)), dtype=np.float32)
+    for held_out, logits in zip(folds, by_fold):
+        for e in range(epochs):
+            oof[e, held_out] = logits[min(e, len(logits) - 1)]
+    to_index = {v: i for i, v in enumerate(score_values)}
+    truth = [to_index[s] for s in train.scores]
+    per_epoch = [qwk(truth, oof[e].argmax(axis=1).tolist(), list(range(len(score_values)))) for e in range(epochs)]
+    best = int(np.argmax(per_epoch)) + 1
+    print(f"cross-validated teacher: epoch {best} of {epochs} has the best out-of-fold QWK ({per_epoch[best - 1]:.3f})",
+          flush=True)
+    return {"best_epoch": best, "qwk_by_epoch": [round(q, 4) for q in per_epoch],
+            "fold_epochs_run": [len(f) for f in by_fold], "oof_logits": oof[best - 1]}
+
+
 def check_config(config: TeacherConfig) -> None:
     """Refuse settings that cannot train, in one line each."""
     if config.class_weights not in CLASS_WEIGHTS:
         raise UserError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {config.class_weights!r}")
     if config.epochs <= 0:
         raise UserError(f"epochs must be > 0, got {config.epochs}")
+    if config.cv_below < 0 or config.cv_folds < 2:
+        raise UserError(f"cross-validation needs cv_below >= 0 and at least 2 folds, got {config.cv_below} and {config.cv_folds}")
     if config.patience < 1:
         raise UserError(f"patience must be at least 1 epoch, got {config.patience}")
     if config.max_length < 0:

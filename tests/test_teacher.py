@@ -17,7 +17,8 @@ from kd_train.data import read_items, read_responses
 
 
 def tiny_config(model, **kw) -> teacher.TeacherConfig:
-    base = dict(model=str(model), epochs=2, lr=1e-3, batch_size=16, max_length=32, seed=0, val_fraction=0.2)
+    # cv_below=0: the validation-split path (cross-validation has its own tests below)
+    base = dict(model=str(model), epochs=2, lr=1e-3, batch_size=16, max_length=32, seed=0, val_fraction=0.2, cv_below=0)
     return teacher.TeacherConfig(**(base | kw))
 
 
@@ -104,7 +105,8 @@ def test_torchrun_two_processes_train_one_teacher(tmp_path, toy_tables, tiny_mod
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("teacher saved to") == 1  # only the main process writes and reports
     meta = json.loads((tmp_path / "t" / "teacher.json").read_text())
-    assert meta["epochs_run"] == 2.0 and meta["best_epoch"] in (1.0, 2.0)
+    # 90 answers: 9 would validate, so the epochs are chosen by cross-validation, in both processes alike
+    assert meta["cross_validation"]["folds"] == 5 and meta["epochs_run"] == meta["best_epoch"] in (1, 2)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -265,3 +267,56 @@ def test_cli_defaults_are_teacher_config_defaults(capsys):
         assert _teacher_config(args) == teacher.TeacherConfig()
     assert main(["teacher", "--train", "examples/demo/responses.csv", "--out", "x", "--patience", "0"]) == 2
     assert "--patience must be at least 1" in capsys.readouterr().err
+
+
+# --- small items: the teacher's epochs are chosen by cross-validation ---
+
+
+def test_a_small_item_chooses_the_teachers_epochs_by_cross_validation(tmp_path, toy_tables, tiny_model, capsys):
+    # 90 answers: a 20% split would hold 18 (< 30), so 5 folds choose the epochs and the teacher then trains on all 90
+    meta = fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=12, patience=2, lr=1e-3, cv_below=30, folds=5)
+    cv, history = meta["cross_validation"], meta["val_qwk_by_epoch"]
+    assert cv["folds"] == 5 and len(cv["fold_epochs_run"]) == 5 and len(history) == max(cv["fold_epochs_run"]) < 12
+    assert meta["train_rows"] == 90 and meta["val_rows"] == 0
+    best = meta["best_epoch"]
+    assert history[best - 1] == max(history) > 0 and all(q < max(history) for q in history[:best - 1])
+    assert meta["epochs_run"] == best  # the final teacher trained for the chosen epochs, no more
+    val = meta["metrics"]["val"]
+    assert val["n"] == 90 and val["cross_validated"] and val["qwk"] == pytest.approx(max(history), abs=1e-4)
+    # with as many cross-fitting folds, the out-of-fold logits are the cross-fitted ones: no 5 more fine-tunings
+    assert "cross-fitting" not in capsys.readouterr().out
+    assert meta["metrics"]["crossfit"] == {k: v for k, v in val.items() if k != "cross_validated"}
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_the_cross_validation_rule_is_the_students():
+    from kd_train.config import StudentConfig
+    from kd_train.distill import uses_cross_validation as student_rule
+
+    t, s = teacher.TeacherConfig(), StudentConfig()
+    assert (t.cv_below, t.cv_folds, t.val_fraction) == (s.cv_below, s.cv_folds, s.val_fraction)
+    for n in (50, 294, 295, 296, 400, 2000):
+        assert teacher.uses_cross_validation(n, t) == student_rule(n, s)
+    assert teacher.uses_cross_validation(294, t) and not teacher.uses_cross_validation(296, t)  # 29 or 30 to validate
+    assert not teacher.uses_cross_validation(50, teacher.TeacherConfig(cv_below=0))
+    with pytest.raises(teacher.UserError, match="at least 2 folds"):
+        teacher.check_config(teacher.TeacherConfig(cv_folds=1))
+
+
+def test_a_teacher_saved_before_cross_validation_is_reused_only_where_it_would_not_apply(tmp_path, toy_tables, tiny_model):
+    from kd_train.pipeline import _cached_teacher
+
+    fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1, val_fraction=0.4)
+    path = tmp_path / "t" / "teacher.json"
+    old = json.loads(path.read_text())
+    for key in ("cv_below", "cv_folds"):
+        del old["config"][key]  # as teacher.json was written before these settings existed
+    del old["cross_validation"]
+    path.write_text(json.dumps(old))
+    train = read_responses(toy_tables["train"])
+    split = tiny_config(tiny_model, epochs=1, val_fraction=0.4, cv_below=30)  # 36 would validate: a split, as it was
+    assert _cached_teacher(tmp_path / "t", split, train) is not None
+    small = tiny_config(tiny_model, epochs=1, val_fraction=0.2, cv_below=30)
+    old["config"]["val_fraction"] = 0.2
+    path.write_text(json.dumps(old))
+    assert _cached_teacher(tmp_path / "t", small, train) is None  # 18 would validate: now cross-validated, so retrain
