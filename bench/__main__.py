@@ -14,12 +14,10 @@ then runs the gaming probes of bench/probes.py (probes.md, probes.json) unless -
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -28,15 +26,15 @@ from pathlib import Path
 
 import torch
 
+from bench import RESULTS, add_out, command, utc_now, write_result
 from bench import ablations, fasttext_baseline, others, probes, report, speed
-from bench.cache import CachedItem, find_items, load_item
+from bench.cache import CachedItem, find_items
 from bench.students import Results, aggregate, run_variants
 from kd_train import teacher
 from kd_train.data import Dataset, load_asap
 from kd_train.metrics import mean_metrics
 from kd_train.student import export_onnx
 
-ROOT = Path(__file__).resolve().parent.parent
 TINYBERT_COMMAND = "kd-train train --asap --out runs/asap-train --baselines --tinybert"
 
 
@@ -53,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="do not run the gaming probes (python -m bench.probes: probes.md, probes.json)")
     ap.add_argument("--quick", action="store_true", help="one seed, small grids, few answers timed: a smoke test")
     ap.add_argument("--speed-answers", type=int, default=300, help="answers timed per scorer (default: %(default)s)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    add_out(ap)
     ap.add_argument("--render", action="store_true",
                     help="measure nothing: re-write asap-sas.md, the README section, the plots and the goal rows from OUT/asap-sas.json")
     args = ap.parse_args(argv)
@@ -171,7 +169,7 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
     base_model = teacher.resolve_model(item.teacher_meta["config"]["model"])
     n_classes = max(len(i.values) for i in items)
     has_weights = teacher_bytes([item]) is not None
-    teacher_model, teacher_tok = (speed.load_teacher(item.folder / "teacher") if has_weights
+    teacher_model, teacher_tok = (teacher._load(str(item.folder / "teacher")) if has_weights
                                   else speed.tinybert_like(base_model, len(item.values), layers=None))
     tiny_model, tiny_tok = speed.tinybert_like(base_model, n_classes)
     tiny_size = speed.transformer_size(tiny_model)
@@ -203,10 +201,9 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
              + " TinyBERT-like: the packaged base model cut to 3 layers with an untrained head: weights need not be "
              "fine-tuned to time them. Student: the seed-0 student of this run, exported as the scorer's model.onnx.",
              speed.cpu_note() + "."]
-    block = {"student_per_s": measured["student"]["batch_64"], "tinybert_like_per_s": measured["tinybert_like"]["batch_64"],
-             "teacher_per_s": measured["teacher"]["batch_64"], "fasttext_per_s": measured["fasttext"]["batch_64"],
-             "fasttext_ftz_per_s": measured["fasttext_ftz"]["batch_64"], "measured": measured, "ratios": ratios,
-             "notes": notes, "answers": len(answers)}
+    block = {f"{name}_per_s": measured[name]["batch_64"] for name in ("student", "tinybert_like", "teacher", "fasttext",
+                                                                      "fasttext_ftz")}
+    block |= {"measured": measured, "ratios": ratios, "notes": notes, "answers": len(answers)}
     for name, r in ratios.items():
         log(f"  {name}: ×{r['batch_1']:.1f} (batch 1), ×{r['batch_64']:.1f} (batch 64)")
     return block, tiny_size
@@ -224,8 +221,8 @@ def browser_from(raw: dict, source: str) -> dict:
             "bundle_brotli_bytes": raw["sizes"]["brotli"], "source": source}
 
 
-def browser_block(args: argparse.Namespace, item: CachedItem, command: str) -> dict:
-    saved = ROOT / "bench" / "results" / "browser.json"
+def browser_block(args: argparse.Namespace, item: CachedItem, command_line: str) -> dict:
+    saved = RESULTS / "browser.json"
     if args.skip_browser:
         raw = json.loads(saved.read_text(encoding="utf-8"))
         return browser_from(raw, f"Not measured in this run (--skip-browser): read from bench/results/browser.json, measured "
@@ -234,10 +231,9 @@ def browser_block(args: argparse.Namespace, item: CachedItem, command: str) -> d
 
     log("\n== 4. browser (headless Chromium)")
     scorer = item.folder / "scorer" if (item.folder / "scorer" / "scorer.json").is_file() else None
-    ns = argparse.Namespace(scorer=scorer, answers=None, starts=1 if args.quick else 3,
-                            repeat=2 if args.quick else 20, out=args.out)
-    raw = browser.run(ns)
-    raw["command"] = f"{command}  (its browser part: bench/browser.py {scorer or ''})".replace(" )", ")")
+    quick = ["--starts", "1", "--repeat", "2", "--cpu-quota", "0"] if args.quick else []   # else browser.py's defaults
+    raw = browser.run(browser.parse_args([*([str(scorer)] if scorer else []), *quick, "--out", str(args.out)]))
+    raw["command"] = f"{command_line}  (its browser part: bench/browser.py {scorer or ''})".replace(" )", ")")
     log(browser.write_report(raw, args.out))
     on = f"item {item.item}'s scorer" if scorer else "its demo scorer (the cache holds no scorer directory)"
     return browser_from(raw, f"Measured in this run with bench/browser.py on {on} (also written to browser.md/json).")
@@ -246,10 +242,10 @@ def browser_block(args: argparse.Namespace, item: CachedItem, command: str) -> d
 def alt_teachers(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int]) -> dict:
     out = {}
     for name, spec in ablations.ALT_TEACHERS.items():
-        cache = Path(spec["cache"])
-        alt = [load_item(cache / i.item, i.item, data) for i in items if others.alt_teacher_present(cache, i.item)]
+        alt = find_items(Path(spec["cache"]), [i.item for i in items], data)[0]
         if not alt:
-            out[name] = spec | {"not_run": f"no cached outputs in {cache} for the included items; it needs {spec['needs']}"}
+            out[name] = spec | {"not_run": f"no cached outputs in {spec['cache']} for the included items; it needs "
+                                           f"{spec['needs']}"}
             continue
         log(f"\n== 5. students from another teacher: {spec['title']} (items {', '.join(i.item for i in alt)})")
         alt_results = run_variants(alt, {ablations.STUDENT: seeds})
@@ -360,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if importlib.util.find_spec("fasttext") is None:
         sys.exit("python -m bench: the fastText baseline needs the package fasttext-wheel: pip install -e '.[bench]'")
-    command = " ".join(["python -m bench", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    command_line = command("python -m bench", argv)
     started, load = time.time(), ", ".join(f"{x:.1f}" for x in os.getloadavg())
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -375,11 +371,10 @@ def main(argv: list[str] | None = None) -> None:
         speed_result, tiny_size = ({"not_run": "--skip-speed"}, None) if args.skip_speed else \
             speed_block(items, ft_runs, args.speed_answers, args.quick, Path(tmp))
     models["tinybert_like"] = tinybert_row(items, tiny_size)
-    browser = browser_block(args, items[0], command)
+    browser = browser_block(args, items[0], command_line)
     abl, alt = run_ablations(data, items, results, args.quick, abl_seeds)
     result = {
-        "command": command, "wall_s": round(time.time() - started, 1), "quick": args.quick,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line, "wall_s": round(time.time() - started, 1), "quick": args.quick, "date": utc_now(),
         "machine": f"Python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs (load average "
                    f"{load} at the start), every model on 1 thread",
         "items_included": [i.item for i in items], "items_missing": missing,
@@ -401,9 +396,7 @@ def write_outputs(result: dict, out: Path) -> None:
     report.plot_items(result["models"], items, out / "asap-sas-items.png")
     report.plot_sizes(result["ablations"]["sizes"], out / "asap-sas-sizes.png")
     report.plot_alpha_t(result["ablations"]["alpha_t"], out / "asap-sas-alpha-T.png")
-    report.write_json(result, out / "asap-sas.json")
-    text = report.write_markdown(result, out / "asap-sas.md")
-    log("\n" + text)
+    log("\n" + write_result(out, "asap-sas", result, report.markdown(result)))
     readme = report.readme_results(result)
     (out / "asap-sas-readme.md").write_text(readme, encoding="utf-8")
     log("\nREADME section (also in asap-sas-readme.md):\n\n" + readme)

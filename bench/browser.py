@@ -24,21 +24,26 @@ present, else the demo answers). Writes bench/results/browser.{md,json}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import datetime
 import gzip
 import io
 import json
 import os
 import platform
-import shlex
+import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))   # kd_train, when run as `python bench/browser.py` from a checkout
+sys.path.insert(0, str(ROOT))   # bench and kd_train, when run as `python bench/browser.py` from a checkout
+
+from bench import add_out, command, utc_now, write_result  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -123,28 +128,32 @@ DETECTOR_JS = """async ({texts, repeat}) => {""" + START_WORKER_JS + """  const 
 }"""
 
 
+@contextlib.contextmanager
+def fresh_page(browser, url: str, ready: str = "body[data-engine=ready]"):
+    """A page of ``url`` in a fresh browser context (no HTTP cache), once ``ready`` is in its DOM."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(ready, state="attached", timeout=TIMEOUT_MS)
+        yield page
+    finally:
+        context.close()
+
+
 def detector_cost(browser, url: str, answers: list[str], repeat: int = 5) -> dict:
     """ms per answer of detect.py alone and of featurize.py + detect.py, in the page's worker (batches of 1,000)."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("body[data-engine=ready]", state="attached", timeout=TIMEOUT_MS)
-    got = page.evaluate(DETECTOR_JS, {"texts": answers[:1000], "repeat": repeat})
-    context.close()
+    with fresh_page(browser, url) as page:
+        got = page.evaluate(DETECTOR_JS, {"texts": answers[:1000], "repeat": repeat})
     return {"n": min(1000, len(answers)), "repeat": repeat, "detect_ms": statistics.median(got["flags"]),
             "featurize_and_detect_ms": statistics.median(got["both"])}
 
 
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
 def load_answers(path: Path | None) -> tuple[list[str], str]:
     if path is None:
-        asap = Path(os.environ.get("KD_TRAIN_DATA", ROOT.parent / "shared" / "datasets")) / "asap-sas" / "train.csv"
+        from kd_train.data import default_data_root
+
+        asap = default_data_root() / "asap-sas" / "train.csv"
         path = asap if asap.is_file() else ROOT / "examples" / "demo" / "responses.csv"
     with open(path, newline="", encoding="utf-8") as f:
         answers = [row["response"] for row in csv.DictReader(f)]
@@ -172,43 +181,30 @@ def mark(page, name: str) -> float:
 
 
 def start_up(browser, url: str) -> dict[str, float]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("body[data-engine=ready]", state="attached", timeout=TIMEOUT_MS)
-    out = {"usable_ms": mark(page, "kd-usable"), "ready_ms": mark(page, "kd-ready")}
-    context.close()
-    return out
+    with fresh_page(browser, url) as page:
+        return {"usable_ms": mark(page, "kd-usable"), "ready_ms": mark(page, "kd-ready")}
 
 
 def bare_pyodide(browser, url: str) -> dict[str, float]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(url + "bare/")
-    page.wait_for_selector("body[data-state=ready]", state="attached", timeout=TIMEOUT_MS)
-    start, ready = mark(page, "bare-start"), mark(page, "bare-ready")
-    context.close()
+    with fresh_page(browser, url + "bare/", "body[data-state=ready]") as page:
+        start, ready = mark(page, "bare-start"), mark(page, "bare-ready")
     return {"ready_ms": ready, "load_pyodide_ms": ready - start}
 
 
 def latencies(browser, url: str, answers: list[str], repeat: int) -> dict:
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("body[data-engine=ready]", state="attached", timeout=TIMEOUT_MS)
-    page.evaluate(SINGLE_JS, answers[:5])                                   # warm-up
-    single = page.evaluate(SINGLE_JS, answers[:repeat * 10])
-    batches = []
-    for r in range(repeat):
-        chunk = answers[r * 200:(r + 1) * 200]
-        batches.append(page.evaluate(BATCH_JS, {"csvText": answers_csv(chunk), "n": len(chunk)}) / len(chunk))
-    big = (answers * (5000 // len(answers) + 1))[:5000]
-    t5000 = page.evaluate(BATCH_JS, {"csvText": answers_csv(big), "n": 5000})
-    context.close()
+    with fresh_page(browser, url) as page:
+        page.evaluate(SINGLE_JS, answers[:5])                                   # warm-up
+        single = page.evaluate(SINGLE_JS, answers[:repeat * 10])
+        batches = []
+        for r in range(repeat):
+            chunk = answers[r * 200:(r + 1) * 200]
+            batches.append(page.evaluate(BATCH_JS, {"csvText": answers_csv(chunk), "n": len(chunk)}) / len(chunk))
+        big = (answers * (5000 // len(answers) + 1))[:5000]
+        t5000 = page.evaluate(BATCH_JS, {"csvText": answers_csv(big), "n": 5000})
     return {
-        "single_ms": {"n": len(single), "median": statistics.median(single), "p90": percentile(single, 0.9)},
+        "single_ms": {"n": len(single), "median": statistics.median(single), "p90": float(np.percentile(single, 90))},
         "batch200_per_answer_ms": {"n_batches": len(batches), "median": statistics.median(batches),
-                                   "p90": percentile(batches, 0.9)},
+                                   "p90": float(np.percentile(batches, 90))},
         "batch5000_s": t5000 / 1000,
     }
 
@@ -229,9 +225,6 @@ def make_dist(scorer_dir: Path | None, work: Path) -> tuple[Path, Path]:
     """The bundles to measure: as built by default (with the start-up snapshot) and with --no-snapshot.
     A given scorer goes in as a copy without its question text: the page's cost does not depend on it,
     and a benchmark build must not carry a dataset's prompt."""
-    import json
-    import shutil
-
     from kd_train import bundle
     from kd_train.files import write_marker
 
@@ -251,8 +244,6 @@ def make_dist(scorer_dir: Path | None, work: Path) -> tuple[Path, Path]:
 
 def serve_with_bare_page(dist: Path, work: Path, name: str = "site"):
     """The bundle plus bare/ (the tiny loadPyodide page), served from a copy: dist/ stays as built."""
-    import shutil
-
     from kd_train.serve import serve_in_thread
 
     site = work / name
@@ -294,8 +285,6 @@ def cpu_limited_chromium(quota: float, work: Path) -> tuple[Path, Path] | str:
 
 
 def remove_cgroup(group: Path) -> None:
-    import time
-
     for _ in range(50):   # Chromium's processes leave the group as they exit
         try:
             group.rmdir()
@@ -361,8 +350,7 @@ def run(args: argparse.Namespace) -> dict:
                 remove_cgroup(limited[1])
     lengths = sorted(len(a) for a in answers)
     return {
-        "command": " ".join(["python", "bench/browser.py", *map(shlex.quote, sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command("python bench/browser.py"), "date": utc_now(),
         "chromium": version, "python": platform.python_version(), "platform": platform.platform(),
         "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
         "answers": {"source": source, "n": len(answers), "median_chars": lengths[len(lengths) // 2]},
@@ -436,14 +424,10 @@ def write_report(result: dict, out: Path) -> str:
         f"{result['platform']}, {result['cpus']} CPUs shared with other work (load average "
         f"{', '.join(f'{x:.1f}' for x in result['load_avg'])}).",
     ]
-    text = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "browser.md").write_text(text, encoding="utf-8")
-    (out / "browser.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return text
+    return write_result(out, "browser", result, "\n".join(lines) + "\n")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scorer", nargs="?", type=Path, help="scorer directory (default: train a demo scorer here)")
     ap.add_argument("--answers", type=Path, help="CSV with a 'response' column (default: ASAP-SAS train.csv, else the demo)")
@@ -453,8 +437,12 @@ def main() -> None:
     ap.add_argument("--cpu-quota", type=float, default=0.25,
                     help="also measure start-up with the whole browser limited to this many cores by a cgroup CPU "
                          "quota (needs root; 0: skip; default: %(default)s)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    args = ap.parse_args()
+    add_out(ap)
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     print(write_report(run(args), args.out))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import statistics
@@ -25,6 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # bench and kd_train, when run as `python bench/cli_startup.py` from a checkout
+
+from bench import add_out, command, table, write_result  # noqa: E402
+
 DEMO = REPO / "examples" / "demo"
 EXTENSION = "_featurize_ascii"   # the compiled featurizer, built into kd_train/ by pip install -e
 
@@ -129,16 +132,14 @@ def summarize(raw: dict, versions: list[str]) -> dict:
     return table
 
 
-def markdown(table: dict, versions: list[str], command: str, baseline: str | None) -> str:
-    lines = ["# Start-up time and memory of the light verbs", "", f"Command: `{command}`", ""]
+def markdown(medians: dict, versions: list[str], command_line: str, baseline: str | None) -> str:
+    lines = ["# Start-up time and memory of the light verbs", "", f"Command: `{command_line}`", ""]
     if baseline:
         lines += [f"`before`: kd-train at `{baseline}` (every verb imported torch when its parser was built); "
                   "`after`: this checkout. Same machine, same run, alternating; medians.", ""]
-    head = "| command | " + " | ".join(f"{v} s | {v} MB" for v in versions) + (" | speed-up |" if baseline else " |")
-    lines += [head, "|---|" + "---:|" * (2 * len(versions) + (1 if baseline else 0))]
-    for name, row in table.items():
-        cells = " | ".join(f"{row[v]['s']:.2f} | {row[v]['mb']:.0f}" for v in versions)
-        lines.append(f"| {name} | {cells} |" + (f" ×{row['speed-up']:.1f} |" if baseline else ""))
+    lines += table(["command", *(f"{v} {unit}" for v in versions for unit in ("s", "MB")), *(["speed-up"] if baseline else [])],
+                   ([name, *(x for v in versions for x in (f"{row[v]['s']:.2f}", f"{row[v]['mb']:.0f}")),
+                     *([f"×{row['speed-up']:.1f}"] if baseline else [])] for name, row in medians.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -147,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="GIT_REF", help="an earlier commit to compare with (a git worktree of it)")
     parser.add_argument("--answers", type=int, default=200_000, help="answers for the large predict (default: 200000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per command and version (default: 3)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
-                        help="folder for cli_startup.json and cli_startup.md (default: bench/results)")
+    add_out(parser)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kd-train-startup-"))
     trees = {}
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             trees["before"] = baseline_tree(args.baseline, work)
         trees["after"] = REPO
-        scorer = work / "scorer"
+        scorer = work / "scorer"   # made by a child process: a child's peak RSS starts at its parent's
         subprocess.run([sys.executable, "-m", "kd_train.cli", "distill", "--train", str(DEMO / "responses.csv"),
                         "--items", str(DEMO / "items.csv"), "--student-epochs", "5", "--out", str(scorer)],
                        cwd=REPO, check=True, capture_output=True)
@@ -169,14 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["git", "worktree", "remove", "--force", str(trees["before"])], cwd=REPO, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     versions = list(trees)
-    table = summarize(raw, versions)
-    command = "python bench/cli_startup.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = {"command": command, "baseline": args.baseline, "repeat": args.repeat, "medians": table, "runs": raw}
-    (args.out / "cli_startup.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    report = markdown(table, versions, command, args.baseline)
-    (args.out / "cli_startup.md").write_text(report, encoding="utf-8")
-    print(report)
+    result = {"command": command("python bench/cli_startup.py", argv), "baseline": args.baseline, "repeat": args.repeat,
+              "medians": summarize(raw, versions), "runs": raw}
+    print(write_result(args.out, "cli_startup", result, markdown(result["medians"], versions, result["command"],
+                                                                 args.baseline)))
     return 0
 
 

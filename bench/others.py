@@ -4,7 +4,6 @@ the TinyBERT-like stand-in when its outputs are cached, and what the in-sample s
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from bench.cache import CachedItem
 from kd_train import baselines
@@ -56,9 +55,3 @@ def in_sample_gap(item: CachedItem) -> dict:
         probs, m = item.soft_train.lookup(table.ids), teacher_metrics(item.soft_train, table, item.values)
         out[name] = {"n": m["n"], "acc": m["acc"], "qwk": m["qwk"], "mean_max_prob": float(probs.max(axis=1).mean())}
     return out
-
-
-def alt_teacher_present(cache: Path, item: str) -> bool:
-    """True when another cache (cross-fitted, question-paired, bigger teacher) has soft labels for ``item``."""
-    folder = cache / item
-    return all((folder / f"soft-{p}.csv").is_file() for p in ("train", "test")) and (folder / "teacher" / "teacher.json").is_file()

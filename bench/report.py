@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from bench import table
+from kd_train.metrics import _save
 
 MODEL_ORDER = ["teacher", "student", "ann", "tinybert_like", "hashing_lr", "fasttext", "fasttext_ftz", "human"]
 LABELS = {
@@ -32,34 +34,23 @@ def _ratio(x: float) -> str:
 
 
 def accuracy_section(models: dict, items: list[str], notes: list[str]) -> list[str]:
-    lines = ["## 1. Accuracy on test_public", "",
-             "| model | mean accuracy | mean QWK | Fisher-z QWK | mean macro-F1 |", "|---|---:|---:|---:|---:|"]
-    for name in MODEL_ORDER:
-        m = models[name]
-        if m.get("not_run"):
-            lines.append(f"| {LABELS[name]} | not run | not run | not run | not run |")
-            continue
-        lines.append(f"| {LABELS[name]} | {_pm(m, 'mean_acc')} | {_pm(m, 'mean_qwk')} | {_pm(m, 'fisher_qwk')} "
-                     f"| {_pm(m, 'mean_f1')} |")
+    lines = ["## 1. Accuracy on test_public", "", *table(
+        ["model", "mean accuracy", "mean QWK", "Fisher-z QWK", "mean macro-F1"],
+        ([LABELS[name], *(["not run"] * 4 if models[name].get("not_run") else
+                          [_pm(models[name], key) for key in ("mean_acc", "mean_qwk", "fisher_qwk", "mean_f1")])]
+         for name in MODEL_ORDER))]
     for metric, title in (("qwk", "QWK"), ("acc", "Accuracy"), ("f1", "Macro-F1")):
-        lines += ["", f"{title} per item (student and ANN: mean ± std over seeds):", "",
-                  "| model | " + " | ".join(items) + " |", "|---|" + "---:|" * len(items)]
-        for name in MODEL_ORDER:
-            m = models[name]
-            cells = [_pm(m["items"][i], metric) if i in m.get("items", {}) else "—" for i in items]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", f"{title} per item (student and ANN: mean ± std over seeds):", "", *table(
+            ["model", *items], ([name, *(_pm(models[name]["items"][i], metric) if i in models[name].get("items", {})
+                                         else "—" for i in items)] for name in MODEL_ORDER))]
     return lines + ["", "![QWK per item](asap-sas-items.png)", ""] + [f"- {n}" for n in notes] + [""]
 
 
 def size_section(models: dict) -> list[str]:
-    teacher = models["teacher"]["params"]
-    lines = ["## 2. Size", "", "| model | parameters | on disk | teacher params / model params |", "|---|---:|---:|---:|"]
-    for name in MODEL_ORDER:
-        m = models[name]
-        if not m.get("params"):
-            continue
-        size = "—" if m.get("bytes") is None else f"{m['bytes']:,} B"
-        lines.append(f"| {LABELS[name]} | {m['params']:,} | {size} | {_ratio(teacher / m['params'])} |")
+    teacher, sized = models["teacher"]["params"], [(LABELS[n], models[n]) for n in MODEL_ORDER if models[n].get("params")]
+    lines = ["## 2. Size", "", *table(["model", "parameters", "on disk", "teacher params / model params"],
+                                      ([label, f"{m['params']:,}", "—" if m.get("bytes") is None else f"{m['bytes']:,} B",
+                                        _ratio(teacher / m["params"])] for label, m in sized))]
     return lines + ["", "- Sizes are the largest over the included items (items scored 0–3 have one more output than 0–2).",
                     "- " + models["hashing_lr"].get("bytes_note", ""), "- " + models["tinybert_like"].get("size_note", ""), ""]
 
@@ -68,12 +59,10 @@ def speed_section(speed: dict) -> list[str]:
     if speed.get("not_run"):
         return ["## 3. CPU speed", "", f"Not run: {speed['not_run']}", ""]
     lines = ["## 3. CPU speed (answers per second, same answers, one run)", "",
-             "| scorer | batch 1 | batch 64 |", "|---|---:|---:|"]
-    for name, r in speed["measured"].items():
-        lines.append(f"| {name} | {r['batch_1']:,.0f} | {r['batch_64']:,.0f} |")
-    lines += ["", "| ratio | batch 1 | batch 64 |", "|---|---:|---:|"]
-    for name, r in speed["ratios"].items():
-        lines.append(f"| {name} | {_ratio(r['batch_1'])} | {_ratio(r['batch_64'])} |")
+             *table(["scorer", "batch 1", "batch 64"],
+                    ([name, f"{r['batch_1']:,.0f}", f"{r['batch_64']:,.0f}"] for name, r in speed["measured"].items())), "",
+             *table(["ratio", "batch 1", "batch 64"],
+                    ([name, _ratio(r["batch_1"]), _ratio(r["batch_64"])] for name, r in speed["ratios"].items()))]
     return lines + [""] + [f"- {n}" for n in speed["notes"]] + [""]
 
 
@@ -86,18 +75,14 @@ def browser_section(browser: dict) -> list[str]:
             ("5,000 answers end to end", f"{browser['batch5000_s']:.1f} s"),
             ("bundle raw / gzip / brotli", f"{browser['bundle_bytes'] / 1e6:.1f} / {browser['bundle_gzip_bytes'] / 1e6:.1f} / "
                                            f"{browser['bundle_brotli_bytes'] / 1e6:.1f} MB")]
-    return (["## 4. Browser (headless Chromium)", "", "| measure | value |", "|---|---:|"]
-            + [f"| {a} | {b} |" for a, b in rows] + ["", f"- {browser['source']}", ""])
+    return ["## 4. Browser (headless Chromium)", "", *table(["measure", "value"], rows), "", f"- {browser['source']}", ""]
 
 
 def _size_rows(sizes: dict) -> list[str]:
-    lines = ["| buckets | hidden | params | KD val QWK | KD test QWK | ANN val QWK | ANN test QWK | KD − ANN (test) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sizes["rows"]:
-        kd, ann = r["kd"], r["ann"]
-        lines.append(f"| {r['buckets']:,} | {r['hidden']} | {kd['params']:,} | {_f(kd['val_qwk'])} | {_pm(kd, 'test_qwk')} "
-                     f"| {_f(ann['val_qwk'])} | {_pm(ann, 'test_qwk')} | {kd['test_qwk'] - ann['test_qwk']:+.3f} |")
-    return lines
+    return table(["buckets", "hidden", "params", "KD val QWK", "KD test QWK", "ANN val QWK", "ANN test QWK", "KD − ANN (test)"],
+                 ([f"{r['buckets']:,}", r["hidden"], f"{kd['params']:,}", _f(kd["val_qwk"]), _pm(kd, "test_qwk"),
+                   _f(ann["val_qwk"]), _pm(ann, "test_qwk"), f"{kd['test_qwk'] - ann['test_qwk']:+.3f}"]
+                  for r in sizes["rows"] for kd, ann in [(r["kd"], r["ann"])]), "r" * 8)
 
 
 def _choice(label: str, row: dict | None, default_test: float, keys: tuple[str, ...]) -> str:
@@ -111,14 +96,11 @@ def _choice(label: str, row: dict | None, default_test: float, keys: tuple[str, 
 def early_stopping_lines(es: dict) -> list[str]:
     lines = ["", "### Early stopping patience (epochs without a better val QWK before stopping)", "",
              "A collapsed run predicts one score value for every test answer (QWK 0): its val QWK never rose above "
-             "that of epoch 1 within the patience.", "",
-             "| patience | student | val QWK | test QWK | collapsed runs |", "|---:|---|---:|---:|---:|"]
-    for r in es["rows"]:
-        for key in ("kd", "kd no-transfer", "ann"):
-            x = r[key]
-            runs = f" ({', '.join(x['constant_runs'])})" if x["constant_runs"] else ""
-            lines.append(f"| {r['patience']} | {key} | {_f(x['val_qwk'])} | {_pm(x, 'test_qwk')} | "
-                         f"{len(x['constant_runs'])} of {x['runs']}{runs} |")
+             "that of epoch 1 within the patience.", ""]
+    lines += table(["patience", "student", "val QWK", "test QWK", "collapsed runs"],
+                   ([r["patience"], key, _f(x["val_qwk"]), _pm(x, "test_qwk"), f"{len(x['constant_runs'])} of {x['runs']}"
+                     + (f" ({', '.join(x['constant_runs'])})" if x["constant_runs"] else "")]
+                    for r in es["rows"] for key in ("kd", "kd no-transfer", "ann") for x in [r[key]]), "rlrrr")
     return lines + ["", f"- val-selected patience (KD student): {es['val_choice']} (default {es['default']})"]
 
 
@@ -135,17 +117,16 @@ def ablation_section(abl: dict, alt: dict, seeds: list[int], student_config: dic
              _choice(f"val-selected size within {sizes['param_budget']:,} parameters", sizes["val_choice_within_budget"],
                      default_test, ("buckets", "hidden")), "",
              "### α (weight of the distillation term) × T (temperature)", "",
-             "| α | T | val QWK | test QWK | test Fisher-z QWK |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['alpha']:g} | {r['temperature']:g} | {_f(r['val_qwk'])} | {_pm(r, 'test_qwk')} | {_f(r['test_fisher_qwk'])} |"
-              for r in at["rows"]]
-    lines += [f"| 0 (ANN) | — | {_f(at['ann']['val_qwk'])} | {_pm(at['ann'], 'test_qwk')} | {_f(at['ann']['test_fisher_qwk'])} |", "",
-              "![α × T](asap-sas-alpha-T.png)", "",
-              _choice("val-selected α, T", at["val_choice"], default_test, ("alpha", "temperature")), "",
-              "### Unlabeled transfer set (test_private_unlabeled.csv, scored by the teacher only)", "",
-              "| student | val QWK | test QWK | test accuracy |", "|---|---:|---:|---:|"]
-    for key, label in (("with", "with the transfer set (default)"), ("without", "without")):
-        r = tr[key]
-        lines.append(f"| {label} | {_f(r['val_qwk'])} | {_pm(r, 'test_qwk')} | {_f(r['test_acc'])} |")
+             *table(["α", "T", "val QWK", "test QWK", "test Fisher-z QWK"],
+                    ([f"{r['alpha']:g}", f"{r['temperature']:g}", _f(r["val_qwk"]), _pm(r, "test_qwk"), _f(r["test_fisher_qwk"])]
+                     for r in at["rows"]), "r" * 5),
+             f"| 0 (ANN) | — | {_f(at['ann']['val_qwk'])} | {_pm(at['ann'], 'test_qwk')} | {_f(at['ann']['test_fisher_qwk'])} |", "",
+             "![α × T](asap-sas-alpha-T.png)", "",
+             _choice("val-selected α, T", at["val_choice"], default_test, ("alpha", "temperature")), "",
+             "### Unlabeled transfer set (test_private_unlabeled.csv, scored by the teacher only)", "",
+             *table(["student", "val QWK", "test QWK", "test accuracy"],
+                    ([label, _f(tr[key]["val_qwk"]), _pm(tr[key], "test_qwk"), _f(tr[key]["test_acc"])]
+                     for key, label in (("with", "with the transfer set (default)"), ("without", "without"))))]
     d = tr["with"]
     lines += early_stopping_lines(abl["early_stopping"]) if "early_stopping" in abl else []
     lines += ["", f"Epochs: early stopping on val QWK picked epoch {d['best_epoch_median']:.0f} (median; range "
@@ -154,12 +135,11 @@ def ablation_section(abl: dict, alt: dict, seeds: list[int], student_config: dic
               "", "### In-sample soft labels: how much the teacher memorised", "",
               "The pipeline's soft labels for train.csv come from a teacher that was fine-tuned on them, all but its "
               "validation split (no cross-fitting). Its argmax against the human score:", "",
-              "| item | on its fit answers: acc / QWK | on its held-out val answers: acc / QWK | mean top probability (fit / val) |",
-              "|---|---:|---:|---:|"]
-    for item, g in abl["in_sample"].items():
-        fit, val = g["fit (seen in training)"], g["val (held out)"]
-        lines.append(f"| {item} | {fit['acc']:.3f} / {fit['qwk']:.3f} | {val['acc']:.3f} / {val['qwk']:.3f} "
-                     f"| {fit['mean_max_prob']:.2f} / {val['mean_max_prob']:.2f} |")
+              *table(["item", "on its fit answers: acc / QWK", "on its held-out val answers: acc / QWK",
+                      "mean top probability (fit / val)"],
+                     ([item, f"{fit['acc']:.3f} / {fit['qwk']:.3f}", f"{val['acc']:.3f} / {val['qwk']:.3f}",
+                       f"{fit['mean_max_prob']:.2f} / {val['mean_max_prob']:.2f}"]
+                      for item, g in abl["in_sample"].items() for fit, val in [(g["fit (seen in training)"], g["val (held out)"])]))]
     lines += ["", "### Other teachers", ""]
     for name, r in alt.items():
         if r.get("not_run"):
@@ -173,11 +153,10 @@ def ablation_section(abl: dict, alt: dict, seeds: list[int], student_config: dic
 
 
 def goal_section(goal: list[tuple[str, str, str]]) -> list[str]:
-    lines = ["## Against the goal", "", "| goal | measured | met |", "|---|---|---|"]
-    return lines + [f"| {a} | {b} | {c} |" for a, b, c in goal] + [""]
+    return ["## Against the goal", "", *table(["goal", "measured", "met"], goal, "lll"), ""]
 
 
-def write_markdown(result: dict, path: Path) -> str:
+def markdown(result: dict) -> str:
     inc, miss = result["items_included"], result["items_missing"]
     head = ["# ASAP-SAS: teacher, KD student and baselines — accuracy, size, speed, browser, ablations", "",
             f"Command (repo root): `{result['command']}`  ", f"Date: {result['date']}; wall time {result['wall_s']:.0f} s; "
@@ -194,13 +173,7 @@ def write_markdown(result: dict, path: Path) -> str:
             + ablation_section(result["ablations"], result["alt_teachers"], result["settings"]["ablation_seeds"],
                                result["settings"]["student_config"])
             + goal_section(result["goal"]) + ["## Not run", ""] + [f"- {n}" for n in result["not_run"]] + [""])
-    text = "\n".join(body)
-    path.write_text(text, encoding="utf-8")
-    return text
-
-
-def write_json(result: dict, path: Path) -> None:
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    return "\n".join(body)
 
 
 def _plt():
@@ -231,8 +204,7 @@ def plot_sizes(sizes: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_alpha_t(at: dict, path: Path) -> None:
@@ -254,8 +226,7 @@ def plot_alpha_t(at: dict, path: Path) -> None:
                 ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_items(models: dict, items: list[str], path: Path) -> None:
@@ -273,30 +244,24 @@ def plot_items(models: dict, items: list[str], path: Path) -> None:
     ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def readme_results(result: dict) -> str:
     """A short "Results" section for the README: the headline table, the command, what it shows."""
     m, sp = result["models"], result["speed"]
-    per_s = {"student": "student_per_s", "teacher": "teacher_per_s", "tinybert_like": "tinybert_like_per_s",
-             "fasttext": "fasttext_per_s", "fasttext_ftz": "fasttext_ftz_per_s"}
     lines = ["## Results", "",
              f"ASAP-SAS, train.csv → test_public.csv, items {', '.join(result['items_included'])} "
              f"({len(result['items_included'])} of 10); student and ANN: mean ± std over seeds {result['settings']['seeds']}. "
              "Full tables, sizes, browser timings, ablations and what was not run: "
              "[bench/results/asap-sas.md](bench/results/asap-sas.md).", "",
-             "| model | parameters | mean QWK | Fisher-z QWK | mean accuracy | CPU answers/s (1 thread, batches of 64) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name in MODEL_ORDER:
-        row = m[name]
-        speed_ = sp.get(per_s.get(name, ""), None) if not sp.get("not_run") else None
-        cells = ["not run"] * 3 if row.get("not_run") else [_pm(row, "mean_qwk"), _pm(row, "fisher_qwk"), _pm(row, "mean_acc")]
-        lines.append(f"| {LABELS[name]} | {_int(row.get('params'))} | " + " | ".join(cells)
-                     + f" | {'—' if speed_ is None else f'{speed_:,.0f}'} |")
-    lines += ["", "```sh", result["command"], "```", ""]
-    lines += [f"- {a}: {b} — {c}." for a, b, c in result["goal"]]
+             *table(["model", "parameters", "mean QWK", "Fisher-z QWK", "mean accuracy",
+                     "CPU answers/s (1 thread, batches of 64)"],
+                    ([LABELS[name], _int(m[name].get("params")),
+                      *(["not run"] * 3 if m[name].get("not_run") else
+                        [_pm(m[name], key) for key in ("mean_qwk", "fisher_qwk", "mean_acc")]),
+                      "—" if sp.get(f"{name}_per_s") is None else f"{sp[f'{name}_per_s']:,.0f}"] for name in MODEL_ORDER)),
+             "", "```sh", result["command"], "```", "", *(f"- {a}: {b} — {c}." for a, b, c in result["goal"])]
     return "\n".join(lines) + "\n"
 
 

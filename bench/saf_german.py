@@ -18,11 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import split_extra
-from kd_train import cli
+from bench import add_out, command, split_extra, table, train, write_result
 from kd_train.data import default_data_root
 
-ROOT = Path(__file__).resolve().parent.parent
 ATTRIBUTION = ("SAF German legal domain: Filighera, Parihar, Steuer, Meuser & Ochs, \"Your Answer is Incorrect... "
                "Would you like to know why? Introducing a Bilingual Short Answer Feedback Dataset\" (ACL 2022), "
                "licensed CC BY 4.0.")
@@ -35,7 +33,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--data", type=Path, help="folder holding saf-german-legal/ (default: $KD_TRAIN_DATA or ../shared/datasets)")
     ap.add_argument("--items", nargs="+", help="items to train (default: all 19)")
     ap.add_argument("--run", type=Path, default=Path("runs/saf-german-legal"), help="kd-train train --out (default: %(default)s)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    add_out(ap)
     ap.add_argument("--render", action="store_true", help="train nothing: re-write the .md from OUT/saf-german-legal.json")
     return ap.parse_args(argv), extra
 
@@ -78,18 +76,17 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
              f"Command: `{command}` ({wall_s / 60:.0f} min on this machine's CPU).", "",
              "Per item: QWK on validation (out-of-fold over all training answers where cross-validation was used) "
              "and on test (13 answers per item: read the confidence intervals below). `shipped` is the model the "
-             "scorer directory holds, chosen on validation.", "",
-             "| item | teacher val / test | KD student val / test | ANN val / test | hashing + LR val / test | "
-             "shipped | fit for use |", "|---|---|---|---|---|---|---|"]
+             "scorer directory holds, chosen on validation.", ""]
 
     def cell(m: dict) -> str:
         return " / ".join(f"{m[s]['qwk']:.2f}" if s in m else "—" for s in ("val", "test"))
 
-    for item, row in rows.items():
-        verdict = "yes" if row["fit_for_use"] else "**no**: " + "; ".join(row["unfit_reasons"])
-        lines.append(f"| {item} | {cell(row['models']['teacher'])} | {cell(row['models']['student'])} | "
-                     f"{cell(row['models']['ann'])} | {cell(row['models']['hashing_lr'])} | {row['shipped']} "
-                     f"({cell(row['models']['shipped'])}) | {verdict} |")
+    lines += table(["item", "teacher val / test", "KD student val / test", "ANN val / test", "hashing + LR val / test",
+                    "shipped", "fit for use"],
+                   ([item, *(cell(row["models"][name]) for name in MODELS[:-1]),
+                     f"{row['shipped']} ({cell(row['models']['shipped'])})",
+                     "yes" if row["fit_for_use"] else "**no**: " + "; ".join(row["unfit_reasons"])]
+                    for item, row in rows.items()), "l" * 7)
     means = {name: [row["models"][name]["test"]["qwk"] for row in rows.values() if "test" in row["models"][name]]
              for name in MODELS}
     lines += ["", "Mean test QWK over the items: " + ", ".join(
@@ -111,22 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                                                       encoding="utf-8")
         return 0
     folder = (args.data or default_data_root()) / "saf-german-legal"
-    train = ["train", "--train", str(folder / "train.csv"), "--items", str(folder / "items.csv"),
-             "--test", str(folder / "test.csv"), "--out", str(args.run), *(["--item", *args.items] if args.items else []),
-             *extra]
     started = time.time()
-    code = cli.main(train)
-    if code != 0:
-        return code
-    report = json.loads((args.run / "report.json").read_text(encoding="utf-8"))
-    rows = summarize(report)
-    command = "python -m bench.saf_german " + " ".join(sys.argv[1:] if argv is None else argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = {"command": command, "attribution": ATTRIBUTION, "wall_s": round(time.time() - started, 1), "items": rows}
-    (args.out / "saf-german-legal.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    text = markdown(rows, command, result["wall_s"])
-    (args.out / "saf-german-legal.md").write_text(text, encoding="utf-8")
-    print(text)
+    rows = summarize(train(["--train", str(folder / "train.csv"), "--items", str(folder / "items.csv"),
+                            "--test", str(folder / "test.csv"), *(["--item", *args.items] if args.items else []), *extra],
+                           args.run))
+    result = {"command": command("python -m bench.saf_german", argv), "attribution": ATTRIBUTION,
+              "wall_s": round(time.time() - started, 1), "items": rows}
+    print(write_result(args.out, "saf-german-legal", result, markdown(rows, result["command"], result["wall_s"])))
     return 0
 
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import json
 import sys
 import time
 from pathlib import Path
 
-from bench import split_extra
-from kd_train import cli
+from bench import add_out, command, split_extra, table, train, write_result
 from kd_train.data import concat, load_asap, stratified_split
 
-ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
 
 
@@ -35,7 +32,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 400], help="training answers per item")
     ap.add_argument("--seed", type=int, default=0, help="seed of the subsample (default: 0)")
     ap.add_argument("--run", type=Path, default=Path("runs/small-data"), help="where the runs go (default: %(default)s)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder (default: bench/results)")
+    add_out(ap)
     return ap.parse_args(argv), extra
 
 
@@ -62,12 +59,8 @@ def run_size(ds, args, size: int, extra: list[str]) -> dict:
     table = functools.reduce(concat, parts)
     train_csv = write_table(table, folder / "train.csv")
     data = args.data or Path(ds.train.path).parent.parent
-    code = cli.main(["train", "--train", str(train_csv), "--items", str(data / "asap-sas" / "items.csv"),
-                     "--test", str(data / "asap-sas" / "test_public.csv"), "--item", *args.items,
-                     "--out", str(folder / "out"), *extra])
-    if code != 0:
-        raise SystemExit(code)
-    return json.loads((folder / "out" / "report.json").read_text(encoding="utf-8"))
+    return train(["--train", str(train_csv), "--items", str(data / "asap-sas" / "items.csv"),
+                  "--test", str(data / "asap-sas" / "test_public.csv"), "--item", *args.items, *extra], folder / "out")
 
 
 def summarize(reports: dict[int, dict]) -> dict:
@@ -89,25 +82,21 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
              "", "Each item's training answers subsampled (stratified by score, seeded) to the size given; test QWK "
              "on the item's test_public answers. `shipped` is the scorer chosen on validation (cross-validated "
              "where a validation split would be too small, as `kd-train train` does); a model named under "
-             "'degenerate' failed the quality gate on validation.", "",
-             "| item | answers | teacher | KD student | ANN | hashing + LR | shipped (which) | degenerate | fit |",
-             "|---|---:|---:|---:|---:|---:|---|---|---|"]
+             "'degenerate' failed the quality gate on validation.", ""]
+    body = []
     for item, by_size in rows.items():
-        for size in sizes:
-            row = by_size.get(str(size))
-            if row is None:
-                continue
+        for row in (by_size[str(size)] for size in sizes if str(size) in by_size):
             q = row["test_qwk"]
-            cells = " | ".join(f"{q[name]:.3f}" if name in q else "—" for name in MODELS[:-1])
-            lines.append(f"| {item} | {row['answers']} | {cells} | {q.get('shipped', float('nan')):.3f} ({row['shipped']}) | "
-                         f"{', '.join(row['degenerate']) or '—'} | {'yes' if row['fit_for_use'] else '**no**'} |")
-    lines += ["", "Mean test QWK by size:", "", "| answers | " + " | ".join(MODELS) + " |",
-              "|---:|" + "---:|" * len(MODELS)]
-    for size in sizes:
-        per = [by_size[str(size)] for by_size in rows.values() if str(size) in by_size]
-        if per:
-            means = [sum(r["test_qwk"].get(name, 0.0) for r in per) / len(per) for name in MODELS]
-            lines.append(f"| {size} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+            body.append([item, row["answers"], *(f"{q[name]:.3f}" if name in q else "—" for name in MODELS[:-1]),
+                         f"{q.get('shipped', float('nan')):.3f} ({row['shipped']})", ", ".join(row["degenerate"]) or "—",
+                         "yes" if row["fit_for_use"] else "**no**"])
+    lines += table(["item", "answers", "teacher", "KD student", "ANN", "hashing + LR", "shipped (which)", "degenerate",
+                    "fit"], body, "lrrrrrlll")
+    means = {size: [r[str(size)] for r in rows.values() if str(size) in r] for size in sizes}
+    lines += ["", "Mean test QWK by size:", "", *table(
+        ["answers", *MODELS],
+        ([size, *(f"{sum(r['test_qwk'].get(name, 0.0) for r in per) / len(per):.3f}" for name in MODELS)]
+         for size, per in means.items() if per), "r" * (1 + len(MODELS)))]
     return "\n".join(lines) + "\n"
 
 
@@ -117,13 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     reports = {size: run_size(ds, args, size, extra) for size in args.sizes}
     rows = summarize(reports)
-    command = "python -m bench.small_data " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"command": command, "wall_s": round(time.time() - started, 1), "sizes": args.sizes, "items": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "small-data.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    text = markdown(rows, args.sizes, command, result["wall_s"])
-    (args.out / "small-data.md").write_text(text, encoding="utf-8")
-    print(text)
+    result = {"command": command("python -m bench.small_data", argv), "wall_s": round(time.time() - started, 1),
+              "sizes": args.sizes, "items": rows}
+    print(write_result(args.out, "small-data", result, markdown(rows, args.sizes, result["command"], result["wall_s"])))
     return 0
 
 

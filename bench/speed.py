@@ -23,7 +23,7 @@ import numpy as np
 from kd_train.config import FeaturizerConfig
 from kd_train.featurize import featurize
 from kd_train.student import featurize_all
-from kd_train.teacher import truncate_layers
+from kd_train.teacher import _load, truncate_layers
 
 BATCHES = (1, 64)
 TINYBERT_LAYERS = 3
@@ -109,24 +109,13 @@ def transformer_predictor(model, tokenizer, max_length: int) -> Callable[[list[s
     return predict
 
 
-def load_teacher(folder: Path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    return AutoModelForSequenceClassification.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder))
-
-
 def tinybert_like(base_model_path: str, n_classes: int, layers: int | None = TINYBERT_LAYERS):
-    """The base model's first ``layers`` layers (None: all) + a new classification head, as `--tinybert` builds it."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    model = AutoModelForSequenceClassification.from_pretrained(base_model_path, num_labels=n_classes)
+    """The base model's first ``layers`` layers (None: all) + a new classification head, as `--tinybert` builds it
+    (model, tokenizer)."""
+    model, tokenizer = _load(base_model_path, n_classes)
     if layers is not None:
         truncate_layers(model, layers)
-    return model, AutoTokenizer.from_pretrained(base_model_path)
+    return model, tokenizer
 
 
 def transformer_size(model) -> dict:
