@@ -123,8 +123,8 @@ def test_char_ngrams_with_one_crc_are_still_counted_apart(monkeypatch, impl):
 
 
 def test_long_tokens_in_word_ngrams():
-    # word n-gram CRCs combine per-token registers with a table per token length: cached up to 63
-    # characters, built on demand beyond (the fast path takes any ASCII token under MAX_CHARS)
+    # tokens at and past 63 characters, and far longer ones, inside word n-grams (the fast path takes
+    # any ASCII token under MAX_CHARS)
     long_words = ["x" * 63, "y" * 64, "z" * 200, "ab" * 700, "q"]
     rng = np.random.default_rng(4)
     texts = [" ".join(rng.choice(long_words + ASCII_WORDS, size=rng.integers(1, 30))) for _ in range(200)]
