@@ -517,12 +517,13 @@ def _run_predict(args: argparse.Namespace) -> None:
     scored = [i for i, f in enumerate(flags) if f != ["refused"]]   # an over-long answer is not featurized
     probs = scorer.predict_proba([rows.responses[i] for i in scored])
     prob_of = dict(zip(scored, probs))
+    score_of = dict(zip(scored, scorer.scores(probs)))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "item", "score"] + [f"p_{v}" for v in scorer.score_values] + ["flagged", "flags"])
     for i, (rid, found) in enumerate(zip(rows.ids, flags)):
         p = prob_of.get(i)
-        cells = [scorer.score_values[int(p.argmax())]] + [f"{float(x):.6f}" for x in p] if p is not None else \
+        cells = [score_of[i]] + [f"{float(x):.6f}" for x in p] if p is not None else \
             [""] * (1 + len(scorer.score_values))
         writer.writerow([rid, item] + cells + [int(bool(found)), ";".join(found)])
     atomic_write_text(args.out, buf.getvalue())

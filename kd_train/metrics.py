@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
 from kd_train.data import UserError, _natural_key
 from kd_train.files import atomic_write_bytes, atomic_write_text
@@ -22,10 +21,34 @@ def qwk(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | No
     early-stopping rules ("patience counts once QWK is above 0") must read it as 0. A SAF teacher
     stopped after 4 of 20 epochs, still at chance, on such a 1.1e-16.
     """
+    from sklearn.metrics import cohen_kappa_score   # here: scoring answers (kd_train.scorer) needs no sklearn
+
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore")
         k = cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic")
     return 0.0 if math.isnan(k) else round(float(k), 12) + 0.0   # + 0.0: no -0.0
+
+
+def decide(probs: np.ndarray, cutpoints: Sequence[float] | None = None) -> np.ndarray:
+    """The index of the score given to each row of probabilities: the most probable score, or, with
+    ``cutpoints`` (k − 1 increasing numbers), how many of them the expected score index Σ p_i·i exceeds.
+
+    The sum runs in float64 from index 0 up, one term at a time, as the page's main.js adds it, so both
+    give the same score for the same float32 probabilities.
+    """
+    probs = np.asarray(probs)
+    if not cutpoints:
+        return probs.argmax(axis=1)
+    return np.searchsorted(np.asarray(cutpoints, dtype=np.float64), expected_index(probs), side="left")
+
+
+def expected_index(probs: np.ndarray) -> np.ndarray:
+    """Σ p_i·i of each row, in float64, added term by term from i = 0 (see ``decide``)."""
+    probs = np.asarray(probs)
+    expected = np.zeros(len(probs))
+    for i in range(probs.shape[1]):
+        expected += probs[:, i].astype(np.float64) * i
+    return expected
 
 
 def fisher_mean(kappas: Sequence[float]) -> float:
@@ -38,6 +61,8 @@ def fisher_mean(kappas: Sequence[float]) -> float:
 
 def score_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int]) -> dict:
     """Accuracy, QWK, macro-F1 and the confusion matrix (rows: true, columns: predicted)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
     return {
         "n": len(y_true),
         "acc": float(accuracy_score(y_true, y_pred)),
@@ -53,7 +78,7 @@ MODEL_NAMES = {
     "ann": "ANN (same network, human scores only)",
     "tinybert_like": "TinyBERT-like stand-in (3 layers, distilled)",
     "hashing_lr": "Hashing + logistic regression",
-    "shipped": "Shipped scorer (best of the three above on validation)",
+    "shipped": "Shipped scorer (best of the three above on validation, scoring by its own rule: most probable score or cutpoints)",
 }
 
 
@@ -229,13 +254,15 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
     lines = ["## The shipped scorers", "",
              "Each item's scorer directory holds the candidate with the best validation QWK; the quality gate "
              "marks it unfit when it " + rows[0]["quality"]["gate_rule"] + ".", "",
-             "| item | shipped | chosen on | why | calibration T | ECE (validation) before → after | "
-             "review below | fit for use |", "|---|---|---|---|---:|---|---:|---|"]
+             "| item | shipped | chosen on | why | calibration T | ECE (validation) before → after | score given by | "
+             "review below | fit for use |", "|---|---|---|---|---:|---|---|---:|---|"]
     for r in rows:
         q, c = r["quality"], r["quality"]["calibration"]
         verdict = "yes" if q["fit_for_use"] else "**NO**: " + "; ".join(q["unfit_reasons"])
+        decision = c.get("decision") or {"rule": "most probable score", "cutpoints": None}
+        given = decision["rule"] + (f" ({', '.join(f'{x:.2f}' for x in decision['cutpoints'])})" if decision["cutpoints"] else "")
         lines.append(f"| {r['item']} | {q['shipped']} | {q.get('selection', 'validation split')} | {q['why']} | "
-                     f"{c['temperature']:.3g} | {c['ece_val_before']:.3f} → {c['ece_val_after']:.3f} | "
+                     f"{c['temperature']:.3g} | {c['ece_val_before']:.3f} → {c['ece_val_after']:.3f} | {given} | "
                      f"{c['review_threshold']:.2f} ({c['review_share_val']:.0%} of validation) | {verdict} |")
     unfit = [r["item"] for r in rows if not r["quality"]["fit_for_use"]]
     if unfit:
@@ -352,7 +379,7 @@ def _agreement(a: np.ndarray, b: np.ndarray, labels: Sequence[int]) -> dict:
             "exact": float(np.mean(a == b)), "adjacent": float(np.mean(np.abs(a - b) <= 1)), "r": _pearson(a, b)}
 
 
-def _qwk_rows(h: np.ndarray, m: np.ndarray, k: int) -> np.ndarray:
+def qwk_rows(h: np.ndarray, m: np.ndarray, k: int) -> np.ndarray:
     """QWK of each row of ``h`` and ``m`` (label indices 0..k-1, shape (B, n)), as qwk() computes it with k
     sorted labels; NaN where undefined. Vectorised so that a 1000-resample bootstrap takes milliseconds."""
     b, n = h.shape
@@ -373,7 +400,7 @@ def _qwk_ci(h: np.ndarray, m: np.ndarray, k: int, n_boot: int, seed: int) -> lis
     chunk = max(1, 2_000_000 // n)  # bounds the (resamples x answers) index array
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-        kappas.append(_qwk_rows(h[idx], m[idx], k))
+        kappas.append(qwk_rows(h[idx], m[idx], k))
     kappas = np.concatenate(kappas) if kappas else np.empty(0)
     kappas = kappas[~np.isnan(kappas)]
     if not len(kappas):

@@ -200,26 +200,29 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
 
 def ship(candidates: list[Candidate], val: Table, test: Table | None, values: list[int],
          models: dict | None = None) -> tuple:
-    """Choose the candidate to ship on validation, calibrate it, and gate it (and every model in
-    ``models``, a report's {name: {"val": metrics, ...}}); returns (model to export, quality report)."""
-    chosen, why = quality.choose(candidates, val.scores, values)
+    """Tune every candidate on validation (temperature, decision rule), choose the one to ship there,
+    and gate it (and every model in ``models``, a report's {name: {"val": metrics, ...}}); returns
+    (model to export, quality report)."""
     to_index = {v: i for i, v in enumerate(values)}
-    model, calibration = quality.calibrate(chosen, np.array([to_index[s] for s in val.scores], dtype=np.int64))
-    scored = {c.name: {"val": score_metrics(val.scores, quality.predictions(c.val_logits, values), values)}
-              | ({"test": score_metrics(test.scores, quality.predictions(c.test_logits, values), values)}
-                 if c.test_logits is not None else {}) for c in candidates}
+    val_index = np.array([to_index[s] for s in val.scores], dtype=np.int64)
+    tuned = {c.name: quality.tune(c, val_index, values) for c in candidates}
+    chosen, why = quality.choose(candidates, val.scores, values)
+    predicted = {c.name: {"val": c.predict(c.val_logits, values)}
+                 | ({"test": c.predict(c.test_logits, values)} if c.test_logits is not None else {}) for c in candidates}
+    scored = {name: {split: score_metrics((val if split == "val" else test).scores, pred, values)
+                     for split, pred in p.items()} for name, p in predicted.items()}
     metrics = scored[chosen.name]
-    validity = {"val": metrics_validity(val, chosen.val_logits, values)}
-    if chosen.test_logits is not None:
-        validity["test"] = metrics_validity(test, chosen.test_logits, values)
+    validity = {split: metrics_validity(val if split == "val" else test, pred, values)
+                for split, pred in predicted[chosen.name].items()}
     reasons = quality.degenerate_reasons(metrics["val"], values)
     gates = {name: quality.degenerate_reasons(m["val"], values) for name, m in (models or {}).items() if "val" in m}
     table = {c.name: {"val_qwk": scored[c.name]["val"]["qwk"],
                       "test_qwk": scored[c.name]["test"]["qwk"] if "test" in scored[c.name] else None,
-                      "params": param_count(c.model)} for c in candidates}
+                      "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model)} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
-              "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity, "calibration": calibration, "metrics": metrics}
-    return model, report
+              "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity,
+              "calibration": tuned[chosen.name], "metrics": metrics}
+    return quality.shipped_model(chosen), report
 
 
 def selection_note(cross_validated: bool, n_val: int, folds: int) -> str:
@@ -229,12 +232,12 @@ def selection_note(cross_validated: bool, n_val: int, folds: int) -> str:
     return f"the validation split ({n_val} answers)"
 
 
-def metrics_validity(table: Table, model_logits: np.ndarray, values: list[int]) -> dict:
-    """The ETS-style validity figures of these predictions (with a second rater where the table has
-    a score2 column, as ASAP-SAS's training answers do)."""
+def metrics_validity(table: Table, predicted: list[int], values: list[int]) -> dict:
+    """The ETS-style validity figures of these predicted scores (with a second rater where the table
+    has a score2 column, as ASAP-SAS's training answers do)."""
     second = table.extras.get("score2")
     human2 = [int(v) if str(v).strip().lstrip("-").isdigit() else None for v in second] if second else None
-    return validity(table.scores, quality.predictions(model_logits, values), values, human2=human2)
+    return validity(table.scores, predicted, values, human2=human2)
 
 
 def quality_lines(item: str, quality_report: dict) -> list[str]:
@@ -242,6 +245,11 @@ def quality_lines(item: str, quality_report: dict) -> list[str]:
     q = quality_report
     lines = [f"  shipped: {q['shipped']} ({q['why']}); calibration T = {q['calibration']['temperature']:.3g}, "
              f"validation ECE {q['calibration']['ece_val_before']:.3f} -> {q['calibration']['ece_val_after']:.3f}"]
+    decision = q["calibration"]["decision"]
+    if decision["cutpoints"]:
+        lines.append(f"  score given by cutpoints {', '.join(f'{c:.2f}' for c in decision['cutpoints'])} on the expected "
+                     f"score (validation QWK {decision['val_qwk_cutpoints']:.3f}, most probable score "
+                     f"{decision['val_qwk_most_probable']:.3f})")
     for name, reasons in q["gates"].items():
         if reasons and name != q["shipped"]:
             lines.append(f"  note: {name} is degenerate: {'; '.join(reasons)}")

@@ -3,12 +3,18 @@ calibrated probabilities — all decided on the validation split, never on test.
 
 - ``degenerate_reasons``: a model that gives one score to ≥ 95% of validation answers, reaches a
   validation QWK ≤ 0.20, or is less accurate than always giving the most common score, is unfit.
-- ``choose``: the candidate with the best validation QWK is shipped (ties go to the earlier one in
-  ``PREFERENCE``: the KD student first).
 - ``calibrate``: one temperature T, fitted on validation by log-loss, divides the model's last
   layer (so model.onnx outputs softmax(logits / T) and the page needs no change); kept only when it
-  lowers the validation ECE. ``review_threshold`` then puts the page's "flag for review" line where
-  it flags ``REVIEW_SHARE`` of validation answers.
+  lowers the validation ECE.
+- ``fit_cutpoints``: the score is the most probable one, unless cutpoints on the expected score
+  index (Σ p_i·i of the calibrated probabilities), fitted on validation to maximise QWK, raise the
+  validation QWK without failing the gate where the most probable score passes (``tune``). QWK
+  punishes a miss by its squared distance, and the expected score weighs the neighbours the argmax
+  ignores.
+- ``choose``: the candidate with the best validation QWK, with its own temperature and decision rule,
+  is shipped (ties go to the earlier one in ``PREFERENCE``: the KD student first).
+  ``review_threshold`` then puts the page's "flag for review" line where it flags ``REVIEW_SHARE``
+  of validation answers (by the probability of the score given).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kd_train.metrics import score_metrics
+from kd_train.metrics import qwk_rows, decide, expected_index, score_metrics
 from kd_train.teacher import softmax  # the one softmax(logits, temperature) of the project
 
 if TYPE_CHECKING:
@@ -36,13 +42,20 @@ GATE_RULE = (f"gives one score to at least {ONE_SCORE_SHARE:.0%} of the validati
 
 @dataclass
 class Candidate:
-    """A trained scorer that could be shipped: a Student network (hidden = 0 for a linear model) and
-    its logits on the validation (and test) answers."""
+    """A trained scorer that could be shipped: a Student network (hidden = 0 for a linear model), its
+    logits on the validation (and test) answers, and, once ``tune`` has run, its temperature and
+    cutpoints (None: the most probable score)."""
 
     name: str
     model: "Student"
     val_logits: np.ndarray
     test_logits: np.ndarray | None = None
+    temperature: float = 1.0
+    cutpoints: list[float] | None = None
+
+    def predict(self, logits: np.ndarray, score_values: list[int]) -> list[int]:
+        """The scores this candidate gives, as its shipped model.onnx and scorer.json would give them."""
+        return [score_values[i] for i in decide(softmax(logits, self.temperature), self.cutpoints)]
 
 
 def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
@@ -68,7 +81,7 @@ def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
 def choose(candidates: list[Candidate], val_scores: list[int], score_values: list[int]) -> tuple[Candidate, str]:
     """The candidate with the best validation QWK (ties: PREFERENCE order), and why in one sentence."""
     def val_qwk(c: Candidate) -> float:
-        return score_metrics(val_scores, predictions(c.val_logits, score_values), score_values)["qwk"]
+        return score_metrics(val_scores, c.predict(c.val_logits, score_values), score_values)["qwk"]
 
     rank = {name: i for i, name in enumerate(PREFERENCE)}
     ordered = sorted(candidates, key=lambda c: rank.get(c.name, len(rank)))
@@ -129,13 +142,67 @@ def fold_temperature(model: "Student", temperature: float) -> "Student":
     return folded
 
 
-def review_threshold(probs: np.ndarray, share: float = REVIEW_SHARE) -> float:
-    """The top probability below which ``share`` of these answers fall (the page flags them for review)."""
-    return float(np.quantile(np.asarray(probs).max(axis=1), share))
+def review_threshold(probs: np.ndarray, share: float = REVIEW_SHARE, cutpoints: list[float] | None = None) -> float:
+    """The probability of the score given below which ``share`` of these answers fall (the page flags
+    them for review)."""
+    probs = np.asarray(probs)
+    given = probs[np.arange(len(probs)), decide(probs, cutpoints)]
+    return float(np.quantile(given, share))
 
 
-def calibrate(candidate: Candidate, val_index: np.ndarray) -> tuple["Student", dict]:
-    """Temperature-scale the candidate on validation when that lowers its ECE; returns (model, report)."""
+def fit_cutpoints(probs: np.ndarray, y_index: np.ndarray, sweeps: int = 3) -> list[float]:
+    """k − 1 increasing cutpoints on the expected score index that maximise QWK on these answers.
+
+    Starts from rounding (j + 0.5) and moves one cutpoint at a time to the best place between its
+    neighbours (every midpoint between two neighbouring expected scores is tried; among equal QWKs
+    the one nearest the current place wins), ``sweeps`` times over all cutpoints.
+    """
+    probs, y_index = np.asarray(probs), np.asarray(y_index)
+    k = probs.shape[1]
+    expected = expected_index(probs)
+    cuts = np.arange(k - 1, dtype=np.float64) + 0.5
+    grid = np.unique(expected)
+    grid = np.concatenate([[-0.5], (grid[1:] + grid[:-1]) / 2, [k - 0.5]])
+    for _ in range(sweeps):
+        for j in range(k - 1):
+            lo = cuts[j - 1] if j else -np.inf
+            hi = cuts[j + 1] if j + 1 < k - 1 else np.inf
+            tries = grid[(grid > lo) & (grid < hi)]
+            if not len(tries):
+                continue
+            trial = np.repeat(cuts[None, :], len(tries), axis=0)
+            trial[:, j] = tries
+            pred = (expected[None, :] > trial[:, :, None]).sum(axis=1)
+            kappas = np.nan_to_num(qwk_rows(np.repeat(y_index[None, :], len(tries), axis=0), pred, k), nan=-1.0)
+            best = np.flatnonzero(kappas >= kappas.max() - 1e-12)
+            cuts[j] = tries[best[np.argmin(np.abs(tries[best] - cuts[j]))]]
+    return [float(c) for c in cuts]
+
+
+def tune(candidate: Candidate, val_index: np.ndarray, score_values: list[int]) -> dict:
+    """Fit the candidate's temperature (``calibrate``) and decision rule on validation, in place;
+    returns the calibration report with its "decision"."""
+    report = calibrate(candidate, val_index)
+    probs = softmax(candidate.val_logits, candidate.temperature)
+    val_scores = [score_values[i] for i in val_index]
+    argmax = score_metrics(val_scores, [score_values[i] for i in probs.argmax(axis=1)], score_values)
+    cuts = fit_cutpoints(probs, val_index) if len(val_index) and len(score_values) > 2 else None
+    cut = score_metrics(val_scores, [score_values[i] for i in decide(probs, cuts)], score_values) if cuts else None
+    better = cut is not None and cut["qwk"] > argmax["qwk"] and (
+        not degenerate_reasons(cut, score_values) or degenerate_reasons(argmax, score_values))
+    candidate.cutpoints = cuts if better else None
+    report["decision"] = {
+        "rule": "cutpoints on the expected score" if better else "most probable score",
+        "cutpoints": candidate.cutpoints, "val_qwk_most_probable": argmax["qwk"],
+        "val_qwk_cutpoints": cut["qwk"] if cut else None,
+    }
+    report["review_threshold"] = review_threshold(probs, cutpoints=candidate.cutpoints)
+    return report
+
+
+def calibrate(candidate: Candidate, val_index: np.ndarray) -> dict:
+    """Temperature-scale the candidate on validation when that lowers its ECE (sets its temperature);
+    returns the report."""
     before = softmax(candidate.val_logits)
     temperature = fit_temperature(candidate.val_logits, val_index) if len(val_index) else 1.0
     after = softmax(candidate.val_logits, temperature)
@@ -147,5 +214,10 @@ def calibrate(candidate: Candidate, val_index: np.ndarray) -> tuple["Student", d
               "reliability_val_before": reliability(before, val_index),
               "reliability_val_after": reliability(after, val_index),
               "review_threshold": review_threshold(after), "review_share_val": REVIEW_SHARE}
-    model = fold_temperature(candidate.model, temperature) if temperature != 1.0 else candidate.model
-    return model, report
+    candidate.temperature = temperature
+    return report
+
+
+def shipped_model(candidate: Candidate) -> "Student":
+    """The candidate's network with its temperature folded into the last layer."""
+    return fold_temperature(candidate.model, candidate.temperature) if candidate.temperature != 1.0 else candidate.model

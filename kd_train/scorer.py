@@ -6,13 +6,15 @@ sha256 of all three files at write time. ``read_scorer`` is the one integrity ru
 evaluate and build apply: every file matches its recorded hash, scorer.json is well-formed (its
 featurizer config becomes a checked ``FeaturizerConfig`` there), and it was made with this featurize.py.
 ``Scorer`` also checks that the model has one output per score value, then scores answers with
-onnxruntime exactly as the web page does (featurize.py, then model.onnx). Nothing here imports
+onnxruntime exactly as the web page does (featurize.py, then model.onnx, then scorer.json's decision
+rule: cutpoints on the expected score, or the most probable score). Nothing here imports
 torch: scoring needs only numpy and onnxruntime.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +26,7 @@ from kd_train import detect, featurize
 from kd_train.config import FeaturizerConfig
 from kd_train.data import UserError
 from kd_train.files import make_temp_dir, read_marker, replace_dir, sha256_file
+from kd_train.metrics import decide
 
 if TYPE_CHECKING:
     from kd_train.student import Student
@@ -104,6 +107,7 @@ def write_scorer(
             "fit_for_use": quality["fit_for_use"] if quality else None,
             "unfit_reasons": quality["unfit_reasons"] if quality else [],
             "review_threshold": quality["calibration"]["review_threshold"] if quality else None,
+            "cutpoints": quality["calibration"]["decision"]["cutpoints"] if quality else None,
             "quality": _without_plot_points(quality),
             "detectors": detectors,
         }
@@ -170,6 +174,11 @@ def _check_info(folder: Path, info) -> FeaturizerConfig:
         featurizer = FeaturizerConfig.from_dict(info["featurizer"])
     except (ValueError, TypeError) as err:
         raise _bad(folder, f"scorer.json's featurizer config is invalid ({err})") from None
+    cuts = info.get("cutpoints")
+    if cuts is not None and not (
+            isinstance(cuts, list) and len(cuts) == len(values) - 1
+            and all(type(c) in (int, float) and math.isfinite(c) for c in cuts) and cuts == sorted(cuts)):
+        raise _bad(folder, f"scorer.json's cutpoints {cuts!r} are not {len(values) - 1} increasing numbers (or null)")
     if info.get("detectors") is not None:
         try:
             detect.check_profile(info["detectors"])
@@ -251,5 +260,10 @@ class Scorer:
         profile = self.info.get("detectors")
         return [detect.flags(text, profile) for text in responses]
 
+    def scores(self, probs: np.ndarray) -> list[int]:
+        """The score given for each row of probabilities: by scorer.json's cutpoints on the expected
+        score where it has them, else the most probable score (as the page gives it)."""
+        return [self.score_values[i] for i in decide(probs, self.info.get("cutpoints"))]
+
     def predict(self, responses: list[str]) -> list[int]:
-        return [self.score_values[i] for i in self.predict_proba(responses).argmax(axis=1)]
+        return self.scores(self.predict_proba(responses))

@@ -11,7 +11,7 @@ import torch
 from conftest import DEMO, write_csv
 from kd_train import quality
 from kd_train.cli import main
-from kd_train.metrics import score_metrics
+from kd_train.metrics import decide, score_metrics
 from kd_train.scorer import onnx_session
 from kd_train.student import Student, export_onnx, logits
 
@@ -85,8 +85,9 @@ def test_calibration_lowers_ece_of_an_overconfident_model_and_sets_the_review_li
     noisy = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, size=300))   # right about 77% of the time
     sure = np.eye(3)[noisy] * rng.uniform(4, 12, size=(300, 1))                  # 98-100% sure
     candidate = quality.Candidate("student", Student(8, 3, hidden=0), sure)
-    model, report = quality.calibrate(candidate, y)
+    report = quality.calibrate(candidate, y)
     assert report["temperature"] > 1 and report["ece_val_after"] < report["ece_val_before"]
+    assert candidate.temperature == report["temperature"]
     calibrated = quality.softmax(candidate.val_logits, report["temperature"])
     flagged = (calibrated.max(axis=1) < report["review_threshold"]).mean()
     assert abs(flagged - quality.REVIEW_SHARE) < 0.01
@@ -96,8 +97,53 @@ def test_calibration_that_would_not_lower_ece_is_not_applied(monkeypatch):
     y = np.array([0, 1, 2, 0, 1, 2])
     candidate = quality.Candidate("student", Student(8, 3, hidden=0), np.eye(3)[y] * 30.0)   # always right, sure
     monkeypatch.setattr(quality, "fit_temperature", lambda logits, y: 5.0)                  # softening: worse ECE
-    model, report = quality.calibrate(candidate, y)
-    assert report["temperature"] == 1.0 and model is candidate.model
+    report = quality.calibrate(candidate, y)
+    assert report["temperature"] == 1.0 and quality.shipped_model(candidate) is candidate.model
+
+
+def test_decide_by_cutpoints_on_the_expected_score():
+    probs = np.array([[0.5, 0.1, 0.4],     # expected index 0.9: most probable 0
+                      [0.1, 0.45, 0.45],   # 1.35: most probable 1 (the first of equals)
+                      [0.0, 0.3, 0.7]])    # 1.7
+    assert decide(probs).tolist() == [0, 1, 2]
+    assert decide(probs, [0.8, 1.5]).tolist() == [1, 1, 2]
+    assert decide(probs, [0.9, 1.7]).tolist() == [0, 1, 1]     # at a cutpoint: not above it
+
+
+def test_cutpoints_are_fitted_to_the_qwk_of_the_validation_answers():
+    # Scores 0-2 whose expected index is biased low by a third of a point: rounding it misses many 1s
+    # and 2s; cutpoints fitted on these answers move down and recover them.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=400)
+    target = np.clip(y - 0.35 + rng.normal(0, 0.2, size=400), 0, 2)
+    probs = np.stack([np.clip(1 - target, 0, 1), 1 - np.abs(1 - target), np.clip(target - 1, 0, 1)], axis=1)
+    cuts = quality.fit_cutpoints(probs, y)
+    assert cuts == sorted(cuts) and cuts[0] < 0.5 and cuts[1] < 1.5
+    assert score_metrics(y, decide(probs, cuts), VALUES)["qwk"] > score_metrics(y, np.rint(target), VALUES)["qwk"] + 0.05
+
+
+def test_tune_keeps_the_most_probable_score_where_cutpoints_do_not_help():
+    y = np.array([0, 1, 2, 0, 1, 2, 1, 0])
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), np.eye(3)[y] * 5.0)   # always right
+    report = quality.tune(candidate, y, VALUES)
+    assert candidate.cutpoints is None and report["decision"]["rule"] == "most probable score"
+    assert report["decision"]["val_qwk_most_probable"] == 1.0
+
+
+def test_tune_uses_cutpoints_where_they_raise_the_validation_qwk():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, size=300)
+    logits = np.stack([-(np.arange(3) - (y[:, None] - 0.6 + rng.normal(0, 0.3, (300, 1))).clip(0, 2)) ** 2 * 3][0])
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), logits, logits)
+    report = quality.tune(candidate, y, VALUES)
+    d = report["decision"]
+    assert candidate.cutpoints == d["cutpoints"] and d["val_qwk_cutpoints"] > d["val_qwk_most_probable"]
+    given = candidate.predict(candidate.val_logits, VALUES)
+    assert score_metrics(y, given, VALUES)["qwk"] == pytest.approx(d["val_qwk_cutpoints"])
+    # the review line is a quantile of the probability of the score given, not of the top one
+    probs = quality.softmax(logits, candidate.temperature)
+    p_given = probs[np.arange(300), decide(probs, candidate.cutpoints)]
+    assert abs((p_given < report["review_threshold"]).mean() - quality.REVIEW_SHARE) < 0.01
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,23 @@ def test_detectors_are_stored_used_and_described(tmp_path):
     assert "## Answers it does not judge" not in (tmp_path / "old" / "MODEL_CARD.md").read_text()
 
 
+def test_the_score_given_follows_the_cutpoints_of_scorer_json(tmp_path):
+    import numpy as np
+
+    from kd_train.metrics import decide
+
+    write(tmp_path / "s")
+    answers = [f"heat {'ice ' * i}metal {i}" for i in range(30)]
+    plain = scorer.Scorer(tmp_path / "s")
+    probs = plain.predict_proba(answers)
+    assert plain.info["cutpoints"] is None and plain.predict(answers) == probs.argmax(axis=1).tolist()
+    expected = np.sort((probs * np.arange(3)).sum(axis=1))
+    cuts = [float(expected[10]), float(expected[20])]   # a third of the answers on each score
+    edit_info(tmp_path / "s", sign=True, cutpoints=cuts)
+    given = scorer.Scorer(tmp_path / "s").predict(answers)
+    assert given == decide(probs, cuts).tolist() and sorted(given) == [0] * 11 + [1] * 10 + [2] * 9
+
+
 def test_same_model_gives_identical_bytes(tmp_path):
     write(tmp_path / "a")
     write(tmp_path / "b")
@@ -105,6 +122,9 @@ def test_more_score_values_than_model_outputs_is_refused(tmp_path):
     ({"featurizer": dict(FeaturizerConfig().as_dict(), n_buckets=0)}, "featurizer config is invalid .*'n_buckets' = 0"),
     ({"featurizer": dict(FeaturizerConfig().as_dict(), n_buckets=1024)}, "model.onnx takes 2048 features but .* 1024"),
     ({"detectors": {"version": 1, "bits": 12, "table": "AAAA"}}, "detectors are invalid"),
+    ({"cutpoints": [1.5, 0.5]}, "cutpoints \\[1.5, 0.5\\] are not 2 increasing numbers"),
+    ({"cutpoints": [0.5]}, "are not 2 increasing numbers"),
+    ({"cutpoints": [0.5, "x"]}, "are not 2 increasing numbers"),
 ])
 def test_malformed_scorer_json_is_refused(tmp_path, change, message):
     write(tmp_path / "s")

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from kd_train.metrics import _qwk_rows, qwk, validity, validity_markdown
+from kd_train.metrics import qwk_rows, qwk, validity, validity_markdown
 
 H, M = [0, 1, 2, 2], [0, 2, 2, 1]
 
@@ -54,7 +54,7 @@ def test_bootstrap_ci_contains_estimate_and_is_seeded():
 def test_vectorised_bootstrap_kappa_equals_qwk():
     rng = np.random.default_rng(0)
     h, m = rng.integers(0, 4, (20, 15)), rng.integers(0, 4, (20, 15))
-    for got, hr, mr in zip(_qwk_rows(h, m, 4), h, m):
+    for got, hr, mr in zip(qwk_rows(h, m, 4), h, m):
         assert math.isclose(got, qwk(hr.tolist(), mr.tolist(), [0, 1, 2, 3]), abs_tol=1e-12)
 
 

@@ -24,22 +24,32 @@ def need_node_modules() -> None:
     node_modules()
 
 
-def make_scorer(folder: Path, epochs: int = 60) -> Path:
-    """A scorer directory for the demo item, trained on the demo answers (a few seconds)."""
-    from kd_train import data, detect, scorer
+CUTPOINTS = [0.6, 1.4, 2.4]   # the test scorer's decision rule: fixed, so the page must apply cutpoints to agree
+
+
+def make_scorer(folder: Path, epochs: int = 60, cutpoints: list[float] | None = CUTPOINTS) -> Path:
+    """A scorer directory for the demo item, trained on the demo answers (a few seconds), shipped by the
+    pipeline's own step (calibrated and gated on the validation split), scoring by ``cutpoints``."""
+    from kd_train import data, detect, pipeline, scorer
     from kd_train.config import FeaturizerConfig
     from kd_train.distill import StudentConfig, distill_item
+    from kd_train.quality import Candidate
+    from kd_train.student import featurize_all, logits
 
     demo = REPO / "examples" / "demo"
     items = data.read_items(demo / "items.csv")
     train = data.read_responses(demo / "responses.csv", items)
-    model, report = distill_item(train, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(),
-                                 StudentConfig(epochs=epochs), progress=False)
+    config, values = StudentConfig(epochs=epochs), [0, 1, 2, 3]
+    model, report = distill_item(train, "demo-ice", values, FeaturizerConfig(), config, progress=False)
+    val = pipeline.validation_split(train, "demo-ice", config)[1]
+    candidate = Candidate("student", model, logits(model, featurize_all(val.responses, FeaturizerConfig())))
+    shipped, quality = pipeline.ship([candidate], val, None, values)
+    quality["calibration"]["decision"]["cutpoints"] = cutpoints
     item = items["demo-ice"]
     detectors = detect.fit(train.responses, [item.question, item.reference_answer])
-    scorer.write_scorer(folder, model, item="demo-ice", question=item.question, score_values=[0, 1, 2, 3],
-                        featurizer_config=FeaturizerConfig(), metrics=report["metrics"], teacher=None,
-                        training=report["training"], detectors=detectors)
+    scorer.write_scorer(folder, shipped, item="demo-ice", question=item.question, score_values=values,
+                        featurizer_config=FeaturizerConfig(), metrics=quality["metrics"], teacher=None,
+                        training=report["training"], quality=quality, detectors=detectors)
     return folder
 
 

@@ -3,7 +3,7 @@
 import { decodeBytes, printable, readAnswers, toCsv } from "./csv.js";
 
 const $ = (id) => document.getElementById(id);
-const LOW = 0.6;      // below this top probability an answer is flagged for review (unless the scorer sets its own)
+const LOW = 0.6;      // below this probability of the score given, an answer is flagged for review (unless the scorer sets its own)
 const HIGH = 0.8;     // from this top probability the confidence is called high
 const CHUNK = 50;     // answers per worker call in batch mode (keeps the page responsive)
 const SHOWN = 1000;
@@ -142,17 +142,38 @@ function el(tag, className, text) {
 
 const percent = (p) => `${Math.round(p * 100)}%`;
 
-// {score, top, probs, flags, reasons} of row `row` of a worker "score" result. `flags` are detect.py's
-// codes for an answer the scorer should not judge ([] when none); `reasons` their plain sentences.
-// A "refused" answer (too long to score) has no score at all.
-function rowResult(res, row) {
+// The scorer's decision rule for `item` (scorer.json cutpoints, chosen on validation): cutpoints on
+// the expected score index, or none (the most probable score).
+function cutpointsOf(item) {
+  const question = document.querySelector(`.question[data-item="${CSS.escape(item)}"]`);
+  return question && question.dataset.cuts ? question.dataset.cuts.split(",").map(Number) : null;
+}
+
+// The index of the score given for these probabilities. The expected index is summed from 0 up in
+// float64, as kd_train/metrics.py's decide() sums it, so the page and kd-train predict agree.
+function decide(probs, cuts) {
+  let best = 0;
+  if (!cuts) {
+    for (let j = 1; j < probs.length; j++) if (probs[j] > probs[best]) best = j;
+    return best;
+  }
+  let expected = 0;
+  for (let j = 0; j < probs.length; j++) expected += probs[j] * j;
+  for (const c of cuts) if (expected > c) best++;
+  return best;
+}
+
+// {score, top, probs, flags, reasons} of row `row` of a worker "score" result for `item`. `flags` are
+// detect.py's codes for an answer the scorer should not judge ([] when none); `reasons` their plain
+// sentences. `top` is the probability of the score given. A "refused" answer (too long to score) has
+// no score at all.
+function rowResult(res, row, item) {
   const k = res.scoreValues.length;
   const flags = res.flags[row];
   const reasons = flags.map((code) => res.reasons[code] ?? code);
   if (flags.includes("refused")) return { score: "", top: 0, probs: [], flags, reasons };
   const probs = Array.from(res.probs.subarray(row * k, row * k + k));
-  let best = 0;
-  for (let j = 1; j < k; j++) if (probs[j] > probs[best]) best = j;
+  const best = decide(probs, cutpointsOf(item));
   return { score: res.scoreValues[best], top: probs[best], probs, flags, reasons };
 }
 
@@ -212,7 +233,7 @@ async function scoreOne(event) {
   try {
     await ready;
     const res = await call("score", { item, texts: [text] });
-    const r = rowResult(res, 0);
+    const r = rowResult(res, 0, item);
     if (r.flags.length) showFlagged(r);
     else showResult(r, res.scoreValues);
   } catch (err) {
@@ -281,7 +302,7 @@ async function runBatch(answers, item) {
       const chunk = answers.slice(start, start + CHUNK);
       const res = await call("score", { item, texts: chunk.map((a) => a.response) });
       scoreValues = res.scoreValues;
-      chunk.forEach((_, row) => results.push(rowResult(res, row)));
+      chunk.forEach((_, row) => results.push(rowResult(res, row, item)));
       bar.value = results.length;
       text.textContent = `Scored ${results.length} of ${answers.length} answers…`;
     }
