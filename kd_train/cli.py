@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=_formatter,
     )
-    from kd_train import __version__
+    from kd_train import __version__, config
 
     parser.add_argument("--version", action="version", version=f"kd-train {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
+    p.add_argument("--augment", metavar="N", type=int, default=config.AUGMENT,
+                   help="perturbed copies of each answer the student fits on (words dropped, replaced, cut to a "
+                        "window), labelled by the teacher and added to the student's transfer set; not on "
+                        "cross-validated items (default: %(default)s; 0: none)")
     _add_teacher_options(p)
     _add_student_options(p)
     p.set_defaults(run=_run_train)
@@ -427,10 +431,12 @@ def _run_train(args: argparse.Namespace) -> None:
     chosen = args.item or train.item_ids()
     for item in chosen:
         _pick_item(train, item)
+    if args.augment < 0:
+        raise UserError(f"--augment must be 0 (none) or a number of copies per answer, got {args.augment}")
     student_config, fconfig = _student_config(args)
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
-                                     force=args.force)
+                                     augment=args.augment, force=args.force)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
         spec = (items or {}).get(item) or data.Item(item)

@@ -18,6 +18,10 @@ _F = featurize.DEFAULT_CONFIG
 CV_BELOW = 30
 CV_FOLDS = 5
 
+# Perturbed copies of each answer the student fits on, labelled by the teacher and added to its
+# transfer set (kd_train/data.py's augmented_answers; `kd-train train --augment`).
+AUGMENT = 2
+
 
 @dataclass(frozen=True)
 class FeaturizerConfig:

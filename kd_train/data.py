@@ -418,6 +418,37 @@ def stratified_folds(table: Table, k: int, seed: int) -> list[list[int]]:
     return [sorted(f) for f in folds]
 
 
+AUGMENT_DROP = 0.1      # each word of a copy is left out with this probability,
+AUGMENT_REPLACE = 0.1   # or replaced by a word of another answer of the item with this one;
+AUGMENT_WINDOW = 0.25   # and this share of the copies keeps only a window of 50-90% of its words
+
+
+def augmented_answers(table: Table, copies: int, seed: int) -> Table:
+    """``copies`` perturbed versions of each answer of ``table`` (one item's), unscored, for the teacher
+    to label as extra transfer answers: the student sees the teacher's probabilities on answers near
+    the real ones, where its n-grams are thin (after Tang et al. 2019, "Distilling task-specific
+    knowledge from BERT into simple neural networks"). Deterministic for a seed. Ids are
+    "<answer id>~aug<j>", rows the original answer's; the table has no path until it is written."""
+    rng = random.Random(seed)
+    vocabulary = [w for text in table.responses for w in text.split()]
+    out = Table(path="")
+    for rid, item, text, row in zip(table.ids, table.items, table.responses, table.rows):
+        words = text.split()
+        for j in range(copies):
+            kept = [rng.choice(vocabulary) if rng.random() < AUGMENT_REPLACE else w
+                    for w in words if rng.random() >= AUGMENT_DROP]
+            if len(kept) > 4 and rng.random() < AUGMENT_WINDOW:
+                size = max(3, int(len(kept) * rng.uniform(0.5, 0.9)))
+                start = rng.randrange(len(kept) - size + 1)
+                kept = kept[start:start + size]
+            out.ids.append(f"{rid}~aug{j}")
+            out.items.append(item)
+            out.responses.append(" ".join(kept) or text)
+            out.scores.append(None)
+            out.rows.append(row)
+    return out
+
+
 def default_data_root() -> Path:
     """``$KD_TRAIN_DATA`` if set, else ``../shared/datasets`` (from the working folder or the repo)."""
     env = os.environ.get("KD_TRAIN_DATA")

@@ -9,6 +9,8 @@ student side takes minutes.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from kd_train import baselines, detect, quality, soft_labels, teacher
-from kd_train.config import FeaturizerConfig
-from kd_train.data import Item, Table, item_folder, stratified_split
+from kd_train.config import AUGMENT, FeaturizerConfig
+from kd_train.data import Item, Table, augmented_answers, concat, item_folder, read_responses, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import flag_shares, score_metrics, validity
@@ -36,6 +38,7 @@ class PipelineConfig:
     tinybert: bool = False  # the TinyBERT-like stand-in (slow: a 3-layer transformer)
     tinybert_layers: int = 3
     use_transfer: bool = True
+    augment: int = AUGMENT   # perturbed copies of each fitted answer for the teacher to label (0: none)
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
 
@@ -94,16 +97,22 @@ def run_item(
     soft_test = teacher.label(out / "teacher", test, out / "soft-test.csv")[0] if test is not None and len(test) else None
     if soft_test is not None:
         parts.append(soft_test)
+    labelled = train.labelled()
+    cv = uses_cross_validation(len(labelled), config.student)
+    augmented = _augmented(out, train, item.item, config, log) if config.augment and not cv else None
+    if augmented is not None:
+        parts.append(teacher.label(out / "teacher", augmented, out / "soft-augmented.csv")[0])
     soft = soft_labels.merge(parts)
     report["models"]["teacher"] = {"params": meta["params"], **({"test": teacher_metrics(soft_test, test, values)} if soft_test else {})}
 
     report["models"]["teacher"]["val"] = meta["metrics"]["val"]
 
     transfer = unlabeled if config.use_transfer and unlabeled is not None and len(unlabeled) else None
+    if augmented is not None:
+        transfer = concat(transfer, augmented) if transfer is not None else augmented
     log(f"  student: distilling (α={config.student.alpha}, T={config.student.temperature}"
-        f"{f', {len(transfer)} transfer answers' if transfer is not None else ''})")
-    labelled = train.labelled()
-    cv = uses_cross_validation(len(labelled), config.student)
+        f"{f', {len(transfer)} transfer answers' if transfer is not None else ''}"
+        f"{f' ({len(augmented)} of them augmented)' if augmented is not None else ''})")
     if cv:
         log(f"  {len(labelled)} scored answers: a {config.student.val_fraction:.0%} validation split would hold fewer "
             f"than {config.student.cv_below}, so {config.student.cv_folds}-fold cross-validation chooses the epochs, "
@@ -150,6 +159,22 @@ def run_item(
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _augmented(out: Path, train: Table, item: str, config: PipelineConfig, log) -> Table:
+    """config.augment perturbed copies of each answer the student fits on (never of its validation
+    answers: the teacher's labels of their copies would leak them into training), written to
+    out/augmented.csv for the teacher to label (``data.augmented_answers``)."""
+    fit = validation_split(train, item, config.student)[0]
+    copies = augmented_answers(fit, config.augment, config.student.seed)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "item", "response"])
+    writer.writerows(zip(copies.ids, copies.items, copies.responses))
+    atomic_write_text(out / "augmented.csv", buf.getvalue())
+    log(f"  augmented: {config.augment} perturbed copies of each of the {len(fit)} answers the student fits on, "
+        "for the teacher to label")
+    return read_responses(out / "augmented.csv", score_column=False)
 
 
 def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -> tuple[dict, dict]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kd_train import featurize
-from kd_train.config import StudentConfig
+from kd_train import data
+from kd_train.config import AUGMENT, StudentConfig
 from kd_train.teacher import TeacherConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def student_params(n_classes: int) -> int:
 # code default it stands for. A quoted option missing here fails the test, so that no quote goes unchecked.
 OPTIONS = {"--alpha": S.alpha, "--temperature": S.temperature, "--lam": S.lam, "--student-patience": S.patience,
            "--student-epochs": S.epochs, "--hidden": S.hidden, "--val-fraction": S.val_fraction,
-           "--buckets": F["n_buckets"], "--epochs": T.epochs, "--patience": T.patience}
+           "--buckets": F["n_buckets"], "--epochs": T.epochs, "--patience": T.patience, "--augment": AUGMENT}
 OPTION_QUOTE = re.compile(r"`(--[a-z-]+)`,? \(?(\d[\d,]*(?:\.\d+)?%?)")
 
 # Defaults stated in prose: (pattern, its groups' code values). Each must be found in README.md or
@@ -41,6 +42,9 @@ PROSE = [
     (r"early-stopping patience (\S+) ", lambda: [S.patience]),
     (r"then α (\S+) and T (\S+) ", lambda: [S.alpha, S.temperature]),
     (r"`--max-length (\d+)` \(the default\)", lambda: [T.max_length]),
+    (r"each word dropped or replaced by another answer's word with probability (\S+), a quarter",
+     lambda: [data.AUGMENT_DROP] if data.AUGMENT_DROP == data.AUGMENT_REPLACE else ["(two probabilities now)"]),
+    (r"a quarter of the copies cut to a window", lambda: [] if data.AUGMENT_WINDOW == 0.25 else ["(not a quarter)"]),
 ]
 
 

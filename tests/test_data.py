@@ -164,3 +164,18 @@ def test_asap_loader_reads_the_shared_layout():
 def test_asap_loader_missing_folder(tmp_path):
     with pytest.raises(DataError, match="missing train.csv"):
         load_asap(tmp_path)
+
+
+def test_augmented_answers_are_seeded_perturbed_copies():
+    from kd_train.data import Table, augmented_answers
+
+    texts = ["heat flows from the warm metal into the cold ice cube quickly", "the plastic is an insulator", "ice"]
+    table = Table(path="t.csv", ids=["a", "b", "c"], items=["q"] * 3, responses=texts, scores=[2, 1, 0], rows=[2, 3, 4])
+    copies = augmented_answers(table, 3, seed=0)
+    assert copies.ids[:4] == ["a~aug0", "a~aug1", "a~aug2", "b~aug0"] and copies.rows[:4] == [2, 2, 2, 3]
+    assert copies.items == ["q"] * 9 and copies.scores == [None] * 9
+    assert augmented_answers(table, 3, seed=0).responses == copies.responses != augmented_answers(table, 3, seed=1).responses
+    vocabulary = {w for t in texts for w in t.split()}
+    assert all(c and set(c.split()) <= vocabulary for c in copies.responses)
+    assert any(c != texts[0] for c in copies.responses[:3])
+    assert len(augmented_answers(table, 0, seed=0)) == 0

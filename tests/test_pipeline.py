@@ -36,7 +36,7 @@ def test_train_writes_scorer_soft_labels_and_report(trained):
     assert student["params"] == 28746 and set(student["items"]["demo-ice"]) == {"acc", "qwk", "f1", "n"}
     assert {"mean_acc", "mean_qwk", "fisher_qwk", "mean_f1"} <= set(student)
     info = json.loads((item / "scorer" / "scorer.json").read_text())
-    assert info["training"]["transfer"] == 100 and info["teacher"]["weights_sha256"]
+    assert info["training"]["transfer"] == 100 + 2 * info["training"]["fit"] and info["teacher"]["weights_sha256"]
     quality = info["quality"]
     assert set(quality["candidates"]) == {"student", "ann", "hashing_lr"} and quality["shipped"] in quality["candidates"]
     best = max(c["val_qwk"] for c in quality["candidates"].values())
@@ -52,6 +52,19 @@ def test_train_writes_scorer_soft_labels_and_report(trained):
     assert detectors["val"]["flagged"] <= 0.03 and detectors["test"]["n"] == 100
     assert "## Answers it does not judge" in card
     assert "## Answers the scorers do not judge" in (trained / "report.md").read_text()
+
+
+def test_augmented_copies_come_from_the_answers_the_student_fits_on_only(trained):
+    from kd_train import data
+    from kd_train.pipeline import validation_split
+
+    train = data.read_responses(DEMO / "responses.csv", data.read_items(DEMO / "items.csv"))
+    fit, val = validation_split(train, "demo-ice", StudentConfig())
+    copies = list(csv.DictReader(open(trained / "demo-ice" / "augmented.csv", encoding="utf-8")))
+    originals = {row["id"].rsplit("~aug", 1)[0] for row in copies}
+    assert len(copies) == 2 * len(fit) and originals == set(fit.ids) and not originals & set(val.ids)
+    labelled = list(csv.DictReader(open(trained / "demo-ice" / "soft-augmented.csv", encoding="utf-8")))
+    assert [r["id"] for r in labelled] == [r["id"] for r in copies]
 
 
 def test_rerun_reuses_the_teacher_and_gives_identical_onnx_bytes(trained, tiny_model, capsys):
