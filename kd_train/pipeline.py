@@ -232,7 +232,7 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     val_index = np.array([to_index[s] for s in val.scores], dtype=np.int64)
     tuned = {c.name: quality.tune(c, val_index, values) for c in candidates}
     chosen, why = quality.choose(candidates, val.scores, values)
-    predicted = {c.name: {"val": c.predict(c.val_logits, values)}
+    predicted = {c.name: {"val": c.predict_val(values)}
                  | ({"test": c.predict(c.test_logits, values)} if c.test_logits is not None else {}) for c in candidates}
     scored = {name: {split: score_metrics((val if split == "val" else test).scores, pred, values)
                      for split, pred in p.items()} for name, p in predicted.items()}

@@ -8,7 +8,7 @@ calibrated probabilities — all decided on the validation split, never on test.
   lowers the validation ECE.
 - ``fit_cutpoints``: the score is the most probable one, unless cutpoints on the expected score
   index (Σ p_i·i of the calibrated probabilities), fitted on validation to maximise QWK, raise the
-  validation QWK without failing the gate where the most probable score passes (``tune``). QWK
+  validation QWK (judged out of fold) without failing the gate where the most probable score passes (``tune``). QWK
   punishes a miss by its squared distance, and the expected score weighs the neighbours the argmax
   ignores.
 - ``choose``: the candidate with the best validation QWK, with its own temperature and decision rule,
@@ -35,6 +35,7 @@ ONE_SCORE_SHARE = 0.95   # one score for at least this share of validation answe
 MIN_QWK = 0.20           # validation QWK at or below this: no better than chance for a scorer
 REVIEW_SHARE = 0.20      # the page flags this share of validation answers (the least sure) for review
 ECE_BINS = 10
+CUT_FOLDS = 5            # cutpoints are judged out of fold over the validation answers
 PREFERENCE = ("student", "ann", "hashing_lr")
 GATE_RULE = (f"gives one score to at least {ONE_SCORE_SHARE:.0%} of the validation answers, reaches a validation "
              f"QWK of at most {MIN_QWK:.2f}, or is less accurate than always giving the most common score")
@@ -52,10 +53,15 @@ class Candidate:
     test_logits: np.ndarray | None = None
     temperature: float = 1.0
     cutpoints: list[float] | None = None
+    val_predictions: list[int] | None = None   # with cutpoints: each validation answer's score out of fold
 
     def predict(self, logits: np.ndarray, score_values: list[int]) -> list[int]:
         """The scores this candidate gives, as its shipped model.onnx and scorer.json would give them."""
         return [score_values[i] for i in decide(softmax(logits, self.temperature), self.cutpoints)]
+
+    def predict_val(self, score_values: list[int]) -> list[int]:
+        """Its validation scores: out of fold where cutpoints decide (``tune``), else ``predict``'s."""
+        return self.val_predictions if self.val_predictions is not None else self.predict(self.val_logits, score_values)
 
 
 def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
@@ -81,7 +87,7 @@ def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
 def choose(candidates: list[Candidate], val_scores: list[int], score_values: list[int]) -> tuple[Candidate, str]:
     """The candidate with the best validation QWK (ties: PREFERENCE order), and why in one sentence."""
     def val_qwk(c: Candidate) -> float:
-        return score_metrics(val_scores, c.predict(c.val_logits, score_values), score_values)["qwk"]
+        return score_metrics(val_scores, c.predict_val(score_values), score_values)["qwk"]
 
     rank = {name: i for i, name in enumerate(PREFERENCE)}
     ordered = sorted(candidates, key=lambda c: rank.get(c.name, len(rank)))
@@ -181,23 +187,53 @@ def fit_cutpoints(probs: np.ndarray, y_index: np.ndarray, sweeps: int = 3) -> li
 
 def tune(candidate: Candidate, val_index: np.ndarray, score_values: list[int]) -> dict:
     """Fit the candidate's temperature (``calibrate``) and decision rule on validation, in place;
-    returns the calibration report with its "decision"."""
+    returns the calibration report with its "decision".
+
+    Cutpoints fitted on the answers that judge them would flatter them (on a 90-answer item, an
+    almost constant model reached a validation QWK of 0.5 and test 0): they are judged by
+    ``CUT_FOLDS``-fold cross-validation over the validation answers (fitted on the others, applied
+    to each fold), and those held-out scores are the candidate's validation predictions
+    (``val_predictions``), for the choice and the gate alike. The cutpoints shipped are fitted on
+    all validation answers.
+    """
     report = calibrate(candidate, val_index)
     probs = softmax(candidate.val_logits, candidate.temperature)
     val_scores = [score_values[i] for i in val_index]
     argmax = score_metrics(val_scores, [score_values[i] for i in probs.argmax(axis=1)], score_values)
-    cuts = fit_cutpoints(probs, val_index) if len(val_index) and len(score_values) > 2 else None
-    cut = score_metrics(val_scores, [score_values[i] for i in decide(probs, cuts)], score_values) if cuts else None
+    held_out = cross_validated_cuts(probs, val_index) if len(score_values) > 2 else None
+    cut = score_metrics(val_scores, [score_values[i] for i in held_out], score_values) if held_out is not None else None
     better = cut is not None and cut["qwk"] > argmax["qwk"] and (
         not degenerate_reasons(cut, score_values) or degenerate_reasons(argmax, score_values))
-    candidate.cutpoints = cuts if better else None
+    candidate.cutpoints = fit_cutpoints(probs, val_index) if better else None
+    candidate.val_predictions = [score_values[i] for i in held_out] if better else None
     report["decision"] = {
         "rule": "cutpoints on the expected score" if better else "most probable score",
         "cutpoints": candidate.cutpoints, "val_qwk_most_probable": argmax["qwk"],
         "val_qwk_cutpoints": cut["qwk"] if cut else None,
+        "judged_by": f"{CUT_FOLDS}-fold cross-validation over the validation answers",
     }
     report["review_threshold"] = review_threshold(probs, cutpoints=candidate.cutpoints)
     return report
+
+
+def cross_validated_cuts(probs: np.ndarray, y_index: np.ndarray, folds: int = CUT_FOLDS, seed: int = 0) -> np.ndarray | None:
+    """Each answer's score index by cutpoints fitted on the other folds (stratified by score, seeded);
+    None when there are fewer answers than two per fold."""
+    y_index = np.asarray(y_index)
+    if len(y_index) < 2 * folds:
+        return None
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y_index), dtype=np.int64)
+    offset = 0
+    for label in np.unique(y_index):
+        rows = rng.permutation(np.flatnonzero(y_index == label))
+        fold[rows] = (np.arange(len(rows)) + offset) % folds
+        offset += len(rows)
+    out = np.empty(len(y_index), dtype=np.int64)
+    for f in range(folds):
+        fit = fold != f
+        out[~fit] = decide(probs[~fit], fit_cutpoints(probs[fit], y_index[fit]))
+    return out
 
 
 def calibrate(candidate: Candidate, val_index: np.ndarray) -> dict:

@@ -11,6 +11,7 @@ import pytest
 from kd_train import featurize
 from kd_train import data
 from kd_train.config import AUGMENT, StudentConfig
+from kd_train.quality import CUT_FOLDS
 from kd_train.teacher import TeacherConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +45,8 @@ PROSE = [
     (r"`--max-length (\d+)` \(the default\)", lambda: [T.max_length]),
     (r"each word dropped or replaced by another answer's word with probability (\S+), a quarter",
      lambda: [data.AUGMENT_DROP] if data.AUGMENT_DROP == data.AUGMENT_REPLACE else ["(two probabilities now)"]),
+    (r"Cutpoints are judged out of fold \((\d+)-fold cross-validation over the validation answers\)",
+     lambda: [CUT_FOLDS]),
     (r"a quarter of the copies cut to a window", lambda: [] if data.AUGMENT_WINDOW == 0.25 else ["(not a quarter)"]),
 ]
 

@@ -138,12 +138,31 @@ def test_tune_uses_cutpoints_where_they_raise_the_validation_qwk():
     report = quality.tune(candidate, y, VALUES)
     d = report["decision"]
     assert candidate.cutpoints == d["cutpoints"] and d["val_qwk_cutpoints"] > d["val_qwk_most_probable"]
+    held_out = candidate.predict_val(VALUES)           # each answer scored by cutpoints fitted without it
+    assert score_metrics(y, held_out, VALUES)["qwk"] == pytest.approx(d["val_qwk_cutpoints"])
     given = candidate.predict(candidate.val_logits, VALUES)
-    assert score_metrics(y, given, VALUES)["qwk"] == pytest.approx(d["val_qwk_cutpoints"])
+    assert score_metrics(y, given, VALUES)["qwk"] >= d["val_qwk_cutpoints"]   # in sample: flattering
     # the review line is a quantile of the probability of the score given, not of the top one
     probs = quality.softmax(logits, candidate.temperature)
     p_given = probs[np.arange(300), decide(probs, candidate.cutpoints)]
     assert abs((p_given < report["review_threshold"]).mean() - quality.REVIEW_SHARE) < 0.01
+
+
+def test_cutpoints_fitted_to_noise_do_not_pass_the_gate():
+    # An almost constant model (score 1 for every answer) whose expected score carries no information:
+    # cutpoints fitted on these 90 answers find a flattering QWK in sample, but the gate judges the
+    # cutpoints out of fold, so the candidate stays degenerate.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=90)
+    logits = np.stack([rng.normal(0, 0.3, 90), np.full(90, 2.0), rng.normal(0, 0.3, 90)], axis=1)
+    probs = quality.softmax(logits)
+    in_sample = score_metrics(y, decide(probs, quality.fit_cutpoints(probs, y)), VALUES)["qwk"]
+    assert in_sample > quality.MIN_QWK                 # in sample, the gate's QWK rule would pass it
+    candidate = quality.Candidate("hashing_lr", Student(8, 3, hidden=0), logits)
+    report = quality.tune(candidate, y, VALUES)
+    assert report["decision"]["val_qwk_cutpoints"] <= quality.MIN_QWK      # out of fold: no better than chance
+    reasons = quality.degenerate_reasons(score_metrics(y, candidate.predict_val(VALUES), VALUES), VALUES)
+    assert any("QWK" in r for r in reasons)
 
 
 @pytest.fixture(scope="module")
