@@ -142,13 +142,6 @@ function el(tag, className, text) {
 
 const percent = (p) => `${Math.round(p * 100)}%`;
 
-// The scorer's decision rule for `item` (scorer.json cutpoints, chosen on validation): cutpoints on
-// the expected score index, or none (the most probable score).
-function cutpointsOf(item) {
-  const question = document.querySelector(`.question[data-item="${CSS.escape(item)}"]`);
-  return question && question.dataset.cuts ? question.dataset.cuts.split(",").map(Number) : null;
-}
-
 // The index of the score given for these probabilities. The expected index is summed from 0 up in
 // float64, as kd_train/metrics.py's decide() sums it, so the page and kd-train predict agree.
 function decide(probs, cuts) {
@@ -163,17 +156,17 @@ function decide(probs, cuts) {
   return best;
 }
 
-// {score, top, probs, flags, reasons} of row `row` of a worker "score" result for `item`. `flags` are
-// detect.py's codes for an answer the scorer should not judge ([] when none); `reasons` their plain
-// sentences. `top` is the probability of the score given. A "refused" answer (too long to score) has
-// no score at all.
-function rowResult(res, row, item) {
+// {score, top, probs, flags, reasons} of row `row` of a worker "score" result. The score follows the
+// scorer's own rule (res.cutpoints, from its verified scorer.json). `flags` are detect.py's codes for
+// an answer the scorer should not judge ([] when none); `reasons` their plain sentences. `top` is the
+// probability of the score given. A "refused" answer (too long to score) has no score at all.
+function rowResult(res, row) {
   const k = res.scoreValues.length;
   const flags = res.flags[row];
   const reasons = flags.map((code) => res.reasons[code] ?? code);
   if (flags.includes("refused")) return { score: "", top: 0, probs: [], flags, reasons };
   const probs = Array.from(res.probs.subarray(row * k, row * k + k));
-  const best = decide(probs, cutpointsOf(item));
+  const best = decide(probs, res.cutpoints);
   return { score: res.scoreValues[best], top: probs[best], probs, flags, reasons };
 }
 
@@ -233,7 +226,7 @@ async function scoreOne(event) {
   try {
     await ready;
     const res = await call("score", { item, texts: [text] });
-    const r = rowResult(res, 0, item);
+    const r = rowResult(res, 0);
     if (r.flags.length) showFlagged(r);
     else showResult(r, res.scoreValues);
   } catch (err) {
@@ -302,7 +295,7 @@ async function runBatch(answers, item) {
       const chunk = answers.slice(start, start + CHUNK);
       const res = await call("score", { item, texts: chunk.map((a) => a.response) });
       scoreValues = res.scoreValues;
-      chunk.forEach((_, row) => results.push(rowResult(res, row, item)));
+      chunk.forEach((_, row) => results.push(rowResult(res, row)));
       bar.value = results.length;
       text.textContent = `Scored ${results.length} of ${answers.length} answers…`;
     }

@@ -15,6 +15,7 @@
 //                                featurize.py and detect.py
 //   load      {item}             load one item's scorer (done on first use anyway)
 //   score     {item, texts}      -> {probs: Float32Array (texts.length x n_classes), scoreValues,
+//                                    cutpoints (scorer.json's decision rule, null: the most probable score),
 //                                    flags: [[code, ...] per text], reasons: {code: sentence}}
 //   featurize {item, texts}      -> {offsets: Int32Array, idx: Int32Array, val: Float64Array, flags}
 //   flags     {item, texts}      -> {flags}: detect.py alone
@@ -253,7 +254,8 @@ async function score(item, texts) {
   const output = await session.run({ [info.model.input]: input });
   const probs = output[info.model.output].data;
   input.dispose?.();
-  return { probs: Float32Array.from(probs), scoreValues: info.score_values, flags, reasons: scorer.reasons };
+  return { probs: Float32Array.from(probs), scoreValues: info.score_values, cutpoints: info.cutpoints ?? null, flags,
+    reasons: scorer.reasons };
 }
 
 const handlers = {
