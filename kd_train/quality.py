@@ -98,9 +98,6 @@ def choose(candidates: list[Candidate], val_scores: list[int], score_values: lis
     return best, reason
 
 
-def predictions(logits: np.ndarray, score_values: list[int]) -> list[int]:
-    return [score_values[i] for i in np.asarray(logits).argmax(axis=1)]
-
 
 def reliability(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
     """Per equal-width confidence bin: answers, mean confidence and accuracy of the top class (the
