@@ -62,6 +62,11 @@ def summarize(report: dict) -> dict:
             m = r["models"].get(name, {})
             row["models"][name] = {split: {k: m[split][k] for k in ("n", "acc", "qwk")} for split in ("val", "test")
                                    if split in m}
+        decided = r["models"]["teacher"].get("decided")
+        if decided and not decided["decision"].get("judged_by", "").startswith("none"):   # its own rule's scores
+            row["models"]["teacher_rule"] = {split: {k: decided[split][k] for k in ("n", "acc", "qwk")}
+                                             for split in ("val", "test") if split in decided}
+            row["teacher_rule"] = decided["decision"]["rule"]
         if "test" in r["models"]["shipped"]:
             human, machine = pairs(r["models"]["shipped"]["test"]["confusion"], values)
             row["validity_test"] = validity(human, machine, values)
@@ -81,16 +86,27 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
     def cell(m: dict) -> str:
         return " / ".join(f"{m[s]['qwk']:.2f}" if s in m else "—" for s in ("val", "test"))
 
-    lines += table(["item", "teacher val / test", "KD student val / test", "ANN val / test", "hashing + LR val / test",
-                    "shipped", "fit for use"],
-                   ([item, *(cell(row["models"][name]) for name in MODELS[:-1]),
+    def rule(row: dict) -> str:
+        if "teacher_rule" not in row["models"]:
+            return "—"
+        return cell(row["models"]["teacher_rule"]) + (" (cutpoints)" if row["teacher_rule"].startswith("cutpoints") else "")
+
+    lines += table(["item", "teacher val / test", "teacher by its rule", "KD student val / test", "ANN val / test",
+                    "hashing + LR val / test", "shipped", "fit for use"],
+                   ([item, cell(row["models"]["teacher"]), rule(row), *(cell(row["models"][name]) for name in MODELS[1:-1]),
                      f"{row['shipped']} ({cell(row['models']['shipped'])})",
                      "yes" if row["fit_for_use"] else "**no**: " + "; ".join(row["unfit_reasons"])]
-                    for item, row in rows.items()), "l" * 7)
-    means = {name: [row["models"][name]["test"]["qwk"] for row in rows.values() if "test" in row["models"][name]]
-             for name in MODELS}
+                    for item, row in rows.items()), "l" * 8)
+    lines += ["", "The model columns are each model's most probable score; \"teacher by its rule\" is the score the "
+                  "teacher's own decision rule gives (cutpoints on its expected score where they beat the most probable "
+                  "score out of fold, as for every candidate; `shipped` uses its own too), where the teacher kept the "
+                  "logits its validation figures came from (— : a teacher trained before they were kept, judged by "
+                  "its most probable score). The quality gate judges each model by its rule's scores."]
+    means = {name: [row["models"][name]["test"]["qwk"] for row in rows.values() if "test" in row["models"].get(name, {})]
+             for name in ("teacher", "teacher_rule", *MODELS[1:])}
     lines += ["", "Mean test QWK over the items: " + ", ".join(
-        f"{name} {sum(v) / len(v):.3f}" for name, v in means.items() if v) + "; shipped model: " + ", ".join(
+        f"{name} {sum(v) / len(v):.3f}" + (f" ({len(v)} items)" if len(v) < len(rows) else "")
+        for name, v in means.items() if v) + "; shipped model: " + ", ".join(
         f"{name} {sum(1 for r in rows.values() if r['shipped'] == name)}" for name in MODELS[1:-1]) + " items."]
     degenerate = {name: sum(1 for row in rows.values() if row["gates"].get(name)) for name in MODELS[:-1]}
     lines += ["", "Degenerate by the quality gate (items): " + ", ".join(f"{k} {v}" for k, v in degenerate.items())

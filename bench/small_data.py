@@ -63,6 +63,12 @@ def run_size(ds, args, size: int, extra: list[str]) -> dict:
                   "--test", str(data / "asap-sas" / "test_public.csv"), "--item", *args.items, *extra], folder / "out")
 
 
+def _rule_not_kept(report: dict) -> bool:
+    """True where the teacher has no decision rule of its own: its validation logits were not kept."""
+    decided = report["models"]["teacher"].get("decided")
+    return not decided or decided["decision"].get("judged_by", "").startswith("none")
+
+
 def summarize(reports: dict[int, dict]) -> dict:
     rows: dict = {}
     for size, report in reports.items():
@@ -71,6 +77,8 @@ def summarize(reports: dict[int, dict]) -> dict:
             rows.setdefault(item, {})[str(size)] = {
                 "answers": sum(r["class_balance"].values()),
                 "test_qwk": {name: r["models"][name]["test"]["qwk"] for name in MODELS if "test" in r["models"].get(name, {})},
+                "teacher_rule": None if _rule_not_kept(r) else r["models"]["teacher"]["decided"]["decision"]["rule"],
+                "teacher_rule_test_qwk": None if _rule_not_kept(r) else r["models"]["teacher"]["decided"].get("test", {}).get("qwk"),
                 "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
                 "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
                 "selection": q.get("selection"), "wall_s": r.get("wall_s")}
@@ -82,16 +90,26 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
              "", "Each item's training answers subsampled (stratified by score, seeded) to the size given; test QWK "
              "on the item's test_public answers. `shipped` is the scorer chosen on validation (cross-validated "
              "where a validation split would be too small, as `kd-train train` does); a model named under "
-             "'degenerate' failed the quality gate on validation.", ""]
+             "'degenerate' failed the quality gate on validation, judged by the scores its own decision rule "
+             "gives (for the teacher: \"teacher by its rule\", — where it was trained before its validation logits "
+             "were kept and is judged by its most probable score; the model columns are each model's most probable "
+             "score).", ""]
+
+    def rule(row: dict) -> str:
+        if row.get("teacher_rule_test_qwk") is None:
+            return "—"
+        return f"{row['teacher_rule_test_qwk']:.3f}" + (" (cutpoints)" if row["teacher_rule"].startswith("cutpoints") else "")
+
     body = []
     for item, by_size in rows.items():
         for row in (by_size[str(size)] for size in sizes if str(size) in by_size):
             q = row["test_qwk"]
-            body.append([item, row["answers"], *(f"{q[name]:.3f}" if name in q else "—" for name in MODELS[:-1]),
+            body.append([item, row["answers"], f"{q['teacher']:.3f}" if "teacher" in q else "—", rule(row),
+                         *(f"{q[name]:.3f}" if name in q else "—" for name in MODELS[1:-1]),
                          f"{q.get('shipped', float('nan')):.3f} ({row['shipped']})", ", ".join(row["degenerate"]) or "—",
                          "yes" if row["fit_for_use"] else "**no**"])
-    lines += table(["item", "answers", "teacher", "KD student", "ANN", "hashing + LR", "shipped (which)", "degenerate",
-                    "fit"], body, "lrrrrrlll")
+    lines += table(["item", "answers", "teacher", "teacher by its rule", "KD student", "ANN", "hashing + LR",
+                    "shipped (which)", "degenerate", "fit"], body, "lrrrrrrlll")
     means = {size: [r[str(size)] for r in rows.values() if str(size) in r] for size in sizes}
     lines += ["", "Mean test QWK by size:", "", *table(
         ["answers", *MODELS],

@@ -74,8 +74,10 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weights", choices=teacher.CLASS_WEIGHTS, default=d.class_weights,
                    help="balanced: weigh each score's loss by n / (scores * its count) on the training split, so "
                         f"rare scores count as much as common ones; none: plain cross-entropy (default: {d.class_weights})")
-    g.add_argument("--with-question", action="store_true",
-                   help="pair each answer with the item's question from --items (default: the answer alone)")
+    g.add_argument("--with-question", nargs="?", const="yes", default="no", choices=("no", "yes", "auto"),
+                   help="pair each answer with the item's question from --items: yes (the flag alone), no (default: "
+                        "the answer alone), or auto (kd-train train only): fine-tune a teacher each way and label "
+                        "with the one whose validation QWK is better, per item (twice the teacher's time)")
     g.add_argument("--teacher-cv-below", type=int, default=d.cv_below, metavar="N",
                    help=f"when the validation split would hold fewer than N answers, choose the teacher's epochs by "
                         f"{d.cv_folds}-fold cross-validation over all scored answers instead ({d.cv_folds} extra "
@@ -362,7 +364,10 @@ def _run_teacher(args: argparse.Namespace) -> None:
     item = _pick_item(train, args.item)
     values = data.score_values(train, item, items)
     question = items[item].question if items and item in items else ""
-    if args.with_question and not question:
+    if args.with_question == "auto":
+        raise UserError("--with-question auto is for kd-train train, which trains a teacher each way and keeps the "
+                        "better; here, give --with-question (yes) or leave it out (no)")
+    if args.with_question == "yes" and not question:
         raise UserError(f"--with-question needs the item's question: give --items with a 'question' for item {item!r}")
     meta = teacher.fine_tune(train, item, values, args.out, config, question=question, test=test, force=args.force)
     if not meta:
@@ -414,7 +419,7 @@ def _teacher_config(args: argparse.Namespace):
         raise UserError(f"--teacher-cv-below must be 0 (never) or a number of answers, got {args.teacher_cv_below}")
     return teacher.TeacherConfig(
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-        seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question,
+        seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question == "yes",
         folds=args.folds, class_weights=args.class_weights, cv_below=args.teacher_cv_below,
     )
 
@@ -436,7 +441,7 @@ def _run_train(args: argparse.Namespace) -> None:
     student_config, fconfig = _student_config(args)
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
-                                     augment=args.augment, force=args.force)
+                                     augment=args.augment, pair_question=args.with_question, force=args.force)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
         spec = (items or {}).get(item) or data.Item(item)

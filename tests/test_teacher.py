@@ -22,6 +22,16 @@ def tiny_config(model, **kw) -> teacher.TeacherConfig:
     return teacher.TeacherConfig(**(base | kw))
 
 
+def _argmax_confusion(kept, tables, values) -> list[list[int]]:
+    """The confusion matrix of the most probable scores of kept validation logits against the human scores."""
+    from kd_train.metrics import score_metrics
+
+    train = read_responses(tables["train"], read_items(tables["items"]))
+    human = dict(zip(train.ids, train.scores))
+    truth = [human[rid] for rid in kept["ids"].tolist()]
+    return score_metrics(truth, [values[i] for i in kept["logits"].argmax(axis=1)], values)["confusion"]
+
+
 def fine_tune(tables, out, model, **kw):
     items = read_items(tables["items"])
     train = read_responses(tables["train"], items)
@@ -41,6 +51,9 @@ def test_fine_tune_saves_teacher_with_metrics(tmp_path, toy_tables, tiny_model):
     assert meta["max_length"] == 32 and meta["max_length_auto"] is None  # given: used as given
     assert meta["epochs_run"] == 2.0 and meta["best_epoch"] in (1.0, 2.0) and len(meta["val_qwk_by_epoch"]) == 2
     assert set(meta["class_weights"]) == {"0", "1", "2"} and meta["wall_s"] >= 0
+    kept = np.load(tmp_path / "t" / teacher.VAL_LOGITS_FILE)             # the logits the "val" metrics came from
+    assert len(kept["ids"]) == meta["val_rows"] == meta["metrics"]["val"]["n"]
+    assert _argmax_confusion(kept, toy_tables, meta["score_values"]) == meta["metrics"]["val"]["confusion"]
 
 
 def test_fine_tune_is_reproducible(tmp_path, toy_tables, tiny_model):
@@ -286,6 +299,9 @@ def test_a_small_item_chooses_the_teachers_epochs_by_cross_validation(tmp_path, 
     # with as many cross-fitting folds, the out-of-fold logits are the cross-fitted ones: no 5 more fine-tunings
     assert "cross-fitting" not in capsys.readouterr().out
     assert meta["metrics"]["crossfit"] == {k: v for k, v in val.items() if k != "cross_validated"}
+    kept = np.load(tmp_path / "t" / teacher.VAL_LOGITS_FILE)             # out of fold, over all 90 answers
+    assert len(set(kept["ids"].tolist())) == 90
+    assert _argmax_confusion(kept, toy_tables, meta["score_values"]) == val["confusion"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
