@@ -270,6 +270,12 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
                   "model by the scores its own decision rule, chosen on validation, gives: the candidates' as in "
                   "this table, the teacher's " + (f"cutpoints on item(s) {', '.join(cut)} and " if cut else "") +
                   "the most probable score elsewhere (report.json: `decided`)."]
+    paired = {r["item"]: r["models"]["teacher"]["pairing"] for r in rows if r["models"].get("teacher", {}).get("pairing")}
+    if paired:
+        lines += ["", "Question pairing (`--with-question auto`), chosen on each teacher's validation QWK by its rule: " +
+                  "; ".join(f"item {item}: {'question + answer' if p['with_question'] else 'answer alone'} "
+                            f"({p['val_qwk']['question + answer']:.3f} with the question, "
+                            f"{p['val_qwk']['answer alone']:.3f} without)" for item, p in paired.items()) + "."]
     unfit = [r["item"] for r in rows if not r["quality"]["fit_for_use"]]
     if unfit:
         lines += ["", f"**Do not use the scorers of item(s) {', '.join(unfit)}**: they failed the quality check, and "

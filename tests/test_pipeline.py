@@ -114,6 +114,7 @@ def test_question_pairing_auto_labels_with_the_teacher_better_on_validation(tmp_
     chosen = paired if pairing["with_question"] else alone
     soft = json.loads((out / "demo-ice" / "soft-train.json").read_text())
     assert soft["weights_sha256"] == chosen["weights_sha256"]   # the chosen teacher labelled
+    assert "Question pairing (`--with-question auto`)" in (out / "report.md").read_text()
 
 
 def test_question_pairing_auto_is_refused_by_the_teacher_verb(tmp_path, capsys):
