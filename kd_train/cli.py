@@ -71,6 +71,9 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=int, default=d.patience,
                    help=f"stop after this many epochs without a better validation QWK, counted from the first epoch "
                         f"whose validation QWK is above 0; the best epoch is kept (default: {d.patience})")
+    g.add_argument("--teacher-min-steps", type=int, default=d.min_steps, metavar="N",
+                   help="count --patience only once N optimizer steps have run, so that a small item's teacher "
+                        f"(a few steps an epoch) is not stopped before it has learnt; 0: from the start (default: {d.min_steps})")
     g.add_argument("--class-weights", choices=teacher.CLASS_WEIGHTS, default=d.class_weights,
                    help="balanced: weigh each score's loss by n / (scores * its count) on the training split, so "
                         f"rare scores count as much as common ones; none: plain cross-entropy (default: {d.class_weights})")
@@ -415,12 +418,15 @@ def _teacher_config(args: argparse.Namespace):
         raise UserError(f"--patience must be at least 1, got {args.patience}")
     if args.folds == 1 or args.folds < 0:
         raise UserError(f"--folds must be 0 (off) or at least 2, got {args.folds}")
+    if args.teacher_min_steps < 0:
+        raise UserError(f"--teacher-min-steps must be 0 (count patience from the start) or more, got {args.teacher_min_steps}")
     if args.teacher_cv_below < 0:
         raise UserError(f"--teacher-cv-below must be 0 (never) or a number of answers, got {args.teacher_cv_below}")
     return teacher.TeacherConfig(
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question == "yes",
         folds=args.folds, class_weights=args.class_weights, cv_below=args.teacher_cv_below,
+        min_steps=args.teacher_min_steps,
     )
 
 

@@ -58,6 +58,7 @@ class TeacherConfig:
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 3  # epochs without a better validation QWK, counted once it is above 0 (PatienceRule)
+    min_steps: int = 0  # ... and once this many optimizer steps have run
     with_question: bool = False
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1  # share of all optimizer steps (of the most epochs) spent warming the learning rate up
@@ -254,39 +255,42 @@ def balanced_class_weights(scores: Sequence[int | None], score_values: list[int]
 class PatienceRule:
     """Early stopping on validation QWK that waits for the teacher to beat chance.
 
-    ``step(qwk, epoch)`` after each evaluation says whether to stop: after ``patience`` evaluations in a row
-    without a better QWK, counted only once the best QWK is above 0. A teacher still predicting one score for
-    every answer (QWK 0) keeps training up to the most epochs. Better means strictly greater, as Trainer's
-    choice of the best checkpoint (load_best_model_at_end), so ``best_epoch`` is the epoch of the kept model.
+    ``step(qwk, epoch, steps)`` after each evaluation says whether to stop: after ``patience`` evaluations in a
+    row without a better QWK, counted only once the best QWK is above 0 and ``min_steps`` optimizer steps have
+    run. A teacher still predicting one score for every answer (QWK 0) keeps training up to the most epochs; so
+    does one that has seen too few batches to judge (80 answers make 5 steps an epoch, and 4 epochs of them
+    had stopped a teacher at chance). Better means strictly greater, as Trainer's choice of the best checkpoint
+    (load_best_model_at_end), so ``best_epoch`` is the epoch of the kept model.
     """
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, min_steps: int = 0):
         self.patience = patience
+        self.min_steps = min_steps
         self.best: float | None = None
         self.best_epoch: float | None = None
         self.waited = 0
         self.history: list[float] = []
 
-    def step(self, qwk: float, epoch: float | None) -> bool:
+    def step(self, qwk: float, epoch: float | None, steps: int | None = None) -> bool:
         self.history.append(qwk)
         if self.best is None or qwk > self.best:
             self.best, self.best_epoch, self.waited = qwk, epoch, 0
-        elif self.best > 0:
+        elif self.best > 0 and (steps is None or steps >= self.min_steps):
             self.waited += 1
         return self.best > 0 and self.waited >= self.patience
 
 
-def patience_callback(patience: int, metric: str = "eval_qwk"):
+def patience_callback(patience: int, metric: str = "eval_qwk", min_steps: int = 0):
     """A TrainerCallback that applies a :class:`PatienceRule` to ``metric`` after each evaluation."""
     from transformers import TrainerCallback
 
     class QWKPatience(TrainerCallback):
         def __init__(self):
-            self.rule = PatienceRule(patience)
+            self.rule = PatienceRule(patience, min_steps)
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             value = (metrics or {}).get(metric)
-            if value is not None and self.rule.step(float(value), state.epoch):
+            if value is not None and self.rule.step(float(value), state.epoch, getattr(state, "global_step", None)):
                 control.should_training_stop = True
 
     return QWKPatience()
@@ -473,7 +477,7 @@ def _train_one(
         save_only_model=True,
         remove_unused_columns=False,
     )
-    patience = patience_callback(config.patience)
+    patience = patience_callback(config.patience, min_steps=config.min_steps)
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -670,6 +674,8 @@ def check_config(config: TeacherConfig) -> None:
         raise UserError(f"cross-validation needs cv_below >= 0 and at least 2 folds, got {config.cv_below} and {config.cv_folds}")
     if config.patience < 1:
         raise UserError(f"patience must be at least 1 epoch, got {config.patience}")
+    if config.min_steps < 0:
+        raise UserError(f"the teacher's minimum steps must be >= 0, got {config.min_steps}")
     if config.max_length < 0:
         raise UserError(f"max_length must be > 0, or 0 for auto, got {config.max_length}")
     if not 0 <= config.warmup_ratio < 1:  # >= 1 would be read as a number of steps by TrainingArguments

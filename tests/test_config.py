@@ -47,6 +47,7 @@ PROSE = [
      lambda: [data.AUGMENT_DROP] if data.AUGMENT_DROP == data.AUGMENT_REPLACE else ["(two probabilities now)"]),
     (r"Cutpoints are judged out of fold \((\d+)-fold cross-validation over the validation answers\)",
      lambda: [CUT_FOLDS]),
+    (r"`--teacher-min-steps N` \(default (\d+)\)", lambda: [T.min_steps]),
     (r"a quarter of the copies cut to a window", lambda: [] if data.AUGMENT_WINDOW == 0.25 else ["(not a quarter)"]),
 ]
 

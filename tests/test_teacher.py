@@ -245,6 +245,26 @@ def test_patience_does_not_count_while_validation_qwk_is_not_above_zero():
     assert not control.should_training_stop and callback.rule.history == []
 
 
+def test_patience_waits_for_the_teachers_minimum_steps():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    # 5 optimizer steps an epoch (80 answers, batch 16): with 20 minimum steps, patience 2 counts from epoch 4
+    callback, control = teacher.patience_callback(2, min_steps=20), TrainerControl()
+    stopped = None
+    for epoch, q in enumerate([0.3, 0.2, 0.1, 0.2, 0.5, 0.4, 0.4, 0.3], start=1):
+        callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch), global_step=5 * epoch), control,
+                             metrics={"eval_qwk": q})
+        if control.should_training_stop:
+            stopped = epoch
+            break
+    assert stopped == 7 and callback.rule.best_epoch == 5.0     # without the minimum it would have stopped at 3
+    assert teacher.patience_callback(2).rule.min_steps == 0
+    with pytest.raises(teacher.UserError, match="minimum steps"):
+        teacher.check_config(teacher.TeacherConfig(min_steps=-1))
+
+
 def test_early_stopping_keeps_the_best_epoch(tmp_path, toy_tables, tiny_model):
     # on the toy table this tiny BERT predicts one score for several epochs (QWK 0), then learns, then stalls
     meta = fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=12, patience=2, lr=1e-3)
