@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
+def teacher_rule(item_report: dict) -> dict | None:
+    """The teacher's figures by its own decision rule (report.json's models.teacher.decided), or None
+    where it has none: a teacher trained before it kept its validation logits."""
+    decided = item_report["models"]["teacher"].get("decided")
+    return None if not decided or decided["decision"].get("judged_by", "").startswith("none") else decided
+
+
 def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the benchmark's own arguments, the kd-train train options after a lone "--")."""
     if "--" not in argv:

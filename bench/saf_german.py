@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import add_out, command, split_extra, table, train, write_result
+from bench import add_out, command, split_extra, table, teacher_rule, train, write_result
 from kd_train.data import default_data_root
 
 ATTRIBUTION = ("SAF German legal domain: Filighera, Parihar, Steuer, Meuser & Ochs, \"Your Answer is Incorrect... "
@@ -62,8 +62,8 @@ def summarize(report: dict) -> dict:
             m = r["models"].get(name, {})
             row["models"][name] = {split: {k: m[split][k] for k in ("n", "acc", "qwk")} for split in ("val", "test")
                                    if split in m}
-        decided = r["models"]["teacher"].get("decided")
-        if decided and not decided["decision"].get("judged_by", "").startswith("none"):   # its own rule's scores
+        decided = teacher_rule(r)
+        if decided:
             row["models"]["teacher_rule"] = {split: {k: decided[split][k] for k in ("n", "acc", "qwk")}
                                              for split in ("val", "test") if split in decided}
             row["teacher_rule"] = decided["decision"]["rule"]

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import add_out, command, split_extra, table, train, write_result
+from bench import add_out, command, split_extra, table, teacher_rule, train, write_result
 from kd_train.data import concat, load_asap, stratified_split
 
 MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
@@ -63,12 +63,6 @@ def run_size(ds, args, size: int, extra: list[str]) -> dict:
                   "--test", str(data / "asap-sas" / "test_public.csv"), "--item", *args.items, *extra], folder / "out")
 
 
-def _rule_not_kept(report: dict) -> bool:
-    """True where the teacher has no decision rule of its own: its validation logits were not kept."""
-    decided = report["models"]["teacher"].get("decided")
-    return not decided or decided["decision"].get("judged_by", "").startswith("none")
-
-
 def summarize(reports: dict[int, dict]) -> dict:
     rows: dict = {}
     for size, report in reports.items():
@@ -77,8 +71,8 @@ def summarize(reports: dict[int, dict]) -> dict:
             rows.setdefault(item, {})[str(size)] = {
                 "answers": sum(r["class_balance"].values()),
                 "test_qwk": {name: r["models"][name]["test"]["qwk"] for name in MODELS if "test" in r["models"].get(name, {})},
-                "teacher_rule": None if _rule_not_kept(r) else r["models"]["teacher"]["decided"]["decision"]["rule"],
-                "teacher_rule_test_qwk": None if _rule_not_kept(r) else r["models"]["teacher"]["decided"].get("test", {}).get("qwk"),
+                "teacher_rule": (teacher_rule(r) or {}).get("decision", {}).get("rule"),
+                "teacher_rule_test_qwk": (teacher_rule(r) or {}).get("test", {}).get("qwk"),
                 "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
                 "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
                 "selection": q.get("selection"), "wall_s": r.get("wall_s")}

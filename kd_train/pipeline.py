@@ -75,6 +75,11 @@ def teacher_metrics(labels: soft_labels.SoftLabels, table: Table, values: list[i
     return score_metrics(table.scores, pred, values)
 
 
+def _log_probs(labels: soft_labels.SoftLabels, ids: list[str]) -> np.ndarray:
+    """Logits, up to a constant per answer, from soft labels (the teacher's softmax at T = 1)."""
+    return np.log(np.clip(labels.lookup(ids), 1e-30, None))
+
+
 def teacher_validation(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels | None, train: Table) -> tuple | None:
     """(validation answers, the teacher's logits on them) that teacher.json's "val" metrics came from:
     its val-logits.npz, or, for a teacher saved before that file existed and validated on a split, the
@@ -91,7 +96,7 @@ def teacher_validation(folder: Path, meta: dict, soft_train: soft_labels.SoftLab
         return None
     if meta.get("cross_validation") is None and meta["val_rows"] and soft_train is not None:
         val = stratified_split(labelled, meta["config"]["val_fraction"], meta["config"]["seed"])[1]
-        return val, np.log(np.clip(soft_train.lookup(val.ids), 1e-30, None))
+        return val, _log_probs(soft_train, val.ids)
     return None
 
 
@@ -110,7 +115,7 @@ def decide_teacher(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels,
             "rule": "most probable score", "cutpoints": None,
             "judged_by": "none: the out-of-fold logits of this teacher were not kept"}}}
     val, val_logits = found
-    test_logits = np.log(np.clip(soft_test.lookup(test.ids), 1e-30, None)) if soft_test is not None else None
+    test_logits = _log_probs(soft_test, test.ids) if soft_test is not None else None
     candidate, decision = _tuned_teacher(val, val_logits, test_logits, values)
     decided = {"val": score_metrics(val.scores, candidate.predict_val(values), values)
                | ({"cross_validated": True} if meta["metrics"]["val"].get("cross_validated") else {})}
