@@ -8,7 +8,8 @@ Probe kinds (seeded; built from each item's training answers, question and readi
 gibberish (pseudo-words drawn from the item's own letter frequencies, real answer lengths), shuffled
 words of top-scored answers, key-term lists (the words most over-represented in top-scored answers),
 question copies (the question, and passages of the reading text), answers to other items (real test
-answers of the same dataset's other items), top answers repeated, top answers with 10/20/30% of their
+answers of the same dataset's other items; also measured with the detectors refitted without the
+probe's own item in the training table), top answers repeated, top answers with 10/20/30% of their
 letters mistyped, negated top answers, empty and one-word answers.
 
 The detector profile is the one this version of `kd-train train` writes (kd_train.pipeline.fit_detectors
@@ -148,13 +149,29 @@ def share(values) -> float | None:
     return sum(map(bool, values)) / len(values) if values else None
 
 
-def measure_item(item: Item, train: Table, test: Table, others: list[str], scorer_dir: Path, seed: int) -> dict:
+def unseen_source_flags(item: Item, train: Table, probes: list[dict], sources: dict[str, str]) -> list[bool]:
+    """Each answer to another item flagged by a profile fitted without that item's training answers: how
+    other_question does on answers to a question the training table does not hold."""
+    from kd_train import pipeline
+
+    profiles = {}
+    for source in {sources[p["text"]] for p in probes}:
+        keep = [i for i, it in enumerate(train.items) if it != source]
+        profiles[source] = pipeline.fit_detectors(item, train.take(keep), None)[0]
+    return [bool(detect.flags(p["text"], profiles[sources[p["text"]]])) for p in probes]
+
+
+def measure_item(item: Item, train: Table, test: Table, others: dict[str, str], scorer_dir: Path, seed: int) -> dict:
+    """``train``: the whole training table (the detectors learn other_question from the other items'
+    answers); ``others``: {answer to another item (test side): its item}."""
     from kd_train import pipeline
     from kd_train.scorer import Scorer
 
     rng = random.Random(f"{seed}:{item.item}")
+    full_train = train
     scorer = Scorer(scorer_dir) if (scorer_dir / "scorer.json").is_file() else None
     profile = pipeline.fit_detectors(item, train, None)[0]           # this version's detectors, for every item
+    train = train.for_item(item.item).labelled()
     stored = scorer.info.get("detectors") if scorer else None
     values = scorer.score_values if scorer else None
     score = (lambda texts: scorer.predict([t if len(t) <= profile["max_chars"] else "" for t in texts])) if scorer else None
@@ -167,12 +184,14 @@ def measure_item(item: Item, train: Table, test: Table, others: list[str], score
               "real_test": {"n": len(real), "flagged": share(real),
                             "by": {c: share(c in f for f in real) for c in detect.REASONS}},
               "detect_us_per_answer": round(per_answer_us, 1), "kinds": {}}
-    for kind, probes in make_probes(item, train, others, rng).items():
+    for kind, probes in make_probes(item, train, list(others), rng).items():
         if not probes:
             continue
         texts = [p["text"] for p in probes]
         found = [detect.flags(t, profile) for t in texts]
         row = {"n": len(texts), "flagged": share(found), "by": dict(Counter(c for f in found for c in f))}
+        if kind == "other_item" and "other" in profile:
+            row["flagged_source_unseen"] = share(unseen_source_flags(item, full_train, probes, others))
         if score is not None:
             got = score(texts)
             lowest = [s == values[0] for s in got]
@@ -191,10 +210,10 @@ def asap_items(root: Path, run: Path, seed: int) -> dict:
     ds = data.load_asap(root)
     out = {}
     for item_id in sorted(ds.items, key=lambda s: (len(s), s)):
-        others = [t for o in ds.items if o != item_id for t in ds.test.for_item(o).responses if len(detect.words(t)) >= 5]
+        others = {t: o for o in ds.items if o != item_id for t in ds.test.for_item(o).responses if len(detect.words(t)) >= 5}
         print(f"  ASAP-SAS item {item_id}", flush=True)
-        out[item_id] = measure_item(ds.items[item_id], ds.train.for_item(item_id).labelled(),
-                                    ds.test.for_item(item_id).labelled(), others, run / item_folder(item_id) / "scorer", seed)
+        out[item_id] = measure_item(ds.items[item_id], ds.train, ds.test.for_item(item_id).labelled(), others,
+                                    run / item_folder(item_id) / "scorer", seed)
     return out
 
 
@@ -205,10 +224,10 @@ def saf_items(root: Path, run: Path, seed: int) -> dict:
     test = data.read_responses(folder / "test.csv", items)
     out = {}
     for item_id in train.item_ids():
-        others = [t for o in test.item_ids() if o != item_id for t in test.for_item(o).responses if len(detect.words(t)) >= 5]
+        others = {t: o for o in test.item_ids() if o != item_id for t in test.for_item(o).responses if len(detect.words(t)) >= 5}
         print(f"  SAF item {item_id}", flush=True)
-        out[item_id] = measure_item(items[item_id], train.for_item(item_id).labelled(), test.for_item(item_id).labelled(),
-                                    others, run / item_folder(item_id) / "scorer", seed)
+        out[item_id] = measure_item(items[item_id], train, test.for_item(item_id).labelled(), others,
+                                    run / item_folder(item_id) / "scorer", seed)
     return out
 
 
@@ -233,8 +252,9 @@ def dataset_markdown(name: str, items: dict) -> list[str]:
         lines += ["", "Goal (issue 14): ≥ 90% of gibberish, key-term lists, question copies and answers to other "
                       "items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of real "
                       "test answers flagged:", "",
-                  "| item | gibberish | key terms | question copy | other item | real flagged ≤ 5% | all met |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| item | gibberish | key terms | question copy | other item | real flagged ≤ 5% | all met "
+                  "| other item, its item left out of the detectors' training table |",
+                  "|---|---|---|---|---|---|---|---:|"]
         for item, r in items.items():
             k = r["kinds"]
             cells, ok = [], True
@@ -246,8 +266,9 @@ def dataset_markdown(name: str, items: dict) -> list[str]:
                 ok &= met
                 cells.append(f"{pct(k[kind]['flagged'])} {'yes' if met else 'no'}")
             real_ok = r["real_test"]["flagged"] <= 0.05
+            unseen = k.get("other_item", {}).get("flagged_source_unseen")
             lines.append(f"| {item} | " + " | ".join(cells) + f" | {pct(r['real_test']['flagged'])} {'yes' if real_ok else 'no'} "
-                         f"| {'yes' if ok and real_ok else 'no'} |")
+                         f"| {'yes' if ok and real_ok else 'no'} | {pct(unseen)} |")
         lines += ["", "What the shipped scorer does with answers made from its top-scored answers (score shift = probe's "
                       "score minus the original answer's; kept = same score as the original; unflagged and kept = "
                       "the probe fooled both):", "",
@@ -288,6 +309,11 @@ def render(result: dict) -> str:
         lines += dataset_markdown("SAF German legal", result["datasets"]["saf"])
         lines += [f"Data: {ATTRIBUTION}", ""]
     lines += ["## Reading the tables", "",
+              "- Answers to other items: `other_question` learns, per item, which words answers to the training "
+              "table's other items use more than this item's answers do; the probes are those items' test answers. "
+              "The last column of the goal table refits the detectors without the probe's own item, as for an "
+              "answer to a question the table does not hold: the other measures and the remaining items' words "
+              "must catch it.",
               "- Negation: the detectors read words, not meaning, so a negated top answer is almost never flagged; the "
               "shift column shows how much of its score it keeps.",
               "- Typos: mistyped letters make unknown words; the detectors flag an answer when many of its words are "

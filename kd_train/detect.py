@@ -18,6 +18,11 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
                   its length has: the binomial z-scores of the two counts against the item's median
                   rates (out of fold), added. Long answers to another question have ordinary
                   shares of common words but far more unknown ones than their length allows.
+    other_question  (only when the training table holds answers to other questions) how much more
+                  the answer's words are those of answers to the table's other questions than of
+                  answers to this one: the summed log-odds of its distinct words, divided by the
+                  square root of their number. It tells apart answers to two questions on one
+                  subject (two biology items), where every word is known to both.
     The shares of words, pairs and 4-grams are smoothed by the answer's length (``count / (n + 2)``),
     so one rare word in a two-word answer does not read as gibberish, nor one quoted phrase as a copy.
     Three fixed rules need no threshold: ``empty`` (no word at all), ``too_long`` (more than twice
@@ -30,7 +35,8 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
     scorer, which learned its score from people). An answer over ``max_chars`` characters is refused
     before anything else runs.
 
-The profile (scorer.json ``detectors``) holds the CRC-32 of each glue word, one bitset of hashed words, word pairs and source
+The profile (scorer.json ``detectors``) holds the CRC-32 of each glue word, the CRC-32 and log-odds
+(int8, eighths) of each word of ``other_question`` that at least ``OTHER_MIN_COUNT`` answers use, one bitset of hashed words, word pairs and source
 4-grams (CRC-32 of ``prefix + UTF-8``, modulo 2**bits: no answer text is stored) and one threshold
 per measure. ``fit`` chooses the thresholds on answers the profile was not built from (k-fold over
 the training answers), jointly, so that at most ``share`` of those answers gets any flag.
@@ -51,12 +57,15 @@ except ImportError:  # in the page, featurize.py is a top-level module
 __all__ = ["VERSION", "MEASURES", "REASONS", "MAX_CHARS", "measure", "flags", "fit", "check_profile", "words"]
 
 VERSION = 1
-MEASURES = ("unknown", "unseen_pairs", "copied", "repeated", "off_topic")
-_CORE = MEASURES[:4]   # every profile has these; off_topic (with "rates") only those fitted since it was added
+MEASURES = ("unknown", "unseen_pairs", "copied", "repeated", "off_topic", "other_question")
+_CORE = MEASURES[:4]   # every profile has these; off_topic (with "rates") only those fitted since it was added,
+                       # other_question (with "other") only those fitted beside answers to other questions
 GLUE_WORDS = 100       # how many glue words an item has at most (100 flags fewer real answers than 25 or 50,
                        # out of fold on ASAP-SAS's training answers; the key-word lists are flagged alike)
 GLUE_BIAS = 0.7        # a word whose log-odds between top-scored and other answers is above this is no glue
 MAX_CHARS = 20000  # longer answers are refused, not scored (the longest ASAP-SAS answer has 1,819)
+OTHER_MIN_ANSWERS = 20  # fewer answers to other questions than this: no other_question measure
+OTHER_MIN_COUNT = 3     # a word gets an other_question weight when this many answers (both sides) use it
 REASONS = {
     "empty": "There is no answer to score.",
     "too_long": "This answer is far longer than any answer the scorer learned from.",
@@ -69,10 +78,11 @@ REASONS = {
     "repeated": "The same words are repeated many times.",
     "off_topic": "This does not seem to answer this question: many of its words and word pairs are not used in "
                  "answers to it.",
+    "other_question": "This looks like an answer to another question, not to this one.",
     "listed": "This looks like a list of key words, not sentences that explain the answer.",
 }
 
-_UNIGRAM, _PAIR, _SOURCE, _GLUE = b"u\x1f", b"p\x1f", b"s\x1f", b"g\x1f"
+_UNIGRAM, _PAIR, _SOURCE, _GLUE, _OTHER = b"u\x1f", b"p\x1f", b"s\x1f", b"g\x1f", b"o\x1f"
 
 
 def words(text: str) -> list:
@@ -118,7 +128,16 @@ def _glue_count(tokens: list, glue) -> int:
     return sum(1 for h in _hashes(_GLUE, tokens, 0xFFFFFFFF) if h in glue)
 
 
-def _measures(tokens: list, table: _Table, rates: dict | None = None) -> dict:
+def _elsewhere(tokens: list, weights: dict) -> float:
+    """other_question: the log-odds (other questions' answers : this one's) of the distinct words, summed,
+    over the square root of their number (words without a weight count 0)."""
+    distinct = set(tokens)
+    if not distinct:
+        return 0.0
+    return sum(weights.get(h, 0) for h in _hashes(_OTHER, distinct, 0xFFFFFFFF)) / 8.0 / sqrt(len(distinct))
+
+
+def _measures(tokens: list, table: _Table, rates: dict | None = None, other: dict | None = None) -> dict:
     n = len(tokens)
     pairs = _pairs(tokens)
     fours = _ngrams(tokens, 4)
@@ -133,6 +152,8 @@ def _measures(tokens: list, table: _Table, rates: dict | None = None) -> dict:
     }
     if rates is not None:
         values["off_topic"] = _z(unknown, n, rates["unknown"]) + _z(unseen, len(pairs), rates["unseen_pairs"])
+    if other is not None:
+        values["other_question"] = _elsewhere(tokens, other)
     return values
 
 
@@ -144,7 +165,19 @@ def _listed(tokens: list, table: _Table, glue) -> bool:
     return 2 * table.unseen(_PAIR, pairs) >= len(pairs)
 
 
-_TABLES: dict = {}  # id(profile) -> (profile, _Table, glue set): the page and predict reuse one decoded bitset
+_TABLES: dict = {}  # id(profile) -> (profile, _Table, glue set, weights): the page and predict decode a profile once
+
+
+def _pack_weights(weights: dict) -> dict:
+    """{crc: int8} as two base64 strings: the CRCs (4 bytes each, big-endian, ascending) and the weights."""
+    keys = sorted(weights)
+    return {"hashes": base64.b64encode(b"".join(k.to_bytes(4, "big") for k in keys)).decode("ascii"),
+            "weights": base64.b64encode(bytes(weights[k] & 0xFF for k in keys)).decode("ascii")}
+
+
+def _unpack_weights(packed: dict) -> dict:
+    keys, values = base64.b64decode(packed["hashes"]), base64.b64decode(packed["weights"])
+    return {int.from_bytes(keys[4 * i:4 * i + 4], "big"): v - 256 if v > 127 else v for i, v in enumerate(values)}
 
 
 def _decoded(profile: dict) -> tuple:
@@ -153,16 +186,18 @@ def _decoded(profile: dict) -> tuple:
         if len(_TABLES) > 64:
             _TABLES.clear()
         glue = frozenset(profile["glue"]) if "glue" in profile else None
-        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])), glue)
+        other = _unpack_weights(profile["other"]) if "other" in profile else None
+        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])), glue, other)
         _TABLES[id(profile)] = cached
-    return cached[1], cached[2]
+    return cached[1:]
 
 
 def measure(text: str, profile: dict) -> dict:
     """The answer's measures under ``profile`` (plus ``words``, its word count, and ``listed``)."""
     tokens = words(text)
-    table, glue = _decoded(profile)
-    return {"words": len(tokens), "listed": _listed(tokens, table, glue), **_measures(tokens, table, profile.get("rates"))}
+    table, glue, other = _decoded(profile)
+    return {"words": len(tokens), "listed": _listed(tokens, table, glue),
+            **_measures(tokens, table, profile.get("rates"), other)}
 
 
 def flags(text: str, profile: dict | None) -> list:
@@ -177,9 +212,9 @@ def flags(text: str, profile: dict | None) -> list:
     tokens = words(text)
     if not tokens:
         return ["empty"]
-    table, glue = _decoded(profile)
+    table, glue, other = _decoded(profile)
     found = ["too_long"] if len(tokens) > profile["max_words"] else []
-    values = _measures(tokens, table, profile.get("rates"))
+    values = _measures(tokens, table, profile.get("rates"), other)
     thresholds = profile["thresholds"]
     found += [m for m in MEASURES if m in thresholds and values[m] > thresholds[m]]
     return found + ["listed"] if _listed(tokens, table, glue) else found
@@ -209,13 +244,24 @@ def check_profile(profile) -> None:
     if not isinstance(thresholds, dict) or not set(_CORE) <= set(thresholds) <= set(MEASURES) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in thresholds.values()):
         raise ValueError(f"'detectors' thresholds must give a number for each of {list(_CORE)} "
-                         "(and off_topic, optionally)")
+                         "(and off_topic and other_question, optionally)")
     rates = profile.get("rates")
     if ("off_topic" in thresholds) != (rates is not None) or rates is not None and not (
             isinstance(rates, dict) and all(isinstance(rates.get(k), float) and 0.0 < rates[k] < 1.0
                                             for k in ("unknown", "unseen_pairs"))):
         raise ValueError("'detectors' rates must give unknown and unseen_pairs rates between 0 and 1, "
                          "exactly when thresholds has off_topic")
+    other = profile.get("other")
+    if ("other_question" in thresholds) != (other is not None):
+        raise ValueError("'detectors' other must be there exactly when thresholds has other_question")
+    if other is not None:
+        try:
+            sizes = [len(base64.b64decode(other[k], validate=True)) for k in ("hashes", "weights")]
+        except (TypeError, ValueError, KeyError):
+            raise ValueError("'detectors' other must hold base64 'hashes' and 'weights'") from None
+        if sizes[0] != 4 * sizes[1]:
+            raise ValueError(f"'detectors' other holds {sizes[0]} bytes of hashes for {sizes[1]} weights; "
+                             "each weight needs 4")
     glue = profile.get("glue")
     if glue is not None and not (isinstance(glue, list) and len(glue) <= 1000 and all(
             isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 0xFFFFFFFF for h in glue)):
@@ -332,11 +378,39 @@ def _median_rates(answers: list, tables: list) -> dict:
     return {"unknown": median(unknown), "unseen_pairs": median(unseen)}
 
 
+def _answer_counts(answers: list) -> dict:
+    """How many answers use each word."""
+    counts = {}
+    for tokens in answers:
+        for w in set(tokens):
+            counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+def _other_weights(answers: list, other_counts: dict, n_other: int) -> dict:
+    """other_question's weights: {CRC-32 of a word: log-odds, in eighths, of an answer to another question
+    using it against an answer to this one} (Bernoulli naive Bayes, add-0.5), for the words that at least
+    OTHER_MIN_COUNT answers on both sides together use."""
+    counts = _answer_counts(answers)
+    n_item = len(answers)
+    weights = {}
+    for w in set(counts) | set(other_counts):
+        here, there = counts.get(w, 0), other_counts.get(w, 0)
+        if here + there < OTHER_MIN_COUNT:
+            continue
+        odds = log((there + 0.5) / (n_other + 1)) - log((here + 0.5) / (n_item + 1))
+        q = max(-127, min(127, round(8 * odds)))
+        if q:
+            weights[_hashes(_OTHER, [w], 0xFFFFFFFF)[0]] = q
+    return weights
+
+
 def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: int = 0,
-        scores: list | None = None) -> dict:
+        scores: list | None = None, others: list | None = None) -> dict:
     """A detector profile for one item from its training answers (``texts``, with their human
     ``scores`` where known: they keep the words that earn points out of the glue words) and the
-    question, reading text and reference answer (``sources``).
+    question, reading text and reference answer (``sources``). ``others``: answers to the training
+    table's other questions; with at least OTHER_MIN_ANSWERS of them the profile has other_question.
 
     Thresholds are chosen on out-of-fold measures (``folds``-fold: each answer measured against a
     profile built without it) so that at most ``share`` of them gets any flag; the profile shipped is
@@ -351,21 +425,26 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
     k = max(2, min(folds, len(answers)))
     if scores is not None and len(scores) != len(answers):
         raise ValueError(f"{len(scores)} scores for {len(answers)} answers")
+    other_answers = [words(t) for t in others] if others and len(others) >= OTHER_MIN_ANSWERS else None
+    other_counts = _answer_counts(other_answers) if other_answers else None
     held_out, held_glue = [None] * len(answers), [None] * len(answers)   # what each answer is measured against
+    held_other = [None] * len(answers)
     for f in range(k):
         held = set(order[f::k])
         keep = [i for i in order if i not in held]
         fit_part = [answers[i] for i in keep]
         table = _build(fit_part, source_words, _min_count(len(fit_part)))
         glue = _glue_set(_glue_words(fit_part, [scores[i] for i in keep] if scores is not None else None))
+        weights = _other_weights(fit_part, other_counts, len(other_answers)) if other_answers else None
         for i in held:
-            held_out[i], held_glue[i] = table, glue
+            held_out[i], held_glue[i], held_other[i] = table, glue, weights
     rates = _median_rates(answers, held_out)
-    oof = [_measures(a, t, rates) for a, t in zip(answers, held_out)]
+    oof = [_measures(a, t, rates, o) for a, t, o in zip(answers, held_out, held_other)]
     listed = [_listed(a, t, g) for a, t, g in zip(answers, held_out, held_glue)]
     thresholds = _joint_thresholds(oof, share, listed)
     table = _build(answers, source_words, _min_count(len(answers)))
     glue = sorted(_glue_set(_glue_words(answers, scores)))
+    other = _pack_weights(_other_weights(answers, other_counts, len(other_answers))) if other_answers else None
     names = list(thresholds)
     flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in names}
     flagged["listed"] = sum(listed) / max(len(oof), 1)
@@ -380,6 +459,8 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
         "thresholds": thresholds,
         "rates": rates,
         "glue": glue,
+        **({"other": other} if other else {}),
         "fitted_on": {"answers": len(answers), "folds": k, "seed": seed, "share": share,
-                      "flagged": any_flag, "flagged_by": flagged},
+                      "flagged": any_flag, "flagged_by": flagged,
+                      "other_answers": len(other_answers) if other_answers else 0},
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -28,6 +29,8 @@ from kd_train.metrics import flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
 from kd_train.student import featurize_all, logits, param_count
+
+OTHER_ANSWERS_MAX = 20000   # answers to other questions the detectors learn other_question from, at most
 
 
 @dataclass
@@ -173,7 +176,7 @@ def run_item(
     started = time.time()
     out = Path(out) / item_folder(item.item)
     fconfig = config.featurizer
-    train = train.for_item(item.item)
+    table, train = train, train.for_item(item.item)   # the whole table: the detectors learn other_question from it
     test = test.for_item(item.item).labelled() if test is not None else None
     unlabeled = unlabeled.for_item(item.item) if unlabeled is not None else None
     report: dict = {"item": item.item, "score_values": values, "models": {},
@@ -239,7 +242,7 @@ def run_item(
     for line in quality_lines(item.item, quality_report):
         log(line)
 
-    profile, report["detectors"] = fit_detectors(item, train, test)
+    profile, report["detectors"] = fit_detectors(item, table, test)
     log(detector_line(report["detectors"]))
 
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
@@ -269,11 +272,16 @@ def _augmented(out: Path, train: Table, item: str, config: PipelineConfig, log) 
 
 
 def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -> tuple[dict, dict]:
-    """The detector profile of ``item`` (kd_train/detect.py) from its training answers and its question,
-    reading text and reference answer; and what it flags: out-of-fold on the training answers, and on test."""
+    """The detector profile of ``item`` (kd_train/detect.py) from its training answers, its question,
+    reading text and reference answer, and the table's answers to other questions (at most
+    OTHER_ANSWERS_MAX of them, drawn with ``seed``); and what it flags: out-of-fold on the training
+    answers, and on test."""
     texts = train.for_item(item.item).responses
+    others = [r for i, r in zip(train.items, train.responses) if i != item.item]
+    if len(others) > OTHER_ANSWERS_MAX:
+        others = random.Random(seed).sample(others, OTHER_ANSWERS_MAX)
     profile = detect.fit(texts, [item.question, item.stimulus, item.reference_answer], seed=seed,
-                         scores=train.for_item(item.item).scores)
+                         scores=train.for_item(item.item).scores, others=others)
     fitted = profile["fitted_on"]
     summary = {"share_target": fitted["share"], "val": {"n": fitted["answers"], "flagged": fitted["flagged"],
                                                          "flagged_by": fitted["flagged_by"], "how": f"{fitted['folds']}-fold out-of-fold"}}

@@ -185,3 +185,51 @@ def test_few_answers_still_fit():
     profile = detect.fit(["heat flows into the ice", "metal conducts heat"], ["Why does ice melt?"])
     detect.check_profile(profile)
     assert profile["fitted_on"]["folds"] == 2
+
+
+def _two_questions(seed: int = 5) -> tuple[list[str], list[str]]:
+    """Answers to two questions on one subject: most of their words are common to both."""
+    rng = random.Random(seed)
+    shared = "the heat ice water metal plate room it is because and faster".split()
+    melting = "melts conducts plate insulator plastic solid".split()
+    boiling = "boils evaporates vapour steam bubbles kettle".split()
+    make = lambda own: " ".join(rng.choice(shared + own) for _ in range(rng.randint(10, 25)))   # noqa: E731
+    return [make(melting) for _ in range(300)], [make(boiling) for _ in range(300)]
+
+
+def test_an_answer_to_another_question_on_the_same_subject_is_other_question():
+    melting, boiling = _two_questions()
+    profile = detect.fit(melting, ["Why does the ice melt faster on the metal plate?"], others=boiling)
+    detect.check_profile(profile)
+    assert profile["fitted_on"]["other_answers"] == 300 and "other_question" in profile["thresholds"]
+    json.dumps(profile)
+    answer_to_other = _two_questions(6)[1][:50]
+    assert sum("other_question" in detect.flags(a, profile) for a in answer_to_other) >= 45
+    assert sum(bool(detect.flags(a, profile)) for a in _two_questions(6)[0][:100]) <= 10
+    alone = detect.fit(melting, ["Why does the ice melt faster on the metal plate?"])
+    assert "other" not in alone and "other_question" not in alone["thresholds"]
+
+
+def test_other_question_weights_survive_packing():
+    weights = {0: -127, 7: 127, 2**32 - 1: -1, 12345: 3}
+    assert detect._unpack_weights(detect._pack_weights(weights)) == weights
+
+
+def test_too_few_answers_to_other_questions_give_no_other_question():
+    melting, boiling = _two_questions()
+    profile = detect.fit(melting, [], others=boiling[:detect.OTHER_MIN_ANSWERS - 1])
+    assert "other" not in profile and profile["fitted_on"]["other_answers"] == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.pop("other"), "other must be there"),
+    (lambda p: p["thresholds"].pop("other_question"), "other must be there"),
+    (lambda p: p["other"].update(hashes=p["other"]["hashes"][:-8]), "each weight needs 4"),
+    (lambda p: p["other"].update(weights="not base64!"), "base64"),
+])
+def test_check_profile_names_what_is_wrong_with_other(change, message):
+    melting, boiling = _two_questions()
+    profile = detect.fit(melting, [], others=boiling)
+    change(profile)
+    with pytest.raises(ValueError, match=message):
+        detect.check_profile(profile)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO
-from kd_train import quality, teacher
+from kd_train import data, detect, pipeline, quality, teacher
 from kd_train.cli import main
 from kd_train.distill import StudentConfig
 from kd_train.pipeline import PipelineConfig, run_item
@@ -239,3 +239,19 @@ def test_a_run_without_test_answers_reports_validation_balance_and_time(tmp_path
         assert (out / image).is_file(), image
     report = json.loads((out / "report.json").read_text())
     assert report["split"] == "val" and report["models"]["shipped"]["mean_qwk"] > 0
+
+
+def test_detectors_learn_other_question_from_the_tables_other_items():
+    from web_support import other_question_answers
+
+    items = data.read_items(DEMO / "items.csv")
+    train = data.read_responses(DEMO / "responses.csv", items)
+    puddle = other_question_answers()
+    both = data.concat(train, data.Table(path="other.csv", ids=[f"p{i}" for i in range(len(puddle))],
+                                         items=["puddle"] * len(puddle), responses=puddle,
+                                         scores=[1] * len(puddle), rows=list(range(2, len(puddle) + 2))))
+    alone, _ = pipeline.fit_detectors(items["demo-ice"], train, None)
+    profile, _ = pipeline.fit_detectors(items["demo-ice"], both, None)
+    assert "other" not in alone and profile["fitted_on"]["other_answers"] == len(puddle)
+    assert profile["fitted_on"]["answers"] == alone["fitted_on"]["answers"] == 320   # the item's own answers only
+    assert "other_question" in detect.flags("The puddle dries up because the sun heats it.", profile)

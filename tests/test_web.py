@@ -200,6 +200,7 @@ FLAG_PROBES = [
     "   ",
     "x" * 20_001,
     "heat heat heat",
+    "The water in the puddle evaporates because the sun heats it and the vapour rises into the clouds.",
 ]
 
 
@@ -218,6 +219,7 @@ def test_flags_equal_python_and_are_shown(site, scorer_dir, shots, tmp_path):
     assert [r["flags"] for r in predicted] == [";".join(f) for f in got["flags"]]
     assert got["flags"][0] == [] and got["flags"][5] == ["empty"] and got["flags"][6] == ["refused"]
     assert sum(map(bool, got["flags"])) >= 5, got["flags"]
+    assert "other_question" in got["flags"][-1]            # an answer to the other question of the test
     assert predicted[6]["score"] == "" and predicted[6]["flagged"] == "1"
 
     shown = score_in_page(page, FLAG_PROBES[1])

@@ -46,11 +46,24 @@ def make_scorer(folder: Path, epochs: int = 60, cutpoints: list[float] | None = 
     shipped, quality = pipeline.ship([candidate], val, None, values)
     quality["calibration"]["decision"]["cutpoints"] = cutpoints
     item = items["demo-ice"]
-    detectors = detect.fit(train.responses, [item.question, item.reference_answer])
+    detectors = detect.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
     scorer.write_scorer(folder, shipped, item="demo-ice", question=item.question, score_values=values,
                         featurizer_config=FeaturizerConfig(), metrics=quality["metrics"], teacher=None,
                         training=report["training"], quality=quality, detectors=detectors)
     return folder
+
+
+def other_question_answers(n: int = 80, seed: int = 0) -> list[str]:
+    """Answers to another question of the same test (why a puddle dries in the sun), written for these
+    tests: the test scorer's detectors learn other_question from them."""
+    import random
+
+    rng = random.Random(seed)
+    starts = ["The water in the puddle", "The puddle", "The water", "Water on the ground"]
+    middles = ["evaporates", "turns into water vapour", "dries up", "goes into the air as vapour"]
+    ends = ["because the sun heats it", "when the sun warms the ground", "faster on a hot windy day",
+            "and the vapour rises into the clouds"]
+    return [f"{rng.choice(starts)} {rng.choice(middles)} {rng.choice(ends)}." for _ in range(n)]
 
 
 def tree(folder: Path) -> dict[str, bytes]:
