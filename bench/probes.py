@@ -4,13 +4,9 @@ to fool them, generated per item from the item's own data, on ASAP-SAS and SAF G
     python -m bench.probes [--asap-run runs/asap-train] [--saf-run runs/saf-german-legal]
                            [--datasets asap saf] [--seed 0] [--out bench/results]
 
-Probe kinds (seeded; built from each item's training answers, question and reading text):
-gibberish (pseudo-words drawn from the item's own letter frequencies, real answer lengths), shuffled
-words of top-scored answers, key-term lists (the words most over-represented in top-scored answers),
-question copies (the question, and passages of the reading text), answers to other items (real test
-answers of the same dataset's other items; also measured with the detectors refitted without the
-probe's own item in the training table), top answers repeated, top answers with 10/20/30% of their
-letters mistyped, negated top answers, empty and one-word answers.
+The probes are kd_train/probes.py's (the ones `kd-train train` measures on every item); answers to
+other items are real test answers of the same dataset's other items, also measured with the
+detectors refitted without the probe's own item in the training table.
 
 The detector profile is the one this version of `kd-train train` writes (kd_train.pipeline.fit_detectors
 on the item's training answers), for every item, so that all items measure the same detectors; the
@@ -24,26 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
-from collections import Counter
-from math import log
 from pathlib import Path
 
 from bench.saf_german import ATTRIBUTION
-from kd_train import data, detect
+from kd_train import data, detect, probes
 from kd_train.data import Item, Table, default_data_root, item_folder
+from kd_train.probes import MUST_FLAG, SCORE_SHIFT, share
 
 ROOT = Path(__file__).resolve().parent.parent
-MUST_FLAG = ("gibberish", "key_terms", "question_copy", "other_item")   # the ≥ 90% goal
-SCORE_SHIFT = ("shuffled", "repeated", "typos_10", "typos_20", "typos_30", "negated")
-NEGATION = {
-    "en": ("not", ("is", "are", "was", "were", "would", "will", "can", "could", "should", "does", "do", "did",
-                   "has", "have", "must"), "It is not true that "),
-    "de": ("nicht", ("ist", "sind", "war", "waren", "wird", "werden", "kann", "können", "muss", "müssen", "hat",
-                     "haben", "darf", "soll"), "Es stimmt nicht, dass "),
-}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,107 +44,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-# ---- probes -----------------------------------------------------------------------------------
-
-def language(texts: list[str]) -> str:
-    """'de' when German function words dominate, else 'en' (only for the negation probes)."""
-    words = Counter(w for t in texts[:300] for w in detect.words(t))
-    return "de" if words["und"] + words["die"] + words["der"] > words["the"] + words["and"] + words["of"] else "en"
-
-
-def key_terms(texts: list[str], scores: list[int], k: int = 16) -> list[str]:
-    """The words most over-represented in top-scored answers (smoothed log-odds, in >= 3 top answers)."""
-    top = max(scores)
-    hi, lo = Counter(), Counter()
-    n_hi = n_lo = 0
-    for text, score in zip(texts, scores):
-        ws = set(detect.words(text))
-        if score == top:
-            hi.update(ws)
-            n_hi += 1
-        else:
-            lo.update(ws)
-            n_lo += 1
-    odds = {w: log((hi[w] + 1) / (n_hi + 2)) - log((lo[w] + 1) / (n_lo + 2)) for w in hi if hi[w] >= 3}
-    return sorted(odds, key=lambda w: (-odds[w], w))[:k]
-
-
-def mistype(text: str, rate: float, rng: random.Random, letters: str) -> str:
-    chars = list(text)
-    for i, c in enumerate(chars):
-        if c.isalpha() and rng.random() < rate:
-            chars[i] = rng.choice(letters)
-    return "".join(chars)
-
-
-def negate(text: str, lang: str) -> str:
-    """Insert the negation after the first auxiliary verb; without one, prefix 'It is not true that'."""
-    word, auxiliaries, prefix = NEGATION[lang]
-    pattern = re.compile(r"\b(" + "|".join(auxiliaries) + r")\b", re.IGNORECASE)
-    match = pattern.search(text)
-    if match:
-        return text[:match.end()] + " " + word + text[match.end():]
-    return prefix + text[:1].lower() + text[1:]
-
-
-def make_probes(item: Item, train: Table, others: list[str], rng: random.Random) -> dict[str, list[dict]]:
-    """{kind: [{"text", "source"}]}: ``source`` is the top answer a probe was made from (for score shifts)."""
-    texts, scores = train.responses, train.scores
-    top_score = max(scores)
-    tops = [t for t, s in zip(texts, scores) if s == top_score and len(detect.words(t)) >= 5] or \
-           [t for t, s in zip(texts, scores) if s == top_score]
-    tops = rng.sample(tops, min(20, len(tops)))
-    letter_counts = Counter(c for t in texts for c in t.lower() if c.isalpha())
-    letters = "".join(letter_counts)
-    weights = list(letter_counts.values())
-    lengths = [n for n in (len(detect.words(t)) for t in texts) if n >= 3] or [10]
-    terms = key_terms(texts, scores)
-    lang = language(texts)
-
-    def pseudo_word() -> str:
-        return "".join(rng.choices(letters, weights, k=rng.randint(2, 9)))
-
-    def passages(source: str, n: int, size: int = 30) -> list[str]:
-        words = source.split()
-        if len(words) <= size:
-            return [source] if words else []
-        starts = sorted(rng.sample(range(len(words) - size), min(n, len(words) - size)))
-        return [" ".join(words[s:s + size]) for s in starts]
-
-    plain = lambda items: [{"text": t, "source": None} for t in items]   # noqa: E731
-    probes = {
-        "gibberish": plain(" ".join(pseudo_word() for _ in range(rng.choice(lengths))) for _ in range(40)),
-        "key_terms": plain((", " if rng.random() < 0.5 else " ").join(rng.sample(terms, rng.randint(4, min(8, len(terms)))))
-                           for _ in range(30)) if len(terms) >= 4 else [],
-        "question_copy": plain([item.question] + passages(item.question + " " + item.stimulus, 14) if item.question else []),
-        "other_item": plain(rng.sample(others, min(30, len(others)))),
-        "shuffled": [{"text": " ".join(rng.sample(t.split(), len(t.split()))), "source": t} for t in tops],
-        "repeated": [{"text": " ".join([t] * rng.randint(3, 5)), "source": t} for t in tops],
-        **{f"typos_{r}": [{"text": mistype(t, r / 100, rng, letters), "source": t} for t in tops] for r in (10, 20, 30)},
-        "negated": [{"text": negate(t, lang), "source": t} for t in tops],
-        "empty": plain(["", "   ", "\n", "?!", "..."]),
-        "one_word": plain(rng.sample(terms, min(10, len(terms))) if terms else []),
-    }
-    return probes
-
-
 # ---- measuring ------------------------------------------------------------------------------
 
-def share(values) -> float | None:
-    values = list(values)
-    return sum(map(bool, values)) / len(values) if values else None
-
-
-def unseen_source_flags(item: Item, train: Table, probes: list[dict], sources: dict[str, str]) -> list[bool]:
+def unseen_source_flags(item: Item, train: Table, rows: list[dict], sources: dict[str, str]) -> list[bool]:
     """Each answer to another item flagged by a profile fitted without that item's training answers: how
     other_question does on answers to a question the training table does not hold."""
     from kd_train import pipeline
 
     profiles = {}
-    for source in {sources[p["text"]] for p in probes}:
+    for source in {sources[p["text"]] for p in rows}:
         keep = [i for i, it in enumerate(train.items) if it != source]
         profiles[source] = pipeline.fit_detectors(item, train.take(keep), None)[0]
-    return [bool(detect.flags(p["text"], profiles[sources[p["text"]]])) for p in probes]
+    return [bool(detect.flags(p["text"], profiles[sources[p["text"]]])) for p in rows]
 
 
 def measure_item(item: Item, train: Table, test: Table, others: dict[str, str], scorer_dir: Path, seed: int) -> dict:
@@ -183,26 +80,12 @@ def measure_item(item: Item, train: Table, test: Table, others: dict[str, str], 
               "thresholds": profile["thresholds"], "score_values": values,
               "real_test": {"n": len(real), "flagged": share(real),
                             "by": {c: share(c in f for f in real) for c in detect.REASONS}},
-              "detect_us_per_answer": round(per_answer_us, 1), "kinds": {}}
-    for kind, probes in make_probes(item, train, list(others), rng).items():
-        if not probes:
-            continue
-        texts = [p["text"] for p in probes]
-        found = [detect.flags(t, profile) for t in texts]
-        row = {"n": len(texts), "flagged": share(found), "by": dict(Counter(c for f in found for c in f))}
-        if kind == "other_item" and "other" in profile:
-            row["flagged_source_unseen"] = share(unseen_source_flags(item, full_train, probes, others))
-        if score is not None:
-            got = score(texts)
-            lowest = [s == values[0] for s in got]
-            row |= {"lowest": share(lowest), "flagged_or_lowest": share(f or lo for f, lo in zip(found, lowest)),
-                    "flagged_and_lowest": share(f and lo for f, lo in zip(found, lowest))}
-            if probes[0]["source"] is not None:
-                before = score([p["source"] for p in probes])
-                row |= {"mean_shift": sum(a - b for a, b in zip(got, before)) / len(got),
-                        "kept_score": share(a == b for a, b in zip(got, before)),
-                        "unflagged_kept_score": share((not f) and a == b for f, a, b in zip(found, got, before))}
-        result["kinds"][kind] = row
+              "detect_us_per_answer": round(per_answer_us, 1)}
+    made = probes.make_probes(item, train, list(others), rng)
+    result["kinds"] = probes.measure(made, profile, score, values[0] if values else None)
+    if "other" in profile and made["other_item"]:
+        result["kinds"]["other_item"]["flagged_source_unseen"] = share(
+            unseen_source_flags(item, full_train, made["other_item"], others))
     return result
 
 

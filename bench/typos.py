@@ -5,7 +5,7 @@ whether training on mistyped copies of the training answers makes it steadier wi
 
 Per ASAP-SAS item: the pipeline's split (kd_train.pipeline.validation_split) and the regression's C
 chosen by kd_train.baselines.hashing_lr on clean answers; then the same regression refitted on the
-fit answers plus one copy of each with 10% of its letters mistyped (bench.probes.mistype). Both are
+fit answers plus one copy of each with 10% of its letters mistyped (kd_train.probes.mistype). Both are
 scored on test_public as it is and with 10/20/30% of letters mistyped: QWK, and the share of
 answers whose score changes from the clean answer's. Writes typos.md and typos.json.
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.probes import mistype
 from kd_train import baselines
 from kd_train.config import FeaturizerConfig, StudentConfig
 from kd_train.data import load_asap
 from kd_train.metrics import qwk
 from kd_train.pipeline import validation_split
+from kd_train.probes import mistype
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_RATE = 0.10

@@ -319,6 +319,15 @@ def _detectors_section(item_reports: list[dict]) -> list[str]:
         on_test = f"{test['flagged']:.1%} of {test['n']}" if test else "—"
         on_val = f"{d['val']['flagged']:.1%} of {d['val']['n']}" if "val" in d else "—"
         lines.append(f"| {r['item']} | {on_val} | {on_test} | {by or '—'} |")
+    probed = [r for r in rows if r.get("probes")]
+    if probed:
+        kinds = list(dict.fromkeys(k for r in probed for k in r["probes"]))
+        lines += ["", "Gaming probes made from each item's own training answers (kd_train/probes.py): share flagged, "
+                      "and in brackets share given the item's lowest score by the shipped scorer.", "",
+                  "| item | " + " | ".join(k.replace("_", " ") for k in kinds) + " |", "|---|" + "---:|" * len(kinds)]
+        for r in probed:
+            cells = [f"{p['flagged']:.0%} ({p['lowest']:.0%})" if (p := r["probes"].get(k)) else "—" for k in kinds]
+            lines.append(f"| {r['item']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train import baselines, detect, quality, soft_labels, teacher
+from kd_train import baselines, detect, probes, quality, soft_labels, teacher
 from kd_train.config import AUGMENT, FeaturizerConfig
 from kd_train.data import Item, Table, augmented_answers, concat, item_folder, read_responses, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
-from kd_train.metrics import flag_shares, score_metrics, validity
+from kd_train.metrics import decide, flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
 from kd_train.student import featurize_all, logits, param_count
@@ -177,7 +177,7 @@ def run_item(
     out = Path(out) / item_folder(item.item)
     fconfig = config.featurizer
     table, train = train, train.for_item(item.item)   # the whole table: the detectors learn other_question from it
-    test = test.for_item(item.item).labelled() if test is not None else None
+    test_table, test = test, test.for_item(item.item).labelled() if test is not None else None
     unlabeled = unlabeled.for_item(item.item) if unlabeled is not None else None
     report: dict = {"item": item.item, "score_values": values, "models": {},
                     "class_balance": {str(v): train.labelled().scores.count(v) for v in values}}
@@ -244,12 +244,15 @@ def run_item(
 
     profile, report["detectors"] = fit_detectors(item, table, test)
     log(detector_line(report["detectors"]))
+    report["probes"] = probe_shipped(item, train.labelled(), test_table, profile, shipped,
+                                     quality_report["calibration"]["decision"]["cutpoints"], fconfig, values)
+    log(probe_line(report["probes"]))
 
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
     training = student["training"] | {"student_config": asdict(config.student)}
     write_scorer(out / "scorer", shipped, item=item.item, question=item.question, score_values=values,
                  featurizer_config=fconfig, metrics=quality_report["metrics"], teacher=teacher_fp, training=training,
-                 quality=quality_report, detectors=profile, force=config.force)
+                 quality=quality_report, detectors=profile, probes=report["probes"], force=config.force)
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -288,6 +291,28 @@ def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -
     if test is not None and len(test):
         summary["test"] = flag_shares([detect.flags(t, profile) for t in test.responses])
     return profile, summary
+
+
+def probe_shipped(item: Item, train: Table, test: Table | None, profile: dict, model, cutpoints: list[float] | None,
+                  fconfig: FeaturizerConfig, values: list[int], seed: int = 0) -> dict:
+    """The gaming probes of kd_train/probes.py made from ``item``'s scored training answers, and what the
+    detectors and the shipped ``model`` (scoring by ``cutpoints`` where it has them, as the page does) do
+    with them. Answers to other items come from ``test`` (the held-out answers to the table's other
+    questions, which the detectors never saw); without one there is no such probe."""
+    others = [r for i, r in zip(test.items, test.responses) if i != item.item and len(detect.words(r)) >= 5] \
+        if test is not None else []
+
+    def score(texts: list[str]) -> list[int]:
+        probs = teacher.softmax(logits(model, featurize_all(texts, fconfig)))
+        return [values[i] for i in decide(probs, cutpoints)]
+
+    return probes.probe_item(item, train, others, profile, score, values[0], seed)
+
+
+def probe_line(found: dict) -> str:
+    """One CLI line: the share of the probes the detectors are for that they flag."""
+    parts = [f"{kind.replace('_', ' ')} {found[kind]['flagged']:.0%}" for kind in probes.MUST_FLAG if kind in found]
+    return "  probes flagged: " + ", ".join(parts) + " (report.md: every kind, and the scores given)"
 
 
 def detector_line(summary: dict) -> str:

@@ -65,6 +65,7 @@ def write_scorer(
     baselines: dict | None = None,
     quality: dict | None = None,
     detectors: dict | None = None,
+    probes: dict | None = None,
     force: bool = False,
 ) -> dict:
     """Write the scorer directory atomically; returns scorer.json's content.
@@ -73,7 +74,8 @@ def write_scorer(
     shown in the model card. ``quality`` (optional): what pipeline.ship decided — the candidates,
     which was shipped and why, its calibration and the quality gate's verdict; without it the
     scorer's fitness is recorded as not checked (``fit_for_use`` None). ``detectors`` (optional): the
-    profile of kd_train/detect.py that flags answers the scorer should not judge. An existing ``out_dir`` is replaced only when it is a scorer directory
+    profile of kd_train/detect.py that flags answers the scorer should not judge. ``probes``
+    (optional): what kd_train/probes.py measured on this item's gaming probes. An existing ``out_dir`` is replaced only when it is a scorer directory
     (or ``force``).
     """
     from kd_train.student import export_onnx, param_count
@@ -110,6 +112,7 @@ def write_scorer(
             "cutpoints": quality["calibration"]["decision"]["cutpoints"] if quality else None,
             "quality": _without_plot_points(quality),
             "detectors": detectors,
+            "probes": probes,
         }
         (tmp / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(_render_card(info), encoding="utf-8")

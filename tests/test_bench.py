@@ -41,35 +41,3 @@ def test_teacher_gap_and_baselines():
     assert rows["mean QWK above ANN"][1] == "yes"
     assert "≥ 100× the TinyBERT-like stand-in's CPU throughput" not in rows      # speed not measured
     assert rows["page usable in < 1 s"][1] == "yes (typing); scoring no"
-
-
-def test_probes_are_seeded_and_made_from_the_items_own_data():
-    import random
-    from pathlib import Path
-
-    from bench import probes
-    from kd_train import data, detect
-
-    demo = Path(__file__).resolve().parents[1] / "examples" / "demo"
-    items = data.read_items(demo / "items.csv")
-    train = data.read_responses(demo / "responses.csv", items)
-    others = ["An answer to some other question about plants and light and water."] * 5
-    made = probes.make_probes(items["demo-ice"], train, others, random.Random(0))
-    again = probes.make_probes(items["demo-ice"], train, others, random.Random(0))
-    assert made == again
-    assert {"gibberish", "key_terms", "question_copy", "other_item", "shuffled", "repeated", "typos_10", "typos_20",
-            "typos_30", "negated", "empty", "one_word"} == set(made)
-    assert made["question_copy"][0]["text"] == items["demo-ice"].question
-    vocabulary = {w for t in train.responses for w in detect.words(t)}
-    for probe in made["key_terms"]:
-        assert set(detect.words(probe["text"])) <= vocabulary
-    for probe in made["negated"]:
-        assert probe["text"] != probe["source"] and "not" in detect.words(probe["text"])
-
-
-def test_negation_in_english_and_german():
-    from bench.probes import negate
-
-    assert negate("The metal is a conductor.", "en") == "The metal is not a conductor."
-    assert negate("Heat flows into the ice.", "en") == "It is not true that heat flows into the ice."
-    assert negate("Der Bescheid ist gültig.", "de") == "Der Bescheid ist nicht gültig."

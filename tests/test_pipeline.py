@@ -53,6 +53,11 @@ def test_train_writes_scorer_soft_labels_and_report(trained):
     assert detectors["val"]["flagged"] <= 0.03 and detectors["test"]["n"] == 100
     assert "## Answers it does not judge" in card
     assert "## Answers the scorers do not judge" in (trained / "report.md").read_text()
+    probed = report["per_item"]["demo-ice"]["probes"]                    # the item's own gaming probes
+    assert info["probes"] == probed and "other_item" not in probed       # one item: no other question's answers
+    assert probed["gibberish"]["n"] == 40 and probed["empty"]["flagged"] == 1.0
+    assert all(0.0 <= row["lowest"] <= 1.0 for row in probed.values()) and "mean_shift" in probed["negated"]
+    assert "| gibberish | 40 |" in card and "Gaming probes made from" in (trained / "report.md").read_text()
 
 
 def test_augmented_copies_come_from_the_answers_the_student_fits_on_only(trained):
