@@ -504,14 +504,17 @@ def _run_distill(args: argparse.Namespace) -> None:
     quality["selection"] = pipeline.selection_note("oof" in report, len(val), config.cv_folds)
     spec = (items or {}).get(item) or data.Item(item)
     profile, found = pipeline.fit_detectors(spec, train, test_rows)
+    probed = pipeline.probe_shipped(spec, labelled, test, profile, shipped,
+                                    quality["calibration"]["decision"]["cutpoints"], fconfig, values)
     write_scorer(args.out, shipped, item=item, question=spec.question, score_values=values, featurizer_config=fconfig,
                  metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],
-                 quality=quality, detectors=profile, force=args.force)
+                 quality=quality, detectors=profile, probes=probed, force=args.force)
     for split, m in report["metrics"].items():
         print(f"item {item} {split:<5} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")
     for line in pipeline.quality_lines(item, quality):
         print(line.strip(), file=sys.stderr if "WARNING" in line else sys.stdout)
     print(pipeline.detector_line(found).strip())
+    print(pipeline.probe_line(probed).strip())
     print(f"scorer ({report['params']:,} parameters) written to {args.out}")
 
 

@@ -54,6 +54,12 @@ def user_folder(tmp_path) -> Path:
 
 # ---- data loss ------------------------------------------------------------------------------------
 
+def test_distill_measures_the_items_gaming_probes(scorer):
+    info = json.loads((scorer / "scorer.json").read_text(encoding="utf-8"))
+    assert info["probes"]["gibberish"]["n"] == 40 and "lowest" in info["probes"]["key_terms"]
+    assert "| gibberish | 40 |" in (scorer / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
 def test_distill_into_the_folder_holding_its_inputs_deletes_nothing(user_folder, capsys):
     before = snapshot(user_folder)
     fails_in_one_line(["distill", "--train", user_folder / "responses.csv", "--items", user_folder / "items.csv",
