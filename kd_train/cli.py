@@ -481,7 +481,7 @@ def _run_report(args: argparse.Namespace) -> None:
 
 
 def _run_distill(args: argparse.Namespace) -> None:
-    from kd_train import data, soft_labels
+    from kd_train import data, probes, soft_labels
     from kd_train.files import check_output_dir
 
     check_output_dir(args.out, "scorer", inputs=_inputs(args), force=args.force)
@@ -514,7 +514,7 @@ def _run_distill(args: argparse.Namespace) -> None:
     for line in pipeline.quality_lines(item, quality):
         print(line.strip(), file=sys.stderr if "WARNING" in line else sys.stdout)
     print(pipeline.detector_line(found).strip())
-    print(pipeline.probe_line(probed).strip())
+    print(probes.summary_line(probed).strip())
     print(f"scorer ({report['params']:,} parameters) written to {args.out}")
 
 
@@ -559,7 +559,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from kd_train import data
+    from kd_train import data, detect, probes
     from kd_train.metrics import SMALL_SAMPLE_N, flag_shares, score_metrics, validity, write_report
     from kd_train.scorer import Scorer
 
@@ -579,8 +579,12 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
         checked = scorer.info.get("detectors") is not None
         found = scorer.flags(rows.responses) if checked else []
+        others = [r for i, r in zip(test.items, test.responses) if i != item and len(detect.words(r)) >= 5]
+        probed = probes.probe_item(data.Item(item, question=scorer.info.get("question") or ""), rows, others,
+                                   scorer.info.get("detectors"), scorer.predict, scorer.score_values[0])
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},
-                        "validity": {"test": v}, **({"detectors": {"test": flag_shares(found)}} if checked else {})})
+                        "validity": {"test": v}, "probes": probed,
+                        **({"detectors": {"test": flag_shares(found)}} if checked else {})})
         ci = f" [95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}]" if v["qwk_ci"] else ""
         print(f"item {item}: n={m['n']} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}{ci}  macro-F1 {m['f1']:.3f}  "
               f"params {model['params']:,}  model.onnx {model['bytes']:,} bytes")
@@ -592,6 +596,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                       f"({(len(found) - len(kept)) / len(found):.1%}); QWK on the other {len(kept)}: {rest['qwk']:.3f}")
             elif kept:
                 print(f"  detectors flag none of the {len(found)} answers")
+            print(probes.summary_line(probed))
         if v["small_sample"]:
             print(f"  note: {m['n']} answers are a small sample (fewer than {SMALL_SAMPLE_N}); the QWK could be "
                   f"anywhere in its confidence interval", file=sys.stderr)

@@ -246,7 +246,7 @@ def run_item(
     log(detector_line(report["detectors"]))
     report["probes"] = probe_shipped(item, train.labelled(), test_table, profile, shipped,
                                      quality_report["calibration"]["decision"]["cutpoints"], fconfig, values)
-    log(probe_line(report["probes"]))
+    log(probes.summary_line(report["probes"]))
 
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
     training = student["training"] | {"student_config": asdict(config.student)}
@@ -307,12 +307,6 @@ def probe_shipped(item: Item, train: Table, test: Table | None, profile: dict, m
         return [values[i] for i in decide(probs, cutpoints)]
 
     return probes.probe_item(item, train, others, profile, score, values[0], seed)
-
-
-def probe_line(found: dict) -> str:
-    """One CLI line: the share of the probes the detectors are for that they flag."""
-    parts = [f"{kind.replace('_', ' ')} {found[kind]['flagged']:.0%}" for kind in probes.MUST_FLAG if kind in found]
-    return "  probes flagged: " + ", ".join(parts) + " (report.md: every kind, and the scores given)"
 
 
 def detector_line(summary: dict) -> str:

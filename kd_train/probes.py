@@ -149,3 +149,9 @@ def probe_item(item: Item, train: Table, others: list[str], profile: dict | None
     """:func:`measure` on the item's probes (seeded by ``seed`` and the item id)."""
     rng = random.Random(f"{seed}:{item.item}")
     return measure(make_probes(item, train, others, rng), profile, score, lowest)
+
+
+def summary_line(found: dict[str, dict]) -> str:
+    """One CLI line: the share flagged of each kind of probe the detectors are for."""
+    parts = [f"{kind.replace('_', ' ')} {found[kind]['flagged']:.0%}" for kind in MUST_FLAG if kind in found]
+    return "  probes flagged: " + ", ".join(parts) + " (report.md: every kind, and the scores given)"

@@ -160,8 +160,11 @@ def test_predict_and_evaluate_verbs(trained, tmp_path, capsys):
     detectors = report["per_item"]["demo-ice"]["detectors"]["test"]          # what the detectors flag on test
     train_report = json.loads((trained / "report.json").read_text())["per_item"]["demo-ice"]["detectors"]["test"]
     assert detectors["n"] == 100 and detectors["flagged"] == pytest.approx(train_report["flagged"])
-    assert "detectors flag" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "detectors flag" in printed and "probes flagged: gibberish" in printed
     assert "## Answers the scorers do not judge" in (tmp_path / "ev" / "report.md").read_text()
+    probed = report["per_item"]["demo-ice"]["probes"]                  # made from the 100 scored test answers
+    assert probed["gibberish"]["n"] == 40 and probed["empty"]["flagged"] == 1.0 and "lowest" in probed["negated"]
 
 
 def test_distill_verb_from_soft_label_files(trained, tmp_path, capsys):
