@@ -282,13 +282,17 @@ def _bits_for(entries: int) -> int:
     return bits
 
 
-def _build(answers: list, sources: list, min_count: int, bits: int | None = None) -> _Table:
-    counts_u, counts_p = {}, {}
+def _answer_counts(answers: list) -> dict:
+    """How many answers use each word (or each gram, given lists of grams)."""
+    counts = {}
     for tokens in answers:
         for w in set(tokens):
-            counts_u[w] = counts_u.get(w, 0) + 1
-        for p in set(_pairs(tokens)):
-            counts_p[p] = counts_p.get(p, 0) + 1
+            counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+def _build(answers: list, sources: list, min_count: int, bits: int | None = None) -> _Table:
+    counts_u, counts_p = _answer_counts(answers), _answer_counts([_pairs(tokens) for tokens in answers])
     known_u = [w for w, c in counts_u.items() if c >= min_count]
     known_p = [p for p, c in counts_p.items() if c >= 2]
     source = sorted({g for tokens in sources for g in _ngrams(tokens, 4)})
@@ -376,15 +380,6 @@ def _median_rates(answers: list, tables: list) -> dict:
         values = sorted(values)
         return min(0.98, max(0.02, values[len(values) // 2] if values else 0.5))
     return {"unknown": median(unknown), "unseen_pairs": median(unseen)}
-
-
-def _answer_counts(answers: list) -> dict:
-    """How many answers use each word."""
-    counts = {}
-    for tokens in answers:
-        for w in set(tokens):
-            counts[w] = counts.get(w, 0) + 1
-    return counts
 
 
 def _other_weights(answers: list, other_counts: dict, n_other: int) -> dict:
