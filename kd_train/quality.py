@@ -2,7 +2,10 @@
 calibrated probabilities — all decided on the validation split, never on test.
 
 - ``degenerate_reasons``: a model that gives one score to ≥ 95% of validation answers, reaches a
-  validation QWK ≤ 0.20, or is less accurate than always giving the most common score, is unfit.
+  validation QWK ≤ 0.20, or is less accurate than always giving the most common score by more than
+  chance explains, is unfit. "More than chance" is a one-sided exact sign test (p < WORSE_P) on the
+  answers where the two disagree about being right: on imbalanced items a scorer that ranks answers
+  well was refused by one answer in 201 (168 right against 169).
 - ``calibrate``: one temperature T, fitted on validation by log-loss, divides the model's last
   layer (so model.onnx outputs softmax(logits / T) and the page needs no change); kept only when it
   lowers the validation ECE.
@@ -33,12 +36,14 @@ if TYPE_CHECKING:
 
 ONE_SCORE_SHARE = 0.95   # one score for at least this share of validation answers: degenerate
 MIN_QWK = 0.20           # validation QWK at or below this: no better than chance for a scorer
+WORSE_P = 0.05           # less accurate than the most common score at this significance: degenerate
 REVIEW_SHARE = 0.20      # the page flags this share of validation answers (the least sure) for review
 ECE_BINS = 10
 CUT_FOLDS = 5            # cutpoints are judged out of fold over the validation answers
 PREFERENCE = ("student", "ann", "hashing_lr")
 GATE_RULE = (f"gives one score to at least {ONE_SCORE_SHARE:.0%} of the validation answers, reaches a validation "
-             f"QWK of at most {MIN_QWK:.2f}, or is less accurate than always giving the most common score")
+             f"QWK of at most {MIN_QWK:.2f}, or is less accurate than always giving the most common score by more than "
+             f"chance explains (one-sided sign test, p < {WORSE_P})")
 
 
 @dataclass
@@ -78,10 +83,29 @@ def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
                        "validation answers")
     if metrics["qwk"] <= MIN_QWK:
         reasons.append(f"its validation QWK is {metrics['qwk']:.2f} (at most {MIN_QWK:.2f}: little better than chance)")
-    if metrics["acc"] < true.max() / n:
+    worse, wins, losses, p = worse_than_majority(confusion)
+    if worse:
         reasons.append(f"it is less accurate on validation ({metrics['acc']:.2f}) than always giving the most "
-                       f"common score {score_values[int(true.argmax())]} ({true.max() / n:.2f})")
+                       f"common score {score_values[int(true.argmax())]} ({true.max() / n:.2f}), by more than chance "
+                       f"explains: of the {wins + losses} answers where only one of the two is right, it is right on "
+                       f"{wins} (sign test p = {p:.3f})")
     return reasons
+
+
+def worse_than_majority(confusion: np.ndarray) -> tuple[bool, int, int, float]:
+    """Is a model less accurate than always giving the most common true score, beyond chance? From its
+    confusion matrix (rows true): (worse, wins: answers it gets right and the constant gets wrong,
+    losses: the reverse, p: the chance of so few wins among wins + losses if the two were equally accurate)."""
+    from scipy.stats import binomtest
+
+    confusion = np.asarray(confusion)
+    common = int(confusion.sum(axis=1).argmax())
+    wins = int(np.trace(confusion) - confusion[common, common])
+    losses = int(confusion[common].sum() - confusion[common, common])
+    if losses <= wins:
+        return False, wins, losses, 1.0
+    p = float(binomtest(wins, wins + losses, 0.5, alternative="less").pvalue)
+    return p < WORSE_P, wins, losses, p
 
 
 def choose(candidates: list[Candidate], val_scores: list[int], score_values: list[int]) -> tuple[Candidate, str]:

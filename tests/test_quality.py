@@ -29,11 +29,24 @@ def test_a_constant_model_is_degenerate():
     assert any("QWK is 0.00" in r for r in reasons)
 
 
-def test_worse_than_the_majority_class_is_degenerate():
-    y = [0] * 8 + [1, 2]                 # always 0 would be right 80% of the time
-    pred = [0] * 5 + [1, 1, 1, 1, 2]     # 70% right: QWK fine, accuracy below the majority class
+def test_worse_than_the_majority_class_beyond_chance_is_degenerate():
+    y = [0] * 80 + [1] * 10 + [2] * 10        # always 0 would be right 80% of the time
+    pred = [0] * 45 + [1] * 35 + [1] * 10 + [2] * 5 + [1] * 5   # 60% right: 15 wins, 35 losses against always 0
     reasons = quality.degenerate_reasons(metrics(y, pred), VALUES)
-    assert reasons == ["it is less accurate on validation (0.70) than always giving the most common score 0 (0.80)"]
+    assert len(reasons) == 1 and reasons[0].startswith(
+        "it is less accurate on validation (0.60) than always giving the most common score 0 (0.80), by more than "
+        "chance explains: of the 50 answers where only one of the two is right, it is right on 15 (sign test p = 0.00")
+
+
+def test_less_accurate_than_the_majority_class_by_chance_is_fit():
+    # 168 of 201 right against always-0's 169 (ASAP-SAS item 6 at 201 answers): one answer is not evidence.
+    y = [0] * 169 + [1] * 32
+    pred = [0] * 150 + [1] * 19 + [1] * 18 + [0] * 14
+    m = metrics(y, pred)
+    assert m["acc"] < 169 / 201 and m["qwk"] > quality.MIN_QWK
+    assert quality.degenerate_reasons(m, VALUES) == []
+    worse, wins, losses, p = quality.worse_than_majority(m["confusion"])
+    assert (worse, wins, losses) == (False, 18, 19) and p > 0.4
 
 
 def test_a_good_model_passes():
