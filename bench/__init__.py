@@ -1,7 +1,6 @@
-"""Benchmarks of kd-train: `python -m bench` (ASAP-SAS), `bench/browser.py`, `bench/featurize_speed.py`,
-`python -m bench.saf_german`, `python -m bench.small_data`, `bench/cli_startup.py`, `python -m bench.probes`,
-`python -m bench.typos`; and what they share: the results folder, the command line and date a result
-records, markdown tables, and writing a result as NAME.json beside NAME.md."""
+"""Benchmarks of kd-train: `python -m bench` (ASAP-SAS), `bench/browser.py`, `python -m bench.saf_german`,
+`python -m bench.small_data`, `python -m bench.probes`; and what they share: the results folder, the
+command line and date a result records, markdown tables, and writing a result as NAME.json beside NAME.md."""
 
 from __future__ import annotations
 
