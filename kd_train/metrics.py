@@ -276,6 +276,9 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
                   "; ".join(f"item {item}: {'question + answer' if p['with_question'] else 'answer alone'} "
                             f"({p['val_qwk']['question + answer']:.3f} with the question, "
                             f"{p['val_qwk']['answer alone']:.3f} without)" for item, p in paired.items()) + "."]
+    cautions = [f"item {r['item']}: {r['quality']['caution']}" for r in rows if r["quality"].get("caution")]
+    if cautions:
+        lines += ["", "**Exact scores.** " + " ".join(cautions)]
     unfit = [r["item"] for r in rows if not r["quality"]["fit_for_use"]]
     if unfit:
         lines += ["", f"**Do not use the scorers of item(s) {', '.join(unfit)}**: they failed the quality check, and "

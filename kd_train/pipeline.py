@@ -367,6 +367,8 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
                       "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model)} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
               "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity,
+              "against_common": quality.against_common(metrics["val"], values),
+              "caution": quality.caution(metrics["val"], values) if not reasons else "",
               "calibration": tuned[chosen.name], "metrics": metrics}
     return quality.shipped_model(chosen), report
 
@@ -399,6 +401,8 @@ def quality_lines(item: str, quality_report: dict) -> list[str]:
     for name, reasons in q["gates"].items():
         if reasons and name != q["shipped"]:
             lines.append(f"  note: {name} is degenerate: {'; '.join(reasons)}")
+    if q.get("caution"):
+        lines.append(f"  note: {q['caution']}")
     if not q["fit_for_use"]:
         lines.append(f"  WARNING: the scorer for item {item} is NOT FIT FOR USE: {'; '.join(q['unfit_reasons'])}. "
                      "kd-train build refuses it unless --allow-unfit. Score more answers for this item, or try "

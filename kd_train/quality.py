@@ -83,13 +83,36 @@ def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
                        "validation answers")
     if metrics["qwk"] <= MIN_QWK:
         reasons.append(f"its validation QWK is {metrics['qwk']:.2f} (at most {MIN_QWK:.2f}: little better than chance)")
-    worse, wins, losses, p = worse_than_majority(confusion)
-    if worse:
-        reasons.append(f"it is less accurate on validation ({metrics['acc']:.2f}) than always giving the most "
-                       f"common score {score_values[int(true.argmax())]} ({true.max() / n:.2f}), by more than chance "
-                       f"explains: of the {wins + losses} answers where only one of the two is right, it is right on "
-                       f"{wins} (sign test p = {p:.3f})")
+    common = against_common(metrics, score_values)
+    if common["worse"]:
+        reasons.append(f"it is less accurate on validation ({common['acc']:.2f}) than always giving the most common "
+                       f"score {common['score']} ({common['common_acc']:.2f}), by more than chance explains: of the "
+                       f"{common['wins'] + common['losses']} answers where only one of the two is right, it is right on "
+                       f"{common['wins']} (sign test p = {common['p']:.3f})")
     return reasons
+
+
+def against_common(metrics: dict, score_values: list[int]) -> dict:
+    """A model's validation accuracy beside always giving the most common score's, and whether it is worse
+    beyond chance (``worse_than_majority``): what the gate's third rule reads, and what the model card
+    says when a scorer that passes is still exactly right less often than that constant."""
+    confusion = np.asarray(metrics["confusion"])
+    true = confusion.sum(axis=1)
+    worse, wins, losses, p = worse_than_majority(confusion)
+    return {"score": score_values[int(true.argmax())], "common_acc": float(true.max() / confusion.sum()),
+            "acc": float(np.trace(confusion) / confusion.sum()), "wins": wins, "losses": losses, "p": p, "worse": worse}
+
+
+def caution(metrics: dict, score_values: list[int]) -> str:
+    """A plain sentence when a model the gate passes is exactly right on fewer validation answers than
+    always giving the most common score (by a margin chance explains); else ""."""
+    c = against_common(metrics, score_values)
+    if c["acc"] >= c["common_acc"] or c["worse"]:
+        return ""
+    return (f"Its exact score is right on fewer validation answers ({c['acc']:.1%}) than always giving {c['score']} "
+            f"would be ({c['common_acc']:.1%}), a difference chance explains (sign test p = {c['p']:.2f}), so the "
+            f"quality gate passes it. It orders answers better than that constant (validation QWK {metrics['qwk']:.2f}): "
+            "read its scores as a ranking to review, not as exact marks.")
 
 
 def worse_than_majority(confusion: np.ndarray) -> tuple[bool, int, int, float]:

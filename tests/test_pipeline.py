@@ -43,6 +43,9 @@ def test_train_writes_scorer_soft_labels_and_report(trained):
     best = max(c["val_qwk"] for c in quality["candidates"].values())
     assert quality["candidates"][quality["shipped"]]["val_qwk"] == best       # chosen on validation, not test
     assert info["fit_for_use"] is True and info["unfit_reasons"] == []
+    common = quality["against_common"]                                   # beside always giving the most common score
+    assert common["acc"] == info["metrics"]["val"]["acc"] and common["worse"] is False
+    assert (quality["caution"] != "") == (common["acc"] < common["common_acc"])
     assert 0 < info["review_threshold"] < 1 and quality["calibration"]["ece_val_after"] <= quality["calibration"]["ece_val_before"]
     assert ("teacher_agreement" in info["metrics"]["test"]) == (quality["shipped"] in ("student", "ann"))
     card = (item / "scorer" / "MODEL_CARD.md").read_text()

@@ -49,6 +49,17 @@ def test_less_accurate_than_the_majority_class_by_chance_is_fit():
     assert (worse, wins, losses) == (False, 18, 19) and p > 0.4
 
 
+def test_a_scorer_less_accurate_than_the_majority_class_by_chance_passes_with_a_plain_caution():
+    y = [0] * 169 + [1] * 32
+    pred = [0] * 150 + [1] * 19 + [1] * 18 + [0] * 14
+    text = quality.caution(metrics(y, pred), VALUES)
+    assert text.startswith("Its exact score is right on fewer validation answers (83.6%) than always giving 0 would "
+                           "be (84.1%), a difference chance explains (sign test p = 0.")
+    assert quality.caution(metrics(y, y), VALUES) == ""                         # as accurate: nothing to say
+    assert quality.against_common(metrics(y, pred), VALUES) | {"p": None} == {
+        "score": 0, "common_acc": 169 / 201, "acc": 168 / 201, "wins": 18, "losses": 19, "p": None, "worse": False}
+
+
 def test_a_good_model_passes():
     y = [0, 1, 2, 1, 0, 2, 1, 1, 0, 2]
     assert quality.degenerate_reasons(metrics(y, y), VALUES) == []
@@ -222,6 +233,17 @@ def test_the_gate_marks_a_scorer_trained_on_noise_unfit(unfit_scorer, capsys):
     assert info["fit_for_use"] is False and info["unfit_reasons"]
     card = (unfit_scorer / "MODEL_CARD.md").read_text()
     assert card.splitlines()[2] == "**Do not use this scorer.** It did not pass kd-train's quality check on the validation answers:"
+    assert "**Exact scores.**" not in card
+
+
+def test_the_model_card_of_a_fit_scorer_says_its_caution_plainly(unfit_scorer):
+    from kd_train.scorer import _render_card
+
+    info = json.loads((unfit_scorer / "scorer.json").read_text())
+    info["fit_for_use"], info["unfit_reasons"] = True, []
+    info["quality"] |= {"fit_for_use": True, "unfit_reasons": [], "caution": "Its exact score is right less often."}
+    card = _render_card(info)
+    assert "passed kd-train's quality check" in card and "**Exact scores.** Its exact score is right less often." in card
 
 
 def test_build_refuses_an_unfit_scorer_unless_allowed_and_then_the_page_warns(unfit_scorer, tmp_path, capsys):
