@@ -388,6 +388,18 @@ def metrics_validity(table: Table, predicted: list[int], values: list[int]) -> d
     return validity(table.scores, predicted, values, human2=human2)
 
 
+def ranking_note(reports: list[dict]) -> str:
+    """The end-of-run line naming the items whose scorer passed the gate with a caution (its exact
+    scores right less often than always giving the most common score); "" when there are none."""
+    items = [r["item"] for r in reports if r["quality"].get("caution")]
+    if not items:
+        return ""
+    return (f"note: {len(items)} of {len(reports)} item(s) pass the quality check but their exact scores are right "
+            f"less often than always giving the most common score ({', '.join(items[:10])}"
+            f"{', ...' if len(items) > 10 else ''}): read them as a ranking to review, not as exact marks; see each "
+            "item's MODEL_CARD.md")
+
+
 def quality_lines(item: str, quality_report: dict) -> list[str]:
     """What the CLI prints about the shipped scorer: which, why, and loudly when it must not be used."""
     q = quality_report

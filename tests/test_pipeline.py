@@ -266,3 +266,13 @@ def test_detectors_learn_other_question_from_the_tables_other_items():
     assert "other" not in alone and profile["fitted_on"]["other_answers"] == len(puddle)
     assert profile["fitted_on"]["answers"] == alone["fitted_on"]["answers"] == 320   # the item's own answers only
     assert "other_question" in detect.flags("The puddle dries up because the sun heats it.", profile)
+
+
+def test_the_end_of_run_note_names_the_items_whose_scorer_passed_with_a_caution():
+    from kd_train.pipeline import ranking_note
+
+    reports = [{"item": "a", "quality": {"caution": "Its exact score is right less often."}},
+               {"item": "b", "quality": {"caution": ""}}, {"item": "c", "quality": {}}]
+    assert ranking_note(reports).startswith("note: 1 of 3 item(s) pass the quality check but their exact scores are "
+                                            "right less often than always giving the most common score (a):")
+    assert ranking_note(reports[1:]) == ""
