@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,6 +258,26 @@ def test_build_refuses_an_unfit_scorer_unless_allowed_and_then_the_page_warns(un
     assert main(["build", str(unfit_scorer), "--out", str(tmp_path / "dist"), "--allow-unfit"]) == 0
     page = (tmp_path / "dist" / "index.html").read_text()
     assert 'class="unfit" role="alert"' in page and "Do not rely on these scores" in page
+    assert 'class="caution"' not in page
+
+
+def test_the_page_calls_the_scores_of_a_scorer_that_passed_with_a_caution_a_rough_guide(unfit_scorer, tmp_path):
+    import shutil
+
+    from web_support import need_node_modules
+
+    from kd_train.files import write_marker
+
+    need_node_modules()
+    scorer = Path(shutil.copytree(unfit_scorer, tmp_path / "scorer"))
+    info = json.loads((scorer / "scorer.json").read_text())
+    info["fit_for_use"], info["unfit_reasons"] = True, []
+    info["quality"] |= {"fit_for_use": True, "unfit_reasons": [], "caution": "Its exact score is right less often."}
+    (scorer / "scorer.json").write_text(json.dumps(info))
+    write_marker(scorer, "scorer")
+    assert main(["build", str(scorer), "--out", str(tmp_path / "dist")]) == 0
+    page = (tmp_path / "dist" / "index.html").read_text()
+    assert '<p class="caution"><strong>A rough guide.</strong>' in page and 'class="unfit"' not in page
 
 
 def test_a_fit_scorer_builds_without_a_warning(tmp_path, capsys):
