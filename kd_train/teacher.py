@@ -296,6 +296,46 @@ def patience_callback(patience: int, metric: str = "eval_qwk", min_steps: int = 
     return QWKPatience()
 
 
+def epoch_line(logs: dict, total_epochs: float, loss: float | None = None) -> str | None:
+    """One line for a Trainer log: the epoch's validation figures (with ``loss``, the training loss its
+    epoch logged before them), or its training loss where no validation follows; the run's time at
+    the end. None for a log that needs no line of its own."""
+    head = f"    epoch {logs['epoch']:g}/{total_epochs:g}" if logs.get("epoch") is not None else "   "
+    if "eval_qwk" in logs:
+        trained = f"training loss {loss:.3f}; " if loss is not None else ""
+        return f"{head}: {trained}validation QWK {logs['eval_qwk']:.3f}, accuracy {logs.get('eval_acc', float('nan')):.3f}"
+    if "train_runtime" in logs:
+        return f"    trained in {logs['train_runtime']:.0f} s"
+    if "loss" in logs:
+        return f"{head}: training loss {logs['loss']:.3f}"
+    return None
+
+
+def quiet_log_callbacks(total_epochs: float) -> tuple:
+    """Callbacks that replace Trainer's printed log dicts (PrinterCallback on a log file, the dicts that
+    ProgressCallback writes under its bar on a terminal) by one ``epoch_line`` an epoch."""
+    from tqdm.auto import tqdm
+    from transformers.trainer_callback import ProgressCallback, TrainerCallback
+
+    class EpochLines(TrainerCallback):
+        loss = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs and args.eval_strategy != "no":
+                self.loss = logs["loss"]            # said with the validation figures that follow
+                return
+            line = epoch_line(logs, total_epochs, self.loss)
+            if line and state.is_world_process_zero:
+                tqdm.write(line)
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    return EpochLines(), BarOnly()
+
+
 def stop_after_callback(epochs: int):
     """A TrainerCallback that ends training after ``epochs`` epochs (the schedule stays that of all epochs)."""
     from transformers import TrainerCallback
@@ -471,7 +511,7 @@ def _train_one(
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
-        disable_tqdm=not sys.stderr.isatty(),   # on a log file: the one line per epoch that logging_strategy gives
+        disable_tqdm=not sys.stderr.isatty(),   # a progress bar on a terminal only; epoch lines either way
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         save_only_model=True,
@@ -487,6 +527,13 @@ def _train_one(
         compute_metrics=compute_metrics,
         callbacks=[patience if val is not None else stop_after_callback(stop_at or math.ceil(config.epochs))],
     )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    lines, bar = quiet_log_callbacks(config.epochs)
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(bar)
+    trainer.add_callback(lines)
     trainer.soft_loss = soft.loss if soft is not None else None
     trainer.class_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
     trainer.train()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -317,7 +318,10 @@ def test_a_small_item_chooses_the_teachers_epochs_by_cross_validation(tmp_path, 
     val = meta["metrics"]["val"]
     assert val["n"] == 90 and val["cross_validated"] and val["qwk"] == pytest.approx(max(history), abs=1e-4)
     # with as many cross-fitting folds, the out-of-fold logits are the cross-fitted ones: no 5 more fine-tunings
-    assert "cross-fitting" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cross-fitting" not in out
+    assert "{'loss'" not in out and "{'eval_loss'" not in out                  # no raw log dicts: one line an epoch
+    assert re.search(r"^    epoch 1/12: training loss \d\.\d{3}; validation QWK -?\d\.\d{3}, accuracy \d\.\d{3}$", out, re.M)
     assert meta["metrics"]["crossfit"] == {k: v for k, v in val.items() if k != "cross_validated"}
     kept = np.load(tmp_path / "t" / teacher.VAL_LOGITS_FILE)             # out of fold, over all 90 answers
     assert len(set(kept["ids"].tolist())) == 90
@@ -356,3 +360,11 @@ def test_a_teacher_saved_before_cross_validation_is_reused_only_where_it_would_n
     old["config"]["val_fraction"] = 0.2
     path.write_text(json.dumps(old))
     assert _cached_teacher(tmp_path / "t", small, train) is None  # 18 would validate: now cross-validated, so retrain
+
+
+def test_the_epoch_lines_say_the_loss_the_validation_figures_and_the_time():
+    assert teacher.epoch_line({"loss": 0.6512, "grad_norm": 2.2, "epoch": 4.0}, 20) == "    epoch 4/20: training loss 0.651"
+    assert teacher.epoch_line({"eval_loss": 0.67, "eval_qwk": 0.7787, "eval_acc": 0.8, "epoch": 4.0}, 20, 0.6512) == \
+        "    epoch 4/20: training loss 0.651; validation QWK 0.779, accuracy 0.800"
+    assert teacher.epoch_line({"train_runtime": 370.2, "train_loss": 0.63, "epoch": 8.0}, 20) == "    trained in 370 s"
+    assert teacher.epoch_line({"total_flos": 1.0}, 20) is None
