@@ -463,8 +463,9 @@ def _run_train(args: argparse.Namespace) -> None:
         print(f"WARNING: {len(unfit)} of {len(reports)} item(s) have a scorer that is NOT FIT FOR USE "
               f"({', '.join(unfit[:10])}); kd-train build refuses them unless --allow-unfit; see {out}/report.md",
               file=sys.stderr)
-    if pipeline.ranking_note(reports):
-        print(pipeline.ranking_note(reports))
+    note = pipeline.ranking_note(reports)
+    if note:
+        print(note)
     command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
     write_report(reports, out, command, time.time() - started)
     print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")

@@ -77,7 +77,7 @@ def degenerate_reasons(metrics: dict, score_values: list[int]) -> list[str]:
     if n == 0:
         return ["there were no validation answers to check it on"]
     reasons = []
-    given, true = confusion.sum(axis=0), confusion.sum(axis=1)
+    given = confusion.sum(axis=0)
     if given.max() / n >= ONE_SCORE_SHARE:
         reasons.append(f"it gives the score {score_values[int(given.argmax())]} to {given.max() / n:.0%} of the "
                        "validation answers")
