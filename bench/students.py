@@ -7,6 +7,7 @@ same answers a hundred times; everything else is the pipeline's own code.
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
@@ -85,7 +86,8 @@ def run_variants(items: list[CachedItem], plan: dict[Variant, list[int]], keep_m
     (Each training runs on one thread, as `train_student` sets; `python -m bench` sets one thread for the rest.)"""
     results: Results = defaultdict(lambda: defaultdict(dict))
     total = len(items) * sum(len(seeds) for seeds in plan.values())
-    bar = tqdm(total=total, desc="students", unit="fit")
+    # on a log file, one update a minute: each would be a line of its own
+    bar = tqdm(total=total, desc="students", unit="fit", mininterval=0.1 if sys.stderr.isatty() else 60)
     for item in items:
         by_featurizer: dict[FeaturizerConfig, list[Variant]] = defaultdict(list)
         for variant in plan:
