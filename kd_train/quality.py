@@ -96,11 +96,11 @@ def against_common(metrics: dict, score_values: list[int]) -> dict:
     """A model's validation accuracy beside always giving the most common score's, and whether it is worse
     beyond chance (``worse_than_majority``): what the gate's third rule reads, and what the model card
     says when a scorer that passes is still exactly right less often than that constant."""
-    confusion = np.asarray(metrics["confusion"])
-    true = confusion.sum(axis=1)
+    confusion = np.asarray(metrics.get("confusion") or [[0]])
+    true, n = confusion.sum(axis=1), max(int(confusion.sum()), 1)   # no answers: nothing to compare
     worse, wins, losses, p = worse_than_majority(confusion)
-    return {"score": score_values[int(true.argmax())], "common_acc": float(true.max() / confusion.sum()),
-            "acc": float(np.trace(confusion) / confusion.sum()), "wins": wins, "losses": losses, "p": p, "worse": worse}
+    return {"score": score_values[int(true.argmax())], "common_acc": float(true.max() / n),
+            "acc": float(np.trace(confusion) / n), "wins": wins, "losses": losses, "p": p, "worse": worse}
 
 
 def caution(metrics: dict, score_values: list[int]) -> str:

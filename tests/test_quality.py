@@ -57,6 +57,7 @@ def test_a_scorer_less_accurate_than_the_majority_class_by_chance_passes_with_a_
     assert text.startswith("Its exact score is right on fewer validation answers (83.6%) than always giving 0 would "
                            "be (84.1%), a difference chance explains (sign test p = 0.")
     assert quality.caution(metrics(y, y), VALUES) == ""                         # as accurate: nothing to say
+    assert quality.caution({"qwk": 0.0, "confusion": [[0, 0, 0]] * 3}, VALUES) == ""   # no answers: nothing to say
     assert quality.against_common(metrics(y, pred), VALUES) | {"p": None} == {
         "score": 0, "common_acc": 169 / 201, "acc": 168 / 201, "wins": 18, "losses": 19, "p": None, "worse": False}
 
