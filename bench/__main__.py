@@ -173,7 +173,7 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
                                   else speed.tinybert_like(base_model, len(item.values), layers=None))
     tiny_model, tiny_tok = speed.tinybert_like(base_model, n_classes)
     tiny_size = speed.transformer_size(tiny_model)
-    max_len = item.teacher_meta.get("max_length") or item.teacher_meta["config"]["max_length"]   # 0 in config: chosen per item
+    max_len = teacher.input_length(item.teacher_meta)
     predictors = {
         "student": speed.student_predictor(work / "student.onnx", item.featurizer),
         **speed.student_parts(work / "student.onnx", item.featurizer, answers),

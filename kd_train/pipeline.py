@@ -359,6 +359,7 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     validity = {split: metrics_validity(val if split == "val" else test, pred, values)
                 for split, pred in predicted[chosen.name].items()}
     reasons = quality.degenerate_reasons(metrics["val"], values)
+    common = quality.against_common(metrics["val"], values)
     # every model is judged by the scores it would give: the candidates' and the teacher's own decision rule
     gates = {name: quality.degenerate_reasons(scored[name]["val"] if name in scored else m.get("decided", m)["val"], values)
              for name, m in (models or {}).items() if "val" in m}
@@ -367,8 +368,7 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
                       "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model)} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
               "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity,
-              "against_common": quality.against_common(metrics["val"], values),
-              "caution": quality.caution(metrics["val"], values) if not reasons else "",
+              "against_common": common, "caution": quality.caution(common, metrics["val"]["qwk"]) if not reasons else "",
               "calibration": tuned[chosen.name], "metrics": metrics}
     return quality.shipped_model(chosen), report
 

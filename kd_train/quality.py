@@ -103,15 +103,15 @@ def against_common(metrics: dict, score_values: list[int]) -> dict:
             "acc": float(np.trace(confusion) / n), "wins": wins, "losses": losses, "p": p, "worse": worse}
 
 
-def caution(metrics: dict, score_values: list[int]) -> str:
+def caution(c: dict, qwk: float) -> str:
     """A plain sentence when a model the gate passes is exactly right on fewer validation answers than
-    always giving the most common score (by a margin chance explains); else ""."""
-    c = against_common(metrics, score_values)
+    always giving the most common score (by a margin chance explains; ``c``: ``against_common``'s
+    figures, ``qwk``: its validation QWK); else ""."""
     if c["acc"] >= c["common_acc"] or c["worse"]:
         return ""
     return (f"Its exact score is right on fewer validation answers ({c['acc']:.1%}) than always giving {c['score']} "
             f"would be ({c['common_acc']:.1%}), a difference chance explains (sign test p = {c['p']:.2f}), so the "
-            f"quality gate passes it. It orders answers better than that constant (validation QWK {metrics['qwk']:.2f}): "
+            f"quality gate passes it. It orders answers better than that constant (validation QWK {qwk:.2f}): "
             "read its scores as a ranking to review, not as exact marks.")
 
 

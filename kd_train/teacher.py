@@ -296,6 +296,12 @@ def patience_callback(patience: int, metric: str = "eval_qwk", min_steps: int = 
     return QWKPatience()
 
 
+def input_length(meta: dict) -> int:
+    """The most tokens a trained teacher reads (teacher.json): the length chosen for its item where its
+    config asked for one to be chosen (``max_length`` 0), else the configured one."""
+    return meta.get("max_length") or meta["config"]["max_length"]
+
+
 def epoch_line(logs: dict, total_epochs: float, loss: float | None = None) -> str | None:
     """One line for a Trainer log: the epoch's validation figures (with ``loss``, the training loss its
     epoch logged before them), or its training loss where no validation follows; the run's time at
@@ -781,7 +787,7 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     question = meta["question"] if meta["config"].get("with_question") and meta["question"] else None
-    max_length = meta.get("max_length") or meta["config"]["max_length"]
+    max_length = input_length(meta)
     head_tail = (meta.get("truncation") or {}).get("rule") == "head+tail"
     order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
     out = np.zeros((len(responses), len(meta["score_values"])), dtype=np.float32)

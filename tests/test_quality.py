@@ -53,11 +53,13 @@ def test_less_accurate_than_the_majority_class_by_chance_is_fit():
 def test_a_scorer_less_accurate_than_the_majority_class_by_chance_passes_with_a_plain_caution():
     y = [0] * 169 + [1] * 32
     pred = [0] * 150 + [1] * 19 + [1] * 18 + [0] * 14
-    text = quality.caution(metrics(y, pred), VALUES)
+    m = metrics(y, pred)
+    text = quality.caution(quality.against_common(m, VALUES), m["qwk"])
     assert text.startswith("Its exact score is right on fewer validation answers (83.6%) than always giving 0 would "
                            "be (84.1%), a difference chance explains (sign test p = 0.")
-    assert quality.caution(metrics(y, y), VALUES) == ""                         # as accurate: nothing to say
-    assert quality.caution({"qwk": 0.0, "confusion": [[0, 0, 0]] * 3}, VALUES) == ""   # no answers: nothing to say
+    assert quality.caution(quality.against_common(metrics(y, y), VALUES), 1.0) == ""   # as accurate: nothing to say
+    empty = {"qwk": 0.0, "confusion": [[0, 0, 0]] * 3}
+    assert quality.caution(quality.against_common(empty, VALUES), 0.0) == ""          # no answers: nothing to say
     assert quality.against_common(metrics(y, pred), VALUES) | {"p": None} == {
         "score": 0, "common_acc": 169 / 201, "acc": 168 / 201, "wins": 18, "losses": 19, "p": None, "worse": False}
 
