@@ -13,7 +13,12 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
                   instead of sentences, shuffled words, text about something else.
     copied        word 4-grams found in the question, the reading text (stimulus) or the
                   reference answer.
-    repeated      word 3-grams that occur more than once in the answer.
+    repeated      word 4-grams that repeat an earlier 4-gram of the answer. A fixed rule, not a fitted
+                  threshold: at least ``REPEATED_RULE`` of them (the same passage written three times or
+                  more, or most of a long answer written twice). Real answers repeat sentence frames
+                  ("You would need to know ... You would also need to know ..."): a threshold set on
+                  their tail flagged only such answers, out of fold, on ASAP-SAS. No ASAP-SAS or SAF
+                  answer, training or test, comes above 0.37.
     off_topic     how far the answer's unknown words and unseen pairs exceed what a real answer of
                   its length has: the binomial z-scores of the two counts against the item's median
                   rates (out of fold), added. Long answers to another question have ordinary
@@ -25,8 +30,8 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
                   subject (two biology items), where every word is known to both.
     The shares of words, pairs and 4-grams are smoothed by the answer's length (``count / (n + 2)``),
     so one rare word in a two-word answer does not read as gibberish, nor one quoted phrase as a copy.
-    Three fixed rules need no threshold: ``empty`` (no word at all), ``too_long`` (more than twice
-    the words of the longest training answer) and ``listed``: four words or more, most of them known,
+    Four fixed rules need no threshold: ``empty`` (no word at all), ``too_long`` (more than twice
+    the words of the longest training answer), ``repeated`` (above) and ``listed``: four words or more, most of them known,
     none of them one of the item's glue words, and at least half of its word pairs unseen. Glue words are the item's
     most common words that top-scored and other answers use alike ("the", "to", "it", and the topic
     words everyone writes); a list of the words that earn points has none of them, on items whose
@@ -57,9 +62,11 @@ except ImportError:  # in the page, featurize.py is a top-level module
 __all__ = ["VERSION", "MEASURES", "REASONS", "MAX_CHARS", "measure", "flags", "fit", "check_profile", "words"]
 
 VERSION = 1
-MEASURES = ("unknown", "unseen_pairs", "copied", "repeated", "off_topic", "other_question")
-_CORE = MEASURES[:4]   # every profile has these; off_topic (with "rates") only those fitted since it was added,
+MEASURES = ("unknown", "unseen_pairs", "copied", "off_topic", "other_question")   # those with a fitted threshold
+_CORE = MEASURES[:3]   # every profile has these; off_topic (with "rates") only those fitted since it was added,
                        # other_question (with "other") only those fitted beside answers to other questions
+_RETIRED = ("repeated",)   # thresholds that profiles fitted by earlier versions hold and flags() ignores
+REPEATED_RULE = 0.5    # share of repeated word 4-grams from which an answer is flagged "repeated"
 GLUE_WORDS = 100       # how many glue words an item has at most (100 flags fewer real answers than 25 or 50,
                        # out of fold on ASAP-SAS's training answers; the key-word lists are flagged alike)
 GLUE_BIAS = 0.7        # a word whose log-odds between top-scored and other answers is above this is no glue
@@ -141,14 +148,13 @@ def _measures(tokens: list, table: _Table, rates: dict | None = None, other: dic
     n = len(tokens)
     pairs = _pairs(tokens)
     fours = _ngrams(tokens, 4)
-    threes = _ngrams(tokens, 3)
     unknown = table.unseen(_UNIGRAM, tokens)
     unseen = table.unseen(_PAIR, pairs)
     values = {
         "unknown": unknown / (n + 2),
         "unseen_pairs": unseen / (len(pairs) + 2),
         "copied": (len(fours) - table.unseen(_SOURCE, fours)) / (len(fours) + 2),
-        "repeated": 1.0 - len(set(threes)) / len(threes) if threes else 0.0,
+        "repeated": 1.0 - len(set(fours)) / len(fours) if fours else 0.0,
     }
     if rates is not None:
         values["off_topic"] = _z(unknown, n, rates["unknown"]) + _z(unseen, len(pairs), rates["unseen_pairs"])
@@ -217,6 +223,7 @@ def flags(text: str, profile: dict | None) -> list:
     values = _measures(tokens, table, profile.get("rates"), other)
     thresholds = profile["thresholds"]
     found += [m for m in MEASURES if m in thresholds and values[m] > thresholds[m]]
+    found += ["repeated"] if values["repeated"] >= REPEATED_RULE else []
     return found + ["listed"] if _listed(tokens, table, glue) else found
 
 
@@ -241,7 +248,7 @@ def check_profile(profile) -> None:
     if size != 1 << (bits - 3):
         raise ValueError(f"'detectors' table holds {size} bytes; {bits} bits need {1 << (bits - 3)}")
     thresholds = profile.get("thresholds")
-    if not isinstance(thresholds, dict) or not set(_CORE) <= set(thresholds) <= set(MEASURES) or not all(
+    if not isinstance(thresholds, dict) or not set(_CORE) <= set(thresholds) <= {*MEASURES, *_RETIRED} or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in thresholds.values()):
         raise ValueError(f"'detectors' thresholds must give a number for each of {list(_CORE)} "
                          "(and off_topic and other_question, optionally)")
@@ -436,14 +443,17 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
     rates = _median_rates(answers, held_out)
     oof = [_measures(a, t, rates, o) for a, t, o in zip(answers, held_out, held_other)]
     listed = [_listed(a, t, g) for a, t, g in zip(answers, held_out, held_glue)]
-    thresholds = _joint_thresholds(oof, share, listed)
+    repeated = [v["repeated"] >= REPEATED_RULE for v in oof]
+    thresholds = _joint_thresholds(oof, share, [a or b for a, b in zip(listed, repeated)])
     table = _build(answers, source_words, _min_count(len(answers)))
     glue = sorted(_glue_set(_glue_words(answers, scores)))
     other = _pack_weights(_other_weights(answers, other_counts, len(other_answers))) if other_answers else None
     names = list(thresholds)
     flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in names}
+    flagged["repeated"] = sum(repeated) / max(len(oof), 1)
     flagged["listed"] = sum(listed) / max(len(oof), 1)
-    any_flag = sum(1 for v, f in zip(oof, listed) if f or any(v[m] > thresholds[m] for m in names)) / max(len(oof), 1)
+    any_flag = sum(1 for v, f, r in zip(oof, listed, repeated) if f or r or any(v[m] > thresholds[m] for m in names)) \
+        / max(len(oof), 1)
     return {
         "version": VERSION,
         "bits": table.bits,

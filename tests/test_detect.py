@@ -148,6 +148,30 @@ def test_a_long_answer_to_another_question_is_off_topic():
     assert detect.flags(answers[0], profile) == []
 
 
+def test_repeated_is_a_fixed_rule_that_spares_sentence_frames(demo):
+    item, train, _, profile = demo
+    assert "repeated" not in profile["thresholds"]
+    frames = ("You would need to know how much ice there was. You would need to know how warm the room was. "
+              "You would also need to know what the plates were made of.")
+    assert detect.measure(frames, profile)["repeated"] < detect.REPEATED_RULE
+    assert "repeated" not in detect.flags(frames, profile)
+    good = max((r for r, s in zip(train.responses, train.scores) if s == 3), key=len)
+    assert detect.measure(good, profile)["repeated"] < 0.1
+    assert "repeated" in detect.flags(" ".join([good] * 3), profile)
+    assert "repeated" in detect.flags("ice ice ice ice ice", profile)
+
+
+def test_a_repeated_threshold_of_an_earlier_version_is_read_and_ignored(demo):
+    profile = copy.deepcopy(demo[3])
+    profile["thresholds"]["repeated"] = 0.0             # fitted before the fixed rule: flagged any repeat
+    detect.check_profile(profile)
+    frames = "I would need to know the mass. I would need to know the size. I would need to know the time."
+    assert "repeated" not in detect.flags(frames, profile)
+    profile["thresholds"]["spelling"] = 0.5
+    with pytest.raises(ValueError, match="thresholds"):
+        detect.check_profile(profile)
+
+
 def test_profiles_without_off_topic_still_work(demo):
     profile = copy.deepcopy(demo[3])
     del profile["rates"], profile["thresholds"]["off_topic"]
