@@ -116,8 +116,8 @@ def saf_items(root: Path, run: Path, seed: int) -> dict:
 
 # ---- report -----------------------------------------------------------------------------------
 
-def pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.0f}%"
+def pct(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}%"
 
 
 def dataset_markdown(name: str, items: dict) -> list[str]:
@@ -125,33 +125,32 @@ def dataset_markdown(name: str, items: dict) -> list[str]:
     lines = [f"## {name}", "", "Share of probes **flagged** by the detectors (per kind), and of real test answers flagged:", "",
              "| item | real test flagged | " + " | ".join(kinds) + " |", "|---|---:|" + "---:|" * len(kinds)]
     for item, r in items.items():
-        lines.append(f"| {item} | {pct(r['real_test']['flagged'])} of {r['real_test']['n']} | "
+        lines.append(f"| {item} | {pct(r['real_test']['flagged'], 1)} of {r['real_test']['n']} | "
                      + " | ".join(pct(r["kinds"].get(k, {}).get("flagged")) for k in kinds) + " |")
     means = {k: [r["kinds"][k]["flagged"] for r in items.values() if k in r["kinds"]] for k in kinds}
     real = [r["real_test"]["flagged"] for r in items.values()]
-    lines.append(f"| mean | {pct(sum(real) / len(real))} | " + " | ".join(pct(sum(v) / len(v)) for v in means.values()) + " |")
-    scored = [r for r in items.values() if r["score_values"]]
-    if scored:
-        lines += ["", "Goal (issue 14): ≥ 90% of gibberish, key-term lists, question copies and answers to other "
-                      "items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of real "
-                      "test answers flagged:", "",
-                  "| item | gibberish | key terms | question copy | other item | real flagged ≤ 5% | all met "
-                  "| other item, its item left out of the detectors' training table |",
-                  "|---|---|---|---|---|---|---|---:|"]
-        for item, r in items.items():
-            k = r["kinds"]
-            cells, ok = [], True
-            for kind in MUST_FLAG:
-                if kind not in k:
-                    cells.append("—")
-                    continue
-                met = k[kind]["flagged"] >= 0.9
-                ok &= met
-                cells.append(f"{pct(k[kind]['flagged'])} {'yes' if met else 'no'}")
-            real_ok = r["real_test"]["flagged"] <= 0.05
-            unseen = k.get("other_item", {}).get("flagged_source_unseen")
-            lines.append(f"| {item} | " + " | ".join(cells) + f" | {pct(r['real_test']['flagged'])} {'yes' if real_ok else 'no'} "
-                         f"| {'yes' if ok and real_ok else 'no'} | {pct(unseen)} |")
+    lines.append(f"| mean | {pct(sum(real) / len(real), 1)} | " + " | ".join(pct(sum(v) / len(v)) for v in means.values()) + " |")
+    lines += ["", "Goal (issue 14, set for ASAP-SAS items 1–10): ≥ 90% of gibberish, key-term lists, question copies and answers to other "
+                  "items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of real "
+                  "test answers flagged:", "",
+              "| item | gibberish | key terms | question copy | other item | real flagged ≤ 5% | all met "
+              "| other item, its item left out of the detectors' training table |",
+              "|---|---|---|---|---|---|---|---:|"]
+    for item, r in items.items():
+        k = r["kinds"]
+        cells, ok = [], True
+        for kind in MUST_FLAG:
+            if kind not in k:
+                cells.append("—")
+                continue
+            met = k[kind]["flagged"] >= 0.9
+            ok &= met
+            cells.append(f"{pct(k[kind]['flagged'])} {'yes' if met else 'no'}")
+        real_ok = r["real_test"]["flagged"] <= 0.05
+        unseen = k.get("other_item", {}).get("flagged_source_unseen")
+        lines.append(f"| {item} | " + " | ".join(cells) + f" | {pct(r['real_test']['flagged'], 1)} {'yes' if real_ok else 'no'} "
+                     f"| {'yes' if ok and real_ok else 'no'} | {pct(unseen)} |")
+    if any(r["score_values"] for r in items.values()):
         lines += ["", "What the shipped scorer does with answers made from its top-scored answers (score shift = probe's "
                       "score minus the original answer's; kept = same score as the original; unflagged and kept = "
                       "the probe fooled both):", "",
