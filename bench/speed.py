@@ -22,6 +22,7 @@ import numpy as np
 
 from kd_train.config import FeaturizerConfig
 from kd_train.featurize import featurize
+from kd_train.scorer import onnx_session
 from kd_train.student import featurize_all
 from kd_train.teacher import _load, truncate_layers
 
@@ -50,12 +51,7 @@ def throughput(predict_batch: Callable[[list[str]], object], answers: list[str],
 
 
 def _onnx_runner(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(model_path, threads=1)
     return lambda x: session.run(["probs"], {"features": x})[0]
 
 

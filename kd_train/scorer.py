@@ -208,11 +208,14 @@ def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> tup
     return info, featurizer
 
 
-def onnx_session(path: str | os.PathLike):
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session of the model at ``path`` (``threads``: its thread pools' size; None: onnxruntime's choice)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
     return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])
 
 
