@@ -85,6 +85,10 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
                    help=f"when the validation split would hold fewer than N answers, choose the teacher's epochs by "
                         f"{d.cv_folds}-fold cross-validation over all scored answers instead ({d.cv_folds} extra "
                         f"fine-tunings), then fine-tune it on all of them; 0: never (default: {d.cv_below})")
+    g.add_argument("--no-frozen-teacher", action="store_true",
+                   help="on an item small enough for the cross-validation above, only fine-tune. By default the "
+                        "pretrained encoder is also tried frozen (logistic regression on its sentence embeddings, "
+                        "seconds on a CPU), out of fold on the same folds, and the better of the two labels")
     g.add_argument("--folds", type=int, default=d.folds,
                    help="also fine-tune K teachers on K-1 folds each, so every training answer gets soft labels from a "
                         f"teacher that never saw it (cross-fitting; K+1 trainings). 0: off (default: {d.folds})")
@@ -377,7 +381,9 @@ def _run_teacher(args: argparse.Namespace) -> None:
         return  # not the main process of a distributed run
     for split, m in meta["metrics"].items():
         print(f"item {item} {split:<8} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")
-    print(f"teacher saved to {args.out} ({meta['wall_s']:.0f} s, {meta['epochs_run']:.1f} epochs)")
+    how = (f"{teacher.FROZEN_KIND}, C {meta['frozen_candidate']['C']:g}" if meta.get("kind") == teacher.FROZEN_KIND
+           else f"{meta['epochs_run']:.1f} epochs")
+    print(f"teacher saved to {args.out} ({meta['wall_s']:.0f} s, {how})")
 
 
 def _run_label(args: argparse.Namespace) -> None:
@@ -426,7 +432,7 @@ def _teacher_config(args: argparse.Namespace):
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question == "yes",
         folds=args.folds, class_weights=args.class_weights, cv_below=args.teacher_cv_below,
-        min_steps=args.teacher_min_steps,
+        min_steps=args.teacher_min_steps, frozen=not args.no_frozen_teacher,
     )
 
 

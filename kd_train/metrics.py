@@ -276,6 +276,13 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
                   "; ".join(f"item {item}: {'question + answer' if p['with_question'] else 'answer alone'} "
                             f"({p['val_qwk']['question + answer']:.3f} with the question, "
                             f"{p['val_qwk']['answer alone']:.3f} without)" for item, p in paired.items()) + "."]
+    frozen = {r["item"]: r["models"]["teacher"]["frozen_candidate"] for r in rows
+              if r["models"].get("teacher", {}).get("frozen_candidate")}
+    if frozen:
+        lines += ["", "Teacher on small items (cross-validated), out of fold on the same folds: " +
+                  "; ".join(f"item {item}: {'the encoder frozen + logistic regression labels' if f['kept'] else 'fine-tuned labels'} "
+                            f"({f['oof_qwk']:.3f} frozen, {f['fine_tuned_oof_qwk']:.3f} fine-tuned)" for item, f in frozen.items())
+                  + " (the teacher's rows above are the one that labels)."]
     cautions = [f"item {r['item']}: {r['quality']['caution']}" for r in rows if r["quality"].get("caution")]
     if cautions:
         lines += ["", "**Exact scores.** " + " ".join(cautions)]

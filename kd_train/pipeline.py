@@ -57,7 +57,9 @@ def _cached_teacher(folder: Path, config: teacher.TeacherConfig, train: Table) -
     cross_validated = meta.get("cross_validation") is not None
     n_labelled = meta["train_rows"] + meta["val_rows"]
     same = (stored == asdict(config) and meta["train_sha256"] == sha256_file(train.path)
-            and cross_validated == teacher.uses_cross_validation(n_labelled, config))
+            and cross_validated == teacher.uses_cross_validation(n_labelled, config)
+            # a cross-validated teacher saved before the frozen encoder was tried beside it is not reused
+            and not (cross_validated and config.frozen and not config.layers and "frozen_candidate" not in meta))
     return meta if same else None
 
 
@@ -198,7 +200,8 @@ def run_item(
     soft = soft_labels.merge(parts)
     report["models"]["teacher"] = {"params": meta["params"],
                                    **decide_teacher(teacher_dir, meta, soft_train, soft_test, train, test, values),
-                                   **({"pairing": pairing} if pairing else {})}
+                                   **({"pairing": pairing} if pairing else {}),
+                                   **({"frozen_candidate": meta["frozen_candidate"]} if "frozen_candidate" in meta else {})}
 
     transfer = unlabeled if config.use_transfer and unlabeled is not None and len(unlabeled) else None
     if augmented is not None:

