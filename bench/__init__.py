@@ -21,6 +21,16 @@ def teacher_rule(item_report: dict) -> dict | None:
     return None if not decided or decided["decision"].get("judged_by", "").startswith("none") else decided
 
 
+def teacher_labels(item_report: dict) -> str:
+    """Which teacher labelled, on a cross-validated item: the fine-tuned encoder or the frozen one with logistic
+    regression, with both out-of-fold QWKs (report.json's models.teacher.frozen_candidate); "fine-tuned" elsewhere."""
+    found = item_report["models"]["teacher"].get("frozen_candidate")
+    if not found:
+        return "fine-tuned"
+    return (f"{'frozen' if found['kept'] else 'fine-tuned'} (out of fold: frozen {found['oof_qwk']:.2f}, "
+            f"fine-tuned {found['fine_tuned_oof_qwk']:.2f})")
+
+
 def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the benchmark's own arguments, the kd-train train options after a lone "--")."""
     if "--" not in argv:

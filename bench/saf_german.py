@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import add_out, command, split_extra, table, teacher_rule, train, write_result
+from bench import add_out, command, split_extra, table, teacher_labels, teacher_rule, train, write_result
 from kd_train.data import default_data_root
 
 ATTRIBUTION = ("SAF German legal domain: Filighera, Parihar, Steuer, Meuser & Ochs, \"Your Answer is Incorrect... "
@@ -57,7 +57,7 @@ def summarize(report: dict) -> dict:
         values = r["score_values"]
         row = {"models": {}, "shipped": q["shipped"], "why": q["why"], "fit_for_use": q["fit_for_use"],
                "unfit_reasons": q["unfit_reasons"], "gates": q["gates"], "selection": q.get("selection"),
-               "wall_s": r.get("wall_s")}
+               "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r)}
         for name in MODELS:
             m = r["models"].get(name, {})
             row["models"][name] = {split: {k: m[split][k] for k in ("n", "acc", "qwk")} for split in ("val", "test")
@@ -97,6 +97,10 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
                      f"{row['shipped']} ({cell(row['models']['shipped'])})",
                      "yes" if row["fit_for_use"] else "**no**: " + "; ".join(row["unfit_reasons"])]
                     for item, row in rows.items()), "l" * 8)
+    labels = [f"{item}: {row['teacher_labels']}" for item, row in rows.items() if "teacher_labels" in row]
+    if labels:
+        lines += ["", "Which teacher labelled (the fine-tuned encoder, or the encoder frozen with logistic regression "
+                      "on its sentence embeddings, whichever is better out of fold): " + "; ".join(labels) + "."]
     lines += ["", "The model columns are each model's most probable score; \"teacher by its rule\" is the score the "
                   "teacher's own decision rule gives (cutpoints on its expected score where they beat the most probable "
                   "score out of fold, as for every candidate; `shipped` uses its own too), where the teacher kept the "

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import add_out, command, split_extra, table, teacher_rule, train, write_result
+from bench import add_out, command, split_extra, table, teacher_labels, teacher_rule, train, write_result
 from kd_train.data import concat, load_asap, stratified_split
 
 MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
@@ -75,7 +75,7 @@ def summarize(reports: dict[int, dict]) -> dict:
                 "teacher_rule_test_qwk": (teacher_rule(r) or {}).get("test", {}).get("qwk"),
                 "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
                 "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
-                "selection": q.get("selection"), "wall_s": r.get("wall_s")}
+                "selection": q.get("selection"), "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r)}
     return rows
 
 
@@ -104,6 +104,11 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
                          "yes" if row["fit_for_use"] else "**no**"])
     lines += table(["item", "answers", "teacher", "teacher by its rule", "KD student", "ANN", "hashing + LR",
                     "shipped (which)", "degenerate", "fit"], body, "lrrrrrrlll")
+    labels = [f"item {item} at {row['answers']}: {row['teacher_labels']}" for item, by_size in rows.items()
+              for row in by_size.values() if "teacher_labels" in row]
+    lines += ["", "Which teacher labelled (the fine-tuned encoder, or the encoder frozen with logistic regression on "
+                  "its sentence embeddings, whichever is better out of fold on a cross-validated item): "
+              + "; ".join(labels) + "."]
     means = {size: [r[str(size)] for r in rows.values() if str(size) in r] for size in sizes}
     lines += ["", "Mean test QWK by size:", "", *table(
         ["answers", *MODELS],
