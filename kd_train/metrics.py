@@ -73,7 +73,7 @@ def score_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence
 
 
 MODEL_NAMES = {
-    "teacher": "Teacher (fine-tuned all-MiniLM-L6-v2)",
+    "teacher": "Teacher (the pretrained encoder fine-tuned, or frozen + logistic regression on small items)",
     "student": "KD student",
     "ann": "ANN (same network, human scores only)",
     "tinybert_like": "TinyBERT-like stand-in (3 layers, distilled)",
