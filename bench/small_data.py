@@ -12,13 +12,13 @@ answers are the item's test_public.csv. Writes small-data.md and small-data.json
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import sys
 import time
 from pathlib import Path
 
-from bench import add_out, command, split_extra, table, teacher_labels, teacher_rule, train, write_result
+from bench import (add_out, command, split_extra, table, teacher_labels, teacher_labels_line, teacher_rule, train,
+                   write_result)
 from kd_train.data import concat, load_asap, stratified_split
 
 MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
@@ -43,21 +43,13 @@ def subsample(train, item: str, size: int, seed: int):
     return stratified_split(rows, size / len(rows), seed)[1]
 
 
-def write_table(table, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "item", "response", "score"])
-        writer.writerows(zip(table.ids, table.items, table.responses, table.scores))
-    return path
-
-
 def run_size(ds, args, size: int, extra: list[str]) -> dict:
     """Train every item on `size` answers; returns the run's report.json."""
     folder = args.run / f"n{size}"
     parts = [subsample(ds.train, item, size, args.seed) for item in args.items]
-    table = functools.reduce(concat, parts)
-    train_csv = write_table(table, folder / "train.csv")
+    train_csv = folder / "train.csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    train_csv.write_text(functools.reduce(concat, parts).to_csv(), encoding="utf-8")
     data = args.data or Path(ds.train.path).parent.parent
     return train(["--train", str(train_csv), "--items", str(data / "asap-sas" / "items.csv"),
                   "--test", str(data / "asap-sas" / "test_public.csv"), "--item", *args.items, *extra], folder / "out")
@@ -106,9 +98,7 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
                     "shipped (which)", "degenerate", "fit"], body, "lrrrrrrlll")
     labels = [f"item {item} at {row['answers']}: {row['teacher_labels']}" for item, by_size in rows.items()
               for row in by_size.values() if "teacher_labels" in row]
-    lines += ["", "Which teacher labelled (the fine-tuned encoder, or the encoder frozen with logistic regression on "
-                  "its sentence embeddings, whichever is better out of fold on a cross-validated item): "
-              + "; ".join(labels) + "."]
+    lines += ["", teacher_labels_line(labels)]
     means = {size: [r[str(size)] for r in rows.values() if str(size) in r] for size in sizes}
     lines += ["", "Mean test QWK by size:", "", *table(
         ["answers", *MODELS],

@@ -98,6 +98,14 @@ class Table:
     def item_ids(self) -> list[str]:
         return sorted(set(self.items), key=_natural_key)
 
+    def to_csv(self, scores: bool = True) -> str:
+        """The table as CSV text that :func:`read_responses` reads back: id, item, response (and score)."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "item", "response", "score"][:4 if scores else 3])
+        writer.writerows(row[:4 if scores else 3] for row in zip(self.ids, self.items, self.responses, self.scores))
+        return buf.getvalue()
+
 
 def concat(a: Table, b: Table) -> Table:
     """Rows of ``a`` then ``b`` (extras kept only where both have them)."""

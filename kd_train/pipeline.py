@@ -9,8 +9,6 @@ student side takes minutes.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 import time
@@ -267,11 +265,7 @@ def _augmented(out: Path, train: Table, item: str, config: PipelineConfig, log) 
     out/augmented.csv for the teacher to label (``data.augmented_answers``)."""
     fit = validation_split(train, item, config.student)[0]
     copies = augmented_answers(fit, config.augment, config.student.seed)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "item", "response"])
-    writer.writerows(zip(copies.ids, copies.items, copies.responses))
-    atomic_write_text(out / "augmented.csv", buf.getvalue())
+    atomic_write_text(out / "augmented.csv", copies.to_csv(scores=False))
     log(f"  augmented: {config.augment} perturbed copies of each of the {len(fit)} answers the student fits on, "
         "for the teacher to label")
     return read_responses(out / "augmented.csv", score_column=False)

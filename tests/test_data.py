@@ -33,6 +33,17 @@ def test_reads_csv_with_bom_crlf_and_empty_response(tmp_path):
     assert len(t.labelled()) == 2
 
 
+def test_to_csv_reads_back(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text('id,item,response,score\n1,q,"hello, ""world""\nagain",2\n2,q,,0\n3,q,later,\n', encoding="utf-8")
+    t = read_responses(path)
+    (tmp_path / "back.csv").write_text(t.to_csv(), encoding="utf-8")
+    back = read_responses(tmp_path / "back.csv")
+    assert (back.ids, back.items, back.responses, back.scores) == (t.ids, t.items, t.responses, t.scores)
+    (tmp_path / "unscored.csv").write_text(t.to_csv(scores=False), encoding="utf-8")
+    assert read_responses(tmp_path / "unscored.csv", score_column=False).scores == [None] * 3
+
+
 def test_reads_tsv(tmp_path):
     path = tmp_path / "r.tsv"
     path.write_text("id\titem\tresponse\tscore\n1\tq\ta, b\t1\n", encoding="utf-8")
