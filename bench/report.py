@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import table
-from kd_train.metrics import _save
+from kd_train.metrics import pyplot, save_figure
 
 MODEL_ORDER = ["teacher", "student", "ann", "tinybert_like", "hashing_lr", "fasttext", "fasttext_ftz", "human"]
 LABELS = {
@@ -93,18 +93,7 @@ def _choice(label: str, row: dict | None, default_test: float, keys: tuple[str, 
             f"vs the default's {default_test:.3f}")
 
 
-def early_stopping_lines(es: dict) -> list[str]:
-    lines = ["", "### Early stopping patience (epochs without a better val QWK before stopping)", "",
-             "A collapsed run predicts one score value for every test answer (QWK 0): its val QWK never rose above "
-             "that of epoch 1 within the patience.", ""]
-    lines += table(["patience", "student", "val QWK", "test QWK", "collapsed runs"],
-                   ([r["patience"], key, _f(x["val_qwk"]), _pm(x, "test_qwk"), f"{len(x['constant_runs'])} of {x['runs']}"
-                     + (f" ({', '.join(x['constant_runs'])})" if x["constant_runs"] else "")]
-                    for r in es["rows"] for key in ("kd", "kd no-transfer", "ann") for x in [r[key]]), "rlrrr")
-    return lines + ["", f"- val-selected patience (KD student): {es['val_choice']} (default {es['default']})"]
-
-
-def ablation_section(abl: dict, alt: dict, seeds: list[int], student_config: dict) -> list[str]:
+def ablation_section(abl: dict, seeds: list[int], student_config: dict) -> list[str]:
     sizes, at, tr = abl["sizes"], abl["alpha_t"], abl["transfer"]
     default_test = tr["with"]["test_qwk"]
     lines = ["## 5. Ablations (student side)", "",
@@ -128,27 +117,9 @@ def ablation_section(abl: dict, alt: dict, seeds: list[int], student_config: dic
                     ([label, _f(tr[key]["val_qwk"]), _pm(tr[key], "test_qwk"), _f(tr[key]["test_acc"])]
                      for key, label in (("with", "with the transfer set (default)"), ("without", "without"))))]
     d = tr["with"]
-    lines += early_stopping_lines(abl["early_stopping"]) if "early_stopping" in abl else []
     lines += ["", f"Epochs: early stopping on val QWK picked epoch {d['best_epoch_median']:.0f} (median; range "
               f"{d['best_epoch_range'][0]}–{d['best_epoch_range'][1]}) for the default student, of at most "
-              f"{abl['max_epochs']} with patience {abl['patience']}.",
-              "", "### In-sample soft labels: how much the teacher memorised", "",
-              "The pipeline's soft labels for train.csv come from a teacher that was fine-tuned on them, all but its "
-              "validation split (no cross-fitting). Its argmax against the human score:", "",
-              *table(["item", "on its fit answers: acc / QWK", "on its held-out val answers: acc / QWK",
-                      "mean top probability (fit / val)"],
-                     ([item, f"{fit['acc']:.3f} / {fit['qwk']:.3f}", f"{val['acc']:.3f} / {val['qwk']:.3f}",
-                       f"{fit['mean_max_prob']:.2f} / {val['mean_max_prob']:.2f}"]
-                      for item, g in abl["in_sample"].items() for fit, val in [(g["fit (seen in training)"], g["val (held out)"])]))]
-    lines += ["", "### Other teachers", ""]
-    for name, r in alt.items():
-        if r.get("not_run"):
-            lines.append(f"- **{r['title']}**: not run — {r['not_run']}. Make it with `{r['command']}`, then re-run "
-                         f"`python -m bench` (it reads `{r['cache']}`).")
-        else:
-            s = r["student"]
-            lines.append(f"- **{r['title']}** (items {', '.join(r['items'])}): teacher mean QWK {r['teacher_qwk']['alt']:.3f} "
-                         f"vs {r['teacher_qwk']['main']:.3f}; KD student {s['alt']['test_qwk']:.3f} vs {s['main']['test_qwk']:.3f}.")
+              f"{abl['max_epochs']} with patience {abl['patience']}."]
     return lines + [""]
 
 
@@ -170,23 +141,14 @@ def markdown(result: dict) -> str:
         head += ["**Quick run** (`--quick`): one seed, small grids — a smoke test, not the benchmark.", ""]
     body = (head + accuracy_section(result["models"], inc, result["notes"]["accuracy"]) + size_section(result["models"])
             + speed_section(result["speed"]) + browser_section(result["browser"])
-            + ablation_section(result["ablations"], result["alt_teachers"], result["settings"]["ablation_seeds"],
+            + ablation_section(result["ablations"], result["settings"]["ablation_seeds"],
                                result["settings"]["student_config"])
             + goal_section(result["goal"]) + ["## Not run", ""] + [f"- {n}" for n in result["not_run"]] + [""])
     return "\n".join(body)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_sizes(sizes: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, label, style in (("kd", "KD student", "o-"), ("ann", "ANN (human scores only)", "s--")):
         rows = sorted(sizes["rows"], key=lambda r: r[key]["params"])
@@ -204,11 +166,11 @@ def plot_sizes(sizes: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_alpha_t(at: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     alphas = sorted({r["alpha"] for r in at["rows"]})
     temps = sorted({r["temperature"] for r in at["rows"]})
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
@@ -226,11 +188,11 @@ def plot_alpha_t(at: dict, path: Path) -> None:
                 ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_items(models: dict, items: list[str], path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     names = [n for n in MODEL_ORDER if not models[n].get("not_run")]
     groups = items + ["mean"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 3), 4))
@@ -244,7 +206,7 @@ def plot_items(models: dict, items: list[str], path: Path) -> None:
     ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def readme_results(result: dict) -> str:
@@ -257,13 +219,9 @@ def readme_results(result: dict) -> str:
              "[bench/results/asap-sas.md](bench/results/asap-sas.md).", "",
              *table(["model", "parameters", "mean QWK", "Fisher-z QWK", "mean accuracy",
                      "CPU answers/s (1 thread, batches of 64)"],
-                    ([LABELS[name], _int(m[name].get("params")),
+                    ([LABELS[name], f"{m[name]['params']:,}" if m[name].get("params") else "—",
                       *(["not run"] * 3 if m[name].get("not_run") else
                         [_pm(m[name], key) for key in ("mean_qwk", "fisher_qwk", "mean_acc")]),
                       "—" if sp.get(f"{name}_per_s") is None else f"{sp[f'{name}_per_s']:,.0f}"] for name in MODEL_ORDER)),
              "", "```sh", result["command"], "```", "", *(f"- {a}: {b} — {c}." for a, b, c in result["goal"])]
     return "\n".join(lines) + "\n"
-
-
-def _int(x) -> str:
-    return "—" if not x else f"{x:,}"

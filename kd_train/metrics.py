@@ -123,12 +123,18 @@ def markdown_report(models: dict, title: str = "Results") -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_qwk_vs_params(models: dict, path: str) -> None:
+def pyplot():
+    """matplotlib.pyplot drawing to files only (the Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_qwk_vs_params(models: dict, path: str) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, m in models.items():
         if m["params"]:
@@ -140,16 +146,12 @@ def plot_qwk_vs_params(models: dict, path: str) -> None:
     ax.set_title("Accuracy against size")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _panels(n: int):
     """A figure with n small square panels, at most 5 a row: (fig, axes as a 2-D array)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = min(n, 5)
     rows = (n + cols - 1) // cols
     return plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
@@ -173,7 +175,7 @@ def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, li
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_reliability(curves: dict[str, dict[str, list[dict]]], path: str) -> None:
@@ -196,10 +198,10 @@ def plot_reliability(curves: dict[str, dict[str, list[dict]]], path: str) -> Non
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
     """PNG written whole or not at all (a temporary file renamed into place)."""
     import io
 
