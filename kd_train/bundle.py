@@ -1,6 +1,8 @@
 """The bundler: scorer directories -> dist/, the offline scoring page (contract 5 of docs/design.md).
 
     kd-train build SCORER_DIR... --out dist/          (the same as: python build.py ... in a checkout)
+    python -m kd_train.bundle                         (prints the URLs inside the vendor files, to review
+                                                       web/vendor-urls.json)
 
 dist/ holds the page (rendered from web/page/), featurize.py and detect.py byte for byte, each scorer in
 scorers/<item>/, the few runtime files the page needs from the npm packages pyodide and
@@ -18,7 +20,6 @@ the same inputs give a byte-identical dist/ (sorted, no timestamps, no absolute 
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -637,33 +638,5 @@ def list_vendor_urls() -> None:
     print(json.dumps({p: find_urls(p, d) for p, d in sorted(bundle.files.items()) if find_urls(p, d)}, indent=2))
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m kd_train.bundle") -> int:
-    """The bundler's own command line (`python build.py` in a checkout); `kd-train build` is the same."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("scorers", nargs="*", metavar="SCORER_DIR", help="scorer directories (one per item)")
-    parser.add_argument("--out", default="dist", help="folder to write the bundle to (replaced when done; default: dist)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace --out even when it is not a bundle kd-train built (never a scorer directory)")
-    parser.add_argument("--allow-unfit", action="store_true",
-                        help="build scorers that failed the quality check anyway (the page warns on their items)")
-    from kd_train.cli import SNAPSHOT_HELP   # the same option as `kd-train build --no-snapshot`
-
-    parser.add_argument("--no-snapshot", dest="snapshot", action="store_false", help=SNAPSHOT_HELP)
-    parser.add_argument("--list-vendor-urls", action="store_true",
-                        help="print the URLs inside the vendor files (to review web/vendor-urls.json) and exit")
-    args = parser.parse_args(argv)
-    try:
-        if args.list_vendor_urls:
-            list_vendor_urls()
-        elif not args.scorers:
-            parser.error("give at least one SCORER_DIR")
-        else:
-            run(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot)
-    except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":   # for a maintainer reviewing web/vendor-urls.json
+    list_vendor_urls()
