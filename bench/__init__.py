@@ -31,6 +31,11 @@ def teacher_labels(item_report: dict) -> str:
             f"fine-tuned {found['fine_tuned_oof_qwk']:.2f})")
 
 
+def teacher_labels_line(labels: list[str]) -> str:
+    return ("Which teacher labelled (the fine-tuned encoder, or the encoder frozen with logistic regression on its "
+            "sentence embeddings, whichever is better out of fold on a cross-validated item): " + "; ".join(labels) + ".")
+
+
 def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the benchmark's own arguments, the kd-train train options after a lone "--")."""
     if "--" not in argv:

@@ -14,6 +14,7 @@ then runs the gaming probes of bench/probes.py (probes.md, probes.json) unless -
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -60,8 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def log(text: str = "") -> None:
-    print(text, flush=True)
+log = functools.partial(print, flush=True)
 
 
 def single_model(per_item: dict[str, dict], **extra) -> dict:
@@ -111,24 +111,8 @@ def tinybert_row(items: list[CachedItem], size: dict | None) -> dict:
     if all(cached.values()):
         return single_model({i: c["test"] for i, c in cached.items()}, **size, size_note=size_note)
     missing = [i for i, c in cached.items() if not c]
-    partial = {i: {k: c["test"][k] for k in ("acc", "qwk", "f1", "n")} for i, c in cached.items() if c}
     return not_run(f"the 3-layer stand-in has not been fine-tuned for items {', '.join(missing)} (no GPU this session, "
-                   f"and about 10 min per item on this CPU)", TINYBERT_COMMAND, **size, size_note=size_note,
-                   items_partial=partial)
-
-
-def tinybert_partial_note(models: dict) -> list[str]:
-    """Where the stand-in exists for some items only: it beside the others on those items (not in the means)."""
-    partial = models["tinybert_like"].get("items_partial") or {}
-    if not partial:
-        return []
-    cells = []
-    for item, m in partial.items():
-        others_ = ", ".join(f"{name} {models[name]['items'][item]['qwk']:.3f}" for name in ("teacher", "student", "ann",
-                                                                                           "hashing_lr", "fasttext"))
-        cells.append(f"item {item}: TinyBERT-like QWK {m['qwk']:.3f} (accuracy {m['acc']:.3f}) vs {others_}")
-    return [f"TinyBERT-like stand-in, cached for items {', '.join(partial)} only (left out of the means): " + "; ".join(cells)
-            + f" (from `{TINYBERT_COMMAND}` run on those items)."]
+                   f"and about 10 min per item on this CPU)", TINYBERT_COMMAND, **size, size_note=size_note)
 
 
 def teacher_bytes(items: list[CachedItem]) -> int | None:
@@ -148,7 +132,6 @@ def accuracy_models(data: Dataset, items: list[CachedItem], results: Results, se
     lr = {i.item: others.hashing_lr(data, i) for i in items}
     models["hashing_lr"] = single_model({i: r["test"] for i, r in lr.items()}, params=max(r["params"] for r in lr.values()),
                                         bytes=None, C={i: r["C"] for i, r in lr.items()},
-                                        source={i: r["source"] for i, r in lr.items()},
                                         bytes_note="Hashing + LR is not saved as a file here (its weights as float32 "
                                                    "would take 4 bytes per parameter).")
     models["fasttext"], models["fasttext_ftz"], ft_runs = fasttext_models(items, work, quick)
@@ -176,7 +159,6 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
     max_len = teacher.input_length(item.teacher_meta)
     predictors = {
         "student": speed.student_predictor(work / "student.onnx", item.featurizer),
-        **speed.student_parts(work / "student.onnx", item.featurizer, answers),
         "fasttext": speed.fasttext_predictor(ft_runs[item.item].bin_path),
         "fasttext_ftz": speed.fasttext_predictor(ft_runs[item.item].ftz_path),
         "tinybert_like": speed.transformer_predictor(tiny_model, tiny_tok, max_len),
@@ -191,8 +173,7 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
              "the transformers, after a warm-up batch; batches of 64 are formed longest answers first.",
              "Student = the featurizer + onnxruntime on model.onnx, as `kd-train predict` runs it: "
              f"`kd_train/featurize_batch.py` ({speed.featurizer_path()}; bit-identical to `kd_train/featurize.py`, the file "
-             "the page runs, checked by tests/test_featurize_batch.py); "
-             "'featurize.py only' times the page's file alone (pure Python), one answer after another; fastText "
+             "the page runs, checked by tests/test_featurize_batch.py); fastText "
              "includes the same lower-casing/tokenising it was trained with; transformers include their tokenizer "
              f"(up to {max_len} tokens, padded to the longest answer in the batch).",
              ("Teacher: the fine-tuned item model from the cache." if has_weights else
@@ -239,20 +220,6 @@ def browser_block(args: argparse.Namespace, item: CachedItem, command_line: str)
     return browser_from(raw, f"Measured in this run with bench/browser.py on {on} (also written to browser.md/json).")
 
 
-def alt_teachers(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int]) -> dict:
-    out = {}
-    for name, spec in ablations.ALT_TEACHERS.items():
-        alt = find_items(Path(spec["cache"]), [i.item for i in items], data)[0]
-        if not alt:
-            out[name] = spec | {"not_run": f"no cached outputs in {spec['cache']} for the included items; it needs "
-                                           f"{spec['needs']}"}
-            continue
-        log(f"\n== 5. students from another teacher: {spec['title']} (items {', '.join(i.item for i in alt)})")
-        alt_results = run_variants(alt, {ablations.STUDENT: seeds})
-        out[name] = spec | ablations.alt_teacher(alt, items, alt_results, results, seeds, others.teacher_test)
-    return out
-
-
 def goal_rows(models: dict, speed_: dict, browser: dict) -> list[tuple[str, str, str]]:
     s = models["student"]
     gap = models["teacher"]["mean_qwk"] - s["mean_qwk"]
@@ -297,8 +264,8 @@ def accuracy_notes(items: list[CachedItem], seeds: list[int], models: dict) -> l
         "Teacher: argmax of its cached soft labels for test_public (soft-test.csv); trained on each item's train.csv "
         f"answers except a {items[0].teacher_meta['config']['val_fraction']:.0%} validation split (for early stopping); "
         f"its soft labels for train.csv are {'in-sample' if folds == {0} else f'cross-fitted ({folds} folds)'}.",
-        "Hashing + LR: `kd_train.baselines.hashing_lr`, the student's featurizer, C chosen on the seed-0 val split; "
-        "one seed (deterministic). " + lr_source(models["hashing_lr"]),
+        "Hashing + LR: `kd_train.baselines.hashing_lr`, the student's featurizer, C chosen on the seed-0 val split "
+        f"(per item: {models['hashing_lr']['C']}); one seed (deterministic).",
         "fastText: settings chosen per item on the seed-0 val split (grid: lr × epoch × wordNgrams × char n-grams, "
         f"dim {fasttext_baseline.FIXED['dim']}, bucket {fasttext_baseline.FIXED['bucket']:,}, "
         f"{fasttext_baseline.FIXED['thread']} thread, seed 0), trained on the rest of train.csv; .ftz = that model "
@@ -307,15 +274,9 @@ def accuracy_notes(items: list[CachedItem], seeds: list[int], models: dict) -> l
                                f"char {s['minn']}–{s['maxn']}" for i, s in models["fasttext"]["settings"].items()) + ".",
         "Human–human: score vs score2 on train.csv (test_public.csv carries one score only), all of each item's answers.",
         "Macro-F1 averages F1 over every score value of the item (a value a model never predicts counts as 0).",
+        "Collapsed runs (one score value for every test answer): " + "; ".join(
+            f"{name} {', '.join(models[name]['constant_runs']) or 'none'}" for name in ("student", "ann")) + ".",
     ]
-
-
-def lr_source(lr: dict) -> str:
-    cached = [i for i, s in lr["source"].items() if s == "pipeline report.json"]
-    trained = {i: lr["C"][i] for i in lr["source"] if i not in cached}
-    parts = [f"items {', '.join(cached)}: read from the pipeline's report.json (the same call, split and seed)"] if cached else []
-    parts += [f"items {', '.join(trained)}: trained here (C per item: {trained})"] if trained else []
-    return "; ".join(parts) + "."
 
 
 def select_items(args: argparse.Namespace, data: Dataset) -> tuple[list[CachedItem], dict[str, str]]:
@@ -329,21 +290,17 @@ def select_items(args: argparse.Namespace, data: Dataset) -> tuple[list[CachedIt
     return items, missing
 
 
-def run_ablations(data: Dataset, items: list[CachedItem], results: Results, quick: bool, seeds: list[int]) -> tuple[dict, dict]:
+def run_ablations(items: list[CachedItem], results: Results, quick: bool, seeds: list[int]) -> dict:
     log("\n== 5. ablations")
-    abl = {"sizes": ablations.sizes(results, items[0], quick, seeds),
+    return {"sizes": ablations.sizes(results, items[0], quick, seeds),
            "alpha_t": ablations.alpha_t(results, items[0], quick, seeds),
            "transfer": ablations.transfer(results, seeds),
-           "early_stopping": ablations.patience(results, items[0], seeds),
-           "in_sample": {i.item: others.in_sample_gap(i) for i in items},
            "max_epochs": items[0].student_config.epochs, "patience": items[0].student_config.patience}
-    return abl, alt_teachers(data, items, results, seeds)
 
 
-def not_run_list(models: dict, alt: dict, missing: dict[str, str]) -> list[str]:
+def not_run_list(models: dict, missing: dict[str, str]) -> list[str]:
     out = [f"TinyBERT-like stand-in accuracy: {models['tinybert_like']['not_run']}; `{TINYBERT_COMMAND}`"
            ] if models["tinybert_like"].get("not_run") else []
-    out += [f"{spec['title']}: {spec['not_run']}; `{spec['command']}`" for spec in alt.values() if spec.get("not_run")]
     return out + ([f"items {', '.join(missing)}: {'; '.join(sorted(set(missing.values())))}"] if missing else [])
 
 
@@ -372,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
             speed_block(items, ft_runs, args.speed_answers, args.quick, Path(tmp))
     models["tinybert_like"] = tinybert_row(items, tiny_size)
     browser = browser_block(args, items[0], command_line)
-    abl, alt = run_ablations(data, items, results, args.quick, abl_seeds)
+    abl = run_ablations(items, results, args.quick, abl_seeds)
     result = {
         "command": command_line, "wall_s": round(time.time() - started, 1), "quick": args.quick, "date": utc_now(),
         "machine": f"Python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs (load average "
@@ -381,8 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"seeds": seeds, "ablation_seeds": abl_seeds, "cache": str(args.cache),
                      "student_config": vars(items[0].student_config), "featurizer": items[0].featurizer.as_dict()},
         "models": {k: models[k] for k in report.MODEL_ORDER},
-        "speed": speed_result, "browser": browser, "ablations": abl, "alt_teachers": alt,
-        "notes": {"accuracy": accuracy_notes(items, seeds, models) + tinybert_partial_note(models)}, "not_run": not_run_list(models, alt, missing),
+        "speed": speed_result, "browser": browser, "ablations": abl,
+        "notes": {"accuracy": accuracy_notes(items, seeds, models)}, "not_run": not_run_list(models, missing),
         "goal": goal_rows(models, speed_result, browser),
     }
     write_outputs(result, args.out)

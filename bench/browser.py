@@ -17,7 +17,7 @@ Playwright. Measures, each from a fresh browser context (no HTTP cache):
   - a 5,000-answer batch end to end (file chosen -> results table drawn)
   - the detectors' cost: detect.py alone, and featurize.py + detect.py, per answer in the page's worker
   - bundle size raw / gzip -9 / brotli quality 11 (each file compressed alone)
-Answers come from --answers (a CSV with a 'response' column; default: ASAP-SAS train.csv when
+Answers come from --answers (a table with id, item and response columns; default: ASAP-SAS train.csv when
 present, else the demo answers). Writes bench/results/browser.{md,json}.
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # bench and kd_train, when run as `python bench/browser.py` from a checkout
 
-from bench import add_out, command, utc_now, write_result  # noqa: E402
+from bench import add_out, command, table, utc_now, write_result  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -150,14 +150,12 @@ def detector_cost(browser, url: str, answers: list[str], repeat: int = 5) -> dic
 
 
 def load_answers(path: Path | None) -> tuple[list[str], str]:
-    if path is None:
-        from kd_train.data import default_data_root
+    from kd_train.data import default_data_root, read_responses
 
+    if path is None:
         asap = default_data_root() / "asap-sas" / "train.csv"
         path = asap if asap.is_file() else ROOT / "examples" / "demo" / "responses.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        answers = [row["response"] for row in csv.DictReader(f)]
-    return answers, f"{path.parent.name}/{path.name}"  # no machine-specific path in the results
+    return read_responses(path, score_column=False).responses, f"{path.parent.name}/{path.name}"  # no machine path
 
 
 def answers_csv(texts: list[str]) -> str:
@@ -366,57 +364,52 @@ def ratio(starts: dict, key: str) -> float:
     return statistics.median(a / b for a, b in zip(starts[key], starts["bare_pyodide_page_ms"]))
 
 
-def quota_rows(quota: dict) -> list[str]:
+def quota_rows(quota: dict) -> list[tuple[str, str]]:
+    cores = f"{quota['quota_cores']:g} of a core"
     if "not_measured" in quota:
-        return [f"| the same with the browser limited to {quota['quota_cores']:g} of a core | not measured: "
-                f"{quota['not_measured']} |"]
+        return [(f"the same with the browser limited to {cores}", f"not measured: {quota['not_measured']}")]
     med = statistics.median
-    return [f"| with the whole browser limited to {quota['quota_cores']:g} of a core (cgroup CPU quota): first score, "
-            f"snapshot / no snapshot / bare page | {med(quota['first_score_ms']) / 1000:.1f} / "
-            f"{med(quota['first_score_no_snapshot_ms']) / 1000:.1f} / {med(quota['bare_pyodide_page_ms']) / 1000:.1f} s |",
-            f"| **first score ÷ bare page at {quota['quota_cores']:g} of a core**: snapshot / no snapshot | "
-            f"**{ratio(quota, 'first_score_ms'):.2f}×** / {ratio(quota, 'first_score_no_snapshot_ms'):.2f}× |"]
+    return [(f"with the whole browser limited to {cores} (cgroup CPU quota): first score, snapshot / no snapshot / "
+             "bare page", f"{med(quota['first_score_ms']) / 1000:.1f} / {med(quota['first_score_no_snapshot_ms']) / 1000:.1f}"
+             f" / {med(quota['bare_pyodide_page_ms']) / 1000:.1f} s"),
+            (f"**first score ÷ bare page at {cores}**: snapshot / no snapshot",
+             f"**{ratio(quota, 'first_score_ms'):.2f}×** / {ratio(quota, 'first_score_no_snapshot_ms'):.2f}×")]
 
 
 def write_report(result: dict, out: Path) -> str:
-    s, su, p = result["sizes"], result["start_up"], result["sizes_no_snapshot"]
-    med = lambda xs: statistics.median(xs)  # noqa: E731
-    lines = [
-        "# The offline page in headless Chromium",
-        "",
-        f"Each start-up from a fresh browser context (no HTTP cache), median of {len(su['first_score_ms'])}; "
-        "times from navigation start.",
-        "",
-        "| measure | value |",
-        "|---|---:|",
-        f"| page usable (answer box reacts) | {med(su['page_usable_ms']):.0f} ms |",
-        f"| first score possible (Python + onnxruntime-web + model ready), start-up snapshot (the default) | "
-        f"{med(su['first_score_ms']) / 1000:.2f} s |",
-        f"| first score possible, bundle built with `--no-snapshot` | {med(su['first_score_no_snapshot_ms']) / 1000:.2f} s |",
-        f"| bare `loadPyodide()` page, navigation to ready | {med(su['bare_pyodide_page_ms']) / 1000:.2f} s |",
-        f"| bare `loadPyodide()` call alone | {med(su['bare_load_pyodide_ms']) / 1000:.2f} s |",
-        f"| **first score ÷ bare page** (median of the per-round ratios): snapshot / no snapshot | "
-        f"**{ratio(su, 'first_score_ms'):.2f}×** / {ratio(su, 'first_score_no_snapshot_ms'):.2f}× |",
+    s, su, p, d = result["sizes"], result["start_up"], result["sizes_no_snapshot"], result["detectors"]
+    med = lambda key: statistics.median(su[key]) / 1000  # noqa: E731
+    single, batch = result["single_ms"], result["batch200_per_answer_ms"]
+    rows = [
+        ("page usable (answer box reacts)", f"{med('page_usable_ms') * 1000:.0f} ms"),
+        ("first score possible (Python + onnxruntime-web + model ready), start-up snapshot (the default)",
+         f"{med('first_score_ms'):.2f} s"),
+        ("first score possible, bundle built with `--no-snapshot`", f"{med('first_score_no_snapshot_ms'):.2f} s"),
+        ("bare `loadPyodide()` page, navigation to ready", f"{med('bare_pyodide_page_ms'):.2f} s"),
+        ("bare `loadPyodide()` call alone", f"{med('bare_load_pyodide_ms'):.2f} s"),
+        ("**first score ÷ bare page** (median of the per-round ratios): snapshot / no snapshot",
+         f"**{ratio(su, 'first_score_ms'):.2f}×** / {ratio(su, 'first_score_no_snapshot_ms'):.2f}×"),
         *quota_rows(result["start_up_cpu_quota"]),
-        f"| one answer, submit to result shown in the page: median / p90 (n={result['single_ms']['n']}) | "
-        f"{result['single_ms']['median']:.1f} / {result['single_ms']['p90']:.1f} ms |",
-        f"| per answer in a batch of 200 (batch form, file to table): median / p90 over "
-        f"{result['batch200_per_answer_ms']['n_batches']} batches | {result['batch200_per_answer_ms']['median']:.2f} / "
-        f"{result['batch200_per_answer_ms']['p90']:.2f} ms |",
-        f"| 5,000-answer batch, end to end | {result['batch5000_s']:.1f} s |",
-        *([f"| detectors (`detect.py` alone) per answer, batches of {result['detectors']['n']:,} in the page's worker: "
-           f"median of {result['detectors']['repeat']} | {result['detectors']['detect_ms']:.3f} ms |",
-           f"| `featurize.py` + `detect.py` per answer, same batches | {result['detectors']['featurize_and_detect_ms']:.3f} ms |"]
-          if "detectors" in result else []),
-        f"| bundle raw / gzip -9 / brotli 11 | {s['raw'] / 1e6:.1f} / {s['gzip'] / 1e6:.1f} / {s['brotli'] / 1e6:.1f} MB |",
-        f"| the same, built with `--no-snapshot` | {p['raw'] / 1e6:.1f} / {p['gzip'] / 1e6:.1f} / {p['brotli'] / 1e6:.1f} MB |",
-        "",
+        (f"one answer, submit to result shown in the page: median / p90 (n={single['n']})",
+         f"{single['median']:.1f} / {single['p90']:.1f} ms"),
+        (f"per answer in a batch of 200 (batch form, file to table): median / p90 over {batch['n_batches']} batches",
+         f"{batch['median']:.2f} / {batch['p90']:.2f} ms"),
+        ("5,000-answer batch, end to end", f"{result['batch5000_s']:.1f} s"),
+        (f"detectors (`detect.py` alone) per answer, batches of {d['n']:,} in the page's worker: median of {d['repeat']}",
+         f"{d['detect_ms']:.3f} ms"),
+        ("`featurize.py` + `detect.py` per answer, same batches", f"{d['featurize_and_detect_ms']:.3f} ms"),
+        ("bundle raw / gzip -9 / brotli 11", f"{s['raw'] / 1e6:.1f} / {s['gzip'] / 1e6:.1f} / {s['brotli'] / 1e6:.1f} MB"),
+        ("the same, built with `--no-snapshot`", f"{p['raw'] / 1e6:.1f} / {p['gzip'] / 1e6:.1f} / {p['brotli'] / 1e6:.1f} MB"),
+    ]
+    ms = lambda key: ", ".join(f"{x:.0f}" for x in su[key])  # noqa: E731
+    lines = [
+        "# The offline page in headless Chromium", "",
+        f"Each start-up from a fresh browser context (no HTTP cache), median of {len(su['first_score_ms'])}; "
+        "times from navigation start.", "", *table(["measure", "value"], rows), "",
         f"- Answers: {result['answers']['n']:,} non-empty responses from `{Path(result['answers']['source']).name}` "
         f"(median {result['answers']['median_chars']} characters).",
-        f"- All start-ups (ms): page usable {', '.join(f'{x:.0f}' for x in su['page_usable_ms'])}; first score "
-        f"{', '.join(f'{x:.0f}' for x in su['first_score_ms'])}; without the snapshot "
-        f"{', '.join(f'{x:.0f}' for x in su['first_score_no_snapshot_ms'])}; bare loadPyodide page "
-        f"{', '.join(f'{x:.0f}' for x in su['bare_pyodide_page_ms'])}.",
+        f"- All start-ups (ms): page usable {ms('page_usable_ms')}; first score {ms('first_score_ms')}; without the "
+        f"snapshot {ms('first_score_no_snapshot_ms')}; bare loadPyodide page {ms('bare_pyodide_page_ms')}.",
         "- Start-up rounds run the three pages back to back (snapshot, no snapshot, bare), so each ratio compares "
         "pages measured under the same load.",
         f"- Command (repo root): `{result['command']}`",
@@ -430,7 +423,8 @@ def write_report(result: dict, out: Path) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scorer", nargs="?", type=Path, help="scorer directory (default: train a demo scorer here)")
-    ap.add_argument("--answers", type=Path, help="CSV with a 'response' column (default: ASAP-SAS train.csv, else the demo)")
+    ap.add_argument("--answers", type=Path,
+                    help="answers table: id, item, response (default: ASAP-SAS train.csv, else the demo's)")
     ap.add_argument("--starts", type=int, default=3, help="cold start-ups to measure (default: 3)")
     ap.add_argument("--repeat", type=int, default=20,
                     help="batches of 200 to time; single answers timed: 10x this (default: 20)")

@@ -35,7 +35,6 @@ class CachedItem:
     teacher_meta: dict
     student_config: StudentConfig  # the settings the pipeline distilled this item's scorer with
     featurizer: FeaturizerConfig  # the featurizer the pipeline used (scorer.json's; featurize.py's defaults before one exists)
-    pipeline_report: dict | None  # the pipeline's report.json (student, ANN, hashing + LR), when written
 
 
 def missing_reason(folder: Path, train_sha256: str) -> str | None:
@@ -43,8 +42,7 @@ def missing_reason(folder: Path, train_sha256: str) -> str | None:
     if not folder.is_dir():
         return "not in the cache: its teacher has not been trained yet"
     if not (folder / "teacher" / "teacher.json").is_file():
-        partial = any(folder.glob(".teacher.kd-train-tmp-*-partial"))
-        return "teacher training in progress" if partial else "no teacher/teacher.json: teacher not trained"
+        return "no teacher/teacher.json: teacher not trained (or still training)"
     for part in SOFT_PARTS:
         if not (folder / f"soft-{part}.csv").is_file() or not (folder / f"soft-{part}.json").is_file():
             return f"teacher trained but soft-{part}.csv (+ .json sidecar) not written yet"
@@ -65,7 +63,6 @@ def load_item(folder: Path, item: str, data: Dataset) -> CachedItem:
     scorer_json = folder / "scorer" / "scorer.json"
     info = json.loads(scorer_json.read_text(encoding="utf-8")) if scorer_json.is_file() else None
     meta = json.loads((folder / "teacher" / "teacher.json").read_text(encoding="utf-8"))
-    report = folder / "report.json"
     return CachedItem(
         item=item,
         folder=folder,
@@ -78,7 +75,6 @@ def load_item(folder: Path, item: str, data: Dataset) -> CachedItem:
         teacher_meta=meta,
         student_config=_student_config(info),
         featurizer=FeaturizerConfig.from_dict(info["featurizer"]) if info else FeaturizerConfig(),
-        pipeline_report=json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None,
     )
 
 

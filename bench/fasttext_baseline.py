@@ -45,10 +45,8 @@ def write_train_file(table: Table, path: Path) -> Path:
 
 
 def settings(grid: dict) -> list[dict]:
-    out = []
-    for lr, epoch, ngrams, (minn, maxn) in itertools.product(grid["lr"], grid["epoch"], grid["wordNgrams"], grid["chars"]):
-        out.append({"lr": lr, "epoch": epoch, "wordNgrams": ngrams, "minn": minn, "maxn": maxn})
-    return out
+    return [{"lr": lr, "epoch": epoch, "wordNgrams": ngrams, "minn": minn, "maxn": maxn}
+            for lr, epoch, ngrams, (minn, maxn) in itertools.product(*(grid[k] for k in ("lr", "epoch", "wordNgrams", "chars")))]
 
 
 def param_count(model) -> int:

@@ -1,5 +1,5 @@
 """The rows of the accuracy table that need no student training: teacher, human–human, hashing + LR,
-the TinyBERT-like stand-in when its outputs are cached, and what the in-sample soft labels look like."""
+and the TinyBERT-like stand-in when its outputs are cached."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 from bench.cache import CachedItem
 from kd_train import baselines
-from kd_train.data import Dataset, stratified_split
+from kd_train.data import Dataset
 from kd_train.metrics import score_metrics
 from kd_train.pipeline import teacher_metrics
 
@@ -26,14 +26,10 @@ def human_agreement(data: Dataset, item: CachedItem) -> dict:
     return score_metrics(rows.scores, second, item.values)
 
 
-def hashing_lr(data: Dataset, item: CachedItem, seed: int = 0) -> dict:
-    """`kd_train.baselines.hashing_lr` on the pipeline's featurizer, C chosen on the student's val split; read from the
-    pipeline's report.json when `kd-train train --baselines` already ran it (same function, split and seed)."""
-    cached = ((item.pipeline_report or {}).get("models") or {}).get("hashing_lr")
-    if seed == 0 and cached and "test" in cached:
-        return {"params": cached["params"], "C": None, "source": "pipeline report.json", **cached}
-    report = baselines.hashing_lr(data.train, item.item, item.values, item.featurizer, data.test, seed=seed)
-    return {"params": report["params"], "C": report["C"], "source": "trained here", **report["metrics"]}
+def hashing_lr(data: Dataset, item: CachedItem) -> dict:
+    """`kd_train.baselines.hashing_lr` on the pipeline's featurizer, C chosen on the student's seed-0 val split."""
+    report = baselines.hashing_lr(data.train, item.item, item.values, item.featurizer, data.test, seed=0)
+    return {"params": report["params"], "C": report["C"], **report["metrics"]}
 
 
 def tinybert_cached(item: CachedItem) -> dict | None:
@@ -43,15 +39,3 @@ def tinybert_cached(item: CachedItem) -> dict | None:
         return None
     info = json.loads(meta.read_text(encoding="utf-8"))
     return {"params": info["params"], **info["metrics"]} if "test" in info.get("metrics", {}) else None
-
-
-def in_sample_gap(item: CachedItem) -> dict:
-    """Teacher's soft-train labels against human scores on the answers it was fine-tuned on and on its own
-    validation split (the same seeded split as the student's seed 0): how much it memorised."""
-    fit, val = stratified_split(item.labelled, item.teacher_meta["config"]["val_fraction"],
-                                item.teacher_meta["config"]["seed"])
-    out = {}
-    for name, table in (("fit (seen in training)", fit), ("val (held out)", val)):
-        probs, m = item.soft_train.lookup(table.ids), teacher_metrics(item.soft_train, table, item.values)
-        out[name] = {"n": m["n"], "acc": m["acc"], "qwk": m["qwk"], "mean_max_prob": float(probs.max(axis=1).mean())}
-    return out

@@ -18,19 +18,16 @@ probes.json to --out. The data is read from its folder ($KD_TRAIN_DATA or ../sha
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sys
 import time
 from pathlib import Path
 
+from bench import add_out, command, table, utc_now, write_result
 from bench.saf_german import ATTRIBUTION
 from kd_train import data, detect, probes
 from kd_train.data import Item, Table, default_data_root, item_folder
+from kd_train.metrics import flag_shares
 from kd_train.probes import MUST_FLAG, SCORE_SHIFT, share
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.splitlines()[0])
@@ -40,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--asap-run", type=Path, default=Path("runs/asap-train"), help="kd-train train --out for ASAP-SAS")
     ap.add_argument("--saf-run", type=Path, default=Path("runs/saf-german-legal"), help="kd-train train --out for SAF")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    add_out(ap)
     return ap.parse_args(argv)
 
 
@@ -77,9 +74,7 @@ def measure_item(item: Item, train: Table, test: Table, others: dict[str, str], 
     per_answer_us = (time.perf_counter() - t0) / max(len(test), 1) * 1e6
     result = {"scorer": str(scorer_dir) if scorer else None,
               "profile_as_shipped": None if stored is None else stored == profile,
-              "thresholds": profile["thresholds"], "score_values": values,
-              "real_test": {"n": len(real), "flagged": share(real),
-                            "by": {c: share(c in f for f in real) for c in detect.REASONS}},
+              "thresholds": profile["thresholds"], "score_values": values, "real_test": flag_shares(real),
               "detect_us_per_answer": round(per_answer_us, 1)}
     made = probes.make_probes(item, train, list(others), rng)
     result["kinds"] = probes.measure(made, profile, score, values[0] if values else None)
@@ -89,26 +84,19 @@ def measure_item(item: Item, train: Table, test: Table, others: dict[str, str], 
     return result
 
 
-def asap_items(root: Path, run: Path, seed: int) -> dict:
-    ds = data.load_asap(root)
-    out = {}
-    for item_id in sorted(ds.items, key=lambda s: (len(s), s)):
-        others = {t: o for o in ds.items if o != item_id for t in ds.test.for_item(o).responses if len(detect.words(t)) >= 5}
-        print(f"  ASAP-SAS item {item_id}", flush=True)
-        out[item_id] = measure_item(ds.items[item_id], ds.train, ds.test.for_item(item_id).labelled(), others,
-                                    run / item_folder(item_id) / "scorer", seed)
-    return out
-
-
-def saf_items(root: Path, run: Path, seed: int) -> dict:
-    folder = root / "saf-german-legal"
-    items = data.read_items(folder / "items.csv")
-    train = data.read_responses(folder / "train.csv", items)
-    test = data.read_responses(folder / "test.csv", items)
+def dataset_items(root: Path, dataset: str, run: Path, seed: int) -> dict:
+    """measure_item for every item of ASAP-SAS ("asap": train.csv, test_public.csv) or SAF ("saf": train.csv, test.csv)."""
+    if dataset == "asap":
+        ds = data.load_asap(root)
+        items, train, test = ds.items, ds.train, ds.test
+    else:
+        folder = root / "saf-german-legal"
+        items = data.read_items(folder / "items.csv")
+        train, test = (data.read_responses(folder / f"{part}.csv", items) for part in ("train", "test"))
     out = {}
     for item_id in train.item_ids():
         others = {t: o for o in test.item_ids() if o != item_id for t in test.for_item(o).responses if len(detect.words(t)) >= 5}
-        print(f"  SAF item {item_id}", flush=True)
+        print(f"  {dataset} item {item_id}", flush=True)
         out[item_id] = measure_item(items[item_id], train, test.for_item(item_id).labelled(), others,
                                     run / item_folder(item_id) / "scorer", seed)
     return out
@@ -122,51 +110,40 @@ def pct(x: float | None, digits: int = 0) -> str:
 
 def dataset_markdown(name: str, items: dict) -> list[str]:
     kinds = list(dict.fromkeys(k for r in items.values() for k in r["kinds"]))
+    flagged = lambda r, k: r["kinds"].get(k, {}).get("flagged")  # noqa: E731
+    real = {item: r["real_test"]["flagged"] for item, r in items.items()}
+    means = [sum(v) / len(v) for k in kinds for v in [[flagged(r, k) for r in items.values() if k in r["kinds"]]]]
     lines = [f"## {name}", "", "Share of probes **flagged** by the detectors (per kind), and of real test answers flagged:", "",
-             "| item | real test flagged | " + " | ".join(kinds) + " |", "|---|---:|" + "---:|" * len(kinds)]
-    for item, r in items.items():
-        lines.append(f"| {item} | {pct(r['real_test']['flagged'], 1)} of {r['real_test']['n']} | "
-                     + " | ".join(pct(r["kinds"].get(k, {}).get("flagged")) for k in kinds) + " |")
-    means = {k: [r["kinds"][k]["flagged"] for r in items.values() if k in r["kinds"]] for k in kinds}
-    real = [r["real_test"]["flagged"] for r in items.values()]
-    lines.append(f"| mean | {pct(sum(real) / len(real), 1)} | " + " | ".join(pct(sum(v) / len(v)) for v in means.values()) + " |")
-    lines += ["", "Goal (issue 14, set for ASAP-SAS items 1–10): ≥ 90% of gibberish, key-term lists, question copies and answers to other "
-                  "items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of real "
-                  "test answers flagged:", "",
-              "| item | gibberish | key terms | question copy | other item | real flagged ≤ 5% | all met "
-              "| other item, its item left out of the detectors' training table |",
-              "|---|---|---|---|---|---|---|---:|"]
-    for item, r in items.items():
-        k = r["kinds"]
-        cells, ok = [], True
-        for kind in MUST_FLAG:
-            if kind not in k:
-                cells.append("—")
-                continue
-            met = k[kind]["flagged"] >= 0.9
-            ok &= met
-            cells.append(f"{pct(k[kind]['flagged'])} {'yes' if met else 'no'}")
-        real_ok = r["real_test"]["flagged"] <= 0.05
-        unseen = k.get("other_item", {}).get("flagged_source_unseen")
-        lines.append(f"| {item} | " + " | ".join(cells) + f" | {pct(r['real_test']['flagged'], 1)} {'yes' if real_ok else 'no'} "
-                     f"| {'yes' if ok and real_ok else 'no'} | {pct(unseen)} |")
+             *table(["item", "real test flagged", *kinds],
+                    [*([item, f"{pct(real[item], 1)} of {r['real_test']['n']}", *(pct(flagged(r, k)) for k in kinds)]
+                       for item, r in items.items()),
+                     ["mean", pct(sum(real.values()) / len(real), 1), *map(pct, means)]]),
+             "", "Goal (issue 14, set for ASAP-SAS items 1–10): ≥ 90% of gibberish, key-term lists, question copies and "
+             "answers to other items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of "
+             "real test answers flagged:", ""]
+
+    def goal_row(item: str, r: dict) -> list[str]:
+        met = {k: flagged(r, k) >= 0.9 for k in MUST_FLAG if k in r["kinds"]}
+        return [item, *(f"{pct(flagged(r, k))} {'yes' if met[k] else 'no'}" if k in met else "—" for k in MUST_FLAG),
+                f"{pct(real[item], 1)} {'yes' if real[item] <= 0.05 else 'no'}",
+                "yes" if all(met.values()) and real[item] <= 0.05 else "no",
+                pct(r["kinds"].get("other_item", {}).get("flagged_source_unseen"))]
+
+    lines += table(["item", "gibberish", "key terms", "question copy", "other item", "real flagged ≤ 5%", "all met",
+                    "other item, its item left out of the detectors' training table"],
+                   (goal_row(item, r) for item, r in items.items()), "lllllllr")
     if any(r["score_values"] for r in items.values()):
+        shift = lambda m: (f"{m['mean_shift']:+.2f} / {pct(m['flagged'])} / {pct(m['unflagged_kept_score'])}"  # noqa: E731
+                           if "mean_shift" in m else "—")
         lines += ["", "What the shipped scorer does with answers made from its top-scored answers (score shift = probe's "
                       "score minus the original answer's; kept = same score as the original; unflagged and kept = "
                       "the probe fooled both):", "",
-                  "| item | " + " | ".join(f"{k}: shift / flagged / unflagged & kept" for k in SCORE_SHIFT) + " |",
-                  "|---|" + "---|" * len(SCORE_SHIFT)]
-        for item, r in items.items():
-            cells = []
-            for kind in SCORE_SHIFT:
-                m = r["kinds"].get(kind, {})
-                cells.append(f"{m['mean_shift']:+.2f} / {pct(m['flagged'])} / {pct(m['unflagged_kept_score'])}"
-                             if "mean_shift" in m else "—")
-            lines.append(f"| {item} | " + " | ".join(cells) + " |")
-        lines += ["", "Scored lowest (share of probes given the item's lowest score):", "",
-                  "| item | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
-        for item, r in items.items():
-            lines.append(f"| {item} | " + " | ".join(pct(r["kinds"].get(k, {}).get("lowest")) for k in kinds) + " |")
+                  *table(["item", *(f"{k}: shift / flagged / unflagged & kept" for k in SCORE_SHIFT)],
+                         ([item, *(shift(r["kinds"].get(k, {})) for k in SCORE_SHIFT)] for item, r in items.items()),
+                         "l" * (1 + len(SCORE_SHIFT))),
+                  "", "Scored lowest (share of probes given the item's lowest score):", "",
+                  *table(["item", *kinds], ([item, *(pct(r["kinds"].get(k, {}).get("lowest")) for k in kinds)]
+                                            for item, r in items.items()))]
     missing = [i for i, r in items.items() if not r["score_values"]]
     if missing:
         lines += ["", f"No scorer in the run folder for item(s) {', '.join(missing)}: flags only."]
@@ -209,16 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = Path(args.data) if args.data else default_data_root()
     started = time.time()
-    result = {"command": "python -m bench.probes " + " ".join(sys.argv[1:] if argv is None else argv),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seed": args.seed, "datasets": {}}
-    if "asap" in args.datasets:
-        result["datasets"]["asap"] = asap_items(root, args.asap_run, args.seed)
-    if "saf" in args.datasets:
-        result["datasets"]["saf"] = saf_items(root, args.saf_run, args.seed)
+    result = {"command": command("python -m bench.probes", argv), "date": utc_now(), "seed": args.seed, "datasets": {}}
+    for dataset in args.datasets:
+        result["datasets"][dataset] = dataset_items(root, dataset, args.asap_run if dataset == "asap" else args.saf_run,
+                                                    args.seed)
     result["wall_s"] = round(time.time() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "probes.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (args.out / "probes.md").write_text(render(result), encoding="utf-8")
+    write_result(args.out, "probes", result, render(result))
     print(f"wrote {args.out / 'probes.md'} and probes.json ({result['wall_s']:.0f} s)")
     return 0
 

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench import add_out, command, split_extra, table, teacher_labels, teacher_rule, train, write_result
+from bench import (add_out, command, split_extra, table, teacher_labels, teacher_labels_line, teacher_rule, train,
+                   write_result)
 from kd_train.data import default_data_root
 
 ATTRIBUTION = ("SAF German legal domain: Filighera, Parihar, Steuer, Meuser & Ochs, \"Your Answer is Incorrect... "
@@ -38,23 +39,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return ap.parse_args(argv), extra
 
 
-def pairs(confusion: list[list[int]], values: list[int]) -> tuple[list[int], list[int]]:
-    """(human, machine) score lists that give this confusion matrix (rows human, columns machine)."""
-    human, machine = [], []
-    for i, row in enumerate(confusion):
-        for j, count in enumerate(row):
-            human += [values[i]] * count
-            machine += [values[j]] * count
-    return human, machine
-
-
 def summarize(report: dict) -> dict:
-    from kd_train.metrics import validity
-
     rows = {}
     for item, r in report["per_item"].items():
         q = r["quality"]
-        values = r["score_values"]
         row = {"models": {}, "shipped": q["shipped"], "why": q["why"], "fit_for_use": q["fit_for_use"],
                "unfit_reasons": q["unfit_reasons"], "gates": q["gates"], "selection": q.get("selection"),
                "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r)}
@@ -67,9 +55,8 @@ def summarize(report: dict) -> dict:
             row["models"]["teacher_rule"] = {split: {k: decided[split][k] for k in ("n", "acc", "qwk")}
                                              for split in ("val", "test") if split in decided}
             row["teacher_rule"] = decided["decision"]["rule"]
-        if "test" in r["models"]["shipped"]:
-            human, machine = pairs(r["models"]["shipped"]["test"]["confusion"], values)
-            row["validity_test"] = validity(human, machine, values)
+        if "test" in q["validity"]:
+            row["validity_test"] = q["validity"]["test"]
         rows[item] = row
     return rows
 
@@ -99,8 +86,7 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
                     for item, row in rows.items()), "l" * 8)
     labels = [f"{item}: {row['teacher_labels']}" for item, row in rows.items() if "teacher_labels" in row]
     if labels:
-        lines += ["", "Which teacher labelled (the fine-tuned encoder, or the encoder frozen with logistic regression "
-                      "on its sentence embeddings, whichever is better out of fold): " + "; ".join(labels) + "."]
+        lines += ["", teacher_labels_line(labels)]
     lines += ["", "The model columns are each model's most probable score; \"teacher by its rule\" is the score the "
                   "teacher's own decision rule gives (cutpoints on its expected score where they beat the most probable "
                   "score out of fold, as for every candidate; `shipped` uses its own too), where the teacher kept the "

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from kd_train.config import FeaturizerConfig
-from kd_train.featurize import featurize
 from kd_train.scorer import onnx_session
 from kd_train.student import featurize_all
 from kd_train.teacher import _load, truncate_layers
@@ -68,18 +67,6 @@ def student_predictor(model_path: Path, featurizer: FeaturizerConfig) -> Callabl
     """What scoring costs: the featurizer, then onnxruntime on model.onnx."""
     run = _onnx_runner(model_path)
     return lambda texts: run(featurize_all(texts, featurizer))
-
-
-def student_parts(model_path: Path, featurizer: FeaturizerConfig, answers: list[str]) -> dict[str, Callable]:
-    """The student's halves timed apart: the featurizer alone (as scoring runs it, and featurize.py
-    alone, one answer at a time in pure Python as the page runs it), and onnxruntime alone on ready features."""
-    run = _onnx_runner(model_path)
-    x = featurize_all(answers, featurizer)
-    as_dict = featurizer.as_dict()   # what featurize.py (and the page) takes
-    index = {text: i for i, text in enumerate(answers)}
-    return {"student: featurizer only": lambda texts: featurize_all(texts, featurizer),
-            "student: featurize.py only": lambda texts: [featurize(t, as_dict) for t in texts],
-            "student: onnxruntime only": lambda texts: run(x[[index[t] for t in texts]])}
 
 
 def fasttext_predictor(path: Path) -> Callable[[list[str]], list]:

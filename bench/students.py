@@ -32,21 +32,20 @@ class Variant:
     buckets: int | None = None
     alpha: float | None = None
     temperature: float | None = None
-    patience: int | None = None  # early-stopping patience in epochs
 
     @property
     def name(self) -> str:
         parts = ["kd" if self.kd else "ann"]
         if self.kd and not self.transfer:
             parts.append("no-transfer")
-        for key, label in (("buckets", "B"), ("hidden", "H"), ("alpha", "α"), ("temperature", "T"), ("patience", "patience")):
+        for key, label in (("buckets", "B"), ("hidden", "H"), ("alpha", "α"), ("temperature", "T")):
             value = getattr(self, key)
             if value is not None:
                 parts.append(f"{label}={value:g}")
         return " ".join(parts)
 
     def student_config(self, base: StudentConfig, seed: int) -> StudentConfig:
-        keys = ("hidden", "patience", "alpha", "temperature")
+        keys = ("hidden", "alpha", "temperature")
         config = replace(base, seed=seed, **{k: getattr(self, k) for k in keys if getattr(self, k) is not None})
         return config if self.kd else config.without_teacher()
 
