@@ -16,7 +16,7 @@ Playwright. Measures, each from a fresh browser context (no HTTP cache):
     batches of 200 through the teacher's batch form (batch time / 200), median and p90
   - a 5,000-answer batch end to end (file chosen -> results table drawn)
   - the detectors' cost: detect.py alone, and featurize.py + detect.py, per answer in the page's worker
-  - bundle size raw / gzip -9 / brotli quality 11 (each file compressed alone)
+  - bundle size raw / gzip -9 / brotli, each file compressed alone, as `kd-train build` reports it
 Answers come from --answers (a table with id, item and response columns; default: ASAP-SAS train.csv when
 present, else the demo answers). Writes bench/results/browser.{md,json}.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import gzip
 import io
 import json
 import os
@@ -166,14 +165,6 @@ def answers_csv(texts: list[str]) -> str:
     return out.getvalue()
 
 
-def bundle_sizes(dist: Path) -> dict[str, int]:
-    import brotli
-
-    files = [p.read_bytes() for p in sorted(dist.rglob("*")) if p.is_file()]
-    return {"raw": sum(map(len, files)), "gzip": sum(len(gzip.compress(d, 9, mtime=0)) for d in files),
-            "brotli": sum(len(brotli.compress(d, quality=11)) for d in files)}
-
-
 def mark(page, name: str) -> float:
     return page.evaluate(f"() => performance.getEntriesByName({name!r})[0].startTime")
 
@@ -219,8 +210,9 @@ def demo_scorer(folder: Path) -> Path:
     return folder
 
 
-def make_dist(scorer_dir: Path | None, work: Path) -> tuple[Path, Path]:
-    """The bundles to measure: as built by default (with the start-up snapshot) and with --no-snapshot.
+def make_dist(scorer_dir: Path | None, work: Path) -> dict[str, tuple[Path, dict]]:
+    """The bundles to measure, {name: (folder, sizes as kd-train build reports them)}: "dist" as built by
+    default (with the start-up snapshot) and "dist-no-snapshot" with --no-snapshot.
     A given scorer goes in as a copy without its question text: the page's cost does not depend on it,
     and a benchmark build must not carry a dataset's prompt."""
     from kd_train import bundle
@@ -234,10 +226,11 @@ def make_dist(scorer_dir: Path | None, work: Path) -> tuple[Path, Path]:
         info["question"] = ""
         (scorer_dir / "scorer.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         write_marker(scorer_dir, "scorer")   # the edited copy, signed off as this benchmark's own
-    dist, plain = work / "dist", work / "dist-no-snapshot"
-    bundle.build([scorer_dir], dist, report_sizes=False)
-    bundle.build([scorer_dir], plain, report_sizes=False, snapshot=False)
-    return dist, plain
+    built = {}
+    for name, snapshot in (("dist", True), ("dist-no-snapshot", False)):
+        sizes = bundle.build([scorer_dir], work / name, snapshot=snapshot)["sizes"]
+        built[name] = (work / name, sizes | {"brotli_quality": bundle.BROTLI_QUALITY})
+    return built
 
 
 def serve_with_bare_page(dist: Path, work: Path, name: str = "site"):
@@ -316,10 +309,9 @@ def run(args: argparse.Namespace) -> dict:
     answers = [a for a in answers if a.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        dists = dict(zip(("dist", "dist-no-snapshot"), make_dist(args.scorer, work)))
-        print("bundles built; compressing for the size report (brotli quality 11 takes a while)", flush=True)
-        sizes = bundle_sizes(dists["dist"])
-        sizes_plain = bundle_sizes(dists["dist-no-snapshot"])
+        built = make_dist(args.scorer, work)
+        dists = {name: folder for name, (folder, _) in built.items()}
+        sizes, sizes_plain = built["dist"][1], built["dist-no-snapshot"][1]
         servers = {name: serve_with_bare_page(d, work, f"site-{name}") for name, d in dists.items()}
         urls = {name: url for name, (_, url) in servers.items()}
         for server, _ in servers.values():   # kd-train serve compresses each file once: not while measuring
@@ -398,7 +390,7 @@ def write_report(result: dict, out: Path) -> str:
         (f"detectors (`detect.py` alone) per answer, batches of {d['n']:,} in the page's worker: median of {d['repeat']}",
          f"{d['detect_ms']:.3f} ms"),
         ("`featurize.py` + `detect.py` per answer, same batches", f"{d['featurize_and_detect_ms']:.3f} ms"),
-        ("bundle raw / gzip -9 / brotli 11", f"{s['raw'] / 1e6:.1f} / {s['gzip'] / 1e6:.1f} / {s['brotli'] / 1e6:.1f} MB"),
+        (f"bundle raw / gzip -9 / brotli {s.get('brotli_quality', 11)}", f"{s['raw'] / 1e6:.1f} / {s['gzip'] / 1e6:.1f} / {s['brotli'] / 1e6:.1f} MB"),
         ("the same, built with `--no-snapshot`", f"{p['raw'] / 1e6:.1f} / {p['gzip'] / 1e6:.1f} / {p['brotli'] / 1e6:.1f} MB"),
     ]
     ms = lambda key: ", ".join(f"{x:.0f}" for x in su[key])  # noqa: E731
