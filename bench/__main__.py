@@ -105,7 +105,8 @@ def fasttext_models(items: list[CachedItem], work: Path, quick: bool) -> tuple[d
 
 def tinybert_row(items: list[CachedItem], size: dict | None) -> dict:
     cached = {i.item: others.tinybert_cached(i) for i in items}
-    size_note = ("TinyBERT-like size: the packaged all-MiniLM-L6-v2 cut to its first 3 layers with a 4-class head "
+    base = items[0].teacher_meta.get("base_model", items[0].teacher_meta["config"]["model"])
+    size_note = (f"TinyBERT-like size: the teacher's base model ({base}) cut to its first 3 layers with a 4-class head "
                  "(as `--tinybert` builds it), counted and saved here; training does not change it.")
     size = size or {"params": None, "bytes": None}
     if all(cached.values()):
@@ -124,9 +125,11 @@ def teacher_bytes(items: list[CachedItem]) -> int | None:
 def accuracy_models(data: Dataset, items: list[CachedItem], results: Results, seeds: list[int], work: Path,
                     quick: bool) -> tuple[dict, dict]:
     log("\n== 1. accuracy on test_public")
+    meta = items[0].teacher_meta
+    how = "frozen + logistic regression" if meta.get("kind") == teacher.FROZEN_KIND else "fine-tuned"
     models = {"teacher": single_model({i.item: others.teacher_test(i) for i in items},
-                                      params=max(i.teacher_meta["params"] for i in items),
-                                      bytes=teacher_bytes(items))}
+                                      params=max(i.teacher_meta["params"] for i in items), bytes=teacher_bytes(items),
+                                      label=f"Teacher: {meta.get('base_model', meta['config']['model'])} {how}")}
     models |= seeded_models(results, items, seeds, work)
     models["tinybert_like"] = tinybert_row(items, None)
     lr = {i.item: others.hashing_lr(data, i) for i in items}
@@ -293,9 +296,9 @@ def select_items(args: argparse.Namespace, data: Dataset) -> tuple[list[CachedIt
 def run_ablations(items: list[CachedItem], results: Results, quick: bool, seeds: list[int]) -> dict:
     log("\n== 5. ablations")
     return {"sizes": ablations.sizes(results, items[0], quick, seeds),
-           "alpha_t": ablations.alpha_t(results, items[0], quick, seeds),
-           "transfer": ablations.transfer(results, seeds),
-           "max_epochs": items[0].student_config.epochs, "patience": items[0].student_config.patience}
+            "alpha_t": ablations.alpha_t(results, items[0], quick, seeds),
+            "transfer": ablations.transfer(results, seeds),
+            "max_epochs": items[0].student_config.epochs, "patience": items[0].student_config.patience}
 
 
 def not_run_list(models: dict, missing: dict[str, str]) -> list[str]:

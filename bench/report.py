@@ -20,6 +20,10 @@ LABELS = {
 }
 
 
+def label(models: dict, name: str) -> str:
+    return models[name].get("label") or LABELS[name]   # the teacher's row names its base model (older results: none)
+
+
 def _f(x, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -36,7 +40,7 @@ def _ratio(x: float) -> str:
 def accuracy_section(models: dict, items: list[str], notes: list[str]) -> list[str]:
     lines = ["## 1. Accuracy on test_public", "", *table(
         ["model", "mean accuracy", "mean QWK", "Fisher-z QWK", "mean macro-F1"],
-        ([LABELS[name], *(["not run"] * 4 if models[name].get("not_run") else
+        ([label(models, name), *(["not run"] * 4 if models[name].get("not_run") else
                           [_pm(models[name], key) for key in ("mean_acc", "mean_qwk", "fisher_qwk", "mean_f1")])]
          for name in MODEL_ORDER))]
     for metric, title in (("qwk", "QWK"), ("acc", "Accuracy"), ("f1", "Macro-F1")):
@@ -47,7 +51,7 @@ def accuracy_section(models: dict, items: list[str], notes: list[str]) -> list[s
 
 
 def size_section(models: dict) -> list[str]:
-    teacher, sized = models["teacher"]["params"], [(LABELS[n], models[n]) for n in MODEL_ORDER if models[n].get("params")]
+    teacher, sized = models["teacher"]["params"], [(label(models, n), models[n]) for n in MODEL_ORDER if models[n].get("params")]
     lines = ["## 2. Size", "", *table(["model", "parameters", "on disk", "teacher params / model params"],
                                       ([label, f"{m['params']:,}", "—" if m.get("bytes") is None else f"{m['bytes']:,} B",
                                         _ratio(teacher / m["params"])] for label, m in sized))]
@@ -219,7 +223,7 @@ def readme_results(result: dict) -> str:
              "[bench/results/asap-sas.md](bench/results/asap-sas.md).", "",
              *table(["model", "parameters", "mean QWK", "Fisher-z QWK", "mean accuracy",
                      "CPU answers/s (1 thread, batches of 64)"],
-                    ([LABELS[name], f"{m[name]['params']:,}" if m[name].get("params") else "—",
+                    ([label(m, name), f"{m[name]['params']:,}" if m[name].get("params") else "—",
                       *(["not run"] * 3 if m[name].get("not_run") else
                         [_pm(m[name], key) for key in ("mean_qwk", "fisher_qwk", "mean_acc")]),
                       "—" if sp.get(f"{name}_per_s") is None else f"{sp[f'{name}_per_s']:,.0f}"] for name in MODEL_ORDER)),
