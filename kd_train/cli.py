@@ -670,11 +670,6 @@ def _run_demo(args: argparse.Namespace) -> None:
 
 # ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
 
-# Here, not in kd_train/bundle.py: every command builds this parser, and importing the bundler costs ~10 ms.
-SNAPSHOT_HELP = ("leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
-                 "but on every visit Python then takes seconds to start instead of well under one")
-
-
 def _add_web_verbs(verbs) -> None:
     from kd_train.serve import CSP   # standard library only: cheap to import
 
@@ -693,7 +688,9 @@ def _add_web_verbs(verbs) -> None:
     p.add_argument("--allow-unfit", action="store_true",
                    help="build scorers that failed the quality check anyway; the page then shows a warning on "
                         "their items")
-    p.add_argument("--no-snapshot", dest="snapshot", action="store_false", help=SNAPSHOT_HELP)
+    p.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                   help="leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
+                        "but on every visit Python then takes seconds to start instead of well under one")
     _add_force_option(p)
     p.set_defaults(run=_run_build)
 
