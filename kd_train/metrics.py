@@ -266,6 +266,10 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
         lines.append(f"| {r['item']} | {q['shipped']} | {q.get('selection', 'validation split')} | {q['why']} | "
                      f"{c['temperature']:.3g} | {c['ece_val_before']:.3f} → {c['ece_val_after']:.3f} | {given} | "
                      f"{c['review_threshold']:.2f} ({c['review_share_val']:.0%} of validation) | {verdict} |")
+    notes = [f"item {r['item']}: {r['quality']['calibration']['temperature_note']}" for r in rows
+             if r["quality"]["calibration"].get("temperature_note")]
+    if notes:
+        lines += ["", "Calibration: " + "; ".join(notes) + "."]
     cut = [r["item"] for r in rows
            if ((r["models"].get("teacher", {}).get("decided") or {}).get("decision") or {}).get("cutpoints")]
     lines += ["", "The per-model rows above are each model's most probable score. The quality gate judges every "

@@ -8,7 +8,9 @@ calibrated probabilities — all decided on the validation split, never on test.
   well was refused by one answer in 201 (168 right against 169).
 - ``calibrate``: one temperature T, fitted on validation by log-loss, divides the model's last
   layer (so model.onnx outputs softmax(logits / T) and the page needs no change); kept only when it
-  lowers the validation ECE.
+  lowers the validation ECE. With fewer than ``MIN_ERRORS_TO_SHARPEN`` wrong answers on validation
+  the log-loss always wants T → 0 (every answer right: sharpen without limit), so there T is kept
+  ≥ 1 (softened, never sharpened); a T at the search's edge is not kept; the report says which.
 - ``fit_cutpoints``: the score is the most probable one, unless cutpoints on the expected score
   index (Σ p_i·i of the calibrated probabilities), fitted on validation to maximise QWK, raise the
   validation QWK (judged out of fold) without failing the gate where the most probable score passes (``tune``). QWK
@@ -166,8 +168,12 @@ def ece(probs: np.ndarray, y_index: np.ndarray, bins: int = ECE_BINS) -> float:
     return float(sum(p["n"] / n * abs(p["accuracy"] - p["confidence"]) for p in points if p["n"])) if n else 0.0
 
 
-def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
-    """The T > 0 minimising the log-loss of softmax(logits / T) (searched over log T in [1/20, 20])."""
+T_RANGE = (1 / 20, 20.0)
+MIN_ERRORS_TO_SHARPEN = 5   # wrong validation answers needed before a temperature below 1 is believed
+
+
+def fit_temperature(logits: np.ndarray, y_index: np.ndarray, lowest: float = T_RANGE[0]) -> float:
+    """The T minimising the log-loss of softmax(logits / T) (searched over log T in [lowest, 20])."""
     from scipy.optimize import minimize_scalar
 
     logits, y_index = np.asarray(logits, dtype=np.float64), np.asarray(y_index)
@@ -176,7 +182,8 @@ def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
         p = softmax(logits, float(np.exp(log_t)))[np.arange(len(y_index)), y_index]
         return float(-np.log(np.clip(p, 1e-12, None)).mean())
 
-    result = minimize_scalar(nll, bounds=(np.log(1 / 20), np.log(20)), method="bounded", options={"xatol": 1e-4})
+    result = minimize_scalar(nll, bounds=(np.log(lowest), np.log(T_RANGE[1])), method="bounded",
+                             options={"xatol": 1e-4})
     return float(np.exp(result.x))
 
 
@@ -280,17 +287,37 @@ def cross_validated_cuts(probs: np.ndarray, y_index: np.ndarray, folds: int = CU
     return out
 
 
+def fit_calibration_temperature(logits: np.ndarray, val_index: np.ndarray) -> tuple[float, str | None]:
+    """The temperature to try, and a note when it was limited: never below 1 with fewer than
+    ``MIN_ERRORS_TO_SHARPEN`` wrong validation answers, and 1 when the fit ran to the search's edge."""
+    if not len(val_index):
+        return 1.0, "no validation answers: not calibrated"
+    errors = int((np.asarray(logits).argmax(axis=1) != np.asarray(val_index)).sum())
+    few = errors < MIN_ERRORS_TO_SHARPEN
+    lowest = 1.0 if few else T_RANGE[0]
+    temperature = fit_temperature(logits, val_index, lowest=lowest)
+    edges = T_RANGE[1:] if few else T_RANGE   # with few errors, T = 1 is the floor chosen, not a fit gone astray
+    if min(abs(np.log(temperature / edge)) for edge in edges) < 1e-2:
+        return 1.0, (f"the fitted temperature ran to the edge of its range ({temperature:.3g}): "
+                     "not trusted, T = 1 kept")
+    if few:
+        return temperature, (f"only {errors} wrong answer(s) on validation (fewer than {MIN_ERRORS_TO_SHARPEN}): "
+                             "too few to fit a sharper temperature, so T ≥ 1 (probabilities softened or left)")
+    return temperature, None
+
+
 def calibrate(candidate: Candidate, val_index: np.ndarray) -> dict:
     """Temperature-scale the candidate on validation when that lowers its ECE (sets its temperature);
     returns the report."""
     before = softmax(candidate.val_logits)
-    temperature = fit_temperature(candidate.val_logits, val_index) if len(val_index) else 1.0
+    temperature, note = fit_calibration_temperature(candidate.val_logits, val_index)
     after = softmax(candidate.val_logits, temperature)
     ece_before, ece_after = ece(before, val_index), ece(after, val_index)
     if not ece_after < ece_before:
         temperature, after, ece_after = 1.0, before, ece_before
     report = {"method": "temperature scaling on the validation split (log-loss), kept only if it lowers ECE",
-              "temperature": temperature, "ece_val_before": ece_before, "ece_val_after": ece_after,
+              "temperature": temperature, "temperature_note": note,
+              "ece_val_before": ece_before, "ece_val_after": ece_after,
               "reliability_val_before": reliability(before, val_index),
               "reliability_val_after": reliability(after, val_index),
               "review_threshold": review_threshold(after), "review_share_val": REVIEW_SHARE}

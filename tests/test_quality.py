@@ -124,9 +124,30 @@ def test_calibration_lowers_ece_of_an_overconfident_model_and_sets_the_review_li
 def test_calibration_that_would_not_lower_ece_is_not_applied(monkeypatch):
     y = np.array([0, 1, 2, 0, 1, 2])
     candidate = quality.Candidate("student", Student(8, 3, hidden=0), np.eye(3)[y] * 30.0)   # always right, sure
-    monkeypatch.setattr(quality, "fit_temperature", lambda logits, y: 5.0)                  # softening: worse ECE
+    monkeypatch.setattr(quality, "fit_temperature", lambda logits, y, **kw: 5.0)            # softening: worse ECE
     report = quality.calibrate(candidate, y)
     assert report["temperature"] == 1.0 and quality.shipped_model(candidate) is candidate.model
+
+
+def test_no_sharpening_on_a_validation_set_without_errors():
+    # 49 answers, every one right (the ASAP-SAS small-data case): log-loss alone drives T to the grid's edge.
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, size=49)
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), np.eye(3)[y] * rng.uniform(1, 3, size=(49, 1)))
+    assert quality.fit_temperature(candidate.val_logits, y) < 0.06          # what the unguarded fit did
+    report = quality.calibrate(candidate, y)
+    assert report["temperature"] >= 1.0
+    assert "too few to fit" in report["temperature_note"]
+
+
+def test_a_temperature_at_the_edge_of_its_range_is_not_kept(monkeypatch):
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, size=200)
+    noisy = np.where(rng.random(200) < 0.7, y, rng.integers(0, 3, size=200))
+    candidate = quality.Candidate("student", Student(8, 3, hidden=0), np.eye(3)[noisy] * 5.0)
+    monkeypatch.setattr(quality, "fit_temperature", lambda logits, y, **kw: quality.T_RANGE[1])
+    report = quality.calibrate(candidate, y)
+    assert report["temperature"] == 1.0 and "edge" in report["temperature_note"]
 
 
 def test_decide_by_cutpoints_on_the_expected_score():
