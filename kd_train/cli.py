@@ -340,7 +340,26 @@ def _load_tables(args: argparse.Namespace):
     items = data.read_items(args.items) if args.items else None
     train = data.read_responses(args.train, items)
     test = data.read_responses(args.test, items) if getattr(args, "test", None) else None
+    if test is not None:
+        _check_held_out(train, test)
     return train, test, items
+
+
+def _check_held_out(train, test) -> None:
+    """A test table that shares answers with the training table reports a QWK the scorer was fitted to."""
+    from kd_train.data import DataError
+
+    if Path(train.path).resolve() == Path(test.path).resolve():
+        raise DataError(f"--test {test.path} is the --train table; its QWK would be measured on the answers the "
+                        "models were fitted to: give held-out answers to --test, or leave --test out")
+    trained = set(zip(train.items, train.ids))
+    shared = [(item, rid) for item, rid in zip(test.items, test.ids) if (item, rid) in trained]
+    if shared:
+        items = sorted({item for item, _ in shared})
+        raise DataError(f"{Path(test.path).name}: {len(shared)} of its {len(test)} answers have ids that "
+                        f"{Path(train.path).name} also holds for the same item (first: id {shared[0][1]!r} of item "
+                        f"{shared[0][0]!r}{f', in {len(items)} items' if len(items) > 1 else ''}); a test set must be "
+                        "held out: remove those answers from --test (or from --train), or leave --test out")
 
 
 def _pick_item(table, item: str | None) -> str:
@@ -440,7 +459,9 @@ def _run_train(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline
     from kd_train.metrics import write_report
 
-    out = _start_run_folder(args.out, "run", args)
+    from kd_train.files import check_output_dir
+
+    check_output_dir(args.out, "run", inputs=_inputs(args), force=args.force)   # made once the data checks out
     train, test, items = _load_tables(args)
     unlabeled = data.read_responses(args.unlabeled, items) if args.unlabeled else None
     if args.asap and not args.unlabeled:
@@ -454,9 +475,13 @@ def _run_train(args: argparse.Namespace) -> None:
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force)
+    specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
+    for item in chosen:   # every item's data is checked before any is trained
+        pipeline.check_item(specs[item], data.score_values(train, item, items), train, config)
+    out = _start_run_folder(args.out, "run", args)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
-        spec = (items or {}).get(item) or data.Item(item)
+        spec = specs[item]
         values = data.score_values(train, item, items)
         print(f"[{n}/{len(chosen)}] item {item}", flush=True)
         report = pipeline.run_item(spec, values, train, test, unlabeled, out, config)
