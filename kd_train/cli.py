@@ -340,9 +340,24 @@ def _load_tables(args: argparse.Namespace):
     items = data.read_items(args.items) if args.items else None
     train = data.read_responses(args.train, items)
     test = data.read_responses(args.test, items) if getattr(args, "test", None) else None
+    for table in (train, test):
+        if table is not None:
+            _check_answer_lengths(table)
     if test is not None:
         _check_held_out(train, test)
     return train, test, items
+
+
+def _check_answer_lengths(table) -> None:
+    """No verb scores an answer over detect.MAX_CHARS characters, so none trains or labels on one either."""
+    from kd_train.data import DataError, where
+    from kd_train.detect import MAX_CHARS
+
+    for row, text in zip(table.rows, table.responses):
+        if len(text) > MAX_CHARS:
+            raise DataError(f"{where(table.path, row, column='response')}: the answer is {len(text):,} characters "
+                            f"long, over the {MAX_CHARS:,} that kd-train scores (kd-train predict and the page "
+                            "refuse such answers); shorten or remove it, or check the file for an unclosed quote")
 
 
 def _check_held_out(train, test) -> None:
@@ -428,6 +443,7 @@ def _run_label(args: argparse.Namespace) -> None:
     if not args.input:
         raise UserError("--teacher needs --input CSV: the answers to label")
     table = data.read_responses(args.input)
+    _check_answer_lengths(table)
     labels, cached = teacher.label(args.teacher, table, args.out, args.temperature, not args.no_cross_fit, args.batch_size)
     how = "reused cached" if cached else "wrote"
     print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}")
@@ -464,6 +480,8 @@ def _run_train(args: argparse.Namespace) -> None:
     check_output_dir(args.out, "run", inputs=_inputs(args), force=args.force)   # made once the data checks out
     train, test, items = _load_tables(args)
     unlabeled = data.read_responses(args.unlabeled, items) if args.unlabeled else None
+    if unlabeled is not None:
+        _check_answer_lengths(unlabeled)
     if args.asap and not args.unlabeled:
         unlabeled = data.load_asap(args.data).unlabeled
     chosen = args.item or train.item_ids()
@@ -529,6 +547,8 @@ def _run_distill(args: argparse.Namespace) -> None:
     config, fconfig = _student_config(args)
     soft = soft_labels.merge([soft_labels.read(p) for p in args.soft]) if args.soft else None
     transfer = data.read_responses(args.transfer, items) if args.transfer else None
+    if transfer is not None:
+        _check_answer_lengths(transfer)
     model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
     labelled = train.for_item(item).labelled()
     val = labelled if "oof" in report else pipeline.validation_split(train, item, config)[1]
@@ -567,8 +587,9 @@ def _run_predict(args: argparse.Namespace) -> None:
     rows = table.for_item(item)
     if len(rows) == 0:
         raise UserError(f"{args.input}: no answers for the scorer's item {item!r} (items: {', '.join(table.item_ids()[:10])})")
-    flags = scorer.flags(rows.responses)
-    scored = [i for i, f in enumerate(flags) if f != ["refused"]]   # an over-long answer is not featurized
+    refused = _refused(scorer, rows.responses)
+    flags = [["refused"] if r else f for r, f in zip(refused, scorer.flags(rows.responses))]
+    scored = [i for i, r in enumerate(refused) if not r]   # an over-long answer is not featurized
     probs = scorer.predict_proba([rows.responses[i] for i in scored])
     prob_of = dict(zip(scored, probs))
     score_of = dict(zip(scored, scorer.scores(probs)))
@@ -607,6 +628,15 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         if len(rows) == 0:
             raise UserError(f"{args.test}: no scored answers for item {item!r} of scorer {folder}")
         _check_scores_in_range(rows, scorer.score_values)
+        refused = _refused(scorer, rows.responses)
+        if any(refused):   # never featurized, never counted in the metrics: counted apart, as predict leaves them blank
+            rows = rows.take([i for i, r in enumerate(refused) if not r])
+            limit = _max_chars(scorer)
+            print(f"item {item}: {sum(refused)} answer(s) over {limit:,} characters refused (not scored and not "
+                  f"counted in the metrics, as kd-train predict and the page refuse them)", file=sys.stderr)
+            if len(rows) == 0:
+                raise UserError(f"{args.test}: every scored answer of item {item!r} is over {limit:,} characters, "
+                                "so none can be scored; check that this is a table of answers")
         predicted = scorer.predict(rows.responses)
         m = score_metrics(rows.scores, predicted, scorer.score_values)
         v = validity(rows.scores, predicted, scorer.score_values)
@@ -617,6 +647,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         probed = probes.probe_item(data.Item(item, question=scorer.info.get("question") or ""), rows, others,
                                    scorer.info.get("detectors"), scorer.predict, scorer.score_values[0])
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},
+                        "refused": sum(refused),
                         "validity": {"test": v}, "probes": probed,
                         **({"detectors": {"test": flag_shares(found)}} if checked else {})})
         ci = f" [95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}]" if v["qwk_ci"] else ""
@@ -640,6 +671,19 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     result = write_report(reports, out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
     s = result["models"]["shipped"]
     print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {out}/report.md")
+
+
+def _max_chars(scorer) -> int:
+    from kd_train import detect
+
+    return int((scorer.info.get("detectors") or {}).get("max_chars", detect.MAX_CHARS))
+
+
+def _refused(scorer, responses: list[str]) -> list[bool]:
+    """Which answers are too long to score: the one limit (detect.MAX_CHARS, or the scorer's profile's
+    max_chars) that predict, evaluate and the page apply alike, also for a scorer without detectors."""
+    limit = _max_chars(scorer)
+    return [len(text) > limit for text in responses]
 
 
 def _check_scores_in_range(rows, values: list[int]) -> None:

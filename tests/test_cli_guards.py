@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO, REPO, write_csv
+from conftest import DEMO, REPO, toy_rows, write_csv
 from kd_train.cli import main
 from kd_train.files import write_marker
 
@@ -338,3 +338,44 @@ def test_ctrl_c_at_any_moment_ends_cleanly(delay, tmp_path):
     assert "Traceback" not in err and run.returncode == 130, err
     assert err.strip().splitlines()[-1] == "kd-train distill: interrupted; nothing half-written was left behind"
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+# ---- one length limit for every verb (issue 28) ----------------------------------------------------
+
+def test_evaluate_refuses_over_long_answers_like_predict_and_leaves_them_out_of_the_qwk(scorer, tmp_path, capsys):
+    import csv
+
+    with open(DEMO / "test.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[1:21]
+    long = [["long1", "demo-ice", "heat " * 5000, 2], ["long2", "demo-ice", "metal " * 4000, 0]]
+    test = write_csv(tmp_path / "t.csv", ["id", "item", "response", "score"], rows + long)
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(test), "--out", str(tmp_path / "ev")]) == 0
+    captured = capsys.readouterr()
+    assert "2 answer(s) over 20,000 characters refused (not scored and not counted in the metrics" in captured.err
+    assert "n=20 " in captured.out
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["per_item"]["demo-ice"]["refused"] == 2
+    assert report["per_item"]["demo-ice"]["models"]["shipped"]["test"]["n"] == 20
+    # predict leaves the same two blank and says why, also for a scorer written before detectors existed
+    old = tmp_path / "old"
+    shutil.copytree(scorer, old)
+    info = json.loads((old / "scorer.json").read_text())
+    info["detectors"] = None
+    (old / "scorer.json").write_text(json.dumps(info))
+    resign(old)
+    for folder in (scorer, old):
+        out = tmp_path / f"{folder.name}.csv"
+        assert main(["predict", "--scorer", str(folder), "--input", str(test), "--out", str(out)]) == 0
+        with open(out, encoding="utf-8", newline="") as fh:
+            scored = {r[0]: r for r in list(csv.reader(fh))[1:]}
+        assert scored["long1"][2] == "" and scored["long1"][-1] == "refused" and scored["long2"][2] == ""
+
+
+def test_training_verbs_refuse_an_answer_no_verb_would_score(tmp_path, capsys):
+    rows = toy_rows(30) + [["x", "q1", "word " * 4001, 1]]
+    train = write_csv(tmp_path / "train.csv", ["id", "item", "response", "score"], rows)
+    fails_in_one_line(["distill", "--train", train, "--out", tmp_path / "o"], capsys,
+                      "train.csv, row 32, column 'response': the answer is 20,005 characters long, over the 20,000")
+    (tmp_path / "teacher").mkdir()
+    fails_in_one_line(["label", "--teacher", tmp_path / "teacher", "--input", train, "--out", tmp_path / "s.csv"], capsys,
+                      "the answer is 20,005 characters long")
