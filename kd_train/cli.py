@@ -155,6 +155,16 @@ def _start_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: lis
     return folder
 
 
+def _check_replaceable(out: str, example: str) -> None:
+    """A folder kd-train replaces as a whole (teacher, scorer, bundle) is built beside it and renamed into
+    place: never the folder the command runs in, or one above it (checked before any work)."""
+    here, target = Path.cwd().resolve(), Path(out).resolve()
+    if target == here or target in here.parents:
+        raise UserError(f"--out {out} is the folder you are in{'' if target == here else ' (or above it)'}; kd-train "
+                        "writes its output beside --out and renames it into place, which it cannot do to the "
+                        f"folder you run it from: give a new folder, e.g. --out {example}")
+
+
 def _student_config(args: argparse.Namespace):
     """The student's and the featurizer's settings from the options: the featurizer's checked here, once."""
     from kd_train.config import FeaturizerConfig, StudentConfig
@@ -400,6 +410,7 @@ def _run_teacher(args: argparse.Namespace) -> None:
     from kd_train.files import check_output_dir
 
     check_output_dir(args.out, "teacher", inputs=_inputs(args), force=args.force)
+    _check_replaceable(args.out, "teacher")
     config = _teacher_config(args)
     train, test, items = _load_tables(args)
     item = _pick_item(train, args.item)
@@ -431,6 +442,10 @@ def _run_label(args: argparse.Namespace) -> None:
         raise UserError(f"--out {args.out}: the soft labels' sidecar would be the same file; give a .csv name")
     if args.samples:
         values = None
+        if bool(args.items) != bool(args.item):
+            raise UserError("--items and --item go together: --items CSV gives the score ranges and --item ID says "
+                            "whose range gives the columns; give both, or neither (the columns are then the "
+                            "scores the samples hold)")
         if args.items:
             items = data.read_items(args.items)
             if args.item not in items:
@@ -449,6 +464,23 @@ def _run_label(args: argparse.Namespace) -> None:
     print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}")
 
 
+def _check_model_path(model: str) -> None:
+    """A --model that names a path must be a model folder: said now, not as a model hub error after loading."""
+    path = Path(model)
+    looks_like_path = (path.is_absolute() or model.startswith((".", "~")) or "\\" in model
+                       or model.count("/") > 1 or path.exists())
+    if not looks_like_path:
+        return   # a model hub id (org/name): loading tells whether it can be reached
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise UserError(f"--model {model} {what}; give a model folder saved by save_pretrained (with config.json), "
+                        "a model hub id such as sentence-transformers/all-MiniLM-L6-v2, or leave --model out for "
+                        "the packaged all-MiniLM-L6-v2")
+    if not (path / "config.json").is_file():
+        raise UserError(f"--model {model} is not a model folder (no config.json); give a folder saved by "
+                        "save_pretrained, or leave --model out for the packaged all-MiniLM-L6-v2")
+
+
 def _teacher_config(args: argparse.Namespace):
     from kd_train import teacher
 
@@ -463,6 +495,8 @@ def _teacher_config(args: argparse.Namespace):
         raise UserError(f"--teacher-min-steps must be 0 (count patience from the start) or more, got {args.teacher_min_steps}")
     if args.teacher_cv_below < 0:
         raise UserError(f"--teacher-cv-below must be 0 (never) or a number of answers, got {args.teacher_cv_below}")
+    if args.model:
+        _check_model_path(args.model)
     return teacher.TeacherConfig(
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question == "yes",
@@ -537,6 +571,7 @@ def _run_distill(args: argparse.Namespace) -> None:
     from kd_train.files import check_output_dir
 
     check_output_dir(args.out, "scorer", inputs=_inputs(args), force=args.force)
+    _check_replaceable(args.out, "scorer")
     from kd_train import pipeline
     from kd_train.distill import distill_item
     from kd_train.scorer import write_scorer
@@ -713,6 +748,8 @@ def _run_demo(args: argparse.Namespace) -> None:
     from kd_train.metrics import write_report
 
     folder = demo_dir()
+    if not args.no_serve:
+        _check_port_free(args.port)   # before minutes of training, not after
     out = _start_run_folder(args.out, "run", args, inputs=[str(folder)])
     items = data.read_items(folder / "items.csv")
     train = data.read_responses(folder / "responses.csv", items)
@@ -734,7 +771,28 @@ def _run_demo(args: argparse.Namespace) -> None:
     if not args.no_serve:
         from kd_train import serve
 
-        serve.serve(out / "dist", args.port)
+        try:
+            serve.serve(out / "dist", args.port)
+        except UserError as err:   # taken while the demo trained: say what demo's own options are
+            raise UserError(f"{str(err).split(';')[0]}; the page is built in {out / 'dist'}: serve it with "
+                            f"kd-train serve {out / 'dist'} --port PORT (0: any free port)") from None
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    from kd_train.serve import LOOPBACK_HOST, check_port
+
+    check_port(port)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server binds
+        probe.bind((LOOPBACK_HOST, port))
+    except OSError as err:
+        raise UserError(f"cannot listen on {LOOPBACK_HOST}:{port} ({err.strerror or err}), where the demo serves "
+                        "its page; choose another port with --port (0: any free port), or add --no-serve") from None
+    finally:
+        probe.close()
 
 
 # ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
@@ -807,6 +865,10 @@ def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = 
 
 
 def _run_build(args: argparse.Namespace) -> None:
+    from kd_train.bundle import check_out
+
+    check_out(args.scorers, args.out, args.force)   # before any work: the bundle takes seconds to make
+    _check_replaceable(args.out, "dist")
     _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot)
 
 

@@ -104,3 +104,50 @@ def test_train_checks_every_item_before_training_any(tmp_path, capsys):
     one_line_error(["train", "--train", train, "--out", tmp_path / "run", "--teacher-cv-below", "0"], capsys,
                    "2 labelled answers are too few for a validation split")
     assert not list((tmp_path / "run").glob("q1"))
+
+
+def test_label_items_without_item_is_refused(tmp_path, capsys):
+    samples = write_csv(tmp_path / "s.csv", ["id", "item", "score"], [["a", "q", 1]])
+    items = write_csv(tmp_path / "i.csv", ["item", "score_min", "score_max"], [["q", 0, 3]])
+    err = one_line_error(["label", "--samples", samples, "--items", items, "--out", tmp_path / "o.csv"], capsys,
+                         "--items and --item go together")
+    assert "None" not in err
+
+
+@pytest.mark.parametrize("model, message", [("/nonexistent/model", "--model /nonexistent/model does not exist"),
+                                            ("./here", "--model ./here does not exist"),
+                                            ("REPO_FILE", "is a file, not a folder"),
+                                            ("EMPTY_DIR", "is not a model folder (no config.json)")])
+def test_teacher_model_paths_are_checked_up_front(model, message, tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    model = {"REPO_FILE": str(DEMO / "items.csv"), "EMPTY_DIR": str(tmp_path / "m")}.get(model, model)
+    err = one_line_error(["teacher", "--train", DEMO / "responses.csv", "--model", model, "--out", tmp_path / "t"],
+                         capsys, message)
+    assert "hub" not in err.split(";")[0] and not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("verb", ["build", "distill", "teacher"])
+def test_out_dot_is_refused_before_any_work(verb, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = {"build": ["build", tmp_path / "no-scorer"], "distill": ["distill", "--train", DEMO / "responses.csv"],
+            "teacher": ["teacher", "--train", DEMO / "responses.csv"]}[verb]
+    example = {"build": "dist", "distill": "scorer", "teacher": "teacher"}[verb]
+    err = one_line_error([*args, "--out", "."], capsys, "--out . is the folder you are in")
+    assert f"give a new folder, e.g. --out {example}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_checks_its_port_before_any_work(tmp_path, capsys):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        port = busy.getsockname()[1]
+        err = one_line_error(["demo", "--out", tmp_path / "demo", "--port", str(port)], capsys,
+                             f"cannot listen on 127.0.0.1:{port}")
+    finally:
+        busy.close()
+    assert "--no-serve" in err and "--host" not in err and not (tmp_path / "demo").exists()
+

@@ -379,3 +379,10 @@ def test_training_verbs_refuse_an_answer_no_verb_would_score(tmp_path, capsys):
     (tmp_path / "teacher").mkdir()
     fails_in_one_line(["label", "--teacher", tmp_path / "teacher", "--input", train, "--out", tmp_path / "s.csv"], capsys,
                       "the answer is 20,005 characters long")
+
+
+def test_predict_accepts_and_ignores_a_score_column(scorer, tmp_path):
+    answers = write_csv(tmp_path / "a.csv", ["id", "item", "response", "score"],
+                        [["1", "demo-ice", "heat flows from the metal", "n/a"], ["2", "demo-ice", "no idea", ""]])
+    assert main(["predict", "--scorer", str(scorer), "--input", str(answers), "--out", str(tmp_path / "o.csv")]) == 0
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
