@@ -398,6 +398,11 @@ def _pick_item(table, item: str | None) -> str:
     return item
 
 
+def _say(text: str) -> None:
+    """What a step that takes seconds is doing, on stderr (stdout carries the results)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if value <= 0:
@@ -584,7 +589,12 @@ def _run_distill(args: argparse.Namespace) -> None:
     transfer = data.read_responses(args.transfer, items) if args.transfer else None
     if transfer is not None:
         _check_answer_lengths(transfer)
+    data.check_trainable(train, item)   # (a mistake stays one line, without the line below)
+    _say(f"training the student for item {item!r} ({len(train.for_item(item).labelled())} scored answers"
+         f"{f', {len(transfer.for_item(item))} transfer answers' if transfer is not None else ''}, "
+         f"at most {config.epochs} epochs)")
     model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
+    _say("checking the candidates, calibrating, fitting the detectors and writing the scorer")
     labelled = train.for_item(item).labelled()
     val = labelled if "oof" in report else pipeline.validation_split(train, item, config)[1]
     test_rows = test.for_item(item).labelled() if test is not None else None
@@ -915,7 +925,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; user mistakes and file errors end in one line on stderr and exit 2, Ctrl+C in exit 130."""
-    verb = "kd-train"
+    import kd_train
+
+    verb = kd_train._verb(argv)
+    kd_train._phase[0] = "running"   # from here Ctrl+C unwinds (outputs are cleaned up) and ends below
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -926,22 +939,33 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         code = _run(args)
         if code == 0:
+            kd_train._phase[0] = "done"   # the outputs are in place: a Ctrl+C from now on changes nothing
             print(f"done in {time.time() - started:.1f} s", file=sys.stderr)
         return code
     except KeyboardInterrupt:
+        kd_train._phase[0] = "done"   # a second Ctrl+C while this is said is ignored (in the command)
         print(f"{verb}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
+    finally:
+        kd_train._phase[0] = "done"
 
 
 def entry() -> None:
-    """The ``kd-train`` program: main(), then exit with its code."""
-    code = main()
+    """The ``kd-train`` program: main(), then exit with its code (kd_train/__init__.py has taken over
+    Ctrl+C before this module was imported)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:   # a second Ctrl+C just as main() caught the first
+        code = 130
+        print("kd-train: interrupted; nothing half-written was left behind", file=sys.stderr)
     if code == 130:
-        # A library that was importing when Ctrl+C came may have marked the interrupt as unhandled,
-        # and then Python kills itself with SIGINT at exit instead of returning 130: exit right here.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        # A library that was importing when Ctrl+C came may have marked the interrupt as unhandled, and
+        # then Python kills itself with SIGINT at exit instead of returning 130: leave right here.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
     sys.exit(code)
 
 
