@@ -466,7 +466,10 @@ def _run_label(args: argparse.Namespace) -> None:
     _check_answer_lengths(table)
     labels, cached = teacher.label(args.teacher, table, args.out, args.temperature, not args.no_cross_fit, args.batch_size)
     how = "reused cached" if cached else "wrote"
-    print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}")
+    skipped = len(table) - len(labels.ids)
+    print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}"
+          + (f" ({skipped} rows of other items skipped: the teacher scores item {labels.items[0]!r} only)"
+             if skipped else ""))
 
 
 def _check_model_path(model: str) -> None:

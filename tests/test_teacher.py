@@ -411,3 +411,23 @@ def test_the_epoch_lines_say_the_loss_the_validation_figures_and_the_time():
         "    epoch 4/20: training loss 0.651; validation QWK 0.779, accuracy 0.800"
     assert teacher.epoch_line({"train_runtime": 370.2, "train_loss": 0.63, "epoch": 8.0}, 20) == "    trained in 370 s"
     assert teacher.epoch_line({"total_flos": 1.0}, 20) is None
+
+
+def test_label_relabels_a_cut_csv_and_says_how_many_rows_of_other_items_it_skipped(tmp_path, toy_tables,
+                                                                                   tiny_model, capsys):
+    from conftest import toy_rows, write_csv
+    from kd_train.cli import main
+
+    fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1)
+    mixed = write_csv(tmp_path / "mixed.csv", ["id", "item", "response", "score"],
+                      toy_rows(12, seed=3, prefix="m") + toy_rows(5, seed=4, item="q2", prefix="o"))
+    out = tmp_path / "soft.csv"
+    args = ["label", "--teacher", str(tmp_path / "t"), "--input", str(mixed), "--out", str(out)]
+    assert main(args) == 0
+    assert "wrote 12 soft labels for item q1" in capsys.readouterr().out
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "reused cached 12 soft labels" in said and "(5 rows of other items skipped" in said
+    out.write_text("\n".join(out.read_text().splitlines()[:7]) + "\n")   # half its rows lost
+    assert main(args) == 0
+    assert "wrote 12 soft labels" in capsys.readouterr().out and len(soft_labels.read(out).ids) == 12
