@@ -398,6 +398,9 @@ def _pick_item(table, item: str | None) -> str:
     return item
 
 
+MANY_ANSWERS = 10_000   # predict says what it is doing from this many answers on (100,000 take 8-14 s)
+
+
 def _say(text: str) -> None:
     """What a step that takes seconds is doing, on stderr (stdout carries the results)."""
     print(text, file=sys.stderr, flush=True)
@@ -426,6 +429,9 @@ def _run_teacher(args: argparse.Namespace) -> None:
                         "better; here, give --with-question (yes) or leave it out (no)")
     if args.with_question == "yes" and not question:
         raise UserError(f"--with-question needs the item's question: give --items with a 'question' for item {item!r}")
+    data.check_trainable(train, item)   # (a mistake stays one line, without the line below)
+    _say(f"fine-tuning a teacher for item {item!r} on {len(train.for_item(item).labelled())} scored answers "
+         f"({config.model or 'the packaged all-MiniLM-L6-v2'}; loading it takes seconds, training minutes)")
     meta = teacher.fine_tune(train, item, values, args.out, config, question=question, test=test, force=args.force)
     if not meta:
         return  # not the main process of a distributed run
@@ -636,8 +642,12 @@ def _run_predict(args: argparse.Namespace) -> None:
     if len(rows) == 0:
         raise UserError(f"{args.input}: no answers for the scorer's item {item!r} (items: {', '.join(table.item_ids()[:10])})")
     refused = _refused(scorer, rows.responses)
+    if len(rows) >= MANY_ANSWERS:
+        _say(f"checking {len(rows):,} answers for text the scorer should not judge")
     flags = [["refused"] if r else f for r, f in zip(refused, scorer.flags(rows.responses))]
     scored = [i for i, r in enumerate(refused) if not r]   # an over-long answer is not featurized
+    if len(rows) >= MANY_ANSWERS:
+        _say(f"scoring {len(scored):,} answers")
     probs = scorer.predict_proba([rows.responses[i] for i in scored])
     prob_of = dict(zip(scored, probs))
     score_of = dict(zip(scored, scorer.scores(probs)))
@@ -831,6 +841,8 @@ def _add_web_verbs(verbs) -> None:
     p.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                    help="leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
                         "but on every visit Python then takes seconds to start instead of well under one")
+    p.add_argument("--no-size-report", dest="size_report", action="store_false",
+                   help="do not measure the bundle's compressed size (gzip, brotli) after writing it: seconds sooner")
     _add_force_option(p)
     p.set_defaults(run=_run_build)
 
@@ -871,10 +883,10 @@ def _add_web_verbs(verbs) -> None:
     p.set_defaults(run=_run_serve)
 
 
-def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = True) -> None:
+def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = True, sizes: bool = True) -> None:
     from kd_train import bundle
 
-    bundle.run(scorers, out, force, allow_unfit, snapshot)
+    bundle.run(scorers, out, force, allow_unfit, snapshot, report_sizes=sizes)
 
 
 def _run_build(args: argparse.Namespace) -> None:
@@ -882,7 +894,7 @@ def _run_build(args: argparse.Namespace) -> None:
 
     check_out(args.scorers, args.out, args.force)   # before any work: the bundle takes seconds to make
     _check_replaceable(args.out, "dist")
-    _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot)
+    _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot, args.size_report)
 
 
 def _run_verify(args: argparse.Namespace) -> None:

@@ -431,3 +431,24 @@ def test_label_relabels_a_cut_csv_and_says_how_many_rows_of_other_items_it_skipp
     out.write_text("\n".join(out.read_text().splitlines()[:7]) + "\n")   # half its rows lost
     assert main(args) == 0
     assert "wrote 12 soft labels" in capsys.readouterr().out and len(soft_labels.read(out).ids) == 12
+
+
+def test_training_says_how_far_it_is_without_a_terminal(tmp_path, toy_tables, tiny_model, capsys, monkeypatch):
+    monkeypatch.setattr(teacher, "PROGRESS_EVERY_S", 0.0)
+    fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1)
+    out = capsys.readouterr().out
+    assert "optimizer steps at most (1 epochs); a line an epoch and one every 0 s" in out
+    assert re.search(r"    step 1/\d+ \(epoch 0\.\d\d\), \d+ s", out)
+
+
+def test_the_teacher_verb_says_what_it_does_before_it_loads_the_model(tmp_path, toy_tables, tiny_model, capsys):
+    from kd_train.cli import main
+
+    assert main(["teacher", "--train", str(toy_tables["train"]), "--model", str(tiny_model), "--epochs", "1",
+                 "--max-length", "16", "--teacher-cv-below", "0", "--out", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == (f"fine-tuning a teacher for item 'q1' on 90 scored answers ({tiny_model}; "
+                                   "loading it takes seconds, training minutes)")
+    assert main(["label", "--teacher", str(tmp_path / "t"), "--input", str(toy_tables["test"]),
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert "teacher predicts 30 answers" in capsys.readouterr().err
