@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "kd-train train folder)")
     _add_force_option(p)
     p.add_argument("--baselines", action="store_true",
-                   help="(always on now) the ANN and hashing + logistic regression are trained for every item as "
-                        "candidates: the one with the best validation QWK among them and the KD student is shipped")
+                   help="accepted and ignored, for older scripts: the ANN and hashing + logistic regression are always "
+                        "trained for every item as candidates, and the one with the best validation QWK among them "
+                        "and the KD student is shipped")
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
@@ -284,13 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_student_options(p)
     p.set_defaults(run=_run_distill)
 
+    from kd_train import detect   # standard library only: cheap to import
+
     p = verbs.add_parser(
         "predict", help="score a CSV of answers with a scorer directory", formatter_class=_formatter,
         description="Score answers with a scorer directory through onnxruntime (the same featurize.py and "
-                    "model.onnx the web page runs). Writes id, item, score, p_<score>..., flagged (1/0) and flags: why "
-                    "the scorer should not judge an answer (empty, too_long, refused, unknown, unseen_pairs, copied, "
-                    "repeated; the model card says what each means). An answer over 20,000 characters is refused: "
-                    "its score is left blank.",
+                    f"model.onnx the web page runs). Writes the columns {', '.join(PREDICT_COLUMNS)}: the score, "
+                    "the probability of each score value, flagged (1/0) and flags: why the scorer should not judge "
+                    f"an answer, separated by ';' ({', '.join(detect.REASONS)}; the model card and README.md say "
+                    f"what each means). An answer over {detect.MAX_CHARS:,} characters is refused: its score and "
+                    "probabilities are left blank. A score column in --input is ignored.",
     )
     p.add_argument("--scorer", metavar="DIR", required=True, help="a scorer directory (OUT/<item>/scorer)")
     p.add_argument("--input", metavar="CSV", required=True, help="answers: id, item, response (score optional)")
@@ -398,6 +402,7 @@ def _pick_item(table, item: str | None) -> str:
     return item
 
 
+PREDICT_COLUMNS = ("id", "item", "score", "p_<score>...", "flagged", "flags")   # kd-train predict's output
 MANY_ANSWERS = 10_000   # predict says what it is doing from this many answers on (100,000 take 8-14 s)
 
 
@@ -653,7 +658,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     score_of = dict(zip(scored, scorer.scores(probs)))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "item", "score"] + [f"p_{v}" for v in scorer.score_values] + ["flagged", "flags"])
+    writer.writerow([name for c in PREDICT_COLUMNS
+                     for name in ([f"p_{v}" for v in scorer.score_values] if c == "p_<score>..." else [c])])
     for i, (rid, found) in enumerate(zip(rows.ids, flags)):
         p = prob_of.get(i)
         cells = [score_of[i]] + [f"{float(x):.6f}" for x in p] if p is not None else \
