@@ -707,7 +707,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
         checked = scorer.info.get("detectors") is not None
         found = scorer.flags(rows.responses) if checked else []
-        others = [r for i, r in zip(test.items, test.responses) if i != item and len(detect.words(r)) >= 5]
+        others = [r for i, r in zip(test.items, test.responses)
+                  if i != item and len(r) <= _max_chars(scorer) and len(detect.words(r)) >= 5]
         probed = probes.probe_item(data.Item(item, question=scorer.info.get("question") or ""), rows, others,
                                    scorer.info.get("detectors"), scorer.predict, scorer.score_values[0])
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},

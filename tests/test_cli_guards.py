@@ -447,7 +447,8 @@ def test_evaluate_refuses_over_long_answers_like_predict_and_leaves_them_out_of_
 
     with open(DEMO / "test.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))[1:21]
-    long = [["long1", "demo-ice", "heat " * 5000, 2], ["long2", "demo-ice", "metal " * 4000, 0]]
+    long = [["long1", "demo-ice", "heat " * 5000, 2], ["long2", "demo-ice", "metal " * 4000, 0],
+            ["long3", "other-item", "an answer to another question " * 1000, 1]]
     test = write_csv(tmp_path / "t.csv", ["id", "item", "response", "score"], rows + long)
     assert main(["evaluate", "--scorer", str(scorer), "--test", str(test), "--out", str(tmp_path / "ev")]) == 0
     captured = capsys.readouterr()
