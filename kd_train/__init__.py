@@ -38,7 +38,10 @@ def _is_command_line() -> bool:
     return any(a == "-m" and argv[i + 1:i + 2] in (["kd_train.cli"], ["kd_train"]) for i, a in enumerate(argv))
 
 
-if _is_command_line() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _on_sigint)
-    # a parent may hold Ctrl+C back until kd-train has taken it over (the tests do); now it may come
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+try:
+    if _is_command_line() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+        if hasattr(signal, "pthread_sigmask"):   # POSIX: a parent may hold Ctrl+C back until kd-train has
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # taken it over (the tests do)
+except (AttributeError, ValueError, OSError):   # no signals here (a non-main thread, an odd platform)
+    pass
