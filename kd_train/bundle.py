@@ -603,8 +603,14 @@ def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False
     ``snapshot``: include Pyodide's start-up snapshot (faster start, about 5 MB more brotli)."""
     out = check_out(scorer_dirs, out, force)
     scorers = read_scorers([Path(d) for d in scorer_dirs], allow_unfit)
+    print(f"building the page for {len(scorers)} scorer(s)"
+          + (" with its start-up snapshot (Pyodide run once in Node.js: seconds)" if snapshot else ""),
+          file=sys.stderr, flush=True)
     bundle = make_bundle(scorers, snapshot)
     write_atomically(bundle, out, force)
+    if report_sizes:
+        print(f"built {out}; measuring its size compressed (gzip, brotli at quality {BROTLI_QUALITY}: seconds; "
+              "--no-size-report skips it)", file=sys.stderr, flush=True)
     return {"files": len(bundle.files), "version": bundle.version, "digest": bundle.digest,
             "items": [i["item"] for _, i in scorers],
             "unfit": [i["item"] for _, i in scorers if i.get("fit_for_use") is False],
@@ -615,17 +621,23 @@ def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False, snapshot: bool = True) -> None:
+def run(scorer_dirs: list, out, force: bool = False, allow_unfit: bool = False, snapshot: bool = True,
+        report_sizes: bool = True) -> None:
     """Build and print what was built (used by `kd-train build` and `python build.py`)."""
-    report = build(scorer_dirs, out, force=force, allow_unfit=allow_unfit, snapshot=snapshot)
+    report = build(scorer_dirs, out, report_sizes=report_sizes, force=force, allow_unfit=allow_unfit,
+                   snapshot=snapshot)
     if report["unfit"]:
         print(f"WARNING: built with scorer(s) NOT FIT FOR USE for item(s) {', '.join(report['unfit'])}; the page "
               "shows a warning on them", file=sys.stderr)
     s = report["sizes"]
     print(f"built {out}: {report['files']} files, item(s) {', '.join(report['items'])}")
-    print(f"bundle size: {mb(s['raw'])} raw, {mb(s['gzip'])} gzip, {mb(s['brotli'])} brotli (quality {BROTLI_QUALITY})"
-          + (f", of which {mb(s['snapshot_brotli'])} the start-up snapshot (--no-snapshot leaves it out: a smaller "
-             "bundle, a slower start)" if s["snapshot_brotli"] else ""))
+    if s is None:
+        raw = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+        print(f"bundle size: {mb(raw)} raw (compressed sizes not measured: --no-size-report)")
+    else:
+        print(f"bundle size: {mb(s['raw'])} raw, {mb(s['gzip'])} gzip, {mb(s['brotli'])} brotli (quality {BROTLI_QUALITY})"
+              + (f", of which {mb(s['snapshot_brotli'])} the start-up snapshot (--no-snapshot leaves it out: a "
+                 "smaller bundle, a slower start)" if s["snapshot_brotli"] else ""))
     print(f"bundle digest (sha256 of manifest.json, pinned by index.html): {report['digest']}")
     print(f"  publish it; a reviewer checks the bundle with: kd-train verify {out} --digest {report['digest']}")
     print(f"serve it with: kd-train serve {out}")

@@ -155,6 +155,16 @@ def _start_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: lis
     return folder
 
 
+def _check_replaceable(out: str, example: str) -> None:
+    """A folder kd-train replaces as a whole (teacher, scorer, bundle) is built beside it and renamed into
+    place: never the folder the command runs in, or one above it (checked before any work)."""
+    here, target = Path.cwd().resolve(), Path(out).resolve()
+    if target == here or target in here.parents:
+        raise UserError(f"--out {out} is the folder you are in{'' if target == here else ' (or above it)'}; kd-train "
+                        "writes its output beside --out and renames it into place, which it cannot do to the "
+                        f"folder you run it from: give a new folder, e.g. --out {example}")
+
+
 def _student_config(args: argparse.Namespace):
     """The student's and the featurizer's settings from the options: the featurizer's checked here, once."""
     from kd_train.config import FeaturizerConfig, StudentConfig
@@ -244,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "kd-train train folder)")
     _add_force_option(p)
     p.add_argument("--baselines", action="store_true",
-                   help="(always on now) the ANN and hashing + logistic regression are trained for every item as "
-                        "candidates: the one with the best validation QWK among them and the KD student is shipped")
+                   help="accepted and ignored, for older scripts: the ANN and hashing + logistic regression are always "
+                        "trained for every item as candidates, and the one with the best validation QWK among them "
+                        "and the KD student is shipped")
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
@@ -274,13 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_student_options(p)
     p.set_defaults(run=_run_distill)
 
+    from kd_train import detect   # standard library only: cheap to import
+
     p = verbs.add_parser(
         "predict", help="score a CSV of answers with a scorer directory", formatter_class=_formatter,
         description="Score answers with a scorer directory through onnxruntime (the same featurize.py and "
-                    "model.onnx the web page runs). Writes id, item, score, p_<score>..., flagged (1/0) and flags: why "
-                    "the scorer should not judge an answer (empty, too_long, refused, unknown, unseen_pairs, copied, "
-                    "repeated; the model card says what each means). An answer over 20,000 characters is refused: "
-                    "its score is left blank.",
+                    f"model.onnx the web page runs). Writes the columns {', '.join(PREDICT_COLUMNS)}: the score, "
+                    "the probability of each score value, flagged (1/0) and flags: why the scorer should not judge "
+                    f"an answer, separated by ';' ({', '.join(detect.REASONS)}; the model card and README.md say "
+                    f"what each means). An answer over {detect.MAX_CHARS:,} characters is refused: its score and "
+                    "probabilities are left blank. A score column in --input is ignored.",
     )
     p.add_argument("--scorer", metavar="DIR", required=True, help="a scorer directory (OUT/<item>/scorer)")
     p.add_argument("--input", metavar="CSV", required=True, help="answers: id, item, response (score optional)")
@@ -340,7 +354,41 @@ def _load_tables(args: argparse.Namespace):
     items = data.read_items(args.items) if args.items else None
     train = data.read_responses(args.train, items)
     test = data.read_responses(args.test, items) if getattr(args, "test", None) else None
+    for table in (train, test):
+        if table is not None:
+            _check_answer_lengths(table)
+    if test is not None:
+        _check_held_out(train, test)
     return train, test, items
+
+
+def _check_answer_lengths(table) -> None:
+    """No verb scores an answer over detect.MAX_CHARS characters, so none trains or labels on one either."""
+    from kd_train.data import DataError, where
+    from kd_train.detect import MAX_CHARS
+
+    for row, text in zip(table.rows, table.responses):
+        if len(text) > MAX_CHARS:
+            raise DataError(f"{where(table.path, row, column='response')}: the answer is {len(text):,} characters "
+                            f"long, over the {MAX_CHARS:,} that kd-train scores (kd-train predict and the page "
+                            "refuse such answers); shorten or remove it, or check the file for an unclosed quote")
+
+
+def _check_held_out(train, test) -> None:
+    """A test table that shares answers with the training table reports a QWK the scorer was fitted to."""
+    from kd_train.data import DataError
+
+    if Path(train.path).resolve() == Path(test.path).resolve():
+        raise DataError(f"--test {test.path} is the --train table; its QWK would be measured on the answers the "
+                        "models were fitted to: give held-out answers to --test, or leave --test out")
+    trained = set(zip(train.items, train.ids))
+    shared = [(item, rid) for item, rid in zip(test.items, test.ids) if (item, rid) in trained]
+    if shared:
+        items = sorted({item for item, _ in shared})
+        raise DataError(f"{Path(test.path).name}: {len(shared)} of its {len(test)} answers have ids that "
+                        f"{Path(train.path).name} also holds for the same item (first: id {shared[0][1]!r} of item "
+                        f"{shared[0][0]!r}{f', in {len(items)} items' if len(items) > 1 else ''}); a test set must be "
+                        "held out: remove those answers from --test (or from --train), or leave --test out")
 
 
 def _pick_item(table, item: str | None) -> str:
@@ -352,6 +400,15 @@ def _pick_item(table, item: str | None) -> str:
     if item not in ids:
         raise UserError(f"--item {item!r} has no answers in {Path(table.path).name} (items: {', '.join(ids[:10])})")
     return item
+
+
+PREDICT_COLUMNS = ("id", "item", "score", "p_<score>...", "flagged", "flags")   # kd-train predict's output
+MANY_ANSWERS = 10_000   # predict says what it is doing from this many answers on (100,000 take 8-14 s)
+
+
+def _say(text: str) -> None:
+    """What a step that takes seconds is doing, on stderr (stdout carries the results)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def _check_positive(**values: float) -> None:
@@ -366,6 +423,7 @@ def _run_teacher(args: argparse.Namespace) -> None:
     from kd_train.files import check_output_dir
 
     check_output_dir(args.out, "teacher", inputs=_inputs(args), force=args.force)
+    _check_replaceable(args.out, "teacher")
     config = _teacher_config(args)
     train, test, items = _load_tables(args)
     item = _pick_item(train, args.item)
@@ -376,6 +434,9 @@ def _run_teacher(args: argparse.Namespace) -> None:
                         "better; here, give --with-question (yes) or leave it out (no)")
     if args.with_question == "yes" and not question:
         raise UserError(f"--with-question needs the item's question: give --items with a 'question' for item {item!r}")
+    data.check_trainable(train, item)   # (a mistake stays one line, without the line below)
+    _say(f"fine-tuning a teacher for item {item!r} on {len(train.for_item(item).labelled())} scored answers "
+         f"({config.model or 'the packaged all-MiniLM-L6-v2'}; loading it takes seconds, training minutes)")
     meta = teacher.fine_tune(train, item, values, args.out, config, question=question, test=test, force=args.force)
     if not meta:
         return  # not the main process of a distributed run
@@ -397,6 +458,10 @@ def _run_label(args: argparse.Namespace) -> None:
         raise UserError(f"--out {args.out}: the soft labels' sidecar would be the same file; give a .csv name")
     if args.samples:
         values = None
+        if bool(args.items) != bool(args.item):
+            raise UserError("--items and --item go together: --items CSV gives the score ranges and --item ID says "
+                            "whose range gives the columns; give both, or neither (the columns are then the "
+                            "scores the samples hold)")
         if args.items:
             items = data.read_items(args.items)
             if args.item not in items:
@@ -409,9 +474,30 @@ def _run_label(args: argparse.Namespace) -> None:
     if not args.input:
         raise UserError("--teacher needs --input CSV: the answers to label")
     table = data.read_responses(args.input)
+    _check_answer_lengths(table)
     labels, cached = teacher.label(args.teacher, table, args.out, args.temperature, not args.no_cross_fit, args.batch_size)
     how = "reused cached" if cached else "wrote"
-    print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}")
+    skipped = len(table) - len(labels.ids)
+    print(f"{how} {len(labels.ids)} soft labels for item {labels.items[0]} in {args.out}"
+          + (f" ({skipped} rows of other items skipped: the teacher scores item {labels.items[0]!r} only)"
+             if skipped else ""))
+
+
+def _check_model_path(model: str) -> None:
+    """A --model that names a path must be a model folder: said now, not as a model hub error after loading."""
+    path = Path(model)
+    looks_like_path = (path.is_absolute() or model.startswith((".", "~")) or "\\" in model
+                       or model.count("/") > 1 or path.exists())
+    if not looks_like_path:
+        return   # a model hub id (org/name): loading tells whether it can be reached
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise UserError(f"--model {model} {what}; give a model folder saved by save_pretrained (with config.json), "
+                        "a model hub id such as sentence-transformers/all-MiniLM-L6-v2, or leave --model out for "
+                        "the packaged all-MiniLM-L6-v2")
+    if not (path / "config.json").is_file():
+        raise UserError(f"--model {model} is not a model folder (no config.json); give a folder saved by "
+                        "save_pretrained, or leave --model out for the packaged all-MiniLM-L6-v2")
 
 
 def _teacher_config(args: argparse.Namespace):
@@ -428,6 +514,8 @@ def _teacher_config(args: argparse.Namespace):
         raise UserError(f"--teacher-min-steps must be 0 (count patience from the start) or more, got {args.teacher_min_steps}")
     if args.teacher_cv_below < 0:
         raise UserError(f"--teacher-cv-below must be 0 (never) or a number of answers, got {args.teacher_cv_below}")
+    if args.model:
+        _check_model_path(args.model)
     return teacher.TeacherConfig(
         model=args.model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience, with_question=args.with_question == "yes",
@@ -440,9 +528,13 @@ def _run_train(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline
     from kd_train.metrics import write_report
 
-    out = _start_run_folder(args.out, "run", args)
+    from kd_train.files import check_output_dir
+
+    check_output_dir(args.out, "run", inputs=_inputs(args), force=args.force)   # made once the data checks out
     train, test, items = _load_tables(args)
     unlabeled = data.read_responses(args.unlabeled, items) if args.unlabeled else None
+    if unlabeled is not None:
+        _check_answer_lengths(unlabeled)
     if args.asap and not args.unlabeled:
         unlabeled = data.load_asap(args.data).unlabeled
     chosen = args.item or train.item_ids()
@@ -454,9 +546,13 @@ def _run_train(args: argparse.Namespace) -> None:
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force)
+    specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
+    for item in chosen:   # every item's data is checked before any is trained
+        pipeline.check_item(specs[item], data.score_values(train, item, items), train, config)
+    out = _start_run_folder(args.out, "run", args)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
-        spec = (items or {}).get(item) or data.Item(item)
+        spec = specs[item]
         values = data.score_values(train, item, items)
         print(f"[{n}/{len(chosen)}] item {item}", flush=True)
         report = pipeline.run_item(spec, values, train, test, unlabeled, out, config)
@@ -494,6 +590,7 @@ def _run_distill(args: argparse.Namespace) -> None:
     from kd_train.files import check_output_dir
 
     check_output_dir(args.out, "scorer", inputs=_inputs(args), force=args.force)
+    _check_replaceable(args.out, "scorer")
     from kd_train import pipeline
     from kd_train.distill import distill_item
     from kd_train.scorer import write_scorer
@@ -504,7 +601,14 @@ def _run_distill(args: argparse.Namespace) -> None:
     config, fconfig = _student_config(args)
     soft = soft_labels.merge([soft_labels.read(p) for p in args.soft]) if args.soft else None
     transfer = data.read_responses(args.transfer, items) if args.transfer else None
+    if transfer is not None:
+        _check_answer_lengths(transfer)
+    data.check_trainable(train, item)   # (a mistake stays one line, without the line below)
+    _say(f"training the student for item {item!r} ({len(train.for_item(item).labelled())} scored answers"
+         f"{f', {len(transfer.for_item(item))} transfer answers' if transfer is not None else ''}, "
+         f"at most {config.epochs} epochs)")
     model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
+    _say("checking the candidates, calibrating, fitting the detectors and writing the scorer")
     labelled = train.for_item(item).labelled()
     val = labelled if "oof" in report else pipeline.validation_split(train, item, config)[1]
     test_rows = test.for_item(item).labelled() if test is not None else None
@@ -542,14 +646,20 @@ def _run_predict(args: argparse.Namespace) -> None:
     rows = table.for_item(item)
     if len(rows) == 0:
         raise UserError(f"{args.input}: no answers for the scorer's item {item!r} (items: {', '.join(table.item_ids()[:10])})")
-    flags = scorer.flags(rows.responses)
-    scored = [i for i, f in enumerate(flags) if f != ["refused"]]   # an over-long answer is not featurized
+    refused = _refused(scorer, rows.responses)
+    if len(rows) >= MANY_ANSWERS:
+        _say(f"checking {len(rows):,} answers for text the scorer should not judge")
+    flags = [["refused"] if r else f for r, f in zip(refused, scorer.flags(rows.responses))]
+    scored = [i for i, r in enumerate(refused) if not r]   # an over-long answer is not featurized
+    if len(rows) >= MANY_ANSWERS:
+        _say(f"scoring {len(scored):,} answers")
     probs = scorer.predict_proba([rows.responses[i] for i in scored])
     prob_of = dict(zip(scored, probs))
     score_of = dict(zip(scored, scorer.scores(probs)))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "item", "score"] + [f"p_{v}" for v in scorer.score_values] + ["flagged", "flags"])
+    writer.writerow([name for c in PREDICT_COLUMNS
+                     for name in ([f"p_{v}" for v in scorer.score_values] if c == "p_<score>..." else [c])])
     for i, (rid, found) in enumerate(zip(rows.ids, flags)):
         p = prob_of.get(i)
         cells = [score_of[i]] + [f"{float(x):.6f}" for x in p] if p is not None else \
@@ -582,16 +692,27 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         if len(rows) == 0:
             raise UserError(f"{args.test}: no scored answers for item {item!r} of scorer {folder}")
         _check_scores_in_range(rows, scorer.score_values)
+        refused = _refused(scorer, rows.responses)
+        if any(refused):   # never featurized, never counted in the metrics: counted apart, as predict leaves them blank
+            rows = rows.take([i for i, r in enumerate(refused) if not r])
+            limit = _max_chars(scorer)
+            print(f"item {item}: {sum(refused)} answer(s) over {limit:,} characters refused (not scored and not "
+                  f"counted in the metrics, as kd-train predict and the page refuse them)", file=sys.stderr)
+            if len(rows) == 0:
+                raise UserError(f"{args.test}: every scored answer of item {item!r} is over {limit:,} characters, "
+                                "so none can be scored; check that this is a table of answers")
         predicted = scorer.predict(rows.responses)
         m = score_metrics(rows.scores, predicted, scorer.score_values)
         v = validity(rows.scores, predicted, scorer.score_values)
         model = {"params": scorer.info["model"]["params"], "bytes": scorer.info["model"]["bytes"], "test": m}
         checked = scorer.info.get("detectors") is not None
         found = scorer.flags(rows.responses) if checked else []
-        others = [r for i, r in zip(test.items, test.responses) if i != item and len(detect.words(r)) >= 5]
+        others = [r for i, r in zip(test.items, test.responses)
+                  if i != item and len(r) <= _max_chars(scorer) and len(detect.words(r)) >= 5]
         probed = probes.probe_item(data.Item(item, question=scorer.info.get("question") or ""), rows, others,
                                    scorer.info.get("detectors"), scorer.predict, scorer.score_values[0])
         reports.append({"item": item, "score_values": scorer.score_values, "models": {"shipped": model},
+                        "refused": sum(refused),
                         "validity": {"test": v}, "probes": probed,
                         **({"detectors": {"test": flag_shares(found)}} if checked else {})})
         ci = f" [95% CI {v['qwk_ci'][0]:.2f}–{v['qwk_ci'][1]:.2f}]" if v["qwk_ci"] else ""
@@ -615,6 +736,19 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     result = write_report(reports, out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
     s = result["models"]["shipped"]
     print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {out}/report.md")
+
+
+def _max_chars(scorer) -> int:
+    from kd_train import detect
+
+    return int((scorer.info.get("detectors") or {}).get("max_chars", detect.MAX_CHARS))
+
+
+def _refused(scorer, responses: list[str]) -> list[bool]:
+    """Which answers are too long to score: the one limit (detect.MAX_CHARS, or the scorer's profile's
+    max_chars) that predict, evaluate and the page apply alike, also for a scorer without detectors."""
+    limit = _max_chars(scorer)
+    return [len(text) > limit for text in responses]
 
 
 def _check_scores_in_range(rows, values: list[int]) -> None:
@@ -644,6 +778,8 @@ def _run_demo(args: argparse.Namespace) -> None:
     from kd_train.metrics import write_report
 
     folder = demo_dir()
+    if not args.no_serve:
+        _check_port_free(args.port)   # before minutes of training, not after
     out = _start_run_folder(args.out, "run", args, inputs=[str(folder)])
     items = data.read_items(folder / "items.csv")
     train = data.read_responses(folder / "responses.csv", items)
@@ -665,7 +801,28 @@ def _run_demo(args: argparse.Namespace) -> None:
     if not args.no_serve:
         from kd_train import serve
 
-        serve.serve(out / "dist", args.port)
+        try:
+            serve.serve(out / "dist", args.port)
+        except UserError as err:   # taken while the demo trained: say what demo's own options are
+            raise UserError(f"{str(err).split(';')[0]}; the page is built in {out / 'dist'}: serve it with "
+                            f"kd-train serve {out / 'dist'} --port PORT (0: any free port)") from None
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    from kd_train.serve import LOOPBACK_HOST, check_port
+
+    check_port(port)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server binds
+        probe.bind((LOOPBACK_HOST, port))
+    except OSError as err:
+        raise UserError(f"cannot listen on {LOOPBACK_HOST}:{port} ({err.strerror or err}), where the demo serves "
+                        "its page; choose another port with --port (0: any free port), or add --no-serve") from None
+    finally:
+        probe.close()
 
 
 # ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
@@ -691,6 +848,8 @@ def _add_web_verbs(verbs) -> None:
     p.add_argument("--no-snapshot", dest="snapshot", action="store_false",
                    help="leave out the start-up snapshot of Python (made with Node.js): about 5 MB smaller (brotli), "
                         "but on every visit Python then takes seconds to start instead of well under one")
+    p.add_argument("--no-size-report", dest="size_report", action="store_false",
+                   help="do not measure the bundle's compressed size (gzip, brotli) after writing it: seconds sooner")
     _add_force_option(p)
     p.set_defaults(run=_run_build)
 
@@ -731,14 +890,18 @@ def _add_web_verbs(verbs) -> None:
     p.set_defaults(run=_run_serve)
 
 
-def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = True) -> None:
+def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = True, sizes: bool = True) -> None:
     from kd_train import bundle
 
-    bundle.run(scorers, out, force, allow_unfit, snapshot)
+    bundle.run(scorers, out, force, allow_unfit, snapshot, report_sizes=sizes)
 
 
 def _run_build(args: argparse.Namespace) -> None:
-    _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot)
+    from kd_train.bundle import check_out
+
+    check_out(args.scorers, args.out, args.force)   # before any work: the bundle takes seconds to make
+    _check_replaceable(args.out, "dist")
+    _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot, args.size_report)
 
 
 def _run_verify(args: argparse.Namespace) -> None:
@@ -784,7 +947,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; user mistakes and file errors end in one line on stderr and exit 2, Ctrl+C in exit 130."""
-    verb = "kd-train"
+    import kd_train
+
+    verb = kd_train._verb(argv)
+    kd_train._phase[0] = "running"   # from here Ctrl+C unwinds (outputs are cleaned up) and ends below
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -795,22 +961,33 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         code = _run(args)
         if code == 0:
+            kd_train._phase[0] = "done"   # the outputs are in place: a Ctrl+C from now on changes nothing
             print(f"done in {time.time() - started:.1f} s", file=sys.stderr)
         return code
     except KeyboardInterrupt:
+        kd_train._phase[0] = "done"   # a second Ctrl+C while this is said is ignored (in the command)
         print(f"{verb}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
+    finally:
+        kd_train._phase[0] = "done"
 
 
 def entry() -> None:
-    """The ``kd-train`` program: main(), then exit with its code."""
-    code = main()
+    """The ``kd-train`` program: main(), then exit with its code (kd_train/__init__.py has taken over
+    Ctrl+C before this module was imported)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:   # a second Ctrl+C just as main() caught the first
+        code = 130
+        print("kd-train: interrupted; nothing half-written was left behind", file=sys.stderr)
     if code == 130:
-        # A library that was importing when Ctrl+C came may have marked the interrupt as unhandled,
-        # and then Python kills itself with SIGINT at exit instead of returning 130: exit right here.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        # A library that was importing when Ctrl+C came may have marked the interrupt as unhandled, and
+        # then Python kills itself with SIGINT at exit instead of returning 130: leave right here.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
     sys.exit(code)
 
 

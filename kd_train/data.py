@@ -142,7 +142,23 @@ def where(path: str, row: int | None = None, line: int | None = None, column: st
     return ", ".join(parts)
 
 
+RESAVE_AS_UTF8 = ("save it as UTF-8 (in Excel: Save As, 'CSV UTF-8 (Comma delimited)'; in LibreOffice: "
+                  "character set 'Unicode (UTF-8)') and try again")
+
+
 def _decode(raw: bytes, path: str) -> str:
+    """UTF-8 (a BOM is fine), or UTF-16 with a byte-order mark (as Excel's 'Unicode text' saves it)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"{where(path)}: the file starts like UTF-16 (a byte-order mark) but is not valid "
+                            f"UTF-16; {RESAVE_AS_UTF8}") from None
+    sample = raw[:4096]
+    if len(sample) >= 4 and max(sample[0::2].count(0), sample[1::2].count(0)) > len(sample) / 4:
+        order = "big-endian" if sample[0::2].count(0) > sample[1::2].count(0) else "little-endian"
+        raise DataError(f"{where(path)}: the file looks like UTF-16 ({order}, without a byte-order mark: every "
+                        f"other byte is zero), not UTF-8; {RESAVE_AS_UTF8}")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -154,12 +170,23 @@ def _decode(raw: bytes, path: str) -> str:
         ) from None
 
 
-def _delimiter(path: str, first_line: str) -> str:
-    if path.lower().endswith((".tsv", ".tab")):
-        return "\t"
-    if path.lower().endswith(".csv"):
-        return ","
-    return "\t" if first_line.count("\t") > first_line.count(",") else ","
+DELIMITERS = (",", ";", "\t")   # comma, semicolon (spreadsheets where ',' is the decimal mark), tab
+
+
+def _delimiter(path: str, first_line: str, required: tuple[str, ...] = ()) -> str:
+    """The header line's delimiter, as the page finds it: the one that splits the header into the
+    required columns (a TSV or a semicolon CSV saved as .csv too), else the one it holds most of
+    (ties: the extension's, tab for .tsv/.tab, else comma)."""
+    preferred = "\t" if path.lower().endswith((".tsv", ".tab")) else ","
+    candidates = [preferred] + [d for d in DELIMITERS if d != preferred]
+    for d in candidates:
+        try:
+            header = {h.strip() for h in next(csv.reader([first_line], delimiter=d), [])}
+        except csv.Error:
+            continue
+        if required and all(c in header for c in required):
+            return d
+    return max(candidates, key=first_line.count) if any(first_line.count(d) for d in candidates) else preferred
 
 
 def read_records(path: str | os.PathLike, required: tuple[str, ...], what: str):
@@ -175,8 +202,8 @@ def read_records(path: str | os.PathLike, required: tuple[str, ...], what: str):
     _refuse_nul(text, path)
     if not text.strip():
         raise DataError(f"{where(path)}: the file is empty; expected a header row '{','.join(required)}' and data rows")
-    first_line = text.split("\n", 1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, first_line), strict=True)
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, first_line, required), strict=True)
     try:
         header = [h.strip() for h in next(reader)]
         _check_header(path, header, required, what)
@@ -264,14 +291,15 @@ def parse_int(value: str, path: str, row: int, line: int, column: str, allow_emp
         if allow_empty:
             return None
         raise DataError(f"{where(path, row, line, column)}: empty; write a whole number")
-    try:
-        number = float(value)
-    except ValueError:
-        number = None
-    if number is None or not number.is_integer():
+    match = _INTEGER.fullmatch(value)   # not float(): it takes '1_0', '1e308', 'inf' and '٣'
+    if match is None or len(match.group(1)) > 9:
         fix = "write a whole number such as 0, 1 or 2" + (", or leave it empty for an unlabeled answer" if allow_empty else "")
-        raise DataError(f"{where(path, row, line, column)}: {value!r} is not an integer; {fix}")
-    return int(number)
+        what = "too large a score" if match is not None else "not a whole number"
+        raise DataError(f"{where(path, row, line, column)}: {value!r} is {what}; {fix}")
+    return int(match.group(1))   # '2.0' (a spreadsheet's whole number) is 2
+
+
+_INTEGER = re.compile(r"([+-]?[0-9]+)(?:\.0+)?", re.ASCII)
 
 
 def read_items(path: str | os.PathLike) -> dict[str, Item]:
@@ -323,7 +351,8 @@ def read_responses(
             )
         if not item:
             raise DataError(f"{where(path, row, line, 'item')}: empty item; say which item (question) this answers")
-        score = parse_int(rec.get("score", ""), path, row, line, "score", allow_empty=True)
+        # answers to score (score_column=False): a score column is allowed and ignored, whatever it holds
+        score = parse_int(rec.get("score", ""), path, row, line, "score", allow_empty=True) if score_column else None
         if items is not None:
             _check_item(path, row, line, item, score, items)
         first_row[rid] = row

@@ -133,6 +133,20 @@ def pyplot():
     return plt
 
 
+def _without_glyph_warnings(plot):
+    """Item ids in scripts the plot's font lacks (CJK, Arabic, ...) draw as boxes; matplotlib's warning
+    per missing glyph (dozens of lines for one id) says nothing the user can act on."""
+    import functools
+
+    @functools.wraps(plot)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+            return plot(*args, **kwargs)
+    return quiet
+
+
+@_without_glyph_warnings
 def plot_qwk_vs_params(models: dict, path: str) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -157,6 +171,7 @@ def _panels(n: int):
     return plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
 
 
+@_without_glyph_warnings
 def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, list[int]], path: str) -> None:
     """One confusion matrix per panel (rows: human score, columns: predicted)."""
     n = len(confusions)
@@ -178,6 +193,7 @@ def plot_confusions(confusions: dict[str, list[list[int]]], labels: dict[str, li
     save_figure(fig, path)
 
 
+@_without_glyph_warnings
 def plot_reliability(curves: dict[str, dict[str, list[dict]]], path: str) -> None:
     """Reliability diagrams: per panel, accuracy against mean confidence of each confidence bin, before
     and after calibration (``curves``: {panel: {"before": bins, "after": bins}}, bins as

@@ -44,6 +44,27 @@ class PipelineConfig:
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
 
+def check_item(item: Item, values: list[int], train: Table, config: PipelineConfig) -> None:
+    """Raise DataError now if :func:`run_item` would stop on ``item``'s data later: the checks the teacher
+    and the student make before they train, so that ``kd-train train`` refuses a bad item among several
+    before it trains any (and not after hours of training the ones before it)."""
+    from kd_train.data import DataError, check_trainable, where
+
+    check_trainable(train, item.item)
+    labelled = train.for_item(item.item).labelled()
+    stray = sorted({s for s in labelled.scores if s not in values})
+    if stray:
+        raise DataError(f"{where(train.path)}: score {stray[0]} of item {item.item!r} is not among its score values "
+                        f"{values}; fix the score or the item's score_min/score_max")
+    if config.teacher.with_question and not item.question:
+        raise DataError(f"--with-question needs item {item.item!r}'s question: give --items with a 'question' for it")
+    n = len(labelled)
+    if not teacher.uses_cross_validation(n, config.teacher):
+        stratified_split(labelled, config.teacher.val_fraction, config.teacher.seed)
+    if not uses_cross_validation(n, config.student):
+        stratified_split(labelled, config.student.val_fraction, config.student.seed)
+
+
 def _cached_teacher(folder: Path, config: teacher.TeacherConfig, train: Table) -> dict | None:
     try:
         meta = teacher.read_meta(folder)

@@ -43,6 +43,7 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 's
        "object-src 'none'; base-uri 'none'")
 
 IDLE_TIMEOUT_S = 30.0      # a connection that sends nothing for this long is dropped
+HEAD_DEADLINE_S = 30.0     # ... and one whose request line and headers take longer than this in all
 MAX_PATH_LENGTH = 1024     # longer request paths get 400: no file of a bundle has a name near that
 LOOPBACK_HOST = "127.0.0.1"
 
@@ -182,12 +183,19 @@ def encodings_accepted(header: str | None) -> list[str]:
 
 def precompress(folder: Path) -> None:
     """Compress every file of the bundle both ways (run in a background thread when a server starts)."""
-    for path in sorted(folder.rglob("*")):
-        if not path.resolve().is_relative_to(folder):   # a symlink out of the bundle: never served, never read
+    try:
+        paths = sorted(folder.rglob("*"))
+    except (OSError, RuntimeError):   # a folder that vanished or loops: its files are compressed when asked for
+        return
+    for path in paths:
+        try:
+            if not path.resolve().is_relative_to(folder):   # a symlink out of the bundle: never served, never read
+                continue
+            if path.is_file() and path.suffix not in NOT_COMPRESSED and path.stat().st_size >= COMPRESS_MIN_BYTES:
+                for encoding in ("br", "gzip") if _brotli() else ("gzip",):
+                    compressed(path, encoding)
+        except (OSError, RuntimeError):   # a symlink loop, a file removed meanwhile: a request gets 404
             continue
-        if path.is_file() and path.suffix not in NOT_COMPRESSED and path.stat().st_size >= COMPRESS_MIN_BYTES:
-            for encoding in ("br", "gzip") if _brotli() else ("gzip",):
-                compressed(path, encoding)
 
 
 class BundleHandler(http.server.SimpleHTTPRequestHandler):
@@ -244,9 +252,44 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
         if not self.quiet:
             super().log_message(format, *args)
 
+    def handle_one_request(self) -> None:
+        # the request line and headers must come within HEAD_DEADLINE_S in all: a client that trickles a
+        # header line just within the idle timeout, forever, is dropped (the socket waits at most what is left)
+        self.rfile = _Deadline(self.rfile, self.connection, HEAD_DEADLINE_S, self.timeout)
+        super().handle_one_request()   # its TimeoutError ends the connection
+
+    def parse_request(self) -> bool:
+        try:
+            return super().parse_request()
+        finally:   # the head is read: the response is sent under the idle timeout only
+            if isinstance(self.rfile, _Deadline):
+                self.rfile = self.rfile.stream
+                self.connection.settimeout(self.timeout)
+
+
+class _Deadline:
+    """A request's input stream whose line reads share one deadline."""
+
+    def __init__(self, stream, sock, seconds: float, idle: float | None):
+        import time
+
+        self.stream, self.sock, self.idle, self.clock = stream, sock, idle, time.monotonic
+        self.deadline = self.clock() + seconds
+
+    def readline(self, limit: int = -1) -> bytes:
+        left = self.deadline - self.clock()
+        if left <= 0:
+            raise TimeoutError("the request's headers took too long")
+        self.sock.settimeout(left if self.idle is None else min(self.idle, left))
+        return self.stream.readline(limit)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
 
 class BundleServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64   # listen backlog: a page's burst of requests does not wait for a retry (default 5)
 
     def handle_error(self, request, client_address) -> None:
         # a browser that hung up early, or a client dropped for idling, is fine

@@ -9,6 +9,7 @@ asked several times whose sampled scores became an empirical distribution.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from kd_train.data import DataError, Table, parse_int, read_records, where
 from kd_train.files import atomic_write_text, sha256_file
 
 FORMAT_VERSION = 1
+NOT_FINGERPRINT = ("format_version", "score_values", "csv_sha256")   # sidecar keys about the file itself
 
 
 @dataclass
@@ -69,9 +71,11 @@ def write(path: str | os.PathLike, labels: SoftLabels) -> None:
     writer.writerow(["id", "item"] + [f"p_{v}" for v in labels.score_values])
     for rid, item, row in zip(labels.ids, labels.items, labels.probs):
         writer.writerow([rid, item] + [repr(float(p)) for p in row])
+    text = buf.getvalue()
     sidecar(path).unlink(missing_ok=True)
-    atomic_write_text(path, buf.getvalue())
-    meta = {"format_version": FORMAT_VERSION, "score_values": labels.score_values, **labels.fingerprint}
+    atomic_write_text(path, text)
+    meta = {"format_version": FORMAT_VERSION, "score_values": labels.score_values, **labels.fingerprint,
+            "csv_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}   # a CSV changed since is not reused
     atomic_write_text(sidecar(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -95,12 +99,13 @@ def read(path: str | os.PathLike) -> SoftLabels:
         ids.append(rec["id"].strip())
         items.append(rec["item"].strip())
         rows.append(p)
-    fingerprint = {k: v for k, v in meta.items() if k not in ("format_version", "score_values")}
+    fingerprint = {k: v for k, v in meta.items() if k not in NOT_FINGERPRINT}
     return SoftLabels(ids, items, values, np.asarray(rows, dtype=np.float64), fingerprint)
 
 
 def is_cached(path: str | os.PathLike, fingerprint: dict) -> bool:
-    """True when ``path`` exists with a sidecar whose fingerprint equals ``fingerprint``."""
+    """True when ``path`` exists with a sidecar whose fingerprint equals ``fingerprint`` and that
+    recorded the CSV's sha256 as it is now (a CSV edited, cut or damaged since is labelled again)."""
     meta_path = sidecar(path)
     if not Path(path).is_file() or not meta_path.is_file():
         return False
@@ -108,8 +113,8 @@ def is_cached(path: str | os.PathLike, fingerprint: dict) -> bool:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    stored = {k: v for k, v in meta.items() if k not in ("format_version", "score_values")}
-    return stored == json.loads(json.dumps(fingerprint))
+    stored = {k: v for k, v in meta.items() if k not in NOT_FINGERPRINT}
+    return stored == json.loads(json.dumps(fingerprint)) and meta.get("csv_sha256") == sha256_file(path)
 
 
 def from_samples(path: str | os.PathLike, score_values: list[int] | None = None, smoothing: float = 0.0) -> SoftLabels:

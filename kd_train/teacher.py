@@ -330,6 +330,9 @@ def epoch_line(logs: dict, total_epochs: float, loss: float | None = None) -> st
     return None
 
 
+PROGRESS_EVERY_S = 30.0   # without a terminal (no progress bar), a line at most this often while training
+
+
 def quiet_log_callbacks(total_epochs: float) -> tuple:
     """Callbacks that replace Trainer's printed log dicts (PrinterCallback on a log file, the dicts that
     ProgressCallback writes under its bar on a terminal) by one ``epoch_line`` an epoch."""
@@ -338,6 +341,21 @@ def quiet_log_callbacks(total_epochs: float) -> tuple:
 
     class EpochLines(TrainerCallback):
         loss = None
+        started = said = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = self.said = time.monotonic()
+            if state.is_world_process_zero:
+                tqdm.write(f"    {state.max_steps} optimizer steps at most ({total_epochs:g} epochs); a line an epoch"
+                           + ("" if sys.stderr.isatty() else f" and one every {PROGRESS_EVERY_S:g} s"))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.monotonic()   # on a terminal, the progress bar says it
+            if sys.stderr.isatty() or now - self.said < PROGRESS_EVERY_S or not state.is_world_process_zero:
+                return
+            self.said = now
+            tqdm.write(f"    step {state.global_step}/{state.max_steps} (epoch {state.epoch or 0:.2f}), "
+                       f"{now - self.started:.0f} s")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -982,15 +1000,22 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
         raise ModelError(f"{teacher_dir}: holds teacher.json but no model weights (*.safetensors), so it cannot "
                          "label answers (caches of soft labels keep only teacher.json); re-run kd-train teacher "
                          "to make a complete teacher folder")
+    if progress:
+        print(f"    teacher predicts {len(responses):,} answers", file=sys.stderr, flush=True)
     model, tokenizer = _load(str(teacher_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     question, max_length, head_tail = _reads(meta)
     order = sorted(range(len(responses)), key=lambda i: -len(responses[i]))
     out = np.zeros((len(responses), len(meta["score_values"])), dtype=np.float32)
+    started = said = time.monotonic()
     with torch.no_grad():
         for start in tqdm(range(0, len(order), batch_size), desc="teacher predicts", unit="batch",
                           disable=not progress or not sys.stderr.isatty()):
+            if progress and not sys.stderr.isatty() and time.monotonic() - said >= PROGRESS_EVERY_S:
+                said = time.monotonic()   # without a terminal: a sparse line instead of the bar
+                print(f"    teacher predicts: {start:,} of {len(order):,} answers, {said - started:.0f} s",
+                      file=sys.stderr, flush=True)
             idx = order[start:start + batch_size]
             batch = [responses[i] for i in idx]
             features = _encode(tokenizer, batch, question, max_length, head_tail)

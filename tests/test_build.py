@@ -294,3 +294,20 @@ def test_no_node_no_snapshot_says_how_to_build_without_one(scorer_dir, tmp_path,
     with pytest.raises(UserError, match="Node.js.*--no-snapshot"):
         bundle.build([scorer_dir], tmp_path / "out", report_sizes=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_build_says_what_it_does_and_can_skip_the_size_report(scorer_dir, tmp_path, monkeypatch, capsys):
+    from kd_train.cli import main
+
+    def measured(_):
+        raise AssertionError("the sizes were measured")
+
+    monkeypatch.setattr(bundle, "sizes", measured)
+    assert main(["build", str(scorer_dir), "--out", str(tmp_path / "d"), "--no-snapshot", "--no-size-report"]) == 0
+    said = capsys.readouterr()
+    assert "building the page for 1 scorer(s)" in said.err and "measuring" not in said.err
+    assert "compressed sizes not measured: --no-size-report" in said.out
+    monkeypatch.undo()
+    assert main(["build", str(scorer_dir), "--out", str(tmp_path / "d"), "--no-snapshot"]) == 0
+    said = capsys.readouterr()
+    assert "measuring its size compressed" in said.err and "brotli (quality 9)" in said.out

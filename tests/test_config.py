@@ -29,7 +29,8 @@ def student_params(n_classes: int) -> int:
 # code default it stands for. A quoted option missing here fails the test, so that no quote goes unchecked.
 OPTIONS = {"--alpha": S.alpha, "--temperature": S.temperature, "--lam": S.lam, "--student-patience": S.patience,
            "--student-epochs": S.epochs, "--hidden": S.hidden, "--val-fraction": S.val_fraction,
-           "--buckets": F["n_buckets"], "--epochs": T.epochs, "--patience": T.patience, "--augment": AUGMENT}
+           "--buckets": F["n_buckets"], "--epochs": T.epochs, "--patience": T.patience, "--augment": AUGMENT,
+           "--port": 8000}   # --port: checked against the parser below
 OPTION_QUOTE = re.compile(r"`(--[a-z-]+)`,? \(?(\d[\d,]*(?:\.\d+)?%?)")
 
 # Defaults stated in prose: (pattern, its groups' code values). Each must be found in README.md or
@@ -150,3 +151,73 @@ def test_featurizer_config_is_checked_once_from_the_command_line_to_the_scorer(t
     assert len(checked) == 2 and loaded.featurizer.n_buckets == 512 == loaded.info["featurizer"]["n_buckets"]
     assert loaded.predict_proba(["heat flows into the ice"]).shape == (1, 4)
     assert len(checked) == 2
+
+
+# ---- the command line's options and outputs, as README.md tells them (issue 28) --------------------
+
+# Options README.md quotes that belong to other programs, each with the file that defines it.
+OTHER_PROGRAMS = {"--cache": "bench/__main__.py", "--skip-browser": "bench/__main__.py",
+                  "--skip-probes": "bench/__main__.py", "--data": "bench/__main__.py",
+                  "--ignore-scripts": "kd_train/bundle.py", "--no-audit": "kd_train/bundle.py",
+                  "--no-fund": "kd_train/bundle.py", "--no-deps": "README.md", "--nproc": "README.md"}   # pip wheel, torchrun
+README_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def verb_options() -> dict[str, set[str]]:
+    """Each verb's options, from the parser that `kd-train VERB --help` prints."""
+    import argparse
+
+    from kd_train.cli import build_parser
+
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {verb: {o for a in p._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+            for verb, p in verbs.choices.items()}
+
+
+def test_the_port_quoted_is_the_parsers_default():
+    from kd_train.cli import build_parser
+
+    for verb in ("serve", "demo"):
+        assert build_parser().parse_args([verb, "x"] if verb == "serve" else [verb]).port == OPTIONS["--port"]
+
+
+def test_every_option_of_every_verb_is_in_the_readme_and_every_quoted_option_exists():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    quoted = set(README_OPTION.findall(readme))
+    options = verb_options()
+    for verb, flags in options.items():
+        missing = sorted(flags - quoted)
+        assert not missing, f"kd-train {verb} --help lists {missing}, which README.md never mentions"
+    known = set().union(*options.values(), {"--version", "--help"})
+    for flag in sorted(quoted - known):
+        assert flag in OTHER_PROGRAMS, f"README.md quotes {flag}, which no kd-train verb has (or add it to OTHER_PROGRAMS)"
+        assert flag in (REPO / OTHER_PROGRAMS[flag]).read_text(encoding="utf-8"), (flag, OTHER_PROGRAMS[flag])
+
+
+def test_predict_help_and_readme_list_every_flag_and_output_column():
+    from kd_train import detect
+    from kd_train.cli import PREDICT_COLUMNS, build_parser
+
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    table = readme[readme.index("| flag | when |"):]
+    table = table[:table.index("- **")]
+    assert re.findall(r"\| `([a-z_]+)` \|", table) == list(detect.REASONS)
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["predict"].format_help().split())
+    codes = re.search(r"separated by ';' \(([^;)]+);", help_text).group(1)
+    assert codes.split(", ") == list(detect.REASONS)
+    assert f"Writes the columns {', '.join(PREDICT_COLUMNS)}" in help_text
+    assert "writes the columns " + ", ".join(f"`{c.replace('...', '…')}`" for c in PREDICT_COLUMNS[:3]) in readme
+    for column in PREDICT_COLUMNS:
+        assert f"`{column.replace('...', '…')}`" in readme, column
+
+
+def test_predict_writes_the_columns_it_documents(tmp_path):
+    from conftest import DEMO
+    from kd_train.cli import PREDICT_COLUMNS, main
+
+    scorer, out = tmp_path / "scorer", tmp_path / "scores.csv"
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--student-epochs", "1", "--out", str(scorer)]) == 0
+    assert main(["predict", "--scorer", str(scorer), "--input", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+    header = out.read_text().splitlines()[0].split(",")
+    expanded = [name for c in PREDICT_COLUMNS for name in (["p_0", "p_1", "p_2", "p_3"] if c == "p_<score>..." else [c])]
+    assert header == expanded

@@ -52,7 +52,7 @@ def test_reads_tsv(tmp_path):
 
 def test_multiline_response_reports_the_right_row(tmp_path):
     path = table(tmp_path, [["1", "q", "line one\nline two", "1"], ["2", "q", "x", "two"]])
-    with pytest.raises(DataError, match=r"r.csv, row 3 \(line 4\), column 'score': 'two' is not an integer"):
+    with pytest.raises(DataError, match=r"r.csv, row 3 \(line 4\), column 'score': 'two' is not a whole number"):
         read_responses(path)
 
 
@@ -70,7 +70,7 @@ def test_duplicate_ids(tmp_path):
 
 @pytest.mark.parametrize("bad", ["two", "1.5", "nan"])
 def test_non_integer_scores(tmp_path, bad):
-    with pytest.raises(DataError, match=r"column 'score'.*not an integer; write a whole number"):
+    with pytest.raises(DataError, match=r"column 'score'.*not a whole number; write a whole number"):
         read_responses(table(tmp_path, [["1", "q", "x", bad]]))
 
 
@@ -190,3 +190,55 @@ def test_augmented_answers_are_seeded_perturbed_copies():
     assert all(c and set(c.split()) <= vocabulary for c in copies.responses)
     assert any(c != texts[0] for c in copies.responses[:3])
     assert len(augmented_answers(table, 0, seed=0)) == 0
+
+
+# ---- files as spreadsheets save them (issue 28) ----------------------------------------------------
+
+@pytest.mark.parametrize("delimiter, name", [(";", "r.csv"), ("\t", "r.csv"), (",", "r.tsv"), (";", "r.txt")])
+def test_the_delimiter_is_read_from_the_header_line(tmp_path, delimiter, name):
+    path = tmp_path / name
+    rows = [["id", "item", "response", "score"], ["1", "q", "2,5 degrees; warm", "1"], ["2", "q", "cold", "0"]]
+    path.write_text("\n".join(delimiter.join(f'"{c}"' if delimiter in c else c for c in r) for r in rows) + "\n",
+                    encoding="utf-8")
+    t = read_responses(path)
+    assert t.responses == ["2,5 degrees; warm", "cold"] and t.scores == [1, 0]
+
+
+def test_a_header_without_the_columns_names_what_it_found(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("id|item|response|score\n1|q|x|1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"missing column\(s\) 'id'.*found: id\|item\|response\|score"):
+        read_responses(path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_is_read_with_a_bom_and_named_without_one(tmp_path, encoding):
+    path = tmp_path / "r.csv"
+    path.write_bytes("id,item,response,score\n1,q,Wärme fließt,1\n".encode(encoding))
+    if encoding == "utf-16":   # with a byte-order mark
+        assert read_responses(path).responses == ["Wärme fließt"]
+        return
+    order = "little-endian" if encoding.endswith("le") else "big-endian"
+    with pytest.raises(DataError) as err:
+        read_responses(path)
+    message = str(err.value)
+    assert f"r.csv: the file looks like UTF-16 ({order}, without a byte-order mark" in message
+    assert "save it as UTF-8" in message and "CSV UTF-8" in message
+
+
+@pytest.mark.parametrize("value", ["1_0", "1e308", "1e1", "inf", "nan", "0x1", "٣", "1.5", "2.", "99999999999", "two"])
+def test_scores_are_plain_whole_numbers(tmp_path, value):
+    path = table(tmp_path, [["1", "q", "x", value]])
+    with pytest.raises(DataError, match=r"r.csv, row 2, column 'score': .* is (not a whole number|too large a score); "
+                                        "write a whole number such as 0, 1 or 2"):
+        read_responses(path)
+
+
+@pytest.mark.parametrize("value, score", [("2", 2), (" 2 ", 2), ("2.0", 2), ("+1", 1), ("-1", -1), ("03", 3)])
+def test_whole_numbers_as_spreadsheets_write_them(tmp_path, value, score):
+    assert read_responses(table(tmp_path, [["1", "q", "x", value]])).scores == [score]
+
+
+def test_answers_to_score_may_carry_any_score_column(tmp_path):
+    path = table(tmp_path, [["1", "q", "x", "good"], ["2", "q", "y", ""]])
+    assert read_responses(path, score_column=False).scores == [None, None]

@@ -45,3 +45,13 @@ def test_mean_metrics_is_what_summarize_reports_per_model():
     assert means == {"mean_acc": 0.6, "mean_qwk": 0.5, "fisher_qwk": fisher_mean([0.2, 0.8]), "mean_f1": 0.5}
     reports = [{"item": str(i), "models": {"student": {"params": 9, "test": m}}} for i, m in enumerate(per_item)]
     assert {k: summarize(reports)["student"][k] for k in means} == means
+
+
+def test_plots_of_item_ids_the_font_lacks_print_no_glyph_warnings(tmp_path, recwarn):
+    from kd_train.metrics import plot_confusions, plot_qwk_vs_params
+
+    name = "item 問題七：氷が溶ける"
+    plot_confusions({name: [[3, 1], [0, 4]]}, {name: [0, 1]}, str(tmp_path / "c.png"))
+    plot_qwk_vs_params({name: {"params": 1000, "mean_qwk": 0.5}}, str(tmp_path / "q.png"))
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "q.png").stat().st_size > 0
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]

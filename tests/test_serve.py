@@ -193,3 +193,52 @@ def test_responses_are_compressed_as_the_browser_accepts(tmp_path):
         server.shutdown()
         server.server_close()
 
+
+
+def test_a_client_trickling_its_headers_is_dropped(bundle, monkeypatch):
+    """Each header line comes within the idle timeout, but the head as a whole never ends."""
+    monkeypatch.setattr(serve, "IDLE_TIMEOUT_S", 1.0, raising=False)
+    monkeypatch.setattr(serve, "HEAD_DEADLINE_S", 1.5, raising=False)
+    server, _ = serve.serve_in_thread(bundle)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            sock.settimeout(0.3)
+            closed = False
+            while not closed and time.monotonic() - started < 10:
+                try:
+                    closed = sock.recv(1024) == b""
+                except TimeoutError:   # still open: one more header line, well within the idle timeout
+                    try:
+                        sock.sendall(b"X-Trickle: 1\r\n")
+                    except OSError:
+                        closed = True
+                except OSError:
+                    closed = True
+            assert closed and time.monotonic() - started < 6
+        assert get(server, "/index.html")[0] == 200   # and the server goes on serving
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_listen_backlog_takes_a_burst():
+    assert serve.BundleServer.request_queue_size >= 64
+
+
+def test_a_symlink_loop_in_the_bundle_prints_no_traceback(bundle, monkeypatch):
+    import threading
+
+    (bundle / "loop").symlink_to(bundle / "loop")
+    (bundle / "vendor" / "a").symlink_to(bundle / "vendor" / "b")
+    (bundle / "vendor" / "b").symlink_to(bundle / "vendor" / "a")
+    (bundle / "big.js").write_text("x" * 5000)
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    server = serve.make_server(bundle, 0, quiet=True)
+    try:
+        server.precompressing.join(timeout=60)
+        assert not server.precompressing.is_alive() and raised == []
+    finally:
+        server.server_close()

@@ -42,3 +42,19 @@ def test_samples_become_smoothed_empirical_distributions(tmp_path):
     np.testing.assert_allclose(smooth.probs[1], [2 / 4, 1 / 4, 1 / 4])
     with pytest.raises(DataError, match="sampled score 2 is not one of the score values"):
         soft_labels.from_samples(path, [0, 1])
+
+
+def test_a_cached_csv_that_changed_since_is_not_reused(tmp_path):
+    labels = soft_labels.SoftLabels(["a", "b"], ["q", "q"], [0, 1], np.array([[0.2, 0.8], [1.0, 0.0]]), {"teacher": "x"})
+    out = tmp_path / "labels.csv"
+    soft_labels.write(out, labels)
+    assert soft_labels.is_cached(out, {"teacher": "x"})
+    assert "csv_sha256" not in soft_labels.read(out).fingerprint
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:-1]) + "\n")   # a row lost
+    assert not soft_labels.is_cached(out, {"teacher": "x"})
+    soft_labels.write(out, labels)
+    sidecar = json.loads((tmp_path / "labels.json").read_text())
+    del sidecar["csv_sha256"]                          # written before the CSV's hash was recorded
+    (tmp_path / "labels.json").write_text(json.dumps(sidecar))
+    assert not soft_labels.is_cached(out, {"teacher": "x"})

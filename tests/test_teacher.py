@@ -411,3 +411,44 @@ def test_the_epoch_lines_say_the_loss_the_validation_figures_and_the_time():
         "    epoch 4/20: training loss 0.651; validation QWK 0.779, accuracy 0.800"
     assert teacher.epoch_line({"train_runtime": 370.2, "train_loss": 0.63, "epoch": 8.0}, 20) == "    trained in 370 s"
     assert teacher.epoch_line({"total_flos": 1.0}, 20) is None
+
+
+def test_label_relabels_a_cut_csv_and_says_how_many_rows_of_other_items_it_skipped(tmp_path, toy_tables,
+                                                                                   tiny_model, capsys):
+    from conftest import toy_rows, write_csv
+    from kd_train.cli import main
+
+    fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1)
+    mixed = write_csv(tmp_path / "mixed.csv", ["id", "item", "response", "score"],
+                      toy_rows(12, seed=3, prefix="m") + toy_rows(5, seed=4, item="q2", prefix="o"))
+    out = tmp_path / "soft.csv"
+    args = ["label", "--teacher", str(tmp_path / "t"), "--input", str(mixed), "--out", str(out)]
+    assert main(args) == 0
+    assert "wrote 12 soft labels for item q1" in capsys.readouterr().out
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "reused cached 12 soft labels" in said and "(5 rows of other items skipped" in said
+    out.write_text("\n".join(out.read_text().splitlines()[:7]) + "\n")   # half its rows lost
+    assert main(args) == 0
+    assert "wrote 12 soft labels" in capsys.readouterr().out and len(soft_labels.read(out).ids) == 12
+
+
+def test_training_says_how_far_it_is_without_a_terminal(tmp_path, toy_tables, tiny_model, capsys, monkeypatch):
+    monkeypatch.setattr(teacher, "PROGRESS_EVERY_S", 0.0)
+    fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1)
+    out = capsys.readouterr().out
+    assert "optimizer steps at most (1 epochs); a line an epoch and one every 0 s" in out
+    assert re.search(r"    step 1/\d+ \(epoch 0\.\d\d\), \d+ s", out)
+
+
+def test_the_teacher_verb_says_what_it_does_before_it_loads_the_model(tmp_path, toy_tables, tiny_model, capsys):
+    from kd_train.cli import main
+
+    assert main(["teacher", "--train", str(toy_tables["train"]), "--model", str(tiny_model), "--epochs", "1",
+                 "--max-length", "16", "--teacher-cv-below", "0", "--out", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == (f"fine-tuning a teacher for item 'q1' on 90 scored answers ({tiny_model}; "
+                                   "loading it takes seconds, training minutes)")
+    assert main(["label", "--teacher", str(tmp_path / "t"), "--input", str(toy_tables["test"]),
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert "teacher predicts 30 answers" in capsys.readouterr().err
