@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import subprocess
@@ -274,21 +276,208 @@ def test_nul_bytes_and_oversized_fields_are_named(tmp_path, scorer, capsys):
 
 # ---- leftovers of killed runs ----------------------------------------------------------------------
 
-def test_leftovers_of_killed_runs_are_removed_and_reported(tmp_path, capsys):
+def test_leftovers_of_killed_runs_are_removed_and_everything_else_is_left(tmp_path, capsys):
     out = tmp_path / "scorer"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    killed = [tmp_path / f".scorer.kd-train-tmp-{dead.pid}-x1y2z3", tmp_path / ".scorer.abcd_123",
-              tmp_path / ".scorer.partial"]
-    alive = tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"   # this process's: still running
-    for folder in [*killed, alive]:
+    killed = [temp_left_by_a_dead_run(out) for _ in range(2)]
+    dead = dead_pid()
+    mine = [tmp_path / f".scorer.kd-train-tmp-{dead}-x1y2z3", tmp_path / ".scorer.abcd_123", tmp_path / ".scorer.partial",
+            tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"]
+    for folder in mine:
         folder.mkdir()
-        (folder / "model.onnx").write_bytes(b"half")
+        (folder / "model.onnx").write_bytes(b"mine")
     assert main(["distill", "--train", str(DEMO / "responses.csv"), "--student-epochs", "1", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     for folder in killed:
-        assert not folder.exists() and f"removed {folder}, left behind by an interrupted run" in err
-    assert alive.exists()
+        assert not folder.exists() and f"removed {folder}, left behind by an interrupted kd-train run" in err
+    for folder in mine:
+        assert (folder / "model.onnx").read_bytes() == b"mine"
+        assert f"found {folder}, not made by kd-train (or still in use): left alone" in err
+
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+       "KD_TRAIN_NODE_MODULES": str(REPO / "web" / "node_modules")}
+
+
+def kd_train(*args, cwd: Path, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kd_train.cli", *map(str, args)], cwd=cwd, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def finish(run: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    _, err = run.communicate(timeout=timeout)
+    return run.returncode, err
+
+
+def wait_for(run: subprocess.Popen, event, timeout: float = 600) -> bool:
+    """Until ``event()`` holds or the run ends (polling; no fixed wait). True when the event came first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if event():
+            return True
+        if run.poll() is not None:
+            return False
+        time.sleep(0.002)
+    raise AssertionError(f"neither the event nor the end of {run.args} within {timeout} s")
+
+
+def temp_left_by_a_dead_run(dst: Path) -> Path:
+    """What a kd-train run killed while writing ``dst`` leaves: its temporary folder, made by kd-train's code."""
+    code = ("import sys; from kd_train.files import make_temp_dir; "
+            "t = make_temp_dir(sys.argv[1]); (t / 'half.bin').write_bytes(b'half'); print(t.parent)")
+    done = subprocess.run([sys.executable, "-c", code, str(dst)], env=ENV, capture_output=True, text=True, check=True)
+    return Path(done.stdout.strip())
+
+
+def dead_pid() -> int:
+    run = subprocess.Popen([sys.executable, "-c", "pass"])
+    run.wait()
+    return run.pid
+
+
+USER_SHAPES = ["old", "partial", "building.abcd1234", "backup01", "20240101", "abcdefgh.tmp", "abcd_123",
+               "kd-train-tmp-{dead}-xyz", "kd-train-tmp-{dead}-0123456789abcdef", "kd-train-tmp-{dead}-partial",
+               "kd-train-tmp-{dead}-old", "kd-train-tmp-{dead}-abcdefgh.tmp"]
+
+
+def verb_args(verb: str, scorer: Path, folder: Path) -> tuple[list, Path, list[Path]]:
+    """(arguments, --out, the outputs whose siblings it cleans) of one verb, run in ``folder``."""
+    if verb == "label":
+        write_csv(folder / "samples.csv", ["id", "item", "score"], [[f"a{i % 7}", "q", i % 3] for i in range(40)])
+    shutil.copy(DEMO / "test.csv", folder / "test.csv")
+    shutil.copy(DEMO / "responses.csv", folder / "responses.csv")
+    return {
+        "predict": (["predict", "--scorer", scorer, "--input", "test.csv", "--out", "s.csv"], "s.csv", ["s.csv"]),
+        "label": (["label", "--samples", "samples.csv", "--out", "soft.csv"], "soft.csv", ["soft.csv", "soft.json"]),
+        "evaluate": (["evaluate", "--scorer", scorer, "--test", "test.csv", "--out", "ev"], "ev", ["ev"]),
+        "build": (["build", scorer, "--out", "dist", "--no-snapshot"], "dist", ["dist"]),
+        "distill": (["distill", "--train", "responses.csv", "--student-epochs", "1", "--out", "sc"], "sc", ["sc"]),
+    }[verb]
+
+
+def proven_temps(folder: Path) -> list[str]:
+    from kd_train.files import temp_record
+
+    return sorted(p.name for p in folder.iterdir() if temp_record(p) is not None)
+
+
+def check_output(verb: str, folder: Path, out: Path) -> None:
+    if verb == "predict":
+        assert out.read_text().startswith("id,item,score") and out.read_text().count("\n") == 101
+    elif verb == "label":
+        assert out.read_text().startswith("id,item,p_") and json.loads((folder / "soft.json").read_text())
+    elif verb == "evaluate":
+        report = json.loads((out / "report.json").read_text())
+        assert f"Command: `{report['command']}`" in (out / "report.md").read_text()
+    elif verb == "build":
+        assert main(["verify", str(out)]) == 0
+    else:
+        assert sorted(p.name for p in out.iterdir()) == SCORER_FILES
+
+
+def entries(folder: Path) -> int:
+    try:
+        return len(list(folder.iterdir()))
+    except OSError:   # removed meanwhile
+        return 0
+
+
+def holds_lock(run: subprocess.Popen, folder: Path, out: str) -> bool:
+    """The run has taken its lock on ``out``: the lock file names it (written once the flock is held)."""
+    try:
+        return json.loads((folder / f".{out}.kd-train-lock").read_text())["pid"] == run.pid
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# the moments a run is killed at: each an event it reaches (or its end, whichever comes first)
+KILL_AT = {
+    "start": lambda folder, out: True,
+    "lock taken": lambda folder, out: any(p.name.endswith(".kd-train-lock") for p in folder.iterdir()),
+    "temporary made": lambda folder, out: any(".kd-train-tmp-" in p.name for p in folder.iterdir()
+                                              if p.name.startswith(f".{out}.")),
+    "temporary filled": lambda folder, out: any(entries(p) > 1 for p in folder.iterdir()
+                                                if p.name.startswith(f".{out}.kd-train-tmp-")),
+    "output in place": lambda folder, out: (folder / out).exists(),
+}
+
+
+@pytest.mark.parametrize("verb", ["predict", "label", "evaluate", "build", "distill"])
+def test_killed_runs_lose_no_user_file_and_their_leftovers_go_with_the_next_run(verb, scorer, tmp_path, capsys):
+    """User files and folders with every name the clean-up ever matched sit beside the output; runs are killed
+    (SIGKILL) at random moments; the next run completes, removes every leftover of the killed ones, and
+    leaves every user file as it was."""
+    rng = random.Random(f"kill-{verb}")
+    args, out, outputs = verb_args(verb, scorer, tmp_path)
+    dead = dead_pid()
+    user = {}
+    for name in outputs:
+        for shape in USER_SHAPES:
+            path = tmp_path / f".{name}.{shape.format(dead=dead)}"
+            if rng.random() < 0.5:
+                path.write_text(f"mine: {path.name}")
+                user[path] = f"mine: {path.name}"
+            else:
+                path.mkdir()
+                (path / "notes.txt").write_text("mine too")
+                user[path / "notes.txt"] = "mine too"
+    given = snapshot(tmp_path)
+    for _ in range(3):
+        moment = rng.choice(sorted(KILL_AT))
+        run = kd_train(*args, cwd=tmp_path)
+        wait_for(run, lambda: KILL_AT[moment](tmp_path, out))
+        run.kill()
+        run.communicate()
+    left = [temp_left_by_a_dead_run(tmp_path / name) for name in outputs]   # at least one leftover for sure
+    leftovers = proven_temps(tmp_path)
+    assert set(p.name for p in left) <= set(leftovers)
+    code, err = finish(kd_train(*args, cwd=tmp_path))
+    assert code == 0, err
+    for name in leftovers:
+        assert f"removed {name}, left behind by an interrupted kd-train run" in err      # --out is relative here
+    assert proven_temps(tmp_path) == [] and not any(p.name.endswith(".kd-train-lock") for p in tmp_path.iterdir())
+    for path, text in user.items():
+        assert path.read_text() == text
+    now = snapshot(tmp_path)
+    assert {k: v for k, v in now.items() if k in given} == given      # nothing that was there has changed
+    check_output(verb, tmp_path, tmp_path / out)
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "build"])
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_completes(verb, scorer, tmp_path):
+    args, out, _ = verb_args(verb, scorer, tmp_path)
+    first = kd_train(*args, cwd=tmp_path)
+    try:
+        assert wait_for(first, lambda: holds_lock(first, tmp_path, out)), finish(first)
+        first.send_signal(signal.SIGSTOP)           # holds its lock for as long as the second run takes
+        code, err = finish(kd_train(*args, cwd=tmp_path))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"kd-train {verb}: error: another kd-train run \(pid {first.pid}, started [0-9: -]+\) is "
+                        rf"writing to {out}; wait for it to finish or choose another --out", line), err
+    code, err = finish(first)
+    assert code == 0, err
+    check_output(verb, tmp_path, tmp_path / out)
+    assert proven_temps(tmp_path) == [] and not (tmp_path / f".{out}.kd-train-lock").exists()
+
+
+def test_ctrl_c_while_evaluate_writes_its_report_keeps_the_earlier_report_whole(scorer, tmp_path, capsys, monkeypatch):
+    from kd_train import metrics
+
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+    before = snapshot(out)
+
+    def interrupted(*args, **kwargs):              # after report.json is written, before report.md
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metrics, "markdown_report", interrupted)
+    test = tmp_path / "t.csv"
+    shutil.copy(DEMO / "test.csv", test)
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(test), "--out", str(out)]) == 130
+    assert snapshot(out) == before and proven_temps(tmp_path) == [] and proven_temps(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "t.csv"]
 
 
 # ---- item ids are not paths ------------------------------------------------------------------------
