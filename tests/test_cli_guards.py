@@ -274,6 +274,106 @@ def test_nul_bytes_and_oversized_fields_are_named(tmp_path, scorer, capsys):
                       capsys, "a field is longer than 16 MB")
 
 
+def edit_scorer(folder: Path, change) -> None:
+    """Change scorer.json and re-hash it in kd-train.json, as someone who also knows the integrity rule would."""
+    info = json.loads((folder / "scorer.json").read_text())
+    change(info)
+    (folder / "scorer.json").write_text(json.dumps(info))
+    resign(folder)
+
+
+@pytest.mark.parametrize("verb, change, message", [
+    ("evaluate", lambda i: i["model"].pop("params"), "scorer.json's model.params None is not a whole number"),
+    ("evaluate", lambda i: i.update(fit_for_use=False, unfit_reasons=5), "scorer.json's unfit_reasons 5 is not a list"),
+    ("evaluate", lambda i: i.update(question=["q"]), "scorer.json's question ['q'] is not a string"),
+    ("predict", lambda i: i["model"].update(bytes="many"), "scorer.json's model.bytes 'many' is not a whole number"),
+    ("build", lambda i: i.update(review_threshold="high"), "scorer.json's review_threshold 'high' is not a number"),
+    ("build", lambda i: i.update(quality="good"), "scorer.json's quality 'good' is not an object"),
+    ("build", lambda i: i["model"].update(sha256=5), "scorer.json's model.sha256 5 is not 64 hex digits"),
+    ("build", lambda i: i.update(fit_for_use="yes"), "scorer.json's fit_for_use 'yes' is not true, false or null"),
+])
+def test_rehashed_bad_fields_of_scorer_json_are_named(verb, change, message, scorer, tmp_path, capsys):
+    folder = tmp_path / "s"
+    shutil.copytree(scorer, folder)
+    edit_scorer(folder, change)
+    args = {"predict": ["predict", "--scorer", folder, "--input", DEMO / "test.csv", "--out", tmp_path / "o.csv"],
+            "evaluate": ["evaluate", "--scorer", folder, "--test", DEMO / "test.csv", "--out", tmp_path / "ev"],
+            "build": ["build", folder, "--out", tmp_path / "dist"]}[verb]
+    err = fails_in_one_line(args, capsys, message)
+    assert "re-run kd-train distill" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(scorer, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "dist"
+    assert main(["build", str(scorer), "--out", str(out), "--no-snapshot"]) == 0
+    return out
+
+
+def edit_manifest(dist: Path, change) -> None:
+    """Change manifest.json and pin its new digest in index.html: the bundle checks out against itself."""
+    import hashlib
+
+    manifest = json.loads((dist / "manifest.json").read_text())
+    change(manifest)
+    data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    (dist / "manifest.json").write_bytes(data)
+    page = (dist / "index.html").read_text()
+    page = re.sub(r'(name="kd-bundle-digest" content=")[0-9a-f]{64}', rf"\g<1>{hashlib.sha256(data).hexdigest()}", page)
+    (dist / "index.html").write_text(page)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["files"].update({"../../../../../../../../etc/hostname": {"sha256": "0" * 64, "bytes": 1}}),
+     "lists '../../../../../../../../etc/hostname', a path outside the bundle"),
+    (lambda m: m["files"].update({"/proc/self/environ": {"sha256": "0" * 64, "bytes": 1}}),
+     "lists '/proc/self/environ', a path outside the bundle"),
+    (lambda m: m["files"].update({"vendor\\..\\..\\x": {"sha256": "0" * 64, "bytes": 1}}), "a path outside the bundle"),
+    (lambda m: m["files"].update({"sw.js": "fine"}), "the entry of sw.js is not"),
+    (lambda m: m["files"]["sw.js"].update(bytes="12"), "the entry of sw.js is not"),
+    (lambda m: m.update(files=["sw.js"]), "its \"files\" is not an object"),
+])
+def test_verify_refuses_a_manifest_that_reaches_outside_or_is_malformed(change, message, bundle_dir, tmp_path, capsys):
+    dist = tmp_path / "dist"
+    shutil.copytree(bundle_dir, dist)
+    edit_manifest(dist, change)
+    fails_in_one_line(["verify", dist], capsys, message)
+
+
+def test_verify_does_not_follow_a_link_out_of_the_bundle(bundle_dir, tmp_path, capsys):
+    import hashlib
+
+    dist = tmp_path / "dist"
+    shutil.copytree(bundle_dir, dist)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the reviewer")
+    (dist / "notes.txt").symlink_to(secret)
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    edit_manifest(dist, lambda m: m["files"].update({"notes.txt": {"sha256": digest, "bytes": secret.stat().st_size}}))
+    fails_in_one_line(["verify", dist], capsys, "notes.txt is a link to")
+
+
+# ---- a rejected input leaves no output behind ------------------------------------------------------
+
+@pytest.mark.parametrize("verb, bad, message", [
+    ("train", ["--train", "{bad}"], "bad.csv"),
+    ("train", ["--train", DEMO / "responses.csv", "--augment", "-1"], "--augment must be 0"),
+    ("train", ["--train", DEMO / "responses.csv", "--item", "nope"], "--item 'nope' has no answers"),
+    ("evaluate", ["--test", "{bad}"], "bad.csv"),
+    ("evaluate", ["--test", "{range}"], "score 7 is not one of the scorer's score values"),
+])
+def test_a_rejected_input_creates_no_out(verb, bad, message, scorer, tmp_path, capsys):
+    files = {"{bad}": write_csv(tmp_path / "bad.csv", ["id", "item", "answer"], [["a", "q", "text"]]),
+             "{range}": write_csv(tmp_path / "range.csv", ["id", "item", "response", "score"],
+                                  [["t1", "demo-ice", "heat flows", 7]])}
+    given = sorted(p.name for p in tmp_path.iterdir())
+    args = [verb, *(["--scorer", scorer] if verb == "evaluate" else []), *[files.get(a, a) for a in bad],
+            "--out", tmp_path / "runs" / "new"]
+    fails_in_one_line(args, capsys, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == given
+
+
 # ---- leftovers of killed runs ----------------------------------------------------------------------
 
 def test_leftovers_of_killed_runs_are_removed_and_everything_else_is_left(tmp_path, capsys):
