@@ -478,11 +478,12 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> None:
-    from kd_train.files import is_own_dir
+    from kd_train.files import is_own_dir, lock_output
     from kd_train.metrics import collect_reports, write_report
 
     if not Path(args.out).is_dir() or not is_own_dir(args.out, "run"):
         raise UserError(f"{args.out} is not a folder made by kd-train train; give the --out folder of kd-train train")
+    lock_output(args.out, option="folder")   # not while a train run writes into it
     reports = collect_reports(args.out)
     wall = sum(r.get("wall_s", 0.0) for r in reports)
     write_report(reports, args.out, f"kd-train report {args.out}", wall)
