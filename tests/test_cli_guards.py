@@ -580,6 +580,23 @@ def test_ctrl_c_while_evaluate_writes_its_report_keeps_the_earlier_report_whole(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "t.csv"]
 
 
+def test_ctrl_c_while_a_train_folders_report_is_written_keeps_the_earlier_one_whole(scorer, tmp_path, monkeypatch):
+    from kd_train import metrics
+
+    out = tmp_path / "run"
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+    reports = list(json.loads((out / "report.json").read_text())["per_item"].values())
+    before = snapshot(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metrics, "plot_confusions", interrupted)   # report.json already written, report.md not
+    with pytest.raises(KeyboardInterrupt):
+        metrics.write_report(reports, out, "kd-train train (again)", 1.0)
+    assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 # ---- item ids are not paths ------------------------------------------------------------------------
 
 def test_item_ids_with_path_characters_train_and_build_into_safe_folders(tmp_path, tiny_model, capsys):

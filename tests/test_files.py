@@ -198,3 +198,25 @@ def test_a_lock_taken_for_a_new_folder_removes_the_folders_it_made(tmp_path):
     assert files.lock_path(out).exists()
     files.release_locks()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_ctrl_c_during_a_set_of_renames_comes_after_all_of_them(tmp_path, monkeypatch):
+    import signal
+
+    src, dst = tmp_path / "new", tmp_path / "report"
+    src.mkdir()
+    for name in ("report.json", "report.md", "plot.png"):
+        (src / name).write_text(name)
+    replace = os.replace
+    calls = []
+
+    def replace_then_ctrl_c(a, b):
+        replace(a, b)
+        calls.append(b)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)      # Ctrl+C after the first of the three
+
+    monkeypatch.setattr(files.os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        files.publish_files(src, dst)
+    assert len(calls) == 3 and sorted(p.name for p in dst.iterdir()) == ["plot.png", "report.json", "report.md"]
