@@ -281,7 +281,8 @@ def interrupts_deferred():
         yield
         return
     caught: list[int] = []
-    old = {sig: signal.signal(sig, lambda number, frame: caught.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, lambda number, frame: caught.append(number))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -380,8 +380,8 @@ def test_leftovers_of_killed_runs_are_removed_and_everything_else_is_left(tmp_pa
     out = tmp_path / "scorer"
     killed = [temp_left_by_a_dead_run(out) for _ in range(2)]
     dead = dead_pid()
-    mine = [tmp_path / f".scorer.kd-train-tmp-{dead}-x1y2z3", tmp_path / ".scorer.abcd_123", tmp_path / ".scorer.partial",
-            tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"]
+    mine = [tmp_path / f".scorer.kd-train-tmp-{dead}-x1y2z3", tmp_path / ".scorer.abcd_123",
+            tmp_path / ".scorer.partial", tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"]
     for folder in mine:
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"mine")

@@ -1,12 +1,19 @@
-"""Writes that never leave half a file behind, and never write through into another link of the old file."""
+"""Writes that never leave half a file behind, and never write through into another link of the old file; a clean-up
+that removes only what kd-train provably made; one writer per output."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from kd_train import files
+from kd_train.data import UserError
 from kd_train.files import atomic_write_bytes, atomic_write_text
 
 
@@ -27,14 +34,6 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 # ---- what the clean-up may remove: only temporaries kd-train provably made, of runs that are gone ------
-
-import json
-import random
-import subprocess
-import sys
-
-from kd_train import files
-from kd_train.data import UserError
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                     os.environ.get("PYTHONPATH", "")])}
