@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from kd_train.data import UserError, _natural_key
-from kd_train.files import atomic_write_bytes, atomic_write_text, discard_temp, make_temp_dir, publish_files
+from kd_train.files import (atomic_write_bytes, atomic_write_text, discard_temp, make_temp_dir, publish_files,
+                            remove_leftovers)
 
 
 def qwk(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> float:
@@ -222,6 +223,7 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
     report.md and report.json always come from the same run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out / "report")   # of a run killed while it wrote the report
     tmp = make_temp_dir(out / "report")
     try:
         result = _write_report(item_reports, tmp, command, wall_s)

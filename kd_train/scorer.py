@@ -24,7 +24,8 @@ import numpy as np
 from kd_train import detect, featurize
 from kd_train.config import FeaturizerConfig
 from kd_train.data import UserError
-from kd_train.files import discard_temp, make_temp_dir, read_marker, replace_dir, sha256_file
+from kd_train.files import (discard_temp, holds_lock, make_temp_dir, read_marker, remove_leftovers, replace_dir,
+                            sha256_file)
 from kd_train.metrics import decide
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ def write_scorer(
     out_dir = Path(out_dir)
     if detectors is not None:
         detect.check_profile(detectors)
+    if not holds_lock(out_dir):   # else the verb did it when it took the lock (kd-train distill)
+        remove_leftovers(out_dir)   # of a killed run that wrote this scorer (inside a train folder)
     tmp = make_temp_dir(out_dir)
     try:
         export_onnx(model, tmp / "model.onnx")

@@ -599,6 +599,11 @@ def test_ctrl_c_while_a_train_folders_report_is_written_keeps_the_earlier_one_wh
     with pytest.raises(KeyboardInterrupt):
         metrics.write_report(reports, out, "kd-train train (again)", 1.0)
     assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+    left = temp_left_by_a_dead_run(out / "report")        # a run killed (not interrupted) while it wrote its report
+    metrics.write_report(reports, out, "kd-train train (again)", 1.0)
+    assert not left.exists() and json.loads((out / "report.json").read_text())["command"] == "kd-train train (again)"
+    assert "Command: `kd-train train (again)`" in (out / "report.md").read_text()
 
 
 # ---- item ids are not paths ------------------------------------------------------------------------
