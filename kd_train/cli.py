@@ -435,9 +435,8 @@ def _teacher_config(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline
-    from kd_train.metrics import write_report
-
     from kd_train.files import make_output_dir
+    from kd_train.metrics import write_report
 
     out = _check_run_folder(args.out, "run", args)
     train, test, items = _load_tables(args)
@@ -570,10 +569,9 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data, detect, probes
+    from kd_train.files import discard_temp, make_temp_dir, replace_dir
     from kd_train.metrics import SMALL_SAMPLE_N, flag_shares, score_metrics, validity, write_report
     from kd_train.scorer import Scorer
-
-    from kd_train.files import discard_temp, make_temp_dir, replace_dir
 
     out = _check_run_folder(args.out, "evaluation", args)
     test = data.read_responses(args.test)
@@ -649,9 +647,8 @@ def demo_dir() -> Path:
 def _run_demo(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline, teacher
     from kd_train.config import StudentConfig
-    from kd_train.metrics import write_report
-
     from kd_train.files import make_output_dir
+    from kd_train.metrics import write_report
 
     folder = demo_dir()
     out = _check_run_folder(args.out, "run", args, inputs=[str(folder)])
