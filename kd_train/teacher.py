@@ -611,7 +611,6 @@ def fine_tune(
     if stray:
         raise UserError(f"{train.path}: score {stray[0]} is not among the item's score values {score_values}")
     out_dir = Path(out_dir)
-    work = _work_dir(out_dir)
     started = time.time()
     cv = uses_cross_validation(len(train), config)
     fit, val = (train, None) if cv else stratified_split(train, config.val_fraction, config.seed)
@@ -633,6 +632,7 @@ def fine_tune(
         "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
                        "train_answers_cut": sum(c > max_length for c in counts), "train_answers": len(counts)},
     }
+    work = _work_dir(out_dir)   # made here, removed below whatever happens
     try:
         chosen = _cross_validate(train, score_values, q, recipe, work, soft) if cv else None
         frozen = _frozen_candidate(train, score_values, q, recipe, chosen, tables, rule == "head+tail") \
