@@ -546,16 +546,54 @@ def test_killed_runs_lose_no_user_file_and_their_leftovers_go_with_the_next_run(
     check_output(verb, tmp_path, tmp_path / out)
 
 
+def held_by_a_pipe(verb: str, args: list, folder: Path) -> tuple[list, Path, bytes]:
+    """The run's arguments with one file it reads after taking its lock made a named pipe, so that it holds the
+    lock until the test writes the file's content into the pipe: (arguments, pipe, content)."""
+    if verb in ("predict", "evaluate"):
+        pipe = folder / "answers.csv"
+        os.mkfifo(pipe)
+        return [pipe if a in ("test.csv",) else a for a in args], pipe, (DEMO / "test.csv").read_bytes()
+    real = node_modules()                           # build: pyodide.mjs, read after the lock is taken
+    modules = folder / "node_modules"
+    (modules / "pyodide").mkdir(parents=True)
+    for entry in (real / "pyodide").iterdir():
+        if entry.name != "pyodide.mjs":
+            (modules / "pyodide" / entry.name).symlink_to(entry)
+    for entry in real.iterdir():
+        if entry.name != "pyodide":
+            (modules / entry.name).symlink_to(entry)
+    pipe = modules / "pyodide" / "pyodide.mjs"
+    os.mkfifo(pipe)
+    return args, pipe, (real / "pyodide" / "pyodide.mjs").read_bytes()
+
+
+def feed(pipe: Path, data: bytes, reader: subprocess.Popen) -> None:
+    """Write ``data`` into the named pipe once ``reader`` opens it (failing, not hanging, if it has ended)."""
+    while True:
+        try:
+            fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:                              # ENXIO: not opened for reading yet
+            assert reader.poll() is None, finish(reader)
+            time.sleep(0.002)
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 @pytest.mark.parametrize("verb", ["predict", "evaluate", "build"])
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_completes(verb, scorer, tmp_path):
     args, out, _ = verb_args(verb, scorer, tmp_path)
-    first = kd_train(*args, cwd=tmp_path)
+    first_args, pipe, content = held_by_a_pipe(verb, args, tmp_path)
+    env = {**ENV, bundle.NODE_MODULES_ENV: str(tmp_path / "node_modules")} if verb == "build" else ENV
+    first = subprocess.Popen([sys.executable, "-m", "kd_train.cli", *map(str, first_args)], cwd=tmp_path, env=env,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert wait_for(first, lambda: holds_lock(first, tmp_path, out)), finish(first)
-        first.send_signal(signal.SIGSTOP)           # holds its lock for as long as the second run takes
-        code, err = finish(kd_train(*args, cwd=tmp_path))
+        code, err = finish(kd_train(*args, cwd=tmp_path))   # while the first waits on the pipe, holding its lock
     finally:
-        first.send_signal(signal.SIGCONT)
+        if first.poll() is None:
+            feed(pipe, content, first)
     assert code == 2, err
     line = err.strip().splitlines()[-1]
     assert re.fullmatch(rf"kd-train {verb}: error: another kd-train run \(pid {first.pid}, started [0-9: -]+\) is "
