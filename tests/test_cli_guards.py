@@ -549,10 +549,10 @@ def test_killed_runs_lose_no_user_file_and_their_leftovers_go_with_the_next_run(
 def held_by_a_pipe(verb: str, args: list, folder: Path) -> tuple[list, Path, bytes]:
     """The run's arguments with one file it reads after taking its lock made a named pipe, so that it holds the
     lock until the test writes the file's content into the pipe: (arguments, pipe, content)."""
-    if verb in ("predict", "evaluate"):
+    if verb in ("predict", "evaluate"):                # the answers, read once
         pipe = folder / "answers.csv"
         os.mkfifo(pipe)
-        return [pipe if a in ("test.csv",) else a for a in args], pipe, (DEMO / "test.csv").read_bytes()
+        return [pipe if a == "test.csv" else a for a in args], pipe, (folder / "test.csv").read_bytes()
     real = node_modules()                           # build: pyodide.mjs, read after the lock is taken
     modules = folder / "node_modules"
     (modules / "pyodide").mkdir(parents=True)
@@ -591,15 +591,17 @@ def test_a_second_run_into_the_same_out_is_refused_while_the_first_completes(ver
     try:
         assert wait_for(first, lambda: holds_lock(first, tmp_path, out)), finish(first)
         code, err = finish(kd_train(*args, cwd=tmp_path))   # while the first waits on the pipe, holding its lock
+        feed(pipe, content, first)
+        first_code, first_err = finish(first, timeout=300)
     finally:
         if first.poll() is None:
-            feed(pipe, content, first)
+            first.kill()
+            first.communicate()
     assert code == 2, err
     line = err.strip().splitlines()[-1]
     assert re.fullmatch(rf"kd-train {verb}: error: another kd-train run \(pid {first.pid}, started [0-9: -]+\) is "
                         rf"writing to {out}; wait for it to finish or choose another --out", line), err
-    code, err = finish(first)
-    assert code == 0, err
+    assert first_code == 0, first_err
     check_output(verb, tmp_path, tmp_path / out)
     assert proven_temps(tmp_path) == [] and not (tmp_path / f".{out}.kd-train-lock").exists()
 
