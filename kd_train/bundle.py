@@ -300,6 +300,7 @@ def pyodide_snapshot(pyodide_dir: Path, stdlib: bytes, python: dict[str, bytes],
                         "(e.g. 'apt-get install nodejs') or build with --no-snapshot (Python then starts in seconds, "
                         "not a fraction of a second)")
     cached.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(cached)   # of a build killed while it made this snapshot
     work = make_temp_dir(cached)
     try:
         (work / "stdlib.zip").write_bytes(stdlib)
