@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kd_train.data import UserError
-from kd_train.files import check_output_dir, make_temp_dir, remove_leftovers, replace_dir
+from kd_train.files import (check_output_dir, discard_temp, holds_lock, make_temp_dir, remove_leftovers, replace_dir,
+                            unlock_output)
 from kd_train.serve import CSP  # the one Content-Security-Policy of the page and of kd-train serve
 
 HERE = Path(__file__).resolve().parent
@@ -192,7 +193,7 @@ def fetch_npm_packages(cache: Path) -> None:
             if not (cache / "node_modules").is_dir():   # else another kd-train fetched it meanwhile: use that
                 raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_temp(tmp)
 
 
 def npm_error(output: str) -> str:
@@ -299,6 +300,7 @@ def pyodide_snapshot(pyodide_dir: Path, stdlib: bytes, python: dict[str, bytes],
                         "(e.g. 'apt-get install nodejs') or build with --no-snapshot (Python then starts in seconds, "
                         "not a fraction of a second)")
     cached.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(cached)   # of a build killed while it made this snapshot
     work = make_temp_dir(cached)
     try:
         (work / "stdlib.zip").write_bytes(stdlib)
@@ -315,7 +317,7 @@ def pyodide_snapshot(pyodide_dir: Path, stdlib: bytes, python: dict[str, bytes],
         os.replace(work / "snapshot.bin", cached)
         return data
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        discard_temp(work)
 
 
 def trimmed_stdlib(data: bytes) -> tuple[bytes, int]:
@@ -442,6 +444,23 @@ def _reader(where: str):
     return read
 
 
+_SAFE_PART = re.compile(r"[^\x00-\x1f\\:]+")
+
+
+def safe_path(path) -> bool:
+    """A path a bundle may list: relative POSIX, no '..', '.', empty part, backslash, colon or control character."""
+    return (isinstance(path, str) and not path.startswith("/")
+            and all(_SAFE_PART.fullmatch(part) and part not in (".", "..") for part in path.split("/")))
+
+
+def _inside(where: str, path: str) -> None:
+    """Refuse a bundle file that is a link (or under one) leading out of the bundle folder."""
+    root = Path(where).resolve()
+    if not (Path(where) / path).resolve().is_relative_to(root):
+        raise UserError(f"{where}/{path} is a link to {(Path(where) / path).resolve()}, outside the bundle: refusing "
+                        "to read it; a bundle kd-train builds holds no links: rebuild it")
+
+
 def verify(dist, digest: str | None = None) -> dict:
     """Check a built bundle as a reviewer would, in a folder or served at an http(s) URL: manifest.json's
     sha256 is ``digest`` (when given) and the one index.html pins; every file it lists has its size and
@@ -449,6 +468,10 @@ def verify(dist, digest: str | None = None) -> dict:
     naming the first problem."""
     where = str(dist)
     read = _reader(where)
+    local = not where.startswith(("http://", "https://"))
+    for name in ("manifest.json", ROOT_FILE):
+        if local:
+            _inside(where, name)
     manifest_bytes = read("manifest.json")
     try:
         manifest = json.loads(manifest_bytes)
@@ -456,6 +479,18 @@ def verify(dist, digest: str | None = None) -> dict:
         files = manifest["files"]
     except (ValueError, KeyError, TypeError) as err:
         raise UserError(f"{where}: not a bundle made by kd-train build ({err})") from None
+    if not isinstance(files, dict):
+        raise UserError(f"{where}/manifest.json: its \"files\" is not an object of path: {{sha256, bytes}}; it was "
+                        "not made by kd-train build (or was changed): rebuild it")
+    for path, entry in files.items():
+        if not safe_path(path):
+            raise UserError(f"{where}/manifest.json lists {path!r}, a path outside the bundle (each must be relative, "
+                            "with no '..', no backslash and no empty part): refusing to read it; rebuild the bundle")
+        if local:
+            _inside(where, path)
+        if not (isinstance(entry, dict) and type(entry.get("bytes")) is int and isinstance(entry.get("sha256"), str)):
+            raise UserError(f"{where}/manifest.json: the entry of {path} is not {{\"sha256\": hex, \"bytes\": number}}; "
+                            "it was not made by kd-train build (or was changed): rebuild it")
     actual = sha256(manifest_bytes)
     if digest is not None and actual != digest.strip().lower():
         raise UserError(f"{where}/manifest.json has sha256 {actual}, not the published digest {digest}: this is not "
@@ -466,7 +501,7 @@ def verify(dist, digest: str | None = None) -> dict:
                         f"(it pins {pinned.group(1)[:16] + '…' if pinned else 'none'}): the page would not check its files")
     snapshot_inputs = {}   # the files the snapshot is made from, kept so that they are read once (fetched once)
     for path, entry in sorted(files.items()):
-        if not where.startswith(("http://", "https://")) and not (Path(where) / path).is_file():
+        if local and not (Path(where) / path).is_file():
             raise UserError(f"{where}/{path} is listed in manifest.json but missing")
         data = read(path)
         if len(data) != entry.get("bytes") or sha256(data) != entry.get("sha256"):
@@ -566,9 +601,8 @@ def write_atomically(bundle: Bundle, out: Path, force: bool = False) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(bundle.files[path])
         replace_dir(tmp, out, "bundle", force=force, marker=False)   # manifest.json marks a bundle
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        discard_temp(tmp)
 
 
 def sizes(bundle: Bundle) -> dict[str, int]:
@@ -601,13 +635,18 @@ def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False
           snapshot: bool = True) -> dict:
     """Build dist/ at `out`; returns {"files", "version", "digest", "items", "sizes", "unfit"}. Raises UserError.
     ``snapshot``: include Pyodide's start-up snapshot (faster start, about 5 MB more brotli)."""
-    out = check_out(scorer_dirs, out, force)
-    scorers = read_scorers([Path(d) for d in scorer_dirs], allow_unfit)
-    print(f"building the page for {len(scorers)} scorer(s)"
-          + (" with its start-up snapshot (Pyodide run once in Node.js: seconds)" if snapshot else ""),
-          file=sys.stderr, flush=True)
-    bundle = make_bundle(scorers, snapshot)
-    write_atomically(bundle, out, force)
+    ours = not holds_lock(out)   # check_out takes the lock on `out` (one build at a time): released when done
+    try:
+        out = check_out(scorer_dirs, out, force)
+        scorers = read_scorers([Path(d) for d in scorer_dirs], allow_unfit)
+        print(f"building the page for {len(scorers)} scorer(s)"
+              + (" with its start-up snapshot (Pyodide run once in Node.js: seconds)" if snapshot else ""),
+              file=sys.stderr, flush=True)
+        bundle = make_bundle(scorers, snapshot)
+        write_atomically(bundle, out, force)
+    finally:
+        if ours:
+            unlock_output(out)
     if report_sizes:
         print(f"built {out}; measuring its size compressed (gzip, brotli at quality {BROTLI_QUALITY}: seconds; "
               "--no-size-report skips it)", file=sys.stderr, flush=True)

@@ -144,15 +144,12 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     return paths
 
 
-def _start_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: list[str] | None = None) -> Path:
-    """Check a folder that a verb writes into (train, demo, evaluate) and mark it as this verb's."""
-    from kd_train.files import check_output_dir, read_marker, write_marker
+def _check_run_folder(out: str, kind: str, args: argparse.Namespace, inputs: list[str] | None = None) -> Path:
+    """Check a folder that a verb writes into (train, demo) or replaces (evaluate) and lock it for this run;
+    nothing is created yet: the inputs are checked first."""
+    from kd_train.files import check_output_dir
 
-    folder = check_output_dir(out, kind, inputs=_inputs(args) if inputs is None else inputs, force=args.force)
-    folder.mkdir(parents=True, exist_ok=True)
-    if (read_marker(folder) or {}).get("kind") != kind:
-        write_marker(folder, kind, hashes=False)
-    return folder
+    return check_output_dir(out, kind, inputs=_inputs(args) if inputs is None else inputs, force=args.force)
 
 
 def _check_replaceable(out: str, example: str) -> None:
@@ -526,11 +523,10 @@ def _teacher_config(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline
+    from kd_train.files import make_output_dir
     from kd_train.metrics import write_report
 
-    from kd_train.files import check_output_dir
-
-    check_output_dir(args.out, "run", inputs=_inputs(args), force=args.force)   # made once the data checks out
+    out = _check_run_folder(args.out, "run", args)   # made once the data checks out
     train, test, items = _load_tables(args)
     unlabeled = data.read_responses(args.unlabeled, items) if args.unlabeled else None
     if unlabeled is not None:
@@ -549,7 +545,7 @@ def _run_train(args: argparse.Namespace) -> None:
     specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
     for item in chosen:   # every item's data is checked before any is trained
         pipeline.check_item(specs[item], data.score_values(train, item, items), train, config)
-    out = _start_run_folder(args.out, "run", args)
+    make_output_dir(out, "run")   # only now that every input and option has been checked
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
         spec = specs[item]
@@ -574,11 +570,12 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> None:
-    from kd_train.files import is_own_dir
+    from kd_train.files import is_own_dir, lock_output
     from kd_train.metrics import collect_reports, write_report
 
     if not Path(args.out).is_dir() or not is_own_dir(args.out, "run"):
         raise UserError(f"{args.out} is not a folder made by kd-train train; give the --out folder of kd-train train")
+    lock_output(args.out, option="folder")   # not while a train run writes into it
     reports = collect_reports(args.out)
     wall = sum(r.get("wall_s", 0.0) for r in reports)
     write_report(reports, args.out, f"kd-train report {args.out}", wall)
@@ -679,10 +676,11 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data, detect, probes
+    from kd_train.files import discard_temp, make_temp_dir, replace_dir
     from kd_train.metrics import SMALL_SAMPLE_N, flag_shares, score_metrics, validity, write_report
     from kd_train.scorer import Scorer
 
-    out = _start_run_folder(args.out, "evaluation", args)
+    out = _check_run_folder(args.out, "evaluation", args)
     test = data.read_responses(args.test)
     reports = []
     for folder in args.scorer:
@@ -733,7 +731,12 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         if scorer.info.get("fit_for_use") is False:
             print(f"  WARNING: this scorer failed kd-train's quality check when it was trained: "
                   f"{'; '.join(scorer.info.get('unfit_reasons') or [])}", file=sys.stderr)
-    result = write_report(reports, out, "kd-train " + " ".join(sys.argv[1:]), 0.0)
+    tmp = make_temp_dir(out)   # the report folder is replaced as a unit: no report.json of one run beside
+    try:                        # report.md of another
+        result = write_report(reports, tmp, "kd-train " + " ".join(sys.argv[1:]), 0.0)
+        replace_dir(tmp, out, "evaluation", force=args.force)
+    finally:
+        discard_temp(tmp)
     s = result["models"]["shipped"]
     print(f"mean QWK {s['mean_qwk']:.3f}  Fisher-z QWK {s['fisher_qwk']:.3f}; report in {out}/report.md")
 
@@ -775,16 +778,18 @@ def demo_dir() -> Path:
 def _run_demo(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline, teacher
     from kd_train.config import StudentConfig
+    from kd_train.files import make_output_dir
     from kd_train.metrics import write_report
 
     folder = demo_dir()
     if not args.no_serve:
         _check_port_free(args.port)   # before minutes of training, not after
-    out = _start_run_folder(args.out, "run", args, inputs=[str(folder)])
+    out = _check_run_folder(args.out, "run", args, inputs=[str(folder)])
     items = data.read_items(folder / "items.csv")
     train = data.read_responses(folder / "responses.csv", items)
     test = data.read_responses(folder / "test.csv", items)
     unlabeled = data.read_responses(folder / "unlabeled.csv", items)
+    make_output_dir(out, "run")
     item = _pick_item(train, None)
     print(f"training the illustrative item {item!r}: {len(train)} scored answers, {len(unlabeled)} unscored, "
           f"{len(test)} to test", flush=True)
@@ -922,9 +927,12 @@ def _run_serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    verb = f"kd-train {args.verb}"
+    from kd_train.files import release_locks
+
+    verb, code = f"kd-train {args.verb}", 1
     try:
         args.run(args)
+        code = 0
     except UserError as err:
         print(f"{verb}: error: {err}", file=sys.stderr)
         return 2
@@ -942,6 +950,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{verb}: internal error ({type(err).__name__}: {message}); this is a bug in kd-train: please "
               "report it with the command you ran (KD_TRAIN_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
+    finally:   # a failed or interrupted run removes an output folder it made and left empty; locks are released
+        release_locks(failed=code != 0)
     return 0
 
 

@@ -1,24 +1,41 @@
-"""File helpers shared by every stage: hashing, writes that never leave half a file behind, and the
-output guards that keep every verb from replacing what it did not write.
+"""File helpers shared by every stage: hashing, writes that never leave half a file behind, the
+output guards that keep every verb from replacing what it did not write, and the lock that keeps two
+runs from writing one output.
 
 The rule for every ``--out``: a folder is replaced only when it is empty or is recognisably this
 verb's own earlier output (its ``kd-train.json`` marker, listing the files kd-train wrote there), a
 file only when it is this verb's own kind of file; ``--force`` lifts that, never the rule that an
-output may not be, contain or sit inside an input. New outputs are built in a hidden temporary
-sibling (``.<name>.kd-train-tmp-<pid>-<random>``) and renamed into place; such siblings left by a
-killed run are removed by the next run that writes the same output.
+output may not be, contain or sit inside an input.
+
+kd-train touches nothing beside an output that it cannot prove it made. Every temporary it makes is a
+hidden sibling folder ``.<name>.kd-train-tmp-<pid>-<token>`` whose first file, ``kd-train-temp.json``,
+records the same pid and token, the process's start time and the machine: a later run removes such a
+folder only when that proof holds and the process is gone (its pid dead, or alive with another start
+time). Files are written inside such a folder and renamed into place. Anything else that looks like a
+temporary (the names older versions used included) is left alone, with one line on stderr saying so.
+
+While a verb writes an output it holds an exclusive ``flock`` on ``.<name>.kd-train-lock`` beside it
+(recording its pid, start time and when it started): a second run writing the same output is refused
+in one line, and a lock whose recorded process is gone never blocks.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -59,11 +76,138 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# ---- who made a temporary: the proof a later run checks before removing it ------------------------
+
+OWNER_FILE = "kd-train-temp.json"   # the first file of every temporary folder kd-train makes
+_TEMP_NAME_RE = re.compile(rf"\.(.+)\.{TMP_TAG}-(\d+)-([0-9a-f]{{16}})")
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None when that cannot be read.
+    A pid and its start time name one process: pids are reused, the pair is not (until a reboot)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+        return stat[stat.rindex(")") + 2:].split()[19]   # field 22: starttime (fields after "(comm)" start at 3)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def owner_record(pid: int | None = None) -> dict:
+    """What identifies a running process: pid, start time, boot and machine."""
+    pid = pid or os.getpid()
+    return {"pid": pid, "start": process_start(pid), "boot": _boot_id(), "host": socket.gethostname()}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def owner_gone(record: dict) -> bool:
+    """True only when the process ``record`` names has certainly ended: on this machine, and its pid is dead,
+    or alive with another start time, or the machine has rebooted since. Unknown means still running."""
+    if record.get("host") != socket.gethostname():
+        return False
+    boot = _boot_id()
+    if boot and record.get("boot") and record["boot"] != boot:
+        return True
+    pid = record.get("pid")
+    if type(pid) is not int or pid <= 0:
+        return False
+    if not _pid_alive(pid):
+        return True
+    start = process_start(pid)
+    return start is not None and record.get("start") is not None and start != record["start"]
+
+
+def _read_json_file(path: Path) -> dict | None:
+    """A small JSON object from a regular file (never through a symlink), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read(65536).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def temp_record(path: Path) -> dict | None:
+    """The owner record of ``path`` when it is a temporary folder kd-train made (its name and its
+    kd-train-temp.json agree on the pid, the token and the output it was for), else None."""
+    path = Path(path)
+    match = _TEMP_NAME_RE.fullmatch(path.name)
+    if not match or path.is_symlink() or not path.is_dir():
+        return None
+    record = _read_json_file(path / OWNER_FILE)
+    if (record is None or record.get("token") != match.group(3) or record.get("pid") != int(match.group(2))
+            or record.get("for") != match.group(1)):
+        return None
+    return record
+
+
+def is_leftover(path: Path) -> bool:
+    """A temporary folder kd-train provably made, whose process is gone."""
+    record = temp_record(path)
+    return record is not None and owner_gone(record)
+
+
 # ---- atomic writes -----------------------------------------------------------------------------
 
 def temp_path(dst: Path, owner: int | None = None) -> str:
     """Prefix of a temporary sibling of ``dst`` owned by process ``owner`` (default: this one)."""
     return f".{dst.name}.{TMP_TAG}-{owner or os.getpid()}-"
+
+
+def new_temp(dst: str | os.PathLike, owner: int | None = None, token: str | None = None) -> Path:
+    """A new hidden folder beside ``dst`` holding only its proof of origin (kd-train-temp.json, written
+    first). ``owner``: the process whose end makes it a leftover (default: this one); ``token``: 16 hex
+    digits shared by the processes of one distributed run (default: random; an existing folder is
+    then reused)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    owner = owner or os.getpid()
+    folder = dst.parent / f"{temp_path(dst, owner)}{token or secrets.token_hex(8)}"
+    folder.mkdir(mode=0o700, exist_ok=token is not None)
+    if token is None or not (folder / OWNER_FILE).exists():
+        record = owner_record(owner) | {"format": 1, "token": folder.name[-16:], "for": dst.name}
+        with open(folder / OWNER_FILE, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return folder
+
+
+def make_temp_dir(dst: str | os.PathLike, owner: int | None = None) -> Path:
+    """A new, empty folder to build ``dst`` in (then :func:`replace_dir`), inside a :func:`new_temp`
+    beside it; :func:`discard_temp` removes it all."""
+    folder = new_temp(dst, owner) / "new"
+    folder.mkdir()
+    return folder
+
+
+def discard_temp(path: str | os.PathLike) -> None:
+    """Remove the temporary ``path`` came from (a :func:`make_temp_dir` folder or a :func:`new_temp`), when it is
+    provably kd-train's; else ``path`` alone."""
+    path = Path(path)
+    for folder in (path, path.parent):
+        if temp_record(folder) is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -72,31 +216,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    """Write ``data`` inside a temporary folder beside ``path`` and rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_path(path), suffix=".tmp", dir=path.parent)
+    temp = new_temp(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        tmp = temp / "new"
+        with open(tmp, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
-def make_temp_dir(dst: str | os.PathLike, owner: int | None = None) -> Path:
-    """A new, empty hidden folder beside ``dst`` to build it in (then :func:`replace_dir`)."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=temp_path(dst, owner), dir=dst.parent))
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where that is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, kind: str, force: bool = False,
                 marker: bool = True) -> None:
     """Move the complete folder ``src`` to ``dst``, replacing an existing ``dst`` only at the last moment,
-    and only when :func:`is_own_dir` says it is ``kind``'s own output (or ``force``).
+    and only when :func:`is_own_dir` says it is ``kind``'s own output (or ``force``). The swap is one step
+    where the system allows it; else the old ``dst`` first moves into this run's temporary folder.
 
     With ``marker``, ``src`` first gets its ``kd-train.json``: the kind and each file's sha256 and size.
     """
@@ -105,15 +255,55 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, kind: str, force
         refuse_foreign_dir(dst, kind)
     if marker:
         write_marker(src, kind)
-    old = dst.parent / f".{dst.name}.{TMP_TAG}-{os.getpid()}-old"
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.is_symlink() or dst.is_file():
-        dst.unlink()
-    elif dst.exists():
-        dst.rename(old)
     src.chmod(0o755)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    if dst.is_dir() and not dst.is_symlink() and _exchange(src, dst):
+        shutil.rmtree(src, ignore_errors=True)   # now the old dst
+        return
+    own = src.parent if temp_record(src.parent) is not None else None
+    holder = own or new_temp(dst)
+    try:
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        elif dst.exists():
+            dst.rename(holder / "replaced")
+        src.rename(dst)
+    finally:
+        shutil.rmtree(holder / "replaced", ignore_errors=True)
+        if own is None:
+            shutil.rmtree(holder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl+C (SIGINT) and SIGTERM for the few milliseconds a set of renames takes, so that they all
+    happen or none; the signal is acted on right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {sig: signal.signal(sig, lambda number, frame: caught.append(number))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            if sig == signal.SIGINT and old[sig] is signal.default_int_handler:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), sig)
+
+
+def publish_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Move every file of the folder ``src`` (flat) into the folder ``dst`` together: Ctrl+C cannot come
+    between them. Returns the names moved."""
+    src, dst = Path(src), Path(dst)
+    names = sorted(p.name for p in src.iterdir() if p.is_file() and p.name != OWNER_FILE)
+    dst.mkdir(parents=True, exist_ok=True)
+    with interrupts_deferred():
+        for name in names:
+            os.replace(src / name, dst / name)
+    return names
 
 
 # ---- the marker: what kd-train wrote into a folder ------------------------------------------------
@@ -186,7 +376,9 @@ LEGACY: dict[str, Callable[[Path, list[str]], bool]] = {
 }
 # Folders that runs write into (per-item subfolders, reports) rather than replace as a whole: for
 # these the marker's kind is enough; for the rest every file must be one the marker lists.
-ACCUMULATING = {"run", "evaluation"}
+ACCUMULATING = {"run"}
+# The files of a report (kd-train evaluate's whole folder; the top of a train folder).
+REPORT_FILE = re.compile(r"report\.(?:md|json)|qwk_vs_params\.png|confusion_\w+\.png|reliability\.png")
 
 DESCRIPTIONS = {
     "teacher": "a teacher folder", "scorer": "a scorer directory", "bundle": "a bundle (dist/)",
@@ -194,17 +386,31 @@ DESCRIPTIONS = {
 }
 
 
+def _own_files(folder: Path, with_marker: bool = False):
+    """The files under ``folder`` that are not inside a provable leftover (nor, unless ``with_marker``, the marker)."""
+    for name in list_files(folder):
+        parts = name.split("/")
+        if any(is_leftover(folder.joinpath(*parts[:i])) for i in range(1, len(parts))):
+            continue
+        if with_marker or name != MARKER:
+            yield name
+
+
 def is_own_dir(folder: str | os.PathLike, kind: str) -> bool:
     """True when ``folder`` is empty or holds only what an earlier ``kind`` output of kd-train wrote."""
     folder = Path(folder)
-    files = [f for f in list_files(folder) if not _is_leftover(folder / f)]
+    files = list(_own_files(folder, with_marker=True))
     if not files:
         return True
     marker = read_marker(folder)
     if marker is not None:
         if marker["kind"] != kind:
             return False
-        return kind in ACCUMULATING or set(files) - {MARKER} <= set(marker["files"])
+        if kind in ACCUMULATING:
+            return True
+        if kind == "evaluation" and not marker["files"]:   # marked without a file list before kd-train listed them
+            return all(REPORT_FILE.fullmatch(f) for f in files if f != MARKER)
+        return set(files) - {MARKER} <= set(marker["files"])
     legacy = LEGACY.get(kind)
     return legacy is not None and legacy(folder, files)
 
@@ -249,6 +455,10 @@ def check_output_file(path: str | os.PathLike, kind: str, inputs: Iterable = (),
         raise UserError(f"{path} exists and is not {description}; refusing to overwrite it: give {option} "
                         "another file name, or add --force to replace it")
     check_writable(path, option)
+    lock_output(path, option)
+    if path.exists() and not force and not is_kind(path):   # again, now that no other run can write it
+        raise UserError(f"{path} exists and is not {description}; refusing to overwrite it: give {option} "
+                        "another file name, or add --force to replace it")
     remove_leftovers(path)
     return path
 
@@ -258,12 +468,15 @@ def check_output_dir(path: str | os.PathLike, kind: str, inputs: Iterable = (), 
     """Refuse an output folder that is (or holds, or sits in) an input, or that holds what ``kind`` did not write."""
     path = Path(path)
     check_not_input(path, inputs, option)
-    if path.exists() or path.is_symlink():
-        if not path.is_dir():
-            raise UserError(f"{path} is a file, not a folder; give {option} a folder path")
-        if not force:
-            refuse_foreign_dir(path, kind)
     check_writable(path, option)
+    for _ in range(2):   # before taking the lock (nothing is created for a refused output), and again after it
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise UserError(f"{path} is a file, not a folder; give {option} a folder path")
+            if not force:
+                refuse_foreign_dir(path, kind)
+        if not lock_output(path, option):
+            break
     remove_leftovers(path)
     return path
 
@@ -306,52 +519,177 @@ def check_not_input(output: str | os.PathLike, inputs: Iterable, option: str = "
 
 # ---- leftovers of killed runs ----------------------------------------------------------------------
 
-_TMP_RE = re.compile(rf"\.{TMP_TAG}-(\d+)-")
-_LEGACY_TMP_RE = re.compile(r"\.(?:partial|old|building\.[A-Za-z0-9_]{8}|[a-z0-9_]{8}|[A-Za-z0-9_]{8}\.tmp)$")
+# Names the clean-up of earlier versions removed on sight (they may as well be a user's backups): now
+# only reported, like a temporary name without kd-train's proof.
+_LOOKS_TEMPORARY = re.compile(rf"(?:{TMP_TAG}-.*|partial|old|building\.[A-Za-z0-9_]{{8}}|[a-z0-9_]{{8}}|"
+                              rf"[A-Za-z0-9_]{{8}}\.tmp)")
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def _is_leftover(path: Path) -> bool:
-    match = _TMP_RE.search(path.name)
-    return bool(match) and path.name.startswith(".") and not _pid_alive(int(match.group(1)))
+def _siblings(dst: Path) -> list[Path]:
+    prefix = f".{dst.name}."
+    if not dst.parent.is_dir():
+        return []
+    return sorted(p for p in dst.parent.iterdir() if p.name.startswith(prefix) and p.name != lock_path(dst).name)
 
 
 def leftovers(dst: str | os.PathLike) -> list[Path]:
-    """Temporary siblings of ``dst`` left by killed runs (this version's, and the names older versions used)."""
+    """Temporary siblings of ``dst`` that kd-train provably made and whose process is gone."""
+    return [p for p in _siblings(Path(dst)) if is_leftover(p)]
+
+
+def not_ours(dst: str | os.PathLike) -> list[Path]:
+    """Siblings of ``dst`` named like a temporary (of this version or an older one) that kd-train cannot prove
+    are leftovers of its own: left alone."""
     dst = Path(dst)
-    if not dst.parent.is_dir():
-        return []
-    prefix = f".{dst.name}."
-    found = []
-    for p in dst.parent.iterdir():
-        if not p.name.startswith(prefix):
-            continue
-        rest = p.name[len(prefix) - 1:]
-        if _is_leftover(p) or (not _TMP_RE.search(p.name) and _LEGACY_TMP_RE.fullmatch(rest)):
-            found.append(p)
-    return sorted(found)
+    return [p for p in _siblings(dst) if _LOOKS_TEMPORARY.fullmatch(p.name[len(dst.name) + 2:]) and not is_leftover(p)]
 
 
 def remove_leftovers(dst: str | os.PathLike, log: Callable[[str], None] | None = None) -> list[Path]:
-    """Remove :func:`leftovers` of ``dst``, saying so on stderr."""
+    """Remove :func:`leftovers` of ``dst``, saying so on stderr; name what looks like one but is not provably so."""
     log = log or (lambda message: print(message, file=sys.stderr))
     removed = []
     for p in leftovers(dst):
-        try:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        except OSError:
-            continue
-        removed.append(p)
-        log(f"removed {p}, left behind by an interrupted run")
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+            log(f"removed {p}, left behind by an interrupted kd-train run")
+    for p in not_ours(dst):
+        log(f"found {p}, not made by kd-train (or still in use): left alone")
     return removed
+
+
+# ---- one writer per output -------------------------------------------------------------------------
+
+LOCK_TAG = "kd-train-lock"
+_LOCKS: dict[str, tuple[int, Path, list[Path]]] = {}   # output -> (open lock file, its path, folders made for it)
+_MADE: list[tuple[Path, str]] = []                    # output folders this process created (make_output_dir)
+
+
+def _key(dst: str | os.PathLike) -> Path:
+    dst = Path(dst)
+    return Path(os.path.realpath(dst.parent)) / dst.name
+
+
+def lock_path(dst: str | os.PathLike) -> Path:
+    key = _key(dst)
+    return key.parent / f".{key.name}.{LOCK_TAG}"
+
+
+def _lock_text(fd: int) -> str:
+    try:
+        return os.pread(fd, 65536, 0).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _lock_record(text: str) -> dict | None:
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("kd_train_lock") == 1 else None
+
+
+def lock_output(dst: str | os.PathLike, option: str = "--out") -> bool:
+    """Take this process's exclusive lock on writing ``dst`` (``.<name>.kd-train-lock`` beside it, created or
+    reused when it is kd-train's), until :func:`release_locks`. Refuses when another live kd-train run holds
+    it. True when taken now; False when already held here, or where locks do not work (no fcntl, a file
+    system without flock, a non-main process of a distributed run)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    key = _key(dst)
+    if str(key) in _LOCKS or os.environ.get("RANK", "0") != "0":
+        return False
+    made = [p for p in [key.parent, *key.parent.parents] if not p.exists()][::-1]
+    key.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(dst)
+    for _ in range(20):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                record = _lock_record(_lock_text(fd))
+                if record is not None and owner_gone(record):   # held by a stray child of a killed run
+                    with contextlib.suppress(OSError):
+                        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                            os.unlink(path)
+                    continue
+                when = f", started {record['started']}" if record and record.get("started") else ""
+                who = f" (pid {record['pid']}{when})" if record else ""
+                raise UserError(f"another kd-train run{who} is writing to {dst}; wait for it to finish or choose "
+                                f"another {option}")
+            except OSError as err:
+                if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    return False   # the file system cannot lock: go on unguarded, as before
+                raise
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:   # the holder removed it as we opened it: lock the new one
+                continue
+            text = _lock_text(fd)
+            if text.strip() and _lock_record(text) is None:
+                raise UserError(f"{path} is in the way: kd-train locks {dst} with a file of that name and this one "
+                                "is not kd-train's; move it away or choose another " + option)
+            record = {"kd_train_lock": 1, **owner_record(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "command": " ".join(["kd-train", *sys.argv[1:]])[:300]}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"), 0)
+            _LOCKS[str(key)] = (fd, path, made)
+            fd = -1
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    raise UserError(f"{path} keeps changing; another kd-train run may be writing to {dst}: try again")
+
+
+def holds_lock(dst: str | os.PathLike) -> bool:
+    return str(_key(dst)) in _LOCKS
+
+
+def unlock_output(dst: str | os.PathLike) -> None:
+    """Release the lock on ``dst`` and remove its lock file (and the parent folders taken for it, if empty)."""
+    held = _LOCKS.pop(str(_key(dst)), None)
+    if held is None:
+        return
+    fd, path, made = held
+    with contextlib.suppress(OSError):
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    os.close(fd)
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()   # only when still empty
+
+
+def make_output_dir(folder: str | os.PathLike, kind: str) -> Path:
+    """Create ``folder`` (when new) and mark it as ``kind``'s; a folder this run created is removed again by
+    :func:`release_locks` when the run fails before writing anything else into it."""
+    folder = Path(folder)
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        _MADE.append((folder, kind))
+    if (read_marker(folder) or {}).get("kind") != kind:
+        write_marker(folder, kind, hashes=False)
+    return folder
+
+
+def release_locks(failed: bool = False) -> None:
+    """End of a run: with ``failed``, remove the output folders it created that hold nothing but their marker
+    (and provable leftovers); then release every lock it holds."""
+    while _MADE:
+        folder, kind = _MADE.pop()
+        if failed and folder.is_dir() and not any(True for _ in _own_files(folder)):
+            marker = read_marker(folder)
+            if marker is not None and marker.get("kind") == kind:
+                shutil.rmtree(folder, ignore_errors=True)
+    for key in list(_LOCKS):
+        unlock_output(key)
+
+
+atexit.register(release_locks)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from kd_train.data import UserError, _natural_key
-from kd_train.files import atomic_write_bytes, atomic_write_text
+from kd_train.files import (atomic_write_bytes, atomic_write_text, discard_temp, make_temp_dir, publish_files,
+                            remove_leftovers)
 
 
 def qwk(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> float:
@@ -233,9 +234,22 @@ def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s
     """report.json (the shape of bench/results), report.md and the plots, for all items trained or evaluated.
 
     Without test answers the tables show validation figures (and say so); every item also gets its
-    shipped scorer, the quality gate's verdict, its validity table, class balance and time."""
+    shipped scorer, the quality gate's verdict, its validity table, class balance and time. The files are
+    made beside each other in a temporary folder inside ``out`` and moved in together (files.publish_files):
+    report.md and report.json always come from the same run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out / "report")   # of a run killed while it wrote the report
+    tmp = make_temp_dir(out / "report")
+    try:
+        result = _write_report(item_reports, tmp, command, wall_s)
+        publish_files(tmp, out)
+    finally:
+        discard_temp(tmp)
+    return result
+
+
+def _write_report(item_reports: list[dict], out: Path, command: str, wall_s: float) -> dict:
     split = "test" if any("test" in m for r in item_reports for m in r["models"].values()) else "val"
     models = summarize(item_reports, split)
     result = {"command": command, "wall_s": round(wall_s, 1), "split": split, "models": models,

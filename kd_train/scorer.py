@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,8 @@ import numpy as np
 from kd_train import detect, featurize
 from kd_train.config import FeaturizerConfig
 from kd_train.data import UserError
-from kd_train.files import make_temp_dir, read_marker, replace_dir, sha256_file
+from kd_train.files import (discard_temp, holds_lock, make_temp_dir, read_marker, remove_leftovers, replace_dir,
+                            sha256_file)
 from kd_train.metrics import decide
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ def write_scorer(
     out_dir = Path(out_dir)
     if detectors is not None:
         detect.check_profile(detectors)
+    if not holds_lock(out_dir):   # else the verb did it when it took the lock (kd-train distill)
+        remove_leftovers(out_dir)   # of a killed run that wrote this scorer (inside a train folder)
     tmp = make_temp_dir(out_dir)
     try:
         export_onnx(model, tmp / "model.onnx")
@@ -117,9 +119,8 @@ def write_scorer(
         (tmp / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(_render_card(info), encoding="utf-8")
         replace_dir(tmp, out_dir, "scorer", force=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        discard_temp(tmp)
     return info
 
 
@@ -171,8 +172,33 @@ def _check_info(folder: Path, info) -> FeaturizerConfig:
     if (not isinstance(values, list) or not values or not all(type(v) is int for v in values)
             or values != sorted(set(values))):
         raise _bad(folder, f"scorer.json's score_values {values!r} are not distinct integers in increasing order")
-    if not isinstance(info["item"], str) or not isinstance(info["model"], dict) or info["model"].get("file") != "model.onnx":
-        raise _bad(folder, "scorer.json's item or model entry is malformed")
+    if not isinstance(info["item"], str) or not info["item"].strip():
+        raise _bad(folder, f"scorer.json's item {info['item']!r} is not a non-empty string")
+    model = info["model"]
+    if not isinstance(model, dict) or model.get("file") != "model.onnx":
+        raise _bad(folder, "scorer.json's model entry is not an object with \"file\": \"model.onnx\"")
+    if not (isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64
+            and all(c in "0123456789abcdef" for c in model["sha256"])):
+        raise _bad(folder, f"scorer.json's model.sha256 {model.get('sha256')!r} is not 64 hex digits")
+    for key in ("params", "bytes"):
+        if type(model.get(key)) is not int or model[key] < 0:
+            raise _bad(folder, f"scorer.json's model.{key} {model.get(key)!r} is not a whole number >= 0")
+    if not isinstance(info["featurize_sha256"], str):
+        raise _bad(folder, f"scorer.json's featurize_sha256 {info['featurize_sha256']!r} is not a string")
+    if info.get("question") is not None and not isinstance(info["question"], str):
+        raise _bad(folder, f"scorer.json's question {info['question']!r} is not a string (or null)")
+    if info.get("fit_for_use") not in (None, True, False):
+        raise _bad(folder, f"scorer.json's fit_for_use {info['fit_for_use']!r} is not true, false or null")
+    reasons = info.get("unfit_reasons")
+    if reasons is not None and not (isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)):
+        raise _bad(folder, f"scorer.json's unfit_reasons {reasons!r} is not a list of strings")
+    threshold = info.get("review_threshold")
+    if threshold is not None and not (type(threshold) in (int, float) and math.isfinite(threshold)
+                                      and 0 <= threshold <= 1):
+        raise _bad(folder, f"scorer.json's review_threshold {threshold!r} is not a number from 0 to 1 (or null)")
+    for key in ("quality", "metrics", "training", "teacher", "baselines", "probes"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise _bad(folder, f"scorer.json's {key} {str(info[key])[:40]!r} is not an object (or null)")
     try:
         featurizer = FeaturizerConfig.from_dict(info["featurizer"])
     except (ValueError, TypeError) as err:

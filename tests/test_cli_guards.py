@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import subprocess
@@ -15,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from conftest import DEMO, REPO, toy_rows, write_csv
+from kd_train import bundle
 from kd_train.cli import main
 from kd_train.files import write_marker
+from web_support import node_modules
 
 SCORER_FILES = ["MODEL_CARD.md", "kd-train.json", "model.onnx", "scorer.json"]
 
@@ -272,23 +276,374 @@ def test_nul_bytes_and_oversized_fields_are_named(tmp_path, scorer, capsys):
                       capsys, "a field is longer than 16 MB")
 
 
+def edit_scorer(folder: Path, change) -> None:
+    """Change scorer.json and re-hash it in kd-train.json, as someone who also knows the integrity rule would."""
+    info = json.loads((folder / "scorer.json").read_text())
+    change(info)
+    (folder / "scorer.json").write_text(json.dumps(info))
+    resign(folder)
+
+
+@pytest.mark.parametrize("verb, change, message", [
+    ("evaluate", lambda i: i["model"].pop("params"), "scorer.json's model.params None is not a whole number"),
+    ("evaluate", lambda i: i.update(fit_for_use=False, unfit_reasons=5), "scorer.json's unfit_reasons 5 is not a list"),
+    ("evaluate", lambda i: i.update(question=["q"]), "scorer.json's question ['q'] is not a string"),
+    ("predict", lambda i: i["model"].update(bytes="many"), "scorer.json's model.bytes 'many' is not a whole number"),
+    ("build", lambda i: i.update(review_threshold="high"), "scorer.json's review_threshold 'high' is not a number"),
+    ("build", lambda i: i.update(quality="good"), "scorer.json's quality 'good' is not an object"),
+    ("build", lambda i: i["model"].update(sha256=5), "scorer.json's model.sha256 5 is not 64 hex digits"),
+    ("build", lambda i: i.update(fit_for_use="yes"), "scorer.json's fit_for_use 'yes' is not true, false or null"),
+])
+def test_rehashed_bad_fields_of_scorer_json_are_named(verb, change, message, scorer, tmp_path, capsys):
+    folder = tmp_path / "s"
+    shutil.copytree(scorer, folder)
+    edit_scorer(folder, change)
+    args = {"predict": ["predict", "--scorer", folder, "--input", DEMO / "test.csv", "--out", tmp_path / "o.csv"],
+            "evaluate": ["evaluate", "--scorer", folder, "--test", DEMO / "test.csv", "--out", tmp_path / "ev"],
+            "build": ["build", folder, "--out", tmp_path / "dist"]}[verb]
+    err = fails_in_one_line(args, capsys, message)
+    assert "re-run kd-train distill" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(scorer, tmp_path_factory) -> Path:
+    node_modules()
+    out = tmp_path_factory.mktemp("bundle") / "dist"
+    assert main(["build", str(scorer), "--out", str(out), "--no-snapshot"]) == 0
+    return out
+
+
+def edit_manifest(dist: Path, change) -> None:
+    """Change manifest.json and pin its new digest in index.html: the bundle checks out against itself."""
+    import hashlib
+
+    manifest = json.loads((dist / "manifest.json").read_text())
+    change(manifest)
+    data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    (dist / "manifest.json").write_bytes(data)
+    page = (dist / "index.html").read_text()
+    page = re.sub(r'(name="kd-bundle-digest" content=")[0-9a-f]{64}', rf"\g<1>{hashlib.sha256(data).hexdigest()}", page)
+    (dist / "index.html").write_text(page)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["files"].update({"../../../../../../../../etc/hostname": {"sha256": "0" * 64, "bytes": 1}}),
+     "lists '../../../../../../../../etc/hostname', a path outside the bundle"),
+    (lambda m: m["files"].update({"/proc/self/environ": {"sha256": "0" * 64, "bytes": 1}}),
+     "lists '/proc/self/environ', a path outside the bundle"),
+    (lambda m: m["files"].update({"vendor\\..\\..\\x": {"sha256": "0" * 64, "bytes": 1}}), "a path outside the bundle"),
+    (lambda m: m["files"].update({"sw.js": "fine"}), "the entry of sw.js is not"),
+    (lambda m: m["files"]["sw.js"].update(bytes="12"), "the entry of sw.js is not"),
+    (lambda m: m.update(files=["sw.js"]), "its \"files\" is not an object"),
+])
+def test_verify_refuses_a_manifest_that_reaches_outside_or_is_malformed(change, message, bundle_dir, tmp_path, capsys):
+    dist = tmp_path / "dist"
+    shutil.copytree(bundle_dir, dist)
+    edit_manifest(dist, change)
+    fails_in_one_line(["verify", dist], capsys, message)
+
+
+def test_verify_does_not_follow_a_link_out_of_the_bundle(bundle_dir, tmp_path, capsys):
+    import hashlib
+
+    dist = tmp_path / "dist"
+    shutil.copytree(bundle_dir, dist)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the reviewer")
+    (dist / "notes.txt").symlink_to(secret)
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    edit_manifest(dist, lambda m: m["files"].update({"notes.txt": {"sha256": digest, "bytes": secret.stat().st_size}}))
+    fails_in_one_line(["verify", dist], capsys, "notes.txt is a link to")
+
+
+# ---- a rejected input leaves no output behind ------------------------------------------------------
+
+@pytest.mark.parametrize("verb, bad, message", [
+    ("train", ["--train", "{bad}"], "bad.csv"),
+    ("train", ["--train", DEMO / "responses.csv", "--augment", "-1"], "--augment must be 0"),
+    ("train", ["--train", DEMO / "responses.csv", "--item", "nope"], "--item 'nope' has no answers"),
+    ("evaluate", ["--test", "{bad}"], "bad.csv"),
+    ("evaluate", ["--test", "{range}"], "score 7 is not one of the scorer's score values"),
+])
+def test_a_rejected_input_creates_no_out(verb, bad, message, scorer, tmp_path, capsys):
+    files = {"{bad}": write_csv(tmp_path / "bad.csv", ["id", "item", "answer"], [["a", "q", "text"]]),
+             "{range}": write_csv(tmp_path / "range.csv", ["id", "item", "response", "score"],
+                                  [["t1", "demo-ice", "heat flows", 7]])}
+    given = sorted(p.name for p in tmp_path.iterdir())
+    args = [verb, *(["--scorer", scorer] if verb == "evaluate" else []), *[files.get(a, a) for a in bad],
+            "--out", tmp_path / "runs" / "new"]
+    fails_in_one_line(args, capsys, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == given
+
+
 # ---- leftovers of killed runs ----------------------------------------------------------------------
 
-def test_leftovers_of_killed_runs_are_removed_and_reported(tmp_path, capsys):
+def test_leftovers_of_killed_runs_are_removed_and_everything_else_is_left(tmp_path, capsys):
     out = tmp_path / "scorer"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    killed = [tmp_path / f".scorer.kd-train-tmp-{dead.pid}-x1y2z3", tmp_path / ".scorer.abcd_123",
-              tmp_path / ".scorer.partial"]
-    alive = tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"   # this process's: still running
-    for folder in [*killed, alive]:
+    killed = [temp_left_by_a_dead_run(out) for _ in range(2)]
+    dead = dead_pid()
+    mine = [tmp_path / f".scorer.kd-train-tmp-{dead}-x1y2z3", tmp_path / ".scorer.abcd_123",
+            tmp_path / ".scorer.partial", tmp_path / f".scorer.kd-train-tmp-{os.getpid()}-busy"]
+    for folder in mine:
         folder.mkdir()
-        (folder / "model.onnx").write_bytes(b"half")
+        (folder / "model.onnx").write_bytes(b"mine")
     assert main(["distill", "--train", str(DEMO / "responses.csv"), "--student-epochs", "1", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     for folder in killed:
-        assert not folder.exists() and f"removed {folder}, left behind by an interrupted run" in err
-    assert alive.exists()
+        assert not folder.exists() and f"removed {folder}, left behind by an interrupted kd-train run" in err
+    for folder in mine:
+        assert (folder / "model.onnx").read_bytes() == b"mine"
+        assert f"found {folder}, not made by kd-train (or still in use): left alone" in err
+
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def kd_train(*args, cwd: Path, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kd_train.cli", *map(str, args)], cwd=cwd, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def finish(run: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    _, err = run.communicate(timeout=timeout)
+    return run.returncode, err
+
+
+def wait_for(run: subprocess.Popen, event, timeout: float = 600) -> bool:
+    """Until ``event()`` holds or the run ends (polling; no fixed wait). True when the event came first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if event():
+            return True
+        if run.poll() is not None:
+            return False
+        time.sleep(0.002)
+    raise AssertionError(f"neither the event nor the end of {run.args} within {timeout} s")
+
+
+def temp_left_by_a_dead_run(dst: Path) -> Path:
+    """What a kd-train run killed while writing ``dst`` leaves: its temporary folder, made by kd-train's code."""
+    code = ("import sys; from kd_train.files import make_temp_dir; "
+            "t = make_temp_dir(sys.argv[1]); (t / 'half.bin').write_bytes(b'half'); print(t.parent)")
+    done = subprocess.run([sys.executable, "-c", code, str(dst)], env=ENV, capture_output=True, text=True, check=True)
+    return Path(done.stdout.strip())
+
+
+def dead_pid() -> int:
+    run = subprocess.Popen([sys.executable, "-c", "pass"])
+    run.wait()
+    return run.pid
+
+
+USER_SHAPES = ["old", "partial", "building.abcd1234", "backup01", "20240101", "abcdefgh.tmp", "abcd_123",
+               "kd-train-tmp-{dead}-xyz", "kd-train-tmp-{dead}-0123456789abcdef", "kd-train-tmp-{dead}-partial",
+               "kd-train-tmp-{dead}-old", "kd-train-tmp-{dead}-abcdefgh.tmp"]
+
+
+def verb_args(verb: str, scorer: Path, folder: Path) -> tuple[list, Path, list[Path]]:
+    """(arguments, --out, the outputs whose siblings it cleans) of one verb, run in ``folder``."""
+    if verb == "build":
+        ENV[bundle.NODE_MODULES_ENV] = str(node_modules())   # skips the test where the npm packages are missing
+    if verb == "label":
+        write_csv(folder / "samples.csv", ["id", "item", "score"], [[f"a{i % 7}", "q", i % 3] for i in range(40)])
+    shutil.copy(DEMO / "test.csv", folder / "test.csv")
+    shutil.copy(DEMO / "responses.csv", folder / "responses.csv")
+    return {
+        "predict": (["predict", "--scorer", scorer, "--input", "test.csv", "--out", "s.csv"], "s.csv", ["s.csv"]),
+        "label": (["label", "--samples", "samples.csv", "--out", "soft.csv"], "soft.csv", ["soft.csv", "soft.json"]),
+        "evaluate": (["evaluate", "--scorer", scorer, "--test", "test.csv", "--out", "ev"], "ev", ["ev"]),
+        "build": (["build", scorer, "--out", "dist", "--no-snapshot"], "dist", ["dist"]),
+        "distill": (["distill", "--train", "responses.csv", "--student-epochs", "1", "--out", "sc"], "sc", ["sc"]),
+    }[verb]
+
+
+def proven_temps(folder: Path) -> list[str]:
+    from kd_train.files import temp_record
+
+    return sorted(p.name for p in folder.iterdir() if temp_record(p) is not None)
+
+
+def check_output(verb: str, folder: Path, out: Path) -> None:
+    if verb == "predict":
+        assert out.read_text().startswith("id,item,score") and out.read_text().count("\n") == 101
+    elif verb == "label":
+        assert out.read_text().startswith("id,item,p_") and json.loads((folder / "soft.json").read_text())
+    elif verb == "evaluate":
+        report = json.loads((out / "report.json").read_text())
+        assert f"Command: `{report['command']}`" in (out / "report.md").read_text()
+    elif verb == "build":
+        assert main(["verify", str(out)]) == 0
+    else:
+        assert sorted(p.name for p in out.iterdir()) == SCORER_FILES
+
+
+def entries(folder: Path) -> int:
+    try:
+        return len(list(folder.iterdir()))
+    except OSError:   # removed meanwhile
+        return 0
+
+
+def holds_lock(run: subprocess.Popen, folder: Path, out: str) -> bool:
+    """The run has taken its lock on ``out``: the lock file names it (written once the flock is held)."""
+    try:
+        return json.loads((folder / f".{out}.kd-train-lock").read_text())["pid"] == run.pid
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# the moments a run is killed at: each an event it reaches (or its end, whichever comes first)
+KILL_AT = {
+    "start": lambda folder, out: True,
+    "lock taken": lambda folder, out: any(p.name.endswith(".kd-train-lock") for p in folder.iterdir()),
+    "temporary made": lambda folder, out: any(".kd-train-tmp-" in p.name for p in folder.iterdir()
+                                              if p.name.startswith(f".{out}.")),
+    "temporary filled": lambda folder, out: any(entries(p) > 1 for p in folder.iterdir()
+                                                if p.name.startswith(f".{out}.kd-train-tmp-")),
+    "output in place": lambda folder, out: (folder / out).exists(),
+}
+
+
+@pytest.mark.parametrize("verb", ["predict", "label", "evaluate", "build", "distill"])
+def test_killed_runs_lose_no_user_file_and_their_leftovers_go_with_the_next_run(verb, scorer, tmp_path, capsys):
+    """User files and folders with every name the clean-up ever matched sit beside the output; runs are killed
+    (SIGKILL) at random moments; the next run completes, removes every leftover of the killed ones, and
+    leaves every user file as it was."""
+    rng = random.Random(f"kill-{verb}")
+    args, out, outputs = verb_args(verb, scorer, tmp_path)
+    dead = dead_pid()
+    user = {}
+    for name in outputs:
+        for shape in USER_SHAPES:
+            path = tmp_path / f".{name}.{shape.format(dead=dead)}"
+            if rng.random() < 0.5:
+                path.write_text(f"mine: {path.name}")
+                user[path] = f"mine: {path.name}"
+            else:
+                path.mkdir()
+                (path / "notes.txt").write_text("mine too")
+                user[path / "notes.txt"] = "mine too"
+    given = snapshot(tmp_path)
+    for _ in range(3):
+        moment = rng.choice(sorted(KILL_AT))
+        run = kd_train(*args, cwd=tmp_path)
+        wait_for(run, lambda: KILL_AT[moment](tmp_path, out))
+        run.kill()
+        run.communicate()
+    left = [temp_left_by_a_dead_run(tmp_path / name) for name in outputs]   # at least one leftover for sure
+    leftovers = proven_temps(tmp_path)
+    assert set(p.name for p in left) <= set(leftovers)
+    code, err = finish(kd_train(*args, cwd=tmp_path))
+    assert code == 0, err
+    for name in leftovers:
+        assert f"removed {name}, left behind by an interrupted kd-train run" in err      # --out is relative here
+    assert proven_temps(tmp_path) == [] and not any(p.name.endswith(".kd-train-lock") for p in tmp_path.iterdir())
+    for path, text in user.items():
+        assert path.read_text() == text
+    now = snapshot(tmp_path)
+    assert {k: v for k, v in now.items() if k in given} == given      # nothing that was there has changed
+    check_output(verb, tmp_path, tmp_path / out)
+
+
+def held_by_a_pipe(verb: str, args: list, folder: Path) -> tuple[list, Path, bytes]:
+    """The run's arguments with one file it reads after taking its lock made a named pipe, so that it holds the
+    lock until the test writes the file's content into the pipe: (arguments, pipe, content)."""
+    if verb in ("predict", "evaluate"):                # the answers, read once
+        pipe = folder / "answers.csv"
+        os.mkfifo(pipe)
+        return [pipe if a == "test.csv" else a for a in args], pipe, (folder / "test.csv").read_bytes()
+    real = node_modules()                           # build: pyodide.mjs, read after the lock is taken
+    modules = folder / "node_modules"
+    (modules / "pyodide").mkdir(parents=True)
+    for entry in (real / "pyodide").iterdir():
+        if entry.name != "pyodide.mjs":
+            (modules / "pyodide" / entry.name).symlink_to(entry)
+    for entry in real.iterdir():
+        if entry.name != "pyodide":
+            (modules / entry.name).symlink_to(entry)
+    pipe = modules / "pyodide" / "pyodide.mjs"
+    os.mkfifo(pipe)
+    return args, pipe, (real / "pyodide" / "pyodide.mjs").read_bytes()
+
+
+def feed(pipe: Path, data: bytes, reader: subprocess.Popen) -> None:
+    """Write ``data`` into the named pipe once ``reader`` opens it (failing, not hanging, if it has ended)."""
+    while True:
+        try:
+            fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:                              # ENXIO: not opened for reading yet
+            assert reader.poll() is None, finish(reader)
+            time.sleep(0.002)
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "build"])
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_completes(verb, scorer, tmp_path):
+    args, out, _ = verb_args(verb, scorer, tmp_path)
+    first_args, pipe, content = held_by_a_pipe(verb, args, tmp_path)
+    env = {**ENV, bundle.NODE_MODULES_ENV: str(tmp_path / "node_modules")} if verb == "build" else ENV
+    first = subprocess.Popen([sys.executable, "-m", "kd_train.cli", *map(str, first_args)], cwd=tmp_path, env=env,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(first, lambda: holds_lock(first, tmp_path, out)), finish(first)
+        code, err = finish(kd_train(*args, cwd=tmp_path))   # while the first waits on the pipe, holding its lock
+        feed(pipe, content, first)
+        first_code, first_err = finish(first, timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"kd-train {verb}: error: another kd-train run \(pid {first.pid}, started [0-9: -]+\) is "
+                        rf"writing to {out}; wait for it to finish or choose another --out", line), err
+    assert first_code == 0, first_err
+    check_output(verb, tmp_path, tmp_path / out)
+    assert proven_temps(tmp_path) == [] and not (tmp_path / f".{out}.kd-train-lock").exists()
+
+
+def test_ctrl_c_while_evaluate_writes_its_report_keeps_the_earlier_report_whole(scorer, tmp_path, capsys, monkeypatch):
+    from kd_train import metrics
+
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+    before = snapshot(out)
+
+    def interrupted(*args, **kwargs):              # after report.json is written, before report.md
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metrics, "markdown_report", interrupted)
+    test = tmp_path / "t.csv"
+    shutil.copy(DEMO / "test.csv", test)
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(test), "--out", str(out)]) == 130
+    assert snapshot(out) == before and proven_temps(tmp_path) == [] and proven_temps(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "t.csv"]
+
+
+def test_ctrl_c_while_a_train_folders_report_is_written_keeps_the_earlier_one_whole(scorer, tmp_path, monkeypatch):
+    from kd_train import metrics
+
+    out = tmp_path / "run"
+    assert main(["evaluate", "--scorer", str(scorer), "--test", str(DEMO / "test.csv"), "--out", str(out)]) == 0
+    reports = list(json.loads((out / "report.json").read_text())["per_item"].values())
+    before = snapshot(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metrics, "plot_confusions", interrupted)   # report.json already written, report.md not
+    with pytest.raises(KeyboardInterrupt):
+        metrics.write_report(reports, out, "kd-train train (again)", 1.0)
+    assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+    left = temp_left_by_a_dead_run(out / "report")        # a run killed (not interrupted) while it wrote its report
+    metrics.write_report(reports, out, "kd-train train (again)", 1.0)
+    assert not left.exists() and json.loads((out / "report.json").read_text())["command"] == "kd-train train (again)"
+    assert "Command: `kd-train train (again)`" in (out / "report.md").read_text()
 
 
 # ---- item ids are not paths ------------------------------------------------------------------------

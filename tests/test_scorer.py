@@ -116,7 +116,12 @@ def test_more_score_values_than_model_outputs_is_refused(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"featurize_sha256": "0" * 64}, "different featurize.py"),
-    ({"model": None}, "item or model entry is malformed"),
+    ({"model": None}, "model entry is not an object"),
+    ({"item": ""}, "item '' is not a non-empty string"),
+    ({"review_threshold": 1.5}, "review_threshold 1.5 is not a number from 0 to 1"),
+    ({"review_threshold": float("nan")}, "review_threshold nan is not a number"),
+    ({"unfit_reasons": ["ok", 3]}, "unfit_reasons \\['ok', 3\\] is not a list of strings"),
+    ({"probes": []}, "probes '\\[\\]' is not an object"),
     ({"score_values": [0, 0, 1]}, "not distinct integers"),
     ({"featurizer": {"n_buckets": "many"}}, "featurizer config is invalid"),
     ({"featurizer": dict(FeaturizerConfig().as_dict(), n_buckets=0)}, "featurizer config is invalid .*'n_buckets' = 0"),
