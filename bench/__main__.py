@@ -31,7 +31,7 @@ from bench import RESULTS, add_out, command, utc_now, write_result
 from bench import ablations, fasttext_baseline, others, probes, report, speed
 from bench.cache import CachedItem, find_items
 from bench.students import Results, aggregate, run_variants
-from kd_train import teacher
+from kd_train import encoder, teacher
 from kd_train.data import Dataset, load_asap
 from kd_train.metrics import mean_metrics
 from kd_train.student import export_onnx
@@ -152,14 +152,14 @@ def speed_block(items: list[CachedItem], ft_runs: dict, n_answers: int, quick: b
     log("\n== 3. CPU speed")
     item = items[0]
     answers = speed.sample_answers([i.test for i in items], n_answers)
-    base_model = teacher.resolve_model(item.teacher_meta["config"]["model"])
+    base_model = encoder.resolve_model(item.teacher_meta["config"]["model"])
     n_classes = max(len(i.values) for i in items)
     has_weights = teacher_bytes([item]) is not None
-    teacher_model, teacher_tok = (teacher._load(str(item.folder / "teacher")) if has_weights
+    teacher_model, teacher_tok = (encoder.load_model(str(item.folder / "teacher")) if has_weights
                                   else speed.tinybert_like(base_model, len(item.values), layers=None))
     tiny_model, tiny_tok = speed.tinybert_like(base_model, n_classes)
     tiny_size = speed.transformer_size(tiny_model)
-    max_len = teacher.input_length(item.teacher_meta)
+    max_len = encoder.input_length(item.teacher_meta)
     predictors = {
         "student": speed.student_predictor(work / "student.onnx", item.featurizer),
         "fasttext": speed.fasttext_predictor(ft_runs[item.item].bin_path),

@@ -23,7 +23,7 @@ import numpy as np
 from kd_train.config import FeaturizerConfig
 from kd_train.scorer import onnx_session
 from kd_train.student import featurize_all
-from kd_train.teacher import _load, truncate_layers
+from kd_train.encoder import load_model, truncate_layers
 
 BATCHES = (1, 64)
 TINYBERT_LAYERS = 3
@@ -95,7 +95,7 @@ def transformer_predictor(model, tokenizer, max_length: int) -> Callable[[list[s
 def tinybert_like(base_model_path: str, n_classes: int, layers: int | None = TINYBERT_LAYERS):
     """The base model's first ``layers`` layers (None: all) + a new classification head, as `--tinybert` builds it
     (model, tokenizer)."""
-    model, tokenizer = _load(base_model_path, n_classes)
+    model, tokenizer = load_model(base_model_path, n_classes)
     if layers is not None:
         truncate_layers(model, layers)
     return model, tokenizer

@@ -42,7 +42,7 @@ def _add_data_options(p: argparse.ArgumentParser, test: bool = True) -> None:
 
 
 def _add_teacher_options(p: argparse.ArgumentParser) -> None:
-    from kd_train import teacher
+    from kd_train import encoder, teacher
 
     d = teacher.TeacherConfig()
     g = p.add_argument_group("teacher")
@@ -58,9 +58,9 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"answers per training step and device (default: {d.batch_size})")
     g.add_argument("--max-length", type=int, default=d.max_length,
-                   help=f"longest input in tokens; 0: auto, the {teacher.AUTO_LENGTH_PERCENTILE}th percentile of the "
+                   help=f"longest input in tokens; 0: auto, the {encoder.AUTO_LENGTH_PERCENTILE}th percentile of the "
                         f"training answers' token counts (with the question when paired) rounded up to a multiple "
-                        f"of 8, at least {teacher.AUTO_LENGTH_MIN}, at most {teacher.LENGTH_CAP} and the model's limit. "
+                        f"of 8, at least {encoder.AUTO_LENGTH_MIN}, at most {encoder.LENGTH_CAP} and the model's limit. "
                         f"A longer answer keeps the first quarter of its budget from its start and the rest from its "
                         f"end (default: {d.max_length}{', auto' if d.max_length == 0 else ''})")
     g.add_argument("--seed", type=int, default=d.seed,

@@ -1,4 +1,4 @@
-"""The featurizer's and the student's settings, with their only defaults.
+"""The featurizer's, the student's and the teacher's settings, with their only defaults.
 
 Standard library only, so that the command line can show the defaults in ``--help`` without
 importing torch (kd_train/distill.py, which trains with them, re-exports ``StudentConfig``).
@@ -78,3 +78,27 @@ class StudentConfig:
     def without_teacher(self) -> StudentConfig:
         """The ANN baseline's settings: the same network and training on human scores only (α = λ = 0)."""
         return replace(self, alpha=0.0, lam=0.0)
+
+
+@dataclass
+class TeacherConfig:
+    """How a teacher is fine-tuned. These defaults are the only ones: the command line shows and uses them."""
+
+    model: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    epochs: float = 20.0  # the most epochs; early stopping on validation QWK (patience) usually ends sooner
+    lr: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 0  # tokens per input; 0: auto, from the training answers' token counts (resolve_max_length)
+    seed: int = 0
+    val_fraction: float = 0.1
+    patience: int = 3  # epochs without a better validation QWK, counted once it is above 0 (PatienceRule)
+    min_steps: int = 0  # ... and once this many optimizer steps have run
+    with_question: bool = False
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # share of all optimizer steps (of the most epochs) spent warming the learning rate up
+    folds: int = 0
+    layers: int = 0  # > 0: keep only the encoder's first N layers (a smaller student transformer)
+    class_weights: str = "balanced"  # "balanced": n / (classes * count) per score on the fit split; "none"
+    cv_below: int = CV_BELOW  # a validation split smaller than this: choose the epochs by cross-validation (0: never)
+    cv_folds: int = CV_FOLDS
+    frozen: bool = True  # cross-validated items: also try the frozen encoder + logistic regression, keep the better

@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with the packaged MiniLM tokenizer, saved like a pretrained model."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from kd_train.teacher import default_model_dir
+    from kd_train.encoder import default_model_dir
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir())

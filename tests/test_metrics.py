@@ -22,7 +22,7 @@ def test_qwk_that_is_zero_in_exact_arithmetic_is_zero():
     truth, pred = [0] + [1] * 8 + [2], [2, 0] + [1] * 5 + [2, 2, 2]
     assert cohen_kappa_score(truth, pred, labels=[0, 1, 2], weights="quadratic") != 0.0   # the float noise
     assert qwk(truth, pred, [0, 1, 2]) == 0.0
-    from kd_train.teacher import PatienceRule
+    from kd_train.teacher_trainer import PatienceRule
 
     rule = PatienceRule(patience=3)
     assert not any(rule.step(qwk(truth, pred, [0, 1, 2]), epoch) for epoch in range(1, 10))   # keeps training

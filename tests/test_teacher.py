@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, toy_rows, write_csv
-from kd_train import soft_labels, teacher
+from kd_train import encoder, soft_labels, teacher, teacher_frozen, teacher_trainer
 from kd_train.data import read_items, read_responses
 
 
@@ -148,9 +148,9 @@ def test_auto_max_length_resolves_from_the_answers_and_predict_uses_it(tmp_path,
     write_csv(toy_tables["train"], ["id", "item", "response", "score"], long_rows(90))
     meta = fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1, max_length=0)
     train = read_responses(toy_tables["train"])
-    tokenizer, limit = teacher._load_tokenizer(str(tiny_model))
+    tokenizer, limit = encoder.load_tokenizer(str(tiny_model))
     assert limit == 128  # the tiny BERT has 128 positions
-    counts = teacher.token_counts(tokenizer, train.responses, None)
+    counts = encoder.token_counts(tokenizer, train.responses, None)
     expected = max(32, 8 * int(np.ceil(np.percentile(counts, 95) / 8)))
     assert 32 < expected < 128
     assert meta["max_length"] == expected and meta["config"]["max_length"] == 0  # config kept as given
@@ -170,22 +170,22 @@ def test_auto_max_length_resolves_from_the_answers_and_predict_uses_it(tmp_path,
 
 
 def test_resolve_max_length_bounds():
-    assert teacher.resolve_max_length([5, 6, 7], 0, 512)[0] == 32  # at least 32
-    length, auto = teacher.resolve_max_length(list(range(1, 101)), 0, 512)
+    assert encoder.resolve_max_length([5, 6, 7], 0, 512)[0] == 32  # at least 32
+    length, auto = encoder.resolve_max_length(list(range(1, 101)), 0, 512)
     assert length == 96 and auto["tokens_at_percentile"] == 95.0  # 95th percentile 95.05, up to a multiple of 8
-    assert teacher.resolve_max_length([41] * 20, 0, 512)[0] == 48
-    assert teacher.resolve_max_length([900] * 20, 0, 512)[0] == 512
-    assert teacher.resolve_max_length([900] * 20, 0, 128)[0] == 128
-    assert teacher.resolve_max_length([900] * 20, 64, 512) == (64, None)  # given: used as given
-    assert teacher.resolve_max_length([900] * 20, 1024, 512) == (512, None)  # but never beyond the model
+    assert encoder.resolve_max_length([41] * 20, 0, 512)[0] == 48
+    assert encoder.resolve_max_length([900] * 20, 0, 512)[0] == 512
+    assert encoder.resolve_max_length([900] * 20, 0, 128)[0] == 128
+    assert encoder.resolve_max_length([900] * 20, 64, 512) == (64, None)  # given: used as given
+    assert encoder.resolve_max_length([900] * 20, 1024, 512) == (512, None)  # but never beyond the model
 
 
 def test_head_tail_truncation_keeps_the_first_and_last_tokens(tiny_model):
-    tokenizer, _ = teacher._load_tokenizer(str(tiny_model))
+    tokenizer, _ = encoder.load_tokenizer(str(tiny_model))
     answer = "first " + " ".join(f"word{i}" for i in range(100)) + " final"
     tokens = tokenizer(answer, add_special_tokens=False)["input_ids"]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    [row] = teacher._encode(tokenizer, [answer], None, 32)
+    [row] = encoder.encode(tokenizer, [answer], None, 32)
     budget = 32 - 2
     head = budget // 4
     assert row["input_ids"] == [cls] + tokens[:head] + tokens[-(budget - head):] + [sep]
@@ -195,16 +195,16 @@ def test_head_tail_truncation_keeps_the_first_and_last_tokens(tiny_model):
     # paired with a question: the question stays whole, the answer's budget shrinks
     question = "why does ice melt faster on metal?"
     q_tokens = tokenizer(question, add_special_tokens=False)["input_ids"]
-    [pair] = teacher._encode(tokenizer, [answer], question, 32)
+    [pair] = encoder.encode(tokenizer, [answer], question, 32)
     budget = 32 - 3 - len(q_tokens)
     head = budget // 4
     assert pair["input_ids"] == [cls] + tokens[:head] + tokens[-(budget - head):] + [sep] + q_tokens + [sep]
     assert pair["token_type_ids"] == [0] * (budget + 2) + [1] * (len(q_tokens) + 1)
     # short inputs are left alone, exactly as the tokenizer makes them
-    [short] = teacher._encode(tokenizer, ["heat conducts"], question, 32)
+    [short] = encoder.encode(tokenizer, ["heat conducts"], question, 32)
     assert short == {k: v for k, v in tokenizer("heat conducts", question).items()}
     # a question longer than the room keeps at most half of it; the answer keeps its head and tail
-    keep = teacher.head_tail_positions([None] + [0] * 50 + [None] + [1] * 50 + [None], 23)
+    keep = encoder.head_tail_positions([None] + [0] * 50 + [None] + [1] * 50 + [None], 23)
     assert len(keep) == 23 and keep[:3] == [0, 1, 2] and keep[-1] == 102
     assert sum(1 for j in keep if 52 <= j <= 101) == 10 and 50 in keep  # half of 20 for the question; answer's tail
 
@@ -214,16 +214,16 @@ def test_balanced_class_weights_on_an_imbalanced_table(tmp_path):
 
     rows = [[f"a{i}", "q1", f"answer {i}", s] for i, s in enumerate([0] * 6 + [1] * 3 + [2] * 1)] + [["u", "q1", "x", ""]]
     table = read_responses(write_csv(tmp_path / "t.csv", ["id", "item", "response", "score"], rows))
-    weights = teacher.balanced_class_weights(table.scores, [0, 1, 2, 3])
+    weights = teacher_trainer.balanced_class_weights(table.scores, [0, 1, 2, 3])
     # n / (classes present * count); score 3 has no answers: weight 0
     assert weights == pytest.approx([10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1), 0.0])
     assert sum(w * c for w, c in zip(weights, [6, 3, 1, 0])) == pytest.approx(10)  # they average 1 per answer
     w = torch.tensor(weights)
     logits = torch.zeros(3, 4)  # cross-entropy log(4) for every answer
-    labels = torch.tensor([0, 2, teacher.UNLABELED])
+    labels = torch.tensor([0, 2, teacher_trainer.UNLABELED])
     expected = (weights[0] + weights[2]) * np.log(4) / 2
-    assert teacher.weighted_cross_entropy(logits, labels, w).item() == pytest.approx(expected, rel=1e-5)
-    assert teacher.weighted_cross_entropy(logits[:2], torch.tensor([3, teacher.UNLABELED]), w).item() == 0.0  # no NaN
+    assert teacher_trainer.weighted_cross_entropy(logits, labels, w).item() == pytest.approx(expected, rel=1e-5)
+    assert teacher_trainer.weighted_cross_entropy(logits[:2], torch.tensor([3, teacher_trainer.UNLABELED]), w).item() == 0.0  # no NaN
 
 
 def test_patience_does_not_count_while_validation_qwk_is_not_above_zero():
@@ -232,7 +232,7 @@ def test_patience_does_not_count_while_validation_qwk_is_not_above_zero():
     from transformers import TrainerControl
 
     def run(qwks, patience=3):
-        callback, control = teacher.patience_callback(patience), TrainerControl()
+        callback, control = teacher_trainer.patience_callback(patience), TrainerControl()
         for epoch, q in enumerate(qwks, start=1):
             callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch)), control, metrics={"eval_qwk": q, "eval_loss": 1.0})
             if control.should_training_stop:
@@ -244,7 +244,7 @@ def test_patience_does_not_count_while_validation_qwk_is_not_above_zero():
     assert run([0.0] * 8 + [0.3, 0.2, 0.3, 0.1]) == (12, 9.0)  # counting starts at the first QWK above 0
     assert run([0.0, 0.2, 0.1, 0.25, 0.2, 0.2, 0.25]) == (7, 4.0)  # a better QWK resets; ties do not
     assert run([0.5, 0.4], patience=1) == (2, 1.0)
-    callback, control = teacher.patience_callback(1), TrainerControl()
+    callback, control = teacher_trainer.patience_callback(1), TrainerControl()
     callback.on_evaluate(None, SimpleNamespace(epoch=1.0), control, metrics={"eval_loss": 1.0})  # no QWK: ignored
     assert not control.should_training_stop and callback.rule.history == []
 
@@ -255,7 +255,7 @@ def test_patience_waits_for_the_teachers_minimum_steps():
     from transformers import TrainerControl
 
     # 5 optimizer steps an epoch (80 answers, batch 16): with 20 minimum steps, patience 2 counts from epoch 4
-    callback, control = teacher.patience_callback(2, min_steps=20), TrainerControl()
+    callback, control = teacher_trainer.patience_callback(2, min_steps=20), TrainerControl()
     stopped = None
     for epoch, q in enumerate([0.3, 0.2, 0.1, 0.2, 0.5, 0.4, 0.4, 0.3], start=1):
         callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch), global_step=5 * epoch), control,
@@ -264,7 +264,7 @@ def test_patience_waits_for_the_teachers_minimum_steps():
             stopped = epoch
             break
     assert stopped == 7 and callback.rule.best_epoch == 5.0     # without the minimum it would have stopped at 3
-    assert teacher.patience_callback(2).rule.min_steps == 0
+    assert teacher_trainer.patience_callback(2).rule.min_steps == 0
     with pytest.raises(teacher.UserError, match="minimum steps"):
         teacher.check_config(teacher.TeacherConfig(min_steps=-1))
 
@@ -340,7 +340,7 @@ def test_a_linear_head_gives_the_regressions_probabilities():
     for classes in ([0, 1, 3], [1, 2]):                      # three of four scores; two (the binary case)
         y = np.array([classes[i % len(classes)] for i in range(60)])
         fitted = LogisticRegression(C=1.0, max_iter=1000).fit(x + 0.5 * y[:, None], y)
-        weights, bias = teacher.linear_head(fitted, 4)
+        weights, bias = teacher_frozen.linear_head(fitted, 4)
         probs = teacher.softmax(x @ weights.T + bias)
         assert np.allclose(probs[:, classes], fitted.predict_proba(x), atol=1e-5)
         assert probs[:, [v for v in range(4) if v not in classes]].max() < 1e-12
@@ -406,11 +406,11 @@ def test_a_teacher_saved_before_cross_validation_is_reused_only_where_it_would_n
 
 
 def test_the_epoch_lines_say_the_loss_the_validation_figures_and_the_time():
-    assert teacher.epoch_line({"loss": 0.6512, "grad_norm": 2.2, "epoch": 4.0}, 20) == "    epoch 4/20: training loss 0.651"
-    assert teacher.epoch_line({"eval_loss": 0.67, "eval_qwk": 0.7787, "eval_acc": 0.8, "epoch": 4.0}, 20, 0.6512) == \
+    assert teacher_trainer.epoch_line({"loss": 0.6512, "grad_norm": 2.2, "epoch": 4.0}, 20) == "    epoch 4/20: training loss 0.651"
+    assert teacher_trainer.epoch_line({"eval_loss": 0.67, "eval_qwk": 0.7787, "eval_acc": 0.8, "epoch": 4.0}, 20, 0.6512) == \
         "    epoch 4/20: training loss 0.651; validation QWK 0.779, accuracy 0.800"
-    assert teacher.epoch_line({"train_runtime": 370.2, "train_loss": 0.63, "epoch": 8.0}, 20) == "    trained in 370 s"
-    assert teacher.epoch_line({"total_flos": 1.0}, 20) is None
+    assert teacher_trainer.epoch_line({"train_runtime": 370.2, "train_loss": 0.63, "epoch": 8.0}, 20) == "    trained in 370 s"
+    assert teacher_trainer.epoch_line({"total_flos": 1.0}, 20) is None
 
 
 def test_label_relabels_a_cut_csv_and_says_how_many_rows_of_other_items_it_skipped(tmp_path, toy_tables,
@@ -434,7 +434,7 @@ def test_label_relabels_a_cut_csv_and_says_how_many_rows_of_other_items_it_skipp
 
 
 def test_training_says_how_far_it_is_without_a_terminal(tmp_path, toy_tables, tiny_model, capsys, monkeypatch):
-    monkeypatch.setattr(teacher, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(teacher_trainer, "PROGRESS_EVERY_S", 0.0)
     fine_tune(toy_tables, tmp_path / "t", tiny_model, epochs=1)
     out = capsys.readouterr().out
     assert "optimizer steps at most (1 epochs); a line an epoch and one every 0 s" in out
