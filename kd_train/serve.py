@@ -13,7 +13,8 @@ no directory listings), answers malformed paths with 400 and drops idle connecti
 
 For production, host dist/ with a real web server (e.g. nginx or Caddy, see README.md) that sends
 these headers:
-  Content-Security-Policy: the CSP below
+  Content-Security-Policy: CSP_HEADER below (the page's policy, with form-action 'none', base-uri 'none'
+    and frame-ancestors 'none')
   X-Content-Type-Options: nosniff
   Referrer-Policy: no-referrer
   Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js
@@ -39,8 +40,16 @@ from pathlib import Path
 
 from kd_train.data import UserError
 
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'")
+# The page's policy (index.html's meta tag). Scripts: the bundle's own files; blob: URLs, which are how the
+# page runs worker.js, Pyodide's and onnxruntime-web's modules from bytes it checked against manifest.json;
+# WebAssembly; and one inline script, index.html's watchdog (web/page/watchdog.js), by its sha256 (the build
+# refuses a watchdog.js with another hash). No form is ever submitted, no <base>, no plugins.
+WATCHDOG_SHA256 = "sha256-PiS1mbuDahAB/cr+flwOWLC7jUOznf/Iv+XQsjfzKZw="
+CSP = (f"default-src 'self'; script-src 'self' blob: 'wasm-unsafe-eval' '{WATCHDOG_SHA256}'; "
+       "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
+# What a host sends as the Content-Security-Policy header: the same, plus what only a header can say (a meta
+# tag's frame-ancestors is ignored): no other site may frame the page.
+CSP_HEADER = CSP + "; frame-ancestors 'none'"
 
 IDLE_TIMEOUT_S = 30.0      # a connection that sends nothing for this long is dropped
 MAX_PATH_LENGTH = 1024     # longer request paths get 400: no file of a bundle has a name near that
@@ -234,7 +243,7 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
 
     def end_headers(self) -> None:
-        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Content-Security-Policy", CSP_HEADER)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Cache-Control", "no-cache")
