@@ -714,26 +714,115 @@ def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
         page.screenshot(path=shots / "08-tampered.png", full_page=True)
 
 
-@pytest.mark.parametrize("name", ["main.js", "csv.js"])
-def test_a_tampered_page_script_is_not_run(dist, browser, tmp_path, name):
-    """index.html pins main.js and csv.js (Subresource Integrity): the browser refuses a changed copy, and
-    the page never gets as far as scoring (nojs message stays; nothing starts)."""
-    copy = tmp_path / "dist"
-    shutil.copytree(dist, copy)
-    (copy / name).write_text((copy / name).read_text() + "\n// changed\n")
-    server, url = serve(copy)
-    context = browser.new_context()
+def append(path: Path, text: str) -> None:
+    path.write_bytes(path.read_bytes() + text.encode("utf-8"))
+
+
+# Each case: a copy of the bundle changed one way, in its own folder of one served tree (one build, one
+# server), visited in a fresh browser context. What the page must say, and whether it still scores.
+PAGE_TAMPERS = {
+    "worker.js": (lambda d: append(d / "worker.js", "\nself.pwned = 1;\n"), "failed"),
+    "vendor/pyodide/pyodide.mjs": (lambda d: append(d / "vendor/pyodide/pyodide.mjs", "\n// changed\n"), "failed"),
+    "vendor/pyodide/pyodide.asm.mjs": (lambda d: append(d / "vendor/pyodide/pyodide.asm.mjs", "\n// changed\n"), "failed"),
+    "vendor/ort/ort.wasm.bundle.min.mjs": (lambda d: append(d / "vendor/ort/ort.wasm.bundle.min.mjs", "\n// changed\n"), "failed"),
+    "main.js": (lambda d: append(d / "main.js", "\n// changed\n"), "refused"),
+    "csv.js": (lambda d: append(d / "csv.js", "\n// changed\n"), "refused"),
+    "style.css": (lambda d: append(d / "style.css", "\nbody { color: red; }\n"), "unstyled"),
+    "sw.js": (lambda d: append(d / "sw.js", "\n// changed\n"), "offline-off"),
+}
+
+
+def test_every_tampered_script_or_style_is_refused_by_name(dist, browser, tmp_path):
+    """Every byte the page runs is checked: a changed worker.js, Pyodide or onnxruntime-web module ends the
+    start with a refusal naming the file; a changed main.js, csv.js or style.css (refused by the browser's
+    Subresource Integrity) is named by index.html's inline watchdog, nothing hangs, a click does not submit the
+    form and the typed answer stays; a changed sw.js is not installed and the page says offline use is off."""
+    root = tmp_path / "site"
+    for n, (_, (change, _)) in enumerate(PAGE_TAMPERS.items()):
+        shutil.copytree(dist, root / f"case{n}")
+        change(root / f"case{n}")
+    (root / "index.html").write_text("<!doctype html><title>cases</title>")   # what serve() wants to see at the root
+    (root / "manifest.json").write_text("{}")
+    server, url = serve(root)
     try:
-        page = context.new_page()
-        errors = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(url)
-        page.wait_for_timeout(3000)
-        assert page.evaluate("document.body.dataset.engine") in (None, "")      # main.js never ran
-        assert any("integrity" in e.lower() for e in errors), errors
+        for n, (name, (_, outcome)) in enumerate(PAGE_TAMPERS.items()):
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                page_url = f"{url}case{n}/"
+                page.goto(page_url)
+                if outcome == "offline-off":
+                    page.wait_for_selector("body[data-offline]", state="attached", timeout=START_TIMEOUT_MS)
+                    assert page.get_attribute("body", "data-offline") == "off", name
+                    shown = page.inner_text("#offline")
+                    assert shown.startswith("Offline use is off: sw.js did not match manifest.json"), shown
+                    assert page.evaluate("async () => (await navigator.serviceWorker.getRegistrations()).length") == 0
+                    assert "Suggested score:" in score_in_page(page, "The metal conducts heat.")
+                    continue
+                page.wait_for_selector(f"{READY}, {FAILED}", state="attached", timeout=START_TIMEOUT_MS)
+                if outcome == "failed":
+                    assert page.get_attribute("body", "data-engine") == "error", name
+                    message = page.inner_text("#error")
+                    assert f"{name} does not match manifest.json" in message and "refuses to" in message, message
+                    assert refuses_to_score(page)
+                    assert page.evaluate("() => window.pwned") is None
+                elif outcome == "refused":
+                    page.wait_for_selector("#refused:not([hidden])", timeout=60_000)
+                    assert page.get_attribute("body", "data-engine") == "error", name
+                    refused = page.inner_text("#refused")
+                    print(name, "->", refused)
+                    assert refused.startswith("The page refused ") and name in refused.split(":")[0], refused
+                    assert page.inner_text("#engine-text") == "The scorer could not start."
+                    page.click("#answer")
+                    page.keyboard.type("My typed answer.")
+                    page.click("#score-button")
+                    page.keyboard.press("Control+Enter")
+                    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)))")
+                    assert page.url == page_url                     # no native submit (GET ?item=...)
+                    assert page.inner_text("#answer") == "My typed answer."
+                else:                                               # unstyled: the page works, and says why it looks plain
+                    page.wait_for_selector("#refused:not([hidden])", timeout=60_000)
+                    assert "The page refused style.css" in page.inner_text("#refused")
+                    assert page.get_attribute("body", "data-engine") == "ready"
+                    assert "Suggested score:" in score_in_page(page, "The metal conducts heat.")
+            finally:
+                context.close()
     finally:
-        context.close()
         stop(server)
+
+
+def test_a_consistent_rewrite_of_a_scorer_shows_as_another_version(dist, browser, tmp_path):
+    """scorer.json's score values reversed, manifest.json updated and index.html re-pinned to it: plain verify
+    finds the files consistent, verify --digest refuses index.html, and the page refuses to start because the
+    scorer version it shows (a hash of every scorer file, scorer.json included) is not its files' version."""
+    import hashlib
+    import json
+
+    from kd_train.data import UserError
+
+    published = hashlib.sha256((dist / "index.html").read_bytes()).hexdigest()
+
+    def rewrite(copy: Path) -> None:
+        info_path = copy / "scorers" / "demo-ice" / "scorer.json"
+        info = json.loads(info_path.read_text())
+        info["score_values"] = info["score_values"][::-1]
+        info_path.write_text(json.dumps(info))
+        manifest = json.loads((copy / "manifest.json").read_text())
+        data = info_path.read_bytes()
+        manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+        (copy / "index.html").write_text((copy / "index.html").read_text().replace(old, new))
+
+    with tampered_page(dist, browser, tmp_path, rewrite) as page:
+        message = page.inner_text("#error")
+        assert "refused question demo-ice's scorer" in message and "this page was changed" in message, message
+        assert refuses_to_score(page)
+        copy = tmp_path / "dist"
+        assert bundle.verify(copy)["published"] is False                 # consistent: plain verify passes
+        with pytest.raises(UserError, match="not the published digest"):
+            bundle.verify(copy, published)
 
 
 def test_tampered_snapshot_is_refused(dist, browser, tmp_path):
