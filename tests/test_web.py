@@ -579,8 +579,11 @@ PROBS_IN_PAGE = """async (text) => {""" + START_WORKER_JS + """  const s = await
 
 
 def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
-    """Rebuilt with another model on the same origin: no visit shows a damage error, and the second
-    visit after the update scores with the new model."""
+    """Rebuilt with another model on the same origin: no visit shows a damage error, a visit that still runs
+    the old build says a new version is ready, and the second visit after the update scores with the new model.
+    Waits for the page's own signals (service worker installed, new version ready), never a fixed time."""
+    import json
+
     from kd_train.scorer import Scorer
 
     other = make_scorer(tmp_path / "other" / "demo-ice", epochs=3)
@@ -602,7 +605,14 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
             shown = score_in_page(page, text)
             assert "Suggested score:" in shown, shown
             probs = np.array(page.evaluate(PROBS_IN_PAGE, text))
-            page.wait_for_timeout(1500)                      # let a new service worker install and take over
+            # Until the build on the server is the one whose service worker controls the page: this page is
+            # that build with its service worker installed, or an older one that was told a new one is ready.
+            latest = json.loads((site / "manifest.json").read_text())["version"]
+            page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset.offline
+              === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
+                                   arg=latest, timeout=START_TIMEOUT_MS)
+            if page.get_attribute("body", "data-update") == "ready":
+                assert "A new version of this page is ready" in page.inner_text("#update")
             assert page.get_attribute("body", "data-engine") == "ready" and page.is_hidden("#error")
             assert "Suggested score:" in score_in_page(page, text)
             page.close()

@@ -20,8 +20,9 @@
     if (started && !refused.length) return;
     const files = refused.length ? refused : ["main.js"];
     const box = $("refused");
-    box.textContent = `The page refused ${files.join(", ")}: the file does not match the copy index.html pins ` +
-      "(or could not be loaded), so it was changed or damaged. " + (started
+    const one = files.length === 1;
+    box.textContent = `The page refused ${files.join(", ")}: ${one ? "the file does" : "they do"} not match what ` +
+      `index.html pins (or could not be loaded), so ${one ? "it was" : "they were"} changed or damaged. ` + (started
       ? "The page still scores, but looks plain. " : "Nothing can be scored; your typed answer stays here. ") +
       "Ask whoever hosts the page to rebuild it, or check it with kd-train verify.";
     box.hidden = false;
