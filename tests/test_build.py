@@ -240,6 +240,49 @@ def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, c
         server.server_close()
 
 
+INDEX_EDITS = {   # edits of index.html that keep its pins: the page's own files all still match
+    "a form that sends the answer out": lambda html: html.replace(
+        '<label id="answer-label">', '<form action="http://127.0.0.1:9/collect"><input name="a"></form><label id="answer-label">'),
+    "a refresh to another host": lambda html: html.replace(
+        "<title>", '<meta http-equiv="refresh" content="0; url=http://127.0.0.1:9/"><title>'),
+    "the review line lowered": lambda html: re.sub(r'data-review="[0-9.]+"', 'data-review="0.0100"', html),
+    "the question text changed": lambda html: html.replace("Explain why.", "Explain why metal is cold."),
+}
+
+
+def test_verify_with_the_digest_refuses_any_edit_of_index_html(dist, tmp_path, capsys):
+    """index.html is the page: the published digest is its sha256, so every edit is refused, in a folder and
+    served; without --digest the same copies are only consistent, and verify says that is all it proved."""
+    from kd_train.cli import main
+    from kd_train.serve import serve_in_thread
+
+    digest = hashlib.sha256((dist / "index.html").read_bytes()).hexdigest()
+    for n, (what, edit) in enumerate(INDEX_EDITS.items()):
+        copy = tmp_path / f"edit{n}"
+        shutil.copytree(dist, copy)
+        html = (copy / "index.html").read_text(encoding="utf-8")
+        assert edit(html) != html, what
+        (copy / "index.html").write_text(edit(html), encoding="utf-8")
+        if n == 0:                                                       # consistent (verify re-makes the snapshot: once)
+            assert main(["verify", str(copy)]) == 0, what
+            assert "That is ALL this proved" in capsys.readouterr().out
+        assert main(["verify", str(copy), "--digest", digest]) == 2, what    # ... but not the published page
+        err = capsys.readouterr().err
+        assert "index.html has sha256" in err and "not the published digest" in err, what
+        with pytest.raises(UserError, match="index.html has sha256 .* not the published digest"):
+            bundle.verify(copy, digest)
+        server, url = serve_in_thread(copy)
+        try:
+            with pytest.raises(UserError, match="index.html has sha256 .* not the published digest"):
+                bundle.verify(url, digest)
+            assert main(["verify", url, "--digest", digest]) == 2, what
+            if n == 0:
+                assert bundle.verify(url)["published"] is False
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
 def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, monkeypatch):
     import io
     import zipfile
