@@ -338,7 +338,7 @@ def upload_and_score(page, name: str, data: bytes) -> str:
 
 
 CSV_JS_CHECK = r"""
-import { parseCsv, toCsv } from "./csv.js";
+import { neutralise, parseCsv, readAnswers, toCsv } from "./csv.js";
 const fixed = [
   ["a,b\nc,d", [["a", "b"], ["c", "d"]]],
   ["\ufeffid,response\r\n1,\"x, \"\"y\"\"\nz\"\r\n\r\n2,w\n", [["id", "response"], ["1", 'x, "y"\nz'], ["2", "w"]]],
@@ -358,11 +358,15 @@ for (let t = 0; t < 3000; t++) {
   const rows = Array.from({ length: 1 + rnd(4) }, () => Array.from({ length: 2 }, () =>
     Array.from({ length: 1 + rnd(6) }, () => pieces[rnd(pieces.length)]).join("")));
   const back = parseCsv(toCsv(rows), ",");
-  if (JSON.stringify(back) === JSON.stringify(rows.map((r) => r.map((c) => (/^[=+\-@\t\r]/.test(c) ? "'" + c : c))))) roundTrips++;
+  const risky = (c) => /^[\t\r]/.test(c) || /^[\s\u3000]*[=+\-@\uff1d\uff0b\uff0d\uff20]/.test(c);
+  if (JSON.stringify(back) === JSON.stringify(rows.map((r) => r.map((c) => (risky(c) ? "'" + c : c))))) roundTrips++;
 }
+const cells = [" =1+1", "\uff1dSUM(A1)", "\n=cmd", "\u3000@x", "=1", "-3+4", "+1+2", "-2e3", "-1", "0.25", "+7", "1E5", "a=b", "- item"];
+const neutral = cells.map(neutralise);
 let unclosed = "";
 try { parseCsv('a,"b', ","); } catch (e) { unclosed = e.message; }
-console.log(JSON.stringify({ got, want: fixed.map(([, rows]) => rows), roundTrips, unclosed }));
+const ids = readAnswers("id,response\nrow 3,a\n,b\n,c\n", "x.csv").answers.map((a) => a.id);
+console.log(JSON.stringify({ got, want: fixed.map(([, rows]) => rows), roundTrips, unclosed, neutral, ids }));
 """
 
 
@@ -381,6 +385,9 @@ def test_the_csv_parser_reads_quotes_line_breaks_and_marks_alike(tmp_path):
     assert result["got"] == result["want"]
     assert result["roundTrips"] == 3000
     assert "ends inside a quoted field" in result["unclosed"]
+    assert result["neutral"] == ["' =1+1", "'\uff1dSUM(A1)", "'\n=cmd", "'\u3000@x", "'=1", "'-3+4", "'+1+2",
+                                 "-2e3", "-1", "0.25", "+7", "1E5", "a=b", "'- item"]
+    assert result["ids"] == ["row 3", "row 3 (no id)", "row 4"]        # a missing id never takes a real one
 
 
 def test_csv_dialects_are_detected_and_reported(site):
@@ -397,7 +404,7 @@ def test_csv_dialects_are_detected_and_reported(site):
 
     utf16 = "\ufeffid\tresponse\nz1\theat flows into the ice\n".encode("utf-16-le")
     status = upload_and_score(page, "tabs.txt", utf16)
-    assert "Done: 1 answers scored" in status and "Read as UTF-16, tab-separated." in status
+    assert "Done: 1 answer scored" in status and "Read as UTF-16, tab-separated." in status
 
     binary = bytes(range(256)) * 8
     status = upload_and_score(page, "photo.csv", binary)

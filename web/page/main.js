@@ -387,7 +387,7 @@ async function runBatch(answers, item) {
   bar.max = answers.length;
   bar.value = 0;
   text.textContent = document.body.dataset.engine === "ready"
-    ? `Scoring ${answers.length} answers…` : "The scorer is still starting; the file will be scored as soon as it is ready.";
+    ? `Scoring ${answers.length} ${answers.length === 1 ? "answer" : "answers"}…` : "The scorer is still starting; the file will be scored as soon as it is ready.";
   const t0 = performance.now();
   const results = [];
   let scoreValues = [];
@@ -411,7 +411,8 @@ async function runBatch(answers, item) {
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   const review = results.filter((r, i) => reviewReason(answers[i], r)).length;
   const unjudged = results.filter((r) => r.flags.length).length;
-  text.textContent = `Done: ${answers.length} answers scored in ${seconds} s; ${review} flagged for teacher review` +
+  text.textContent = `Done: ${answers.length} ${answers.length === 1 ? "answer" : "answers"} scored in ${seconds} s; ` +
+    `${review} flagged for teacher review` +
     (unjudged ? `, of which ${unjudged} the scorer should not judge (score withheld).` : ".");
   bar.hidden = true;
   button.disabled = false;
