@@ -5,7 +5,9 @@ from file:// (no origin, so every fetch counts as cross-origin) and service work
 or localhost. This server sends the right MIME types (text/javascript for .mjs, application/wasm
 for .wasm, which WebAssembly streaming requires), the page's Content-Security-Policy as a header
 (so it also covers the worker and the service worker, which the page's meta tag does not), and
-no-cache so that a rebuilt bundle is picked up, and compresses what it sends (brotli or gzip, as
+no-cache so that a rebuilt bundle is picked up (but a URL that names a file by its sha256, "?h=", as
+the page asks for every file, is cacheable for ever: Cache-Control immutable), an ETag (the file's sha256)
+with every file, honouring If-None-Match, and compresses what it sends (brotli or gzip, as
 the browser accepts: the bundle is about a quarter of its size on the wire). It listens on
 127.0.0.1 unless told otherwise.
 It serves only regular files whose real path is inside the bundle folder (no symlinks out of it,
@@ -18,7 +20,8 @@ these headers:
   X-Content-Type-Options: nosniff
   Referrer-Policy: no-referrer
   Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js
-  Cache-Control: no-cache (or a caching policy keyed on the bundle's version)
+  Cache-Control: no-cache, and "public, max-age=31536000, immutable" for a URL whose ?h= is the file's
+    sha256 (or no-cache throughout: the page then revalidates every file, with ETags)
 and compresses .wasm, .bin, .zip, .mjs, .js and .json responses (gzip or brotli).
 """
 
@@ -179,6 +182,27 @@ def compressed(path: Path, encoding: str) -> bytes:
     return body
 
 
+_hashes: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """``path``'s sha256 (hex), once per file version: its ETag, and what a content-addressed URL names."""
+    import hashlib
+
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _compressed_lock:
+        digest = _hashes.get(key)
+    if digest is None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with _compressed_lock:
+            _hashes[key] = digest
+    return digest
+
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
 def encodings_accepted(header: str | None) -> list[str]:
     """The encodings of an Accept-Encoding header this server can send, best first ("br", "gzip")."""
     accepted = set()
@@ -205,6 +229,7 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
 
     def send_head(self):
+        self._etag, self._cache_control = None, "no-cache"
         try:
             path = url_path(self.path)
             if not path.endswith("/") and is_folder(self._root(), path):
@@ -212,7 +237,20 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
                 return self._redirect(path + "/")     # so that the page's relative URLs work
             target = real_file(self._root(), path)
             encodings = encodings_accepted(self.headers.get("Accept-Encoding"))
-            if not encodings or target.suffix in NOT_COMPRESSED or target.stat().st_size < COMPRESS_MIN_BYTES:
+            plain = not encodings or target.suffix in NOT_COMPRESSED or target.stat().st_size < COMPRESS_MIN_BYTES
+            # ETag: the file's sha256 (and the encoding sent); a URL that names the file by its sha256
+            # ("?h=", as the page asks for every file) may be kept by the browser for ever.
+            digest = file_sha256(target)
+            self._etag = f'"{digest}"' if plain else f'"{digest}-{encodings[0]}"'
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            if query.get("h") == [digest]:
+                self._cache_control = IMMUTABLE
+            if self._etag in [t.strip() for t in self.headers.get("If-None-Match", "").split(",")]:
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                self.send_header("Vary", "Accept-Encoding")
+                self.end_headers()
+                return None
+            if plain:
                 return super().send_head()   # it opens what translate_path returns: a checked real file
             body = compressed(target, encodings[0])
             self.send_response(HTTPStatus.OK)
@@ -246,7 +284,9 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Security-Policy", CSP_HEADER)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cache-Control", getattr(self, "_cache_control", "no-cache"))
+        if getattr(self, "_etag", None):
+            self.send_header("ETag", self._etag)
         super().end_headers()
 
     def log_message(self, format: str, *args) -> None:

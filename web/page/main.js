@@ -19,8 +19,8 @@ const START_LIMIT_S = Number(globalThis.kdStartLimitS) > 0 ? Number(globalThis.k
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content;
 const DIGEST = meta("kd-bundle-digest");
 const VERSION = meta("kd-bundle-version");
-// "?v=": the service worker answers from this build's cache, so that two builds never mix (sw.js).
-const versioned = (path) => `${new URL(path, document.baseURI).href}?v=${encodeURIComponent(VERSION || "")}`;
+// "?h=<sha256>": every file by its content (see worker.js), so that two builds never mix (sw.js).
+const addressed = (path, sha256) => `${new URL(path, document.baseURI).href}?h=${sha256}`;
 
 async function sha256Hex(buffer) {
   const digest = await crypto.subtle.digest("SHA-256", buffer);
@@ -28,7 +28,7 @@ async function sha256Hex(buffer) {
 }
 
 async function fetchChecked(path, sha256, size, what) {
-  const response = await fetch(versioned(path));
+  const response = await fetch(addressed(path, sha256));
   if (!response.ok) throw new Error(`${path} could not be loaded (HTTP ${response.status}).`);
   const bytes = await response.arrayBuffer();
   const actual = await sha256Hex(bytes);

@@ -50,12 +50,13 @@ async function sha256Hex(buffer) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A bundle file of the build this worker started with: "?v=" makes the service worker answer from
-// that build's cache even after a newer build has taken over (sw.js), so two builds never mix.
-const versioned = (path) => `${url(path)}?v=${encodeURIComponent(manifest.version)}`;
+// A bundle file by its content: "?h=<its sha256 in manifest.json>". The URL names the bytes, so two builds
+// never mix, the service worker and the HTTP cache keep one copy of a file that several builds share, and a
+// server may let browsers cache it for ever (kd-train serve does: Cache-Control immutable).
+const addressed = (path, sha256) => `${url(path)}?h=${sha256}`;
 
 async function fetchBytes(path) {
-  const response = await networkFetch(versioned(path));
+  const response = await networkFetch(addressed(path, manifest.files[path].sha256));
   if (!response.ok) throw new Error(`${path} could not be loaded (HTTP ${response.status}).`);
   return response.arrayBuffer();
 }
@@ -101,7 +102,7 @@ async function init({ digest, version, base }) {
   if (base) BASE = new URL(base);
   progress(1, "Checking the files…");
   if (!/^[0-9a-f]{64}$/.test(digest || "")) throw new Error("The page did not give the bundle's digest; reload it.");
-  const response = await fetch(`${url("manifest.json")}?v=${encodeURIComponent(version || "")}`);
+  const response = await fetch(addressed("manifest.json", digest));
   if (!response.ok) throw new Error(`manifest.json could not be loaded (HTTP ${response.status}).`);
   const bytes = await response.arrayBuffer();
   const actual = await sha256Hex(bytes);
