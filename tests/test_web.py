@@ -638,6 +638,102 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
         stop(server)
 
 
+class ByteCounter:
+    """What kd-train serve sends while installed on a test: (path, status, body bytes) of every response."""
+
+    def __init__(self, monkeypatch):
+        from kd_train.serve import BundleHandler
+
+        self.responses: list[list] = []
+        send_response, send_header = BundleHandler.send_response, BundleHandler.send_header
+        counter = self
+
+        def on_response(handler, code, message=None):
+            handler._counted = [handler.path, int(code), 0]
+            counter.responses.append(handler._counted)
+            send_response(handler, code, message)
+
+        def on_header(handler, keyword, value):
+            if keyword == "Content-Length" and getattr(handler, "_counted", None):
+                handler._counted[2] = int(value)
+            send_header(handler, keyword, value)
+
+        monkeypatch.setattr(BundleHandler, "send_response", on_response)
+        monkeypatch.setattr(BundleHandler, "send_header", on_header)
+
+    def take(self) -> list[list]:
+        taken, self.responses[:] = list(self.responses), []
+        return taken
+
+
+def served_size(folder: Path) -> int:
+    """The bundle's size as kd-train serve sends it to a browser that accepts brotli: each file once."""
+    from kd_train import serve as serving
+
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            small = path.suffix in serving.NOT_COMPRESSED or path.stat().st_size < serving.COMPRESS_MIN_BYTES
+            total += path.stat().st_size if small else len(serving.compressed(path, "br"))
+    return total
+
+
+def test_a_classroom_downloads_each_byte_once(scorer_dir, browser, tmp_path, monkeypatch):
+    """Bytes kd-train serve sends to one browser (page, worker and service worker together), counted at the
+    server: the first visit costs the bundle once (not twice: the service worker installs through the HTTP
+    cache), an update that changes one scorer costs that scorer's files and the small files, and going
+    back to the build before costs no file of the bundle beyond the small ones."""
+    import json
+
+    counter = ByteCounter(monkeypatch)
+    other = make_scorer(tmp_path / "other" / "demo-ice", epochs=3)
+    site = tmp_path / "site"
+    bundle.build([scorer_dir], site, report_sizes=False)
+    size = served_size(site)
+    server, url = serve(site)
+    context = browser.new_context()
+    try:
+        def visit():
+            """A visit, until this device holds the build on the server: its service worker installed, or a
+            new version announced to a page of the older one (then one more visit runs the new one)."""
+            latest = json.loads((site / "manifest.json").read_text())["version"]
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_selector(f"{READY}, {FAILED}", state="attached", timeout=START_TIMEOUT_MS)
+            assert page.get_attribute("body", "data-engine") == "ready", page.inner_text("#error")
+            page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset.offline
+              === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
+                                   arg=latest, timeout=START_TIMEOUT_MS)
+            version = page.get_attribute('meta[name="kd-bundle-version"]', "content")
+            page.close()
+            return version == latest
+
+        assert visit()
+        first = counter.take()
+        sent = sum(n for _, code, n in first if code == 200)
+        print(f"\nfirst visit: {sent:,} bytes sent for a bundle of {size:,} bytes as served ({sent / size:.3f}x)")
+        assert sent <= 1.05 * size, sorted(first, key=lambda r: -r[2])[:10]
+
+        def update(scorer) -> list[list]:
+            bundle.build([scorer], site, report_sizes=False, force=True)
+            while not visit():
+                pass
+            return counter.take()
+
+        updated = update(other)
+        sent = sum(n for _, code, n in updated if code == 200)
+        print(f"update changing one scorer: {sent:,} bytes sent")
+        assert sent <= 300_000, sorted(updated, key=lambda r: -r[2])[:10]
+        back = update(scorer_dir)
+        small = ("/", "/index.html", "/manifest.json", "/sw.js", "/AUDIT.md")
+        fetched = [(p, n) for p, code, n in back if code == 200 and p.split("?")[0] not in small]
+        print(f"roll-back: {sum(n for _, code, n in back if code == 200):,} bytes sent, {fetched} beyond the small files")
+        assert fetched == []
+    finally:
+        context.close()
+        stop(server)
+
+
 def test_an_engine_that_never_starts_ends_in_a_message(dist, browser):
     """A damaged or blocked engine file can leave WebAssembly waiting for ever: the page gives up with a message."""
     server, url = serve(dist)
