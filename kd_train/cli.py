@@ -753,8 +753,10 @@ def _run_verify(args: argparse.Namespace) -> None:
         print(f"{args.folder}: the {result['files']} files are consistent with each other (index.html pins "
               f"manifest.json, which lists the rest), version {result['version']}. That is ALL this proved: without "
               "--digest anyone who can change the files can make a consistent copy. To check that this is the page "
-              f"your school published, compare its digest with: kd-train verify {args.folder} --digest "
-              f"PUBLISHED_DIGEST (this copy's index.html has sha256 {result['digest']})")
+              f"your school published, run: kd-train verify {args.folder} --digest PUBLISHED_DIGEST (this copy's "
+              f"index.html has sha256 {result['digest']})")
+    print(f"the page shows, at its bottom: {result['manifest_digest'][:16]} (manifest.json's sha256) and version "
+          f"{result['version']}")
     if result["snapshot"]:
         print(f"start-up snapshot: {result['snapshot']}")
 
