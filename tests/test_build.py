@@ -94,6 +94,8 @@ def test_page_has_the_csp_and_nothing_inline_but_its_pinned_watchdog(dist):
     assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+=", html)
     assert "<form" in html and "action=" not in html              # the watchdog and form-action 'none' stop submits
     assert bundle.CSP_HEADER in (dist / "AUDIT.md").read_text(encoding="utf-8")
+    assert f'add_header Content-Security-Policy "{bundle.CSP_HEADER}" always;' in (REPO / "README.md").read_text(
+        encoding="utf-8")                                          # the nginx example sends the same header
     for js in ("main.js", "worker.js", "csv.js", "sw.js"):
         text = (dist / js).read_text(encoding="utf-8")
         assert "localStorage" not in text and "indexedDB" not in text and "innerHTML" not in text, js
