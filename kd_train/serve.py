@@ -47,7 +47,7 @@ from kd_train.data import UserError
 # page runs worker.js, Pyodide's and onnxruntime-web's modules from bytes it checked against manifest.json;
 # WebAssembly; and one inline script, index.html's watchdog (web/page/watchdog.js), by its sha256 (the build
 # refuses a watchdog.js with another hash). No form is ever submitted, no <base>, no plugins.
-WATCHDOG_SHA256 = "sha256-UXncm7kVIjekzYNRJD/+MHjba9LDW1eGv8HuvW+fPoA="
+WATCHDOG_SHA256 = "sha256-SFa8jwWRsDT2f4pTACxmQmQ5RUYrFo8KlPVbz+p/ZaA="
 CSP = (f"default-src 'self'; script-src 'self' blob: 'wasm-unsafe-eval' '{WATCHDOG_SHA256}'; "
        "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
 # What a host sends as the Content-Security-Policy header: the same, plus what only a header can say (a meta

@@ -184,8 +184,10 @@ async function registerServiceWorker(manifest) {
   } catch (err) {
     const registration = await navigator.serviceWorker.getRegistration().catch(() => null);
     if (registration) await registration.unregister().catch(() => {});
-    offlineOff(`sw.js did not match manifest.json, so this page did not install it and works only while the ` +
-      `server can be reached (${err.message})`);
+    const why = err.message.match(/^sw\.js does not match manifest\.json (\([^)]*\))/);
+    offlineOff(why ? `sw.js did not match manifest.json ${why[1]}, so this page did not install it: it was changed ` +
+      "or damaged. The page works only while the server can be reached."
+      : `sw.js could not be checked (${err.message}), so this page did not install it.`);
     return;
   }
   try {

@@ -26,6 +26,10 @@
       ? "The page still scores, but looks plain. " : "Nothing can be scored; your typed answer stays here. ") +
       "Ask whoever hosts the page to rebuild it, or check it with kd-train verify.";
     box.hidden = false;
+    const answer = $("answer");
+    if (!style?.sheet && answer) {                  // without style.css the answer box would be invisible
+      Object.assign(answer.style, { border: "2px solid", minHeight: "6em", padding: "0.5em", margin: "0.25em 0" });
+    }
     if (!started) {
       $("nojs")?.remove();
       document.body.dataset.engine = "error";
