@@ -200,15 +200,21 @@ async function registerServiceWorker(manifest) {
   }
 }
 
-// A page that started with one build while a newer one took over (its service worker activated) keeps
-// using the build it started with (never a mix, never a reload while an answer is typed) and says so.
-if ("serviceWorker" in navigator && navigator.serviceWorker.controller) {
-  navigator.serviceWorker.addEventListener("controllerchange", () => {
+// A page of one build controlled by the service worker of a newer one (it took over while this page
+// started, or while it was open) keeps using the build it started with (never a mix, never a reload while
+// an answer is typed) and says that a new version is ready. The service worker tells its build's version.
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.addEventListener("message", ({ data }) => {
+    if (!data?.kdVersion || data.kdVersion === VERSION || document.body.dataset.update) return;
     $("update").textContent = "A new version of this page is ready. This page keeps using the version it " +
       "started with; the new one is used the next time you open the page.";
     $("update").hidden = false;
     document.body.dataset.update = "ready";
   });
+  const ask = () => navigator.serviceWorker.controller?.postMessage("version");
+  navigator.serviceWorker.addEventListener("controllerchange", ask);
+  navigator.serviceWorker.startMessages();
+  ask();
 }
 
 // ---- one answer ------------------------------------------------------------------------------
