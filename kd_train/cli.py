@@ -833,7 +833,7 @@ def _check_port_free(port: int) -> None:
 # ---- web: build and serve the offline page (kd-train build, kd-train serve) -------------------
 
 def _add_web_verbs(verbs) -> None:
-    from kd_train.serve import CSP   # standard library only: cheap to import
+    from kd_train.serve import CSP_HEADER   # standard library only: cheap to import
 
     p = verbs.add_parser(
         "build", help="build the offline scoring web page from scorer directories", formatter_class=_formatter,
@@ -861,16 +861,17 @@ def _add_web_verbs(verbs) -> None:
     p = verbs.add_parser(
         "verify", help="check a built page file by file against its digest, as a reviewer would",
         formatter_class=_formatter,
-        description="Check a bundle made by 'kd-train build', in a folder or where it is served: manifest.json's "
-                    "sha256 is the published digest "
-                    "(--digest, printed by build) and the one index.html pins, every file manifest.json lists is "
+        description="Check a bundle made by 'kd-train build', in a folder or where it is served: index.html's "
+                    "sha256 is the published digest (--digest, printed by build), manifest.json's sha256 is the "
+                    "one index.html pins, every file manifest.json lists is "
                     "there with its size and sha256, and no other file is. Exit 0 when it all holds, 2 otherwise.",
     )
     p.add_argument("folder", metavar="DIR_OR_URL",
                    help="the bundle: a folder (e.g. dist) or the http(s) URL it is served at (then every file is "
                         "fetched and checked; unlisted files cannot be seen over HTTP)")
-    p.add_argument("--digest", metavar="SHA256", help="the digest the bundle's builder published (without it, the "
-                                                      "bundle is checked against its own manifest.json only)")
+    p.add_argument("--digest", metavar="SHA256", help="the digest the bundle's builder published: the sha256 of "
+                                                      "index.html (without it, only the bundle's internal consistency "
+                                                      "is checked)")
     p.set_defaults(run=_run_verify)
 
     p = verbs.add_parser(
@@ -880,7 +881,7 @@ def _add_web_verbs(verbs) -> None:
                     "modules, workers and WebAssembly from file:// URLs.\n\n"
                     "For local use and testing only, not production. For production, host dist/ with a real\n"
                     "web server (e.g. nginx or Caddy; README.md has an nginx example) that sends these headers:\n"
-                    f"  Content-Security-Policy: {CSP}\n"
+                    f"  Content-Security-Policy: {CSP_HEADER}\n"
                     "  X-Content-Type-Options: nosniff\n"
                     "  Referrer-Policy: no-referrer\n"
                     "  Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js\n"
@@ -913,9 +914,17 @@ def _run_verify(args: argparse.Namespace) -> None:
     from kd_train import bundle
 
     result = bundle.verify(args.folder, args.digest)
-    checked = "the published digest" if args.digest else "its own manifest.json (give --digest to check it is the published one)"
-    print(f"{args.folder}: all {result['files']} files check out against {checked}; digest {result['digest']}, "
-          f"version {result['version']}")
+    if result["published"]:
+        print(f"{args.folder}: index.html is the published page (sha256 {result['digest']}) and all "
+              f"{result['files']} files check out against it; version {result['version']}")
+    else:
+        print(f"{args.folder}: the {result['files']} files are consistent with each other (index.html pins "
+              f"manifest.json, which lists the rest), version {result['version']}. That is ALL this proved: without "
+              "--digest anyone who can change the files can make a consistent copy. To check that this is the page "
+              f"your school published, run: kd-train verify {args.folder} --digest PUBLISHED_DIGEST (this copy's "
+              f"index.html has sha256 {result['digest']})")
+    print(f"the page shows, at its bottom: {result['manifest_digest'][:16]} (manifest.json's sha256) and version "
+          f"{result['version']}")
     if result["snapshot"]:
         print(f"start-up snapshot: {result['snapshot']}")
 

@@ -5,7 +5,9 @@ from file:// (no origin, so every fetch counts as cross-origin) and service work
 or localhost. This server sends the right MIME types (text/javascript for .mjs, application/wasm
 for .wasm, which WebAssembly streaming requires), the page's Content-Security-Policy as a header
 (so it also covers the worker and the service worker, which the page's meta tag does not), and
-no-cache so that a rebuilt bundle is picked up, and compresses what it sends (brotli or gzip, as
+no-cache so that a rebuilt bundle is picked up (but a URL that names a file by its sha256, "?h=", as
+the page asks for every file, is cacheable for ever: Cache-Control immutable), an ETag (the file's sha256)
+with every file, honouring If-None-Match, and compresses what it sends (brotli or gzip, as
 the browser accepts: the bundle is about a quarter of its size on the wire). It listens on
 127.0.0.1 unless told otherwise.
 It serves only regular files whose real path is inside the bundle folder (no symlinks out of it,
@@ -13,11 +15,13 @@ no directory listings), answers malformed paths with 400 and drops idle connecti
 
 For production, host dist/ with a real web server (e.g. nginx or Caddy, see README.md) that sends
 these headers:
-  Content-Security-Policy: the CSP below
+  Content-Security-Policy: CSP_HEADER below (the page's policy, with form-action 'none', base-uri 'none'
+    and frame-ancestors 'none')
   X-Content-Type-Options: nosniff
   Referrer-Policy: no-referrer
   Content-Type: application/wasm for .wasm, text/javascript for .mjs and .js
-  Cache-Control: no-cache (or a caching policy keyed on the bundle's version)
+  Cache-Control: no-cache, and "public, max-age=31536000, immutable" for a URL whose ?h= is the file's
+    sha256 (or no-cache throughout: the page then revalidates every file, with ETags)
 and compresses .wasm, .bin, .zip, .mjs, .js and .json responses (gzip or brotli).
 """
 
@@ -39,8 +43,16 @@ from pathlib import Path
 
 from kd_train.data import UserError
 
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'")
+# The page's policy (index.html's meta tag). Scripts: the bundle's own files; blob: URLs, which are how the
+# page runs worker.js, Pyodide's and onnxruntime-web's modules from bytes it checked against manifest.json;
+# WebAssembly; and one inline script, index.html's watchdog (web/page/watchdog.js), by its sha256 (the build
+# refuses a watchdog.js with another hash). No form is ever submitted, no <base>, no plugins.
+WATCHDOG_SHA256 = "sha256-SFa8jwWRsDT2f4pTACxmQmQ5RUYrFo8KlPVbz+p/ZaA="
+CSP = (f"default-src 'self'; script-src 'self' blob: 'wasm-unsafe-eval' '{WATCHDOG_SHA256}'; "
+       "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
+# What a host sends as the Content-Security-Policy header: the same, plus what only a header can say (a meta
+# tag's frame-ancestors is ignored): no other site may frame the page.
+CSP_HEADER = CSP + "; frame-ancestors 'none'"
 
 IDLE_TIMEOUT_S = 30.0      # a connection that sends nothing for this long is dropped
 HEAD_DEADLINE_S = 30.0     # ... and one whose request line and headers take longer than this in all
@@ -171,6 +183,27 @@ def compressed(path: Path, encoding: str) -> bytes:
     return body
 
 
+_hashes: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """``path``'s sha256 (hex), once per file version: its ETag, and what a content-addressed URL names."""
+    import hashlib
+
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _compressed_lock:
+        digest = _hashes.get(key)
+    if digest is None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with _compressed_lock:
+            _hashes[key] = digest
+    return digest
+
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
 def encodings_accepted(header: str | None) -> list[str]:
     """The encodings of an Accept-Encoding header this server can send, best first ("br", "gzip")."""
     accepted = set()
@@ -204,6 +237,7 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
 
     def send_head(self):
+        self._etag, self._cache_control = None, "no-cache"
         try:
             path = url_path(self.path)
             if not path.endswith("/") and is_folder(self._root(), path):
@@ -211,7 +245,20 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
                 return self._redirect(path + "/")     # so that the page's relative URLs work
             target = real_file(self._root(), path)
             encodings = encodings_accepted(self.headers.get("Accept-Encoding"))
-            if not encodings or target.suffix in NOT_COMPRESSED or target.stat().st_size < COMPRESS_MIN_BYTES:
+            plain = not encodings or target.suffix in NOT_COMPRESSED or target.stat().st_size < COMPRESS_MIN_BYTES
+            # ETag: the file's sha256 (and the encoding sent); a URL that names the file by its sha256
+            # ("?h=", as the page asks for every file) may be kept by the browser for ever.
+            digest = file_sha256(target)
+            self._etag = f'"{digest}"' if plain else f'"{digest}-{encodings[0]}"'
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            if query.get("h") == [digest]:
+                self._cache_control = IMMUTABLE
+            if self._etag in [t.strip() for t in self.headers.get("If-None-Match", "").split(",")]:
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                self.send_header("Vary", "Accept-Encoding")
+                self.end_headers()
+                return None
+            if plain:
                 return super().send_head()   # it opens what translate_path returns: a checked real file
             body = compressed(target, encodings[0])
             self.send_response(HTTPStatus.OK)
@@ -242,10 +289,12 @@ class BundleHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
 
     def end_headers(self) -> None:
-        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Content-Security-Policy", CSP_HEADER)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cache-Control", getattr(self, "_cache_control", "no-cache"))
+        if getattr(self, "_etag", None):
+            self.send_header("ETag", self._etag)
         super().end_headers()
 
     def log_message(self, format: str, *args) -> None:

@@ -74,17 +74,28 @@ def test_manifest_lists_every_file_with_its_hash(dist, scorer_dir):
             assert f"`{path}`" in audit, path
 
 
-def test_page_has_the_csp_and_nothing_inline(dist):
+def test_page_has_the_csp_and_nothing_inline_but_its_pinned_watchdog(dist):
+    import base64
+
     html = (dist / "index.html").read_text(encoding="utf-8")
     assert f'<meta http-equiv="Content-Security-Policy" content="{bundle.CSP}">' in html
-    assert bundle.CSP == ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
-                         "object-src 'none'; base-uri 'none'")
+    watchdog = (bundle.PAGE / bundle.WATCHDOG).read_bytes()
+    pin = "sha256-" + base64.b64encode(hashlib.sha256(watchdog).digest()).decode()
+    assert bundle.CSP == ("default-src 'self'; script-src 'self' blob: 'wasm-unsafe-eval' "
+                          f"'{pin}'; worker-src 'self' blob:; connect-src 'self'; "
+                          "object-src 'none'; base-uri 'none'; form-action 'none'")
+    assert bundle.CSP_HEADER == bundle.CSP + "; frame-ancestors 'none'"
     scripts = re.findall(r"<script\b[^>]*>", html)
-    assert scripts == [f'<script type="module" src="main.js" integrity="{bundle.subresource_integrity((dist / "main.js").read_bytes())}">']
+    assert scripts == ["<script>", f'<script type="module" src="main.js" integrity="{bundle.subresource_integrity((dist / "main.js").read_bytes())}">']
+    assert f"<script>{watchdog.decode()}</script>" in html        # byte for byte: the CSP allows it by its hash
+    assert "watchdog.js" not in json.loads((dist / "manifest.json").read_text())["files"]
     for name in ("csv.js", "style.css"):                          # pinned by index.html: the browser checks them
         assert f'href="{name}" integrity="{bundle.subresource_integrity((dist / name).read_bytes())}"' in html
     assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+=", html)
-    assert bundle.CSP in (dist / "AUDIT.md").read_text(encoding="utf-8")
+    assert "<form" in html and "action=" not in html              # the watchdog and form-action 'none' stop submits
+    assert bundle.CSP_HEADER in (dist / "AUDIT.md").read_text(encoding="utf-8")
+    assert f'add_header Content-Security-Policy "{bundle.CSP_HEADER}" always;' in (REPO / "README.md").read_text(
+        encoding="utf-8")                                          # the nginx example sends the same header
     for js in ("main.js", "worker.js", "csv.js", "sw.js"):
         text = (dist / js).read_text(encoding="utf-8")
         assert "localStorage" not in text and "indexedDB" not in text and "innerHTML" not in text, js
@@ -172,7 +183,7 @@ def test_url_scan_rules():
 
 
 def test_serve_sends_mime_types_and_csp(dist):
-    from kd_train.serve import CSP, serve_in_thread
+    from kd_train.serve import CSP_HEADER, serve_in_thread
 
     server, url = serve_in_thread(dist)
     try:
@@ -184,7 +195,7 @@ def test_serve_sends_mime_types_and_csp(dist):
         for path, mime in expected.items():
             with urllib.request.urlopen(url + path) as response:
                 assert response.headers["Content-Type"].split(";")[0] == mime, path
-                assert response.headers["Content-Security-Policy"] == CSP
+                assert response.headers["Content-Security-Policy"] == CSP_HEADER
     finally:
         server.shutdown()
         server.server_close()
@@ -194,10 +205,15 @@ def test_serve_sends_mime_types_and_csp(dist):
 def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, capsys):
     from kd_train.cli import main
 
-    digest = hashlib.sha256((dist / "manifest.json").read_bytes()).hexdigest()
+    digest = hashlib.sha256((dist / "index.html").read_bytes()).hexdigest()     # the published digest
+    manifest_digest = hashlib.sha256((dist / "manifest.json").read_bytes()).hexdigest()
     assert bundle.verify(dist, digest)["digest"] == digest
+    assert bundle.verify(dist, digest)["manifest_digest"] == manifest_digest
     assert main(["verify", str(dist), "--digest", digest]) == 0
-    assert "check out against the published digest" in capsys.readouterr().out
+    assert "index.html is the published page" in capsys.readouterr().out
+    assert main(["verify", str(dist)]) == 0                                     # without --digest: says so plainly
+    out = capsys.readouterr().out
+    assert "That is ALL this proved" in out and "--digest" in out and digest in out
 
     def broken(change) -> str:
         copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
@@ -206,13 +222,13 @@ def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, c
         assert main(["verify", str(copy), "--digest", digest]) == 2
         return capsys.readouterr().err
 
-    assert "not the published digest" in broken(lambda d: (d / "manifest.json").write_text(
+    assert "does not pin manifest.json's digest" in broken(lambda d: (d / "manifest.json").write_text(
         (d / "manifest.json").read_text().replace('"demo-ice"', '"demo-ice2"', 1)))
     assert "scorers/demo-ice/model.onnx does not match manifest.json" in broken(
         lambda d: (d / "scorers" / "demo-ice" / "model.onnx").write_bytes(b"x"))
     assert "does not list" in broken(lambda d: (d / "extra.js").write_text("alert(1)"))
-    assert "does not pin manifest.json's digest" in broken(lambda d: (d / "index.html").write_text(
-        (d / "index.html").read_text().replace(digest, "0" * 64)))
+    assert "not the published digest" in broken(lambda d: (d / "index.html").write_text(
+        (d / "index.html").read_text().replace(manifest_digest, "0" * 64)))
     assert "listed in manifest.json but missing" in broken(lambda d: (d / "detect.py").unlink())
 
     from kd_train.serve import serve_in_thread                      # the same check on the served copy
@@ -224,6 +240,49 @@ def test_verify_checks_every_file_against_the_published_digest(dist, tmp_path, c
     finally:
         server.shutdown()
         server.server_close()
+
+
+INDEX_EDITS = {   # edits of index.html that keep its pins: the page's own files all still match
+    "a form that sends the answer out": lambda html: html.replace(
+        '<label id="answer-label">', '<form action="http://127.0.0.1:9/collect"><input name="a"></form><label id="answer-label">'),
+    "a refresh to another host": lambda html: html.replace(
+        "<title>", '<meta http-equiv="refresh" content="0; url=http://127.0.0.1:9/"><title>'),
+    "the review line lowered": lambda html: re.sub(r'data-review="[0-9.]+"', 'data-review="0.0100"', html),
+    "the question text changed": lambda html: html.replace("Explain why.", "Explain why metal is cold."),
+}
+
+
+def test_verify_with_the_digest_refuses_any_edit_of_index_html(dist, tmp_path, capsys):
+    """index.html is the page: the published digest is its sha256, so every edit is refused, in a folder and
+    served; without --digest the same copies are only consistent, and verify says that is all it proved."""
+    from kd_train.cli import main
+    from kd_train.serve import serve_in_thread
+
+    digest = hashlib.sha256((dist / "index.html").read_bytes()).hexdigest()
+    for n, (what, edit) in enumerate(INDEX_EDITS.items()):
+        copy = tmp_path / f"edit{n}"
+        shutil.copytree(dist, copy)
+        html = (copy / "index.html").read_text(encoding="utf-8")
+        assert edit(html) != html, what
+        (copy / "index.html").write_text(edit(html), encoding="utf-8")
+        if n == 0:                                                       # consistent (verify re-makes the snapshot: once)
+            assert main(["verify", str(copy)]) == 0, what
+            assert "That is ALL this proved" in capsys.readouterr().out
+        assert main(["verify", str(copy), "--digest", digest]) == 2, what    # ... but not the published page
+        err = capsys.readouterr().err
+        assert "index.html has sha256" in err and "not the published digest" in err, what
+        with pytest.raises(UserError, match="index.html has sha256 .* not the published digest"):
+            bundle.verify(copy, digest)
+        server, url = serve_in_thread(copy)
+        try:
+            with pytest.raises(UserError, match="index.html has sha256 .* not the published digest"):
+                bundle.verify(url, digest)
+            assert main(["verify", url, "--digest", digest]) == 2, what
+            if n == 0:
+                assert bundle.verify(url)["published"] is False
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, monkeypatch):

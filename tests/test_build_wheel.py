@@ -73,8 +73,8 @@ def test_an_installed_wheel_builds_the_page_without_a_checkout(wheel, tmp_path):
                                             str(installed / "kd_train" / "demo")], where.stderr
     run = kd_train("build", str(scorer), "--out", "dist")
     assert run.returncode == 0, run.stderr
-    digest = hashlib.sha256((tmp_path / "dist" / "manifest.json").read_bytes()).hexdigest()
-    assert f"bundle digest (sha256 of manifest.json, pinned by index.html): {digest}" in run.stdout
+    digest = hashlib.sha256((tmp_path / "dist" / "index.html").read_bytes()).hexdigest()
+    assert f"bundle digest (sha256 of index.html, which pins manifest.json and through it every file): {digest}" in run.stdout
     assert (tmp_path / "dist" / "featurize.py").read_bytes() == (installed / "kd_train" / "featurize.py").read_bytes()
     assert (tmp_path / "dist" / "main.js").read_bytes() == (REPO / "web" / "page" / "main.js").read_bytes()
     verified = kd_train("verify", "dist", "--digest", digest)

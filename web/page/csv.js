@@ -82,8 +82,8 @@ export function printable(text, max = 40) {
 }
 
 // {answers: [{id, response}], notes: [what a teacher should know]} from an answers file's text, with
-// a header row holding "response" (and "id"). Rows without an id are numbered by their row; empty and
-// repeated ids are reported (the results keep every row, in order).
+// a header row holding "response" (and "id"). Rows without an id get "row N" (N: their row in the file;
+// made unlike every id the file has); empty and repeated ids are reported (the results keep every row, in order).
 export function readAnswers(text, fileName, encoding = "UTF-8") {
   const delimiter = detectDelimiter(text);
   const rows = parseCsv(text, delimiter);
@@ -96,11 +96,18 @@ export function readAnswers(text, fileName, encoding = "UTF-8") {
       `${DELIMITERS[delimiter]}-separated, it has: ${shown}). Give the file a header row such as: id,response`);
   }
   const idCol = header.indexOf("id");
+  const given = (r) => idCol >= 0 && r[idCol] !== undefined && r[idCol].trim() !== "";
+  const ids = new Set(rows.slice(1).filter(given).map((r) => r[idCol]));
+  const rowId = (row) => {
+    let id = `row ${row}`;
+    while (ids.has(id)) id += " (no id)";
+    return id;
+  };
   const answers = rows.slice(1).map((r, i) => ({
-    id: idCol >= 0 && r[idCol] !== undefined && r[idCol].trim() !== "" ? r[idCol] : String(i + 1),
+    id: given(r) ? r[idCol] : rowId(i + 2),
     response: r[col] ?? "",
     row: i + 2,
-    noId: idCol >= 0 && (r[idCol] === undefined || r[idCol].trim() === ""),
+    noId: idCol >= 0 && !given(r),
   }));
   const notes = [`Read as ${encoding}, ${DELIMITERS[delimiter]}-separated.`];
   if (encoding === "Windows-1252") {
@@ -110,7 +117,7 @@ export function readAnswers(text, fileName, encoding = "UTF-8") {
   const missing = answers.filter((a) => a.noId).map((a) => a.row);
   if (missing.length) {
     notes.push(`${missing.length} row(s) have no id (row${missing.length > 1 ? "s" : ""} ${missing.slice(0, 5).join(", ")}` +
-      `${missing.length > 5 ? ", …" : ""}): they are numbered by their position.`);
+      `${missing.length > 5 ? ", …" : ""}): they are named by their row ("row ${missing[0]}").`);
   }
   const seen = new Map();
   answers.forEach((a) => seen.set(a.id, (seen.get(a.id) || 0) + 1));
@@ -122,12 +129,14 @@ export function readAnswers(text, fileName, encoding = "UTF-8") {
   return { answers: answers.map(({ id, response }) => ({ id, response })), notes };
 }
 
-// A cell a spreadsheet could run as a formula (= + - @, or tab / carriage return first) gets a
-// leading apostrophe. Plain numbers such as -1 or 0.25 are left as they are.
+// A cell a spreadsheet could run as a formula gets a leading apostrophe: one that starts with = + - @ (or
+// their full-width forms ＝ ＋ － ＠) after any spaces or line breaks, or with a tab or carriage return.
+// Plain numbers such as -1, 0.25 or -2e3 are left as they are.
+const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 export function neutralise(cell) {
   const s = String(cell);
-  if (/^-?\d+(\.\d+)?$/.test(s)) return s;
-  return /^[=+\-@\t\r]/.test(s) ? "'" + s : s;
+  if (NUMBER.test(s)) return s;
+  return /^[\t\r]/.test(s) || /^[\s\u3000]*[=+\-@\uff1d\uff0b\uff0d\uff20]/.test(s) ? "'" + s : s;
 }
 
 function quote(cell) {

@@ -11,32 +11,102 @@ const SHOWN = 1000;
 // limit through globalThis.kdStartLimitS before the page runs.
 const START_LIMIT_S = Number(globalThis.kdStartLimitS) > 0 ? Number(globalThis.kdStartLimitS) : 120;   // rows of the results table drawn in the page (the CSV has all)
 
+// ---- the files this page runs, checked -----------------------------------------------------
+// index.html pins manifest.json's sha256 (and main.js, csv.js and style.css by Subresource Integrity); the
+// page checks manifest.json against that pin, then every script it runs against manifest.json before
+// running it: worker.js here (run from the checked bytes, through a blob: URL), sw.js before registering
+// it; the worker checks the rest (Pyodide's and onnxruntime-web's modules included) the same way.
+const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content;
+const DIGEST = meta("kd-bundle-digest");
+const VERSION = meta("kd-bundle-version");
+// "?h=<sha256>": every file by its content (see worker.js), so that two builds never mix (sw.js).
+const addressed = (path, sha256) => `${new URL(path, document.baseURI).href}?h=${sha256}`;
+
+async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest("SHA-256", buffer);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function fetchChecked(path, sha256, size, what) {
+  const response = await fetch(addressed(path, sha256));
+  if (!response.ok) throw new Error(`${path} could not be loaded (HTTP ${response.status}).`);
+  const bytes = await response.arrayBuffer();
+  const actual = await sha256Hex(bytes);
+  if (actual !== sha256 || (size !== undefined && bytes.byteLength !== size)) {
+    throw new Error(`${path} does not match ${what} (expected sha256 ${sha256.slice(0, 12)}…, got ${actual.slice(0, 12)}…): ` +
+      "the file was changed or damaged, so the page refuses to run it. Reload the page; if this stays, ask whoever " +
+      "hosts it to rebuild it.");
+  }
+  return bytes;
+}
+
+async function checkedFile(manifest, path) {
+  const entry = manifest.files[path];
+  if (!entry) throw new Error(`${path} is not listed in manifest.json, so the page refuses to run it. Rebuild the bundle.`);
+  return fetchChecked(path, entry.sha256, entry.bytes, "manifest.json");
+}
+
+// The version shown beside each question: a hash of every file of its scorer (kd_train/bundle.py's
+// scorer_version), computed again here from the checked manifest.json; a page that shows another one was changed.
+async function scorerVersion(manifest, folder) {
+  const prefix = `scorers/${folder}/`;
+  const lines = Object.keys(manifest.files).filter((p) => p.startsWith(prefix)).sort()
+    .map((p) => `${p}\0${manifest.files[p].sha256}\n`).join("");
+  return (await sha256Hex(new TextEncoder().encode(lines))).slice(0, 12);
+}
+
+async function checkScorerVersions(manifest) {
+  for (const question of document.querySelectorAll(".question")) {
+    const item = question.dataset.item;
+    const shown = question.querySelector(".model-version code")?.textContent;
+    const actual = manifest.folders?.[item] !== undefined ? await scorerVersion(manifest, manifest.folders[item]) : "none";
+    if (shown !== actual) {
+      throw new Error(`The page refused question ${item}'s scorer: the page shows version ${shown}, but its files ` +
+        `(scorers/…/ in manifest.json) are version ${actual}, so this page was changed after it was built. Ask ` +
+        "whoever hosts it to rebuild it, and check it with kd-train verify and the published digest.");
+    }
+  }
+}
+
+const manifestReady = (async () => {
+  if (!/^[0-9a-f]{64}$/.test(DIGEST || "")) throw new Error("The page does not pin the bundle's digest; reload it.");
+  const bytes = await fetchChecked("manifest.json", DIGEST, undefined, "the digest this page pins");
+  const manifest = JSON.parse(new TextDecoder().decode(bytes));
+  await checkScorerVersions(manifest);
+  return manifest;
+})();
+
 // ---- the worker and its calls -------------------------------------------------------------
-const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
 const pending = new Map();
 let nextId = 1;
 
+const workerReady = manifestReady.then(async (manifest) => {
+  const source = await checkedFile(manifest, "worker.js");
+  const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })),
+    { type: "module", name: "worker.js" });
+  worker.addEventListener("message", ({ data }) => {
+    if (data.type === "progress") return showProgress(data.step, data.text);
+    if (data.type === "csp-violation") return console.error(`CSP violation in the worker: ${data.directive} ${data.blocked}`);
+    const waiter = pending.get(data.id);
+    if (!waiter) return;
+    pending.delete(data.id);
+    if (data.ok) waiter.resolve(data);
+    else waiter.reject(new Error(data.error));
+  });
+  worker.addEventListener("error", (event) => {
+    event.preventDefault();
+    failStart(new Error(`The scoring engine could not start (${event.message || "the worker script failed to load"}).`));
+  });
+  return worker;
+});
+
 function call(type, data = {}) {
-  return new Promise((resolve, reject) => {
+  return workerReady.then((worker) => new Promise((resolve, reject) => {
     const id = nextId++;
     pending.set(id, { resolve, reject });
     worker.postMessage({ id, type, ...data });
-  });
+  }));
 }
-
-worker.addEventListener("message", ({ data }) => {
-  if (data.type === "progress") return showProgress(data.step, data.text);
-  if (data.type === "csp-violation") return console.error(`CSP violation in the worker: ${data.directive} ${data.blocked}`);
-  const waiter = pending.get(data.id);
-  if (!waiter) return;
-  pending.delete(data.id);
-  if (data.ok) waiter.resolve(data);
-  else waiter.reject(new Error(data.error));
-});
-worker.addEventListener("error", (event) => {
-  event.preventDefault();
-  failStart(new Error(`The scoring engine could not start (${event.message || "the worker script failed to load"}).`));
-});
 document.addEventListener("securitypolicyviolation", (e) => {
   console.error(`CSP violation in the page: ${e.violatedDirective} ${e.blockedURI}`);
 });
@@ -82,8 +152,7 @@ startLimit = setTimeout(() => failStart(new Error(
   "may be damaged or blocked. Reload the page; if this happens again, ask whoever hosts it to rebuild it.")),
 START_LIMIT_S * 1000);
 
-const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content;
-const ready = call("init", { digest: meta("kd-bundle-digest"), version: meta("kd-bundle-version") }).then(async () => {
+const ready = call("init", { digest: DIGEST, version: VERSION, base: new URL("./", document.baseURI).href }).then(async () => {
   showProgress(4, "Loading the scorer…");
   await call("load", { item: currentItem() });
   clearTimeout(startLimit);
@@ -95,16 +164,57 @@ const ready = call("init", { digest: meta("kd-bundle-digest"), version: meta("kd
   $("engine-text").textContent = `Ready (started in ${seconds} s).`;
   document.body.dataset.engine = "ready";
   performance.mark("kd-ready");           // first score possible (read by bench/browser.py)
-  registerServiceWorker();
+  registerServiceWorker(await manifestReady);
 });
 ready.catch(failStart);
 
-function registerServiceWorker() {
+function offlineOff(text) {
+  $("offline").textContent = `Offline use is off: ${text}`;
+  $("offline").hidden = false;
+  document.body.dataset.offline = "off";
+}
+
+// sw.js is registered only when its bytes match manifest.json; a service worker already registered with
+// other bytes is removed. (The browser fetches the script again itself when it registers it; that copy
+// cannot be read, so a host that answers the two fetches differently is caught by kd-train verify only.)
+async function registerServiceWorker(manifest) {
   if (!("serviceWorker" in navigator)) return;
-  navigator.serviceWorker.register("sw.js")
-    .then(() => navigator.serviceWorker.ready)
-    .then(() => { $("engine-text").textContent += " It works offline from now on."; })
-    .catch((err) => console.warn(`Offline use is not available: ${err.message}`));
+  try {
+    await checkedFile(manifest, "sw.js");
+  } catch (err) {
+    const registration = await navigator.serviceWorker.getRegistration().catch(() => null);
+    if (registration) await registration.unregister().catch(() => {});
+    const why = err.message.match(/^sw\.js does not match manifest\.json (\([^)]*\))/);
+    offlineOff(why ? `sw.js did not match manifest.json ${why[1]}, so this page did not install it: it was changed ` +
+      "or damaged. The page works only while the server can be reached."
+      : `sw.js could not be checked (${err.message}), so this page did not install it.`);
+    return;
+  }
+  try {
+    await navigator.serviceWorker.register("sw.js");
+    await navigator.serviceWorker.ready;
+    $("engine-text").textContent += " It works offline from now on.";
+    document.body.dataset.offline = "on";
+  } catch (err) {
+    offlineOff(`the service worker sw.js could not be installed (${err.message}).`);
+  }
+}
+
+// A page of one build controlled by the service worker of a newer one (it took over while this page
+// started, or while it was open) keeps using the build it started with (never a mix, never a reload while
+// an answer is typed) and says that a new version is ready. The service worker tells its build's version.
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.addEventListener("message", ({ data }) => {
+    if (!data?.kdVersion || data.kdVersion === VERSION || document.body.dataset.update) return;
+    $("update").textContent = "A new version of this page is ready. This page keeps using the version it " +
+      "started with; the new one is used the next time you open the page.";
+    $("update").hidden = false;
+    document.body.dataset.update = "ready";
+  });
+  const ask = () => navigator.serviceWorker.controller?.postMessage("version");
+  navigator.serviceWorker.addEventListener("controllerchange", ask);
+  navigator.serviceWorker.startMessages();
+  ask();
 }
 
 // ---- one answer ------------------------------------------------------------------------------
@@ -285,7 +395,7 @@ async function runBatch(answers, item) {
   bar.max = answers.length;
   bar.value = 0;
   text.textContent = document.body.dataset.engine === "ready"
-    ? `Scoring ${answers.length} answers…` : "The scorer is still starting; the file will be scored as soon as it is ready.";
+    ? `Scoring ${answers.length} ${answers.length === 1 ? "answer" : "answers"}…` : "The scorer is still starting; the file will be scored as soon as it is ready.";
   const t0 = performance.now();
   const results = [];
   let scoreValues = [];
@@ -309,7 +419,8 @@ async function runBatch(answers, item) {
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   const review = results.filter((r, i) => reviewReason(answers[i], r)).length;
   const unjudged = results.filter((r) => r.flags.length).length;
-  text.textContent = `Done: ${answers.length} answers scored in ${seconds} s; ${review} flagged for teacher review` +
+  text.textContent = `Done: ${answers.length} ${answers.length === 1 ? "answer" : "answers"} scored in ${seconds} s; ` +
+    `${review} flagged for teacher review` +
     (unjudged ? `, of which ${unjudged} the scorer should not judge (score withheld).` : ".");
   bar.hidden = true;
   button.disabled = false;

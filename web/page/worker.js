@@ -6,13 +6,16 @@
 // worker.py run at build time (web/make-snapshot.mjs), with the sha256 of the three Python files
 // recorded and checked here; otherwise Python starts and runs them now, which takes seconds.
 // Every file the scores depend on (the snapshot or the three Python files, scorer.json, model.onnx,
-// onnxruntime's WebAssembly) is checked against manifest.json with Web Crypto before it is used.
+// onnxruntime's WebAssembly) and every script the worker runs (Pyodide's pyodide.mjs and pyodide.asm.mjs,
+// onnxruntime-web's module: imported from the checked bytes through blob: URLs) is checked against
+// manifest.json with Web Crypto before it is used. The page runs this file itself from bytes it checked.
 // Nothing is sent anywhere and nothing is stored.
 //
 // Protocol: the page posts {id, type, ...}; the worker answers {id, ok: true, ...} or
 // {id, ok: false, error}. Progress while starting: {type: "progress", step, text}.
-//   init      {digest, version}  check manifest.json against the pinned digest; load both engines,
-//                                featurize.py and detect.py
+//   init      {digest, version, base}  check manifest.json against the pinned digest; load both engines,
+//                                featurize.py and detect.py (base: the bundle's URL, needed when this
+//                                file runs from a blob: URL)
 //   load      {item}             load one item's scorer (done on first use anyway)
 //   score     {item, texts}      -> {probs: Float32Array (texts.length x n_classes), scoreValues,
 //                                    cutpoints (scorer.json's decision rule, null: the most probable score),
@@ -20,7 +23,10 @@
 //   featurize {item, texts}      -> {offsets: Int32Array, idx: Int32Array, val: Float64Array, flags}
 //   flags     {item, texts}      -> {flags}: detect.py alone
 
-const BASE = new URL("./", import.meta.url);
+let BASE = null;   // the bundle's folder: this file's, or init's base when it runs from a blob: URL
+try {
+  if (!import.meta.url.startsWith("blob:")) BASE = new URL("./", import.meta.url);
+} catch { /* set by init */ }
 const SNAPSHOT = "vendor/pyodide/snapshot.bin";   // in bundles built with a start-up snapshot
 // The files Pyodide fetches for itself: the worker answers those fetches with checked bytes.
 const PYODIDE_FETCHES = ["vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip",
@@ -44,12 +50,13 @@ async function sha256Hex(buffer) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A bundle file of the build this worker started with: "?v=" makes the service worker answer from
-// that build's cache even after a newer build has taken over (sw.js), so two builds never mix.
-const versioned = (path) => `${url(path)}?v=${encodeURIComponent(manifest.version)}`;
+// A bundle file by its content: "?h=<its sha256 in manifest.json>". The URL names the bytes, so two builds
+// never mix, the service worker and the HTTP cache keep one copy of a file that several builds share, and a
+// server may let browsers cache it for ever (kd-train serve does: Cache-Control immutable).
+const addressed = (path, sha256) => `${url(path)}?h=${sha256}`;
 
 async function fetchBytes(path) {
-  const response = await networkFetch(versioned(path));
+  const response = await networkFetch(addressed(path, manifest.files[path].sha256));
   if (!response.ok) throw new Error(`${path} could not be loaded (HTTP ${response.status}).`);
   return response.arrayBuffer();
 }
@@ -68,6 +75,17 @@ async function mismatchMessage(path, entry, actual) {
     `Rebuild or re-download the bundle.`;
 }
 
+// A JavaScript module of the bundle, run from the bytes checked against manifest.json (a blob: URL, which
+// the page's Content-Security-Policy allows for this).
+async function importChecked(path) {
+  const blobUrl = URL.createObjectURL(new Blob([await verifiedBytes(path)], { type: "text/javascript" }));
+  try {
+    return await import(blobUrl);
+  } finally {
+    URL.revokeObjectURL(blobUrl);
+  }
+}
+
 // The bytes of a bundle file, after checking them against manifest.json.
 async function verifiedBytes(path) {
   const entry = manifest.files[path];
@@ -80,10 +98,11 @@ async function verifiedBytes(path) {
 
 // manifest.json, after checking that its sha256 is the digest index.html pins (the root of trust: every
 // other file is checked against manifest.json). `version` picks that build's files (see fetchBytes).
-async function init({ digest, version }) {
+async function init({ digest, version, base }) {
+  if (base) BASE = new URL(base);
   progress(1, "Checking the files…");
   if (!/^[0-9a-f]{64}$/.test(digest || "")) throw new Error("The page did not give the bundle's digest; reload it.");
-  const response = await fetch(`${url("manifest.json")}?v=${encodeURIComponent(version || "")}`);
+  const response = await fetch(addressed("manifest.json", digest));
   if (!response.ok) throw new Error(`manifest.json could not be loaded (HTTP ${response.status}).`);
   const bytes = await response.arrayBuffer();
   const actual = await sha256Hex(bytes);
@@ -172,10 +191,11 @@ async function loadPyodide(options = {}) {
     }
   };
   try {
-    const pyodideModule = await import("./vendor/pyodide/pyodide.mjs");
+    const [pyodideModule, asm] = await Promise.all([importChecked("vendor/pyodide/pyodide.mjs"),
+      importChecked("vendor/pyodide/pyodide.asm.mjs")]);
     return await Promise.race([refused, pyodideModule.loadPyodide({
       indexURL: url("vendor/pyodide/"), packageBaseUrl: url("vendor/pyodide/"), packages: [], fullStdLib: false,
-      ...options,
+      createPyodideModule: asm.default, ...options,
     })]);
   } finally {
     globalThis.fetch = networkFetch;
@@ -185,7 +205,7 @@ async function loadPyodide(options = {}) {
 // onnxruntime-web, given its WebAssembly as checked bytes (it fetches nothing itself), and the first
 // item's model session, which compiles that WebAssembly: started beside Python, not after it.
 async function startOrt(wasmBytes) {
-  ort = await import(versioned("vendor/ort/ort.wasm.bundle.min.mjs"));
+  ort = await importChecked("vendor/ort/ort.wasm.bundle.min.mjs");
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
   ort.env.wasm.wasmBinary = new Uint8Array(await wasmBytes);
