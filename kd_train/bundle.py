@@ -670,6 +670,7 @@ def build(scorer_dirs: list, out, report_sizes: bool = True, force: bool = False
     try:
         out = check_out(scorer_dirs, out, force)
         scorers = read_scorers([Path(d) for d in scorer_dirs], allow_unfit)
+        node_modules()   # found (or fetched) first: without them the one line says so, before any progress line
         print(f"building the page for {len(scorers)} scorer(s)"
               + (" with its start-up snapshot (Pyodide run once in Node.js: seconds)" if snapshot else ""),
               file=sys.stderr, flush=True)
