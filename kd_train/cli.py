@@ -122,6 +122,20 @@ def _add_student_options(p: argparse.ArgumentParser) -> None:
         g.add_argument("--val-fraction", type=float, default=0.1, help="validation share for early stopping (default: 0.1)")
 
 
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("item banks (Ray; pip install 'kd-train[cluster]')")
+    g.add_argument("--ray", action="store_true",
+                   help="train the items as Ray tasks, several at a time, here or on a cluster (--ray-address). Items "
+                        "done by an earlier run with the same data and settings are skipped; a failed item is "
+                        "reported and the others go on; Ctrl+C stops every task and the same command resumes")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="with --ray: items at a time (default: what the CPUs and memory allow, about 1.2 GB per "
+                        "item; each item gets CPUs / N torch threads)")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="with --ray: an existing Ray cluster ('auto', or HOST:PORT of 'ray start --head'); OUT and "
+                        "the data files must be at the same paths on every node (default: start Ray here)")
+
+
 def _add_force_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace --out even when kd-train did not write it (an output never replaces an input)")
@@ -255,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "cross-validated items (default: %(default)s; 0: none)")
     _add_teacher_options(p)
     _add_student_options(p)
+    _add_ray_options(p)
     p.set_defaults(run=_run_train)
 
     p = verbs.add_parser(
@@ -454,6 +469,8 @@ def _run_train(args: argparse.Namespace) -> None:
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force)
+    if args.ray or args.workers or args.ray_address:
+        return _run_train_bank(args, chosen, items, train, test, unlabeled, out, config)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
         spec = (items or {}).get(item) or data.Item(item)
@@ -475,6 +492,35 @@ def _run_train(args: argparse.Namespace) -> None:
     command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
     write_report(reports, out, command, time.time() - started)
     print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")
+
+
+def _run_train_bank(args, chosen, items, train, test, unlabeled, out, config) -> None:
+    """kd-train train --ray: the items as Ray tasks (kd_train/bank.py), resumable, one report."""
+    from kd_train import bank, pipeline
+    from kd_train.metrics import write_report
+
+    if not args.ray:
+        raise UserError("--workers and --ray-address go with --ray")
+    started = time.time()
+    reports, failures, how = bank.run(chosen, items, train, test, unlabeled, out, config, args.workers,
+                                      args.ray_address)
+    command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
+    if reports:
+        write_report(reports, out, command, time.time() - started, failures=failures, run=how)
+        unfit = [r["item"] for r in reports if not r["quality"]["fit_for_use"]]
+        if unfit:
+            print(f"WARNING: {len(unfit)} of {len(reports)} item(s) have a scorer that is NOT FIT FOR USE "
+                  f"({', '.join(unfit[:10])}); kd-train build refuses them unless --allow-unfit", file=sys.stderr)
+        note = pipeline.ranking_note(reports)
+        if note:
+            print(note)
+        print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")
+    if failures:
+        raise UserError(f"{len(failures)} of {len(chosen)} item(s) failed ("
+                        + "; ".join(f"{f['item']}: {f['error']}" for f in failures[:3])
+                        + ("; ..." if len(failures) > 3 else "") + f"); {len(reports)} done"
+                        + (f", listed in {out}/report.md" if reports else "")
+                        + "; the same command retries only the failed ones")
 
 
 def _run_report(args: argparse.Namespace) -> None:
@@ -682,7 +728,9 @@ def _add_web_verbs(verbs) -> None:
                     "checkout's web/node_modules, else a per-user cache that 'npm ci' fills the first time. By default it includes a start-up snapshot "
                     "of Python (made with Node.js, reproducible) so that the page starts in a fraction of the time.",
     )
-    p.add_argument("scorers", metavar="SCORER_DIR", nargs="+", help="scorer directories (one per item)")
+    p.add_argument("scorers", metavar="SCORER_DIR", nargs="+",
+                   help="scorer directories (one per item), or the --out folder of kd-train train: every item of it "
+                        "whose scorer is fit for use (all with --allow-unfit)")
     p.add_argument("--out", metavar="DIR", default="dist",
                    help="folder to write the bundle to (new, empty, or a bundle; replaced when done; default: dist)")
     p.add_argument("--allow-unfit", action="store_true",
@@ -738,7 +786,10 @@ def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = 
 
 
 def _run_build(args: argparse.Namespace) -> None:
-    _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot)
+    from kd_train import bank   # neither torch nor ray
+
+    scorers = bank.run_folder_scorers(args.scorers, args.allow_unfit)
+    _build(scorers, args.out, args.force, args.allow_unfit, args.snapshot)
 
 
 def _run_verify(args: argparse.Namespace) -> None:
