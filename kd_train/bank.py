@@ -125,9 +125,11 @@ def train_one(spec, values, train, test, unlabeled, out: str, config, fp: str, t
         except OSError:
             pass
         return failed
-    wall = round(time.time() - started, 1)
+    ended = time.time()
+    wall = round(ended - started, 1)
     report["wall_s"], report["worker"] = wall, worker
-    record = {"item": spec.item, "fingerprint": fp, "wall_s": wall, "worker": worker, "report": report}
+    record = {"item": spec.item, "fingerprint": fp, "wall_s": wall, "started": started, "ended": ended,
+              "worker": worker, "report": report}
     atomic_write_text(folder / "log.txt", "\n".join(lines) + "\n")
     atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(folder / DONE_FILE, json.dumps(record, indent=2) + "\n")   # last: the item is done
