@@ -153,14 +153,15 @@ def free_memory() -> int:
         return 0
 
 
-def sizing(cpus: float, memory: float, workers: int | None, gpus: float = 0) -> tuple[int, int, str]:
+def sizing(cpus: float, memory: float, workers: int | None, gpus: float = 0, nodes: int = 0) -> tuple[int, int, str]:
     """(items at a time, CPUs (torch threads) per item, the line that says so) from the CPUs and memory
     there are: at most one item per CPU and per 1.2 GB; ``workers`` overrides the count."""
     cpus_i = max(1, int(cpus))
     by_memory = max(1, int(memory // MEMORY_PER_TASK)) if memory else cpus_i
     n = workers or max(1, min(cpus_i, by_memory))
     per_task = max(1, cpus_i // n)
-    why = f"{cpus_i} CPUs, {memory / 1e9:.0f} GB free" + (f", {gpus:g} GPUs" if gpus else "")
+    why = (f"{cpus_i} CPUs, {memory / 1e9:.0f} GB " + (f"of Ray memory on {nodes} nodes" if nodes else "free")
+           + (f", {gpus:g} GPUs" if gpus else ""))
     return n, per_task, f"training {n} item{'s' if n != 1 else ''} at a time ({why}" + (
         f"; --workers {workers})" if workers else ")")
 
@@ -209,11 +210,12 @@ def run(chosen: list[str], items, train, test, unlabeled, out: Path, config, wor
         try:
             total = ray.cluster_resources()
             cpus, gpus = total.get("CPU", 1), total.get("GPU", 0)
+            nodes = len([x for x in ray.nodes() if x.get("Alive")])
             memory = free_memory() if not address else total.get("memory", 0)
-            n, per_task, line = sizing(cpus, memory, workers, gpus)
+            n, per_task, line = sizing(cpus, memory, workers, gpus, nodes if address else 0)
             log(line)
             how |= {"workers": n, "cpus_per_item": per_task, "gpus_per_item": 1 if gpus else 0,
-                    "cluster": {"CPU": cpus, "GPU": gpus, "nodes": len([x for x in ray.nodes() if x.get("Alive")])}}
+                    "cluster": {"CPU": cpus, "GPU": gpus, "nodes": nodes}}
             task = ray.remote(train_one).options(num_cpus=per_task, num_gpus=1 if gpus else 0,
                                                  memory=MEMORY_PER_TASK, max_retries=0, name="kd-train item")
             shared = [ray.put(x) for x in (train, test, unlabeled)]
