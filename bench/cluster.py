@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
                                    "--out", str(a.run / "run"), "--ray", "--ray-address", address, "--workers", "2"])
     finally:
         stop(ray_pids() - before)
+        current = Path("/tmp/ray/ray_current_cluster")   # what `ray stop` removes: `--ray-address auto` reads it
+        if current.is_file() and current.read_text().strip().endswith(f":{a.port}"):
+            current.unlink()
     if rc != 0:
         sys.exit(f"kd-train failed:\n{tail}")
     report = json.loads((a.run / "run" / "report.json").read_text())

@@ -235,7 +235,8 @@ def _init(ray, address: str | None, workers: int | None) -> None:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, workers or 0), **kwargs)
+            # "local": a new Ray of its own, even where `ray start` left one running on this machine
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers or 0), **kwargs)
     except ConnectionError as err:
         raise UserError(f"--ray-address {address}: no Ray cluster there ({_one_line(err)}); start one with "
                         "'ray start --head' and give its address, or leave --ray-address out to run here") from None

@@ -469,7 +469,7 @@ def _run_train(args: argparse.Namespace) -> None:
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force)
-    if args.ray or args.workers or args.ray_address:
+    if args.ray or args.workers is not None or args.ray_address:
         return _run_train_bank(args, chosen, items, train, test, unlabeled, out, config)
     started, reports = time.time(), []
     for n, item in enumerate(chosen, 1):
