@@ -75,6 +75,18 @@ def test_a_run_folder_builds_its_items_with_scorers(bank_run, capsys):
 
 
 @needs_ray
+def test_build_given_a_run_folder_bundles_its_items_scorers(bank_run, tmp_path, monkeypatch, capsys):
+    from kd_train import bundle
+
+    out, _ = bank_run
+    seen = []
+    monkeypatch.setattr(bundle, "run", lambda scorers, *rest: seen.append(scorers))   # the bundler has its own tests
+    assert main(["build", str(out), "--out", str(tmp_path / "dist"), "--allow-unfit", "--no-snapshot"]) == 0
+    assert seen == [[out / "q1" / "scorer", out / "q2" / "scorer"]]
+    assert f"{out}: building 2 item(s); left out: q3" in capsys.readouterr().out
+
+
+@needs_ray
 def test_a_killed_run_resumes_with_only_the_items_left(tmp_path, tiny_model, capsys):
     train = write_csv(tmp_path / "train.csv", HEADER, toy_rows(60) + toy_rows(240, seed=3, item="q2", prefix="b"))
     out = tmp_path / "run"
