@@ -129,7 +129,7 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
                         "done by an earlier run with the same data and settings are skipped; a failed item is "
                         "reported and the others go on; Ctrl+C stops every task and the same command resumes")
     g.add_argument("--workers", type=int, metavar="N",
-                   help="with --ray: items at a time (default: what the CPUs and memory allow, about 1.2 GB per "
+                   help="with --ray: items at a time (default: what the CPUs and memory allow, about 1.6 GB per "
                         "item; each item gets CPUs / N torch threads)")
     g.add_argument("--ray-address", metavar="ADDR",
                    help="with --ray: an existing Ray cluster ('auto', or HOST:PORT of 'ray start --head'); OUT and "
