@@ -122,6 +122,20 @@ def _add_student_options(p: argparse.ArgumentParser) -> None:
         g.add_argument("--val-fraction", type=float, default=0.1, help="validation share for early stopping (default: 0.1)")
 
 
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("item banks (Ray; pip install 'kd-train[cluster]')")
+    g.add_argument("--ray", action="store_true",
+                   help="train the items as Ray tasks, several at a time, here or on a cluster (--ray-address). Items "
+                        "done by an earlier run with the same data and settings are skipped; a failed item is "
+                        "reported and the others go on; Ctrl+C stops every task and the same command resumes")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="with --ray: items at a time (default: what the CPUs and memory allow, about 1.6 GB per "
+                        "item; each item gets CPUs / N torch threads)")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="with --ray: an existing Ray cluster ('auto', or HOST:PORT of 'ray start --head'); OUT and "
+                        "the data files must be at the same paths on every node (default: start Ray here)")
+
+
 def _add_force_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace --out even when kd-train did not write it (an output never replaces an input)")
@@ -263,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "cross-validated items (default: %(default)s; 0: none)")
     _add_teacher_options(p)
     _add_student_options(p)
+    _add_ray_options(p)
     p.set_defaults(run=_run_train)
 
     p = verbs.add_parser(
@@ -543,6 +558,8 @@ def _run_train(args: argparse.Namespace) -> None:
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force)
     specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
+    if args.ray or args.workers is not None or args.ray_address:
+        return _run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, config)
     for item in chosen:   # every item's data is checked before any is trained
         pipeline.check_item(specs[item], data.score_values(train, item, items), train, config)
     make_output_dir(out, "run")   # only now that every input and option has been checked
@@ -567,6 +584,47 @@ def _run_train(args: argparse.Namespace) -> None:
     command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
     write_report(reports, out, command, time.time() - started)
     print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")
+
+
+def _run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, config) -> None:
+    """kd-train train --ray: the items as Ray tasks (kd_train/bank.py), resumable, one report. An item whose
+    data cannot be trained is checked up front like the sequential run's, but in a bank it is listed as
+    failed while the others train."""
+    from kd_train import bank, data, files, pipeline
+    from kd_train.metrics import write_report
+
+    if not args.ray:
+        raise UserError("--workers and --ray-address go with --ray")
+    bank.import_ray()   # before --out is made: without Ray, one line naming the install
+    refused = []
+    for item in chosen:
+        try:
+            pipeline.check_item(specs[item], data.score_values(train, item, items), train, config)
+        except UserError as err:
+            refused.append({"item": item, "error": str(err), "wall_s": None, "worker": None})
+    files.make_output_dir(out, "run")   # only now that every input and option has been checked
+    started = time.time()
+    good = [item for item in chosen if item not in {f["item"] for f in refused}]
+    reports, failures, how = bank.run(good, items, train, test, unlabeled, out, config, args.workers,
+                                      args.ray_address) if good else ([], [], None)
+    failures = refused + failures
+    command = "kd-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("kd-train") else "kd-train train ..."
+    if reports:
+        write_report(reports, out, command, time.time() - started, failures=failures, run=how)
+        unfit = [r["item"] for r in reports if not r["quality"]["fit_for_use"]]
+        if unfit:
+            print(f"WARNING: {len(unfit)} of {len(reports)} item(s) have a scorer that is NOT FIT FOR USE "
+                  f"({', '.join(unfit[:10])}); kd-train build refuses them unless --allow-unfit", file=sys.stderr)
+        note = pipeline.ranking_note(reports)
+        if note:
+            print(note)
+        print(f"scorers in {out}/<item>/scorer; report in {out}/report.md")
+    if failures:
+        raise UserError(f"{len(failures)} of {len(chosen)} item(s) failed ("
+                        + "; ".join(f"{f['item']}: {f['error']}" for f in failures[:3])
+                        + ("; ..." if len(failures) > 3 else "") + f"); {len(reports)} done"
+                        + (f", listed in {out}/report.md" if reports else "")
+                        + "; the same command retries only the failed ones")
 
 
 def _run_report(args: argparse.Namespace) -> None:
@@ -844,7 +902,9 @@ def _add_web_verbs(verbs) -> None:
                     "checkout's web/node_modules, else a per-user cache that 'npm ci' fills the first time. By default it includes a start-up snapshot "
                     "of Python (made with Node.js, reproducible) so that the page starts in a fraction of the time.",
     )
-    p.add_argument("scorers", metavar="SCORER_DIR", nargs="+", help="scorer directories (one per item)")
+    p.add_argument("scorers", metavar="SCORER_DIR", nargs="+",
+                   help="scorer directories (one per item), or the --out folder of kd-train train: every item of it "
+                        "whose scorer is fit for use (all with --allow-unfit)")
     p.add_argument("--out", metavar="DIR", default="dist",
                    help="folder to write the bundle to (new, empty, or a bundle; replaced when done; default: dist)")
     p.add_argument("--allow-unfit", action="store_true",
@@ -903,11 +963,13 @@ def _build(scorers: list, out, force: bool, allow_unfit: bool, snapshot: bool = 
 
 
 def _run_build(args: argparse.Namespace) -> None:
+    from kd_train import bank   # neither torch nor ray
     from kd_train.bundle import check_out
 
-    check_out(args.scorers, args.out, args.force)   # before any work: the bundle takes seconds to make
+    scorers = bank.run_folder_scorers(args.scorers, args.allow_unfit)
+    check_out(scorers, args.out, args.force)   # before any work: the bundle takes seconds to make
     _check_replaceable(args.out, "dist")
-    _build(args.scorers, args.out, args.force, args.allow_unfit, args.snapshot, args.size_report)
+    _build(scorers, args.out, args.force, args.allow_unfit, args.snapshot, args.size_report)
 
 
 def _run_verify(args: argparse.Namespace) -> None:

@@ -230,35 +230,43 @@ def save_figure(fig, path: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s: float) -> dict:
+def write_report(item_reports: list[dict], out: str | Path, command: str, wall_s: float,
+                 failures: list[dict] | None = None, run: dict | None = None) -> dict:
     """report.json (the shape of bench/results), report.md and the plots, for all items trained or evaluated.
 
     Without test answers the tables show validation figures (and say so); every item also gets its
-    shipped scorer, the quality gate's verdict, its validity table, class balance and time. The files are
-    made beside each other in a temporary folder inside ``out`` and moved in together (files.publish_files):
-    report.md and report.json always come from the same run."""
+    shipped scorer, the quality gate's verdict, its validity table, class balance, time and (when
+    recorded) the worker that trained it. ``failures`` ({item, error, wall_s, worker}) and ``run`` (how
+    an item bank ran: kd_train/bank.py) are added when given. The files are made beside each other in a
+    temporary folder inside ``out`` and moved in together (files.publish_files): report.md and report.json
+    always come from the same run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out / "report")   # of a run killed while it wrote the report
     tmp = make_temp_dir(out / "report")
     try:
-        result = _write_report(item_reports, tmp, command, wall_s)
+        result = _write_report(item_reports, tmp, command, wall_s, failures, run)
         publish_files(tmp, out)
     finally:
         discard_temp(tmp)
     return result
 
 
-def _write_report(item_reports: list[dict], out: Path, command: str, wall_s: float) -> dict:
+def _write_report(item_reports: list[dict], out: Path, command: str, wall_s: float,
+                  failures: list[dict] | None, run: dict | None) -> dict:
     split = "test" if any("test" in m for r in item_reports for m in r["models"].values()) else "val"
     models = summarize(item_reports, split)
     result = {"command": command, "wall_s": round(wall_s, 1), "split": split, "models": models,
               "per_item": {r["item"]: r for r in item_reports}}
+    if run is not None:
+        result["run"] = run
+    if failures is not None:
+        result["failures"] = failures
     atomic_write_text(out / "report.json", json.dumps(result, indent=2) + "\n")
     title = "Test set" if split == "test" else "Validation split (no --test answers were given)"
     md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
-          markdown_report(models, title), *_shipped_section(item_reports), *_validity_section(item_reports, split),
-          *_detectors_section(item_reports), *_items_section(item_reports)]
+          *_run_section(run, failures), markdown_report(models, title), *_shipped_section(item_reports),
+          *_validity_section(item_reports, split), *_detectors_section(item_reports), *_items_section(item_reports)]
     if models:
         plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
         md += ["![QWK against parameters](qwk_vs_params.png)", ""]
@@ -377,18 +385,47 @@ def _detectors_section(item_reports: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _worker(w: dict | None) -> str:
+    if not w:
+        return "—"
+    return f"{w.get('host')}:{w.get('pid')}" + (f" (node {w['node'][:8]})" if w.get("node") else "")
+
+
+def _run_section(run: dict | None, failures: list[dict] | None) -> list[str]:
+    lines = []
+    if run:
+        cluster = run.get("cluster") or {}
+        lines += [f"Ran as Ray tasks ({run.get('address')}): {run.get('workers', 0)} item(s) at a time, "
+                  f"{run.get('cpus_per_item', 0)} CPU(s) each"
+                  + (f", on {cluster.get('nodes')} node(s) with {cluster.get('CPU', 0):g} CPUs" if cluster else "")
+                  + (f"; {len(run['skipped'])} item(s) done in an earlier run were skipped ({', '.join(run['skipped'][:20])})"
+                     if run.get("skipped") else "") + ".", ""]
+    if failures:
+        lines += [f"## Failed items ({len(failures)})", "",
+                  "These items have no scorer from this run; the others are reported below. Running the same "
+                  "command again retries only them.", "", "| item | reason | after | worker |", "|---|---|---:|---|"]
+        for f in failures:
+            wall = f"{f['wall_s']:.0f} s" if f.get("wall_s") is not None else "—"
+            reason = str(f.get("error", "")).replace("|", "\\|")
+            lines.append(f"| {f['item']} | {reason} | {wall} | {_worker(f.get('worker'))} |")
+        lines.append("")
+    return lines
+
+
 def _items_section(item_reports: list[dict]) -> list[str]:
     rows = [r for r in item_reports if r.get("class_balance")]
     if not rows:
         return []
+    workers = any(r.get("worker") for r in rows)
     lines = ["## Items", "", "| item | scored answers | class balance (score: answers) | majority-class accuracy "
-             "(validation) | time |", "|---|---:|---|---:|---:|"]
+             "(validation) | time |" + (" worker |" if workers else ""), "|---|---:|---|---:|---:|" + ("---|" if workers else "")]
     for r in rows:
         balance = r["class_balance"]
         confusion = np.asarray(r.get("quality", {}).get("metrics", {}).get("val", {}).get("confusion") or [[0]])
         majority = confusion.sum(axis=1).max() / confusion.sum() if confusion.sum() else float("nan")
         lines.append(f"| {r['item']} | {sum(balance.values())} | "
-                     f"{', '.join(f'{k}: {v}' for k, v in balance.items())} | {majority:.3f} | {r.get('wall_s', 0):.0f} s |")
+                     f"{', '.join(f'{k}: {v}' for k, v in balance.items())} | {majority:.3f} | {r.get('wall_s', 0):.0f} s |"
+                     + (f" {_worker(r.get('worker'))} |" if workers else ""))
     return lines + [""]
 
 
