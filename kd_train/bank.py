@@ -98,6 +98,16 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def record_refused(out, item: str, err: BaseException) -> dict:
+    """An item the up-front data check refused, recorded as failed (OUT/<item>/item-failed.json) like one
+    that failed in training, so that the report lists it and a build of the run folder leaves it out."""
+    failed = {"item": item, "error": _one_line(err), "wall_s": None, "worker": None, "fingerprint": None}
+    folder = Path(out) / item_folder(item)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / FAILED_FILE, json.dumps(failed, indent=2) + "\n")
+    return failed
+
+
 def train_one(spec, values, train, test, unlabeled, out: str, config, fp: str, threads: int = 0,
               env: dict | None = None) -> dict:
     """Run one item (in a Ray worker or in this process): {"item", "report" | "error", "wall_s", "worker"}.

@@ -596,13 +596,14 @@ def _run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, con
     if not args.ray:
         raise UserError("--workers and --ray-address go with --ray")
     bank.import_ray()   # before --out is made: without Ray, one line naming the install
-    refused = []
+    refused = {}
     for item in chosen:
         try:
             pipeline.check_item(specs[item], data.score_values(train, item, items), train, config)
         except UserError as err:
-            refused.append({"item": item, "error": str(err), "wall_s": None, "worker": None})
+            refused[item] = err
     files.make_output_dir(out, "run")   # only now that every input and option has been checked
+    refused = [bank.record_refused(out, item, err) for item, err in refused.items()]
     started = time.time()
     good = [item for item in chosen if item not in {f["item"] for f in refused}]
     reports, failures, how = bank.run(good, items, train, test, unlabeled, out, config, args.workers,

@@ -80,7 +80,7 @@ def test_build_given_a_run_folder_bundles_its_items_scorers(bank_run, tmp_path, 
 
     out, _ = bank_run
     seen = []
-    monkeypatch.setattr(bundle, "run", lambda scorers, *rest: seen.append(scorers))   # the bundler has its own tests
+    monkeypatch.setattr(bundle, "run", lambda scorers, *rest, **kw: seen.append(scorers))   # the bundler has its own tests
     assert main(["build", str(out), "--out", str(tmp_path / "dist"), "--allow-unfit", "--no-snapshot"]) == 0
     assert seen == [[out / "q1" / "scorer", out / "q2" / "scorer"]]
     assert f"{out}: building 2 item(s); left out: q3" in capsys.readouterr().out
