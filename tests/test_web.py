@@ -787,22 +787,24 @@ def refuses_to_score(page) -> bool:
     return "Suggested score" not in page.inner_text("#result")
 
 
-def test_a_manifest_edited_to_match_a_tampered_file_is_refused(dist, browser, tmp_path):
-    """scorer.json with its score values reversed and manifest.json edited to match: the digest index.html
-    pins catches it, and the page scores nothing."""
+def reverse_scores_and_fix_the_manifest(copy: Path) -> None:
+    """scorer.json's score values reversed, and manifest.json edited to match it (index.html left as it is)."""
     import hashlib
     import json
 
-    def reverse_scores_and_fix_the_manifest(copy: Path) -> None:
-        info_path = copy / "scorers" / "demo-ice" / "scorer.json"
-        info = json.loads(info_path.read_text())
-        info["score_values"] = info["score_values"][::-1]
-        info_path.write_text(json.dumps(info))
-        manifest = json.loads((copy / "manifest.json").read_text())
-        data = info_path.read_bytes()
-        manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    info_path = copy / "scorers" / "demo-ice" / "scorer.json"
+    info = json.loads(info_path.read_text())
+    info["score_values"] = info["score_values"][::-1]
+    info_path.write_text(json.dumps(info))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    data = info_path.read_bytes()
+    manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
+
+def test_a_manifest_edited_to_match_a_tampered_file_is_refused(dist, browser, tmp_path):
+    """scorer.json with its score values reversed and manifest.json edited to match: the digest index.html
+    pins catches it, and the page scores nothing."""
     with tampered_page(dist, browser, tmp_path, reverse_scores_and_fix_the_manifest) as page:
         assert "manifest.json does not match the digest this page pins" in page.inner_text("#error")
         assert refuses_to_score(page)
@@ -965,22 +967,14 @@ def test_a_consistent_rewrite_of_a_scorer_shows_as_another_version(dist, browser
     finds the files consistent, verify --digest refuses index.html, and the page refuses to start because the
     scorer version it shows (a hash of every scorer file, scorer.json included) is not its files' version."""
     import hashlib
-    import json
 
     from kd_train.data import UserError
 
     published = hashlib.sha256((dist / "index.html").read_bytes()).hexdigest()
 
     def rewrite(copy: Path) -> None:
-        info_path = copy / "scorers" / "demo-ice" / "scorer.json"
-        info = json.loads(info_path.read_text())
-        info["score_values"] = info["score_values"][::-1]
-        info_path.write_text(json.dumps(info))
-        manifest = json.loads((copy / "manifest.json").read_text())
-        data = info_path.read_bytes()
-        manifest["files"]["scorers/demo-ice/scorer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
-        (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        reverse_scores_and_fix_the_manifest(copy)
         new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
         (copy / "index.html").write_text((copy / "index.html").read_text().replace(old, new))
 
