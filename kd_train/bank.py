@@ -80,7 +80,7 @@ def done_record(out: Path, item: str, fp: str) -> dict | None:
 
 
 def worker_id() -> dict:
-    """Where this task ran: Ray's node id (when in Ray), host name and process id."""
+    """Where this task ran: Ray's node id (when in Ray), host name, process id and niceness."""
     node = None
     if "ray" in sys.modules:
         try:
@@ -90,7 +90,7 @@ def worker_id() -> dict:
                 node = ray.get_runtime_context().get_node_id()
         except Exception:   # not inside a Ray worker
             node = None
-    return {"node": node, "host": socket.gethostname(), "pid": os.getpid()}
+    return {"node": node, "host": socket.gethostname(), "pid": os.getpid(), "niceness": os.nice(0)}
 
 
 def _one_line(err: BaseException) -> str:
@@ -247,6 +247,9 @@ def _init(ray, address: str | None, workers: int | None) -> None:
         if address:
             ray.init(address=address, **kwargs)
         else:
+            # Ray runs its workers at niceness 15, so that on a busy machine the items' training starved (a
+            # tenth of a core beside two ordinary processes); kd-train's own sequential run has niceness 0.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             # "local": a new Ray of its own, even where `ray start` left one running on this machine
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers or 0), **kwargs)
     except ConnectionError as err:

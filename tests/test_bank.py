@@ -51,6 +51,7 @@ def test_two_items_train_at_once_as_ray_tasks_and_a_bad_item_does_not_stop_them(
     for item, record in zip(("q1", "q2"), records):
         r = report["per_item"][item]
         assert r["wall_s"] > 0 and r["worker"]["node"] and r["worker"]["pid"] != os.getpid()
+        assert r["worker"]["niceness"] == os.nice(0)                   # not starved on a busy machine
         assert record["fingerprint"] and record["report"]["item"] == item
         assert (out / item / "scorer" / "model.onnx").is_file()
     assert records[0]["worker"]["pid"] != records[1]["worker"]["pid"]   # two worker processes ...
