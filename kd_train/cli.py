@@ -271,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
+    p.add_argument("--candidates", metavar="NAME", nargs="+", choices=config.CANDIDATES, default=list(config.CANDIDATES),
+                   help="the models the one shipped is chosen from, by validation QWK: student (the KD bag-of-n-grams "
+                        "student), ann (the same network on human scores only), hashing_lr (hashing + logistic "
+                        "regression), sequence (the KD sequence student: words in order, embeddings from the teacher; "
+                        "about 0.9 MB per scorer; trained only when listed) (default: all)")
     p.add_argument("--augment", metavar="N", type=int, default=config.AUGMENT,
                    help="perturbed copies of each answer the student fits on (words dropped, replaced, cut to a "
                         "window), labelled by the teacher and added to the student's transfer set; not on "
@@ -556,7 +561,8 @@ def _run_train(args: argparse.Namespace) -> None:
     student_config, fconfig = _student_config(args)
     config = pipeline.PipelineConfig(teacher=_teacher_config(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
-                                     augment=args.augment, pair_question=args.with_question, force=args.force)
+                                     augment=args.augment, pair_question=args.with_question, force=args.force,
+                                     candidates=tuple(dict.fromkeys(args.candidates)))
     specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
     if args.ray or args.workers is not None or args.ray_address:
         return _run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, config)

@@ -22,6 +22,9 @@ CV_FOLDS = 5
 # transfer set (kd_train/data.py's augmented_answers; `kd-train train --augment`).
 AUGMENT = 2
 
+# The models `kd-train train` may ship, chosen by validation QWK; on a tie the first listed (the smaller) wins.
+CANDIDATES = ("student", "ann", "hashing_lr", "sequence")
+
 
 @dataclass(frozen=True)
 class FeaturizerConfig:
@@ -78,6 +81,56 @@ class StudentConfig:
     def without_teacher(self) -> StudentConfig:
         """The ANN baseline's settings: the same network and training on human scores only (α = λ = 0)."""
         return replace(self, alpha=0.0, lam=0.0)
+
+
+_T = featurize.TOKENS_CONFIG
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """featurize.token_ids' config (the sequence student's input), typed and checked where it is made,
+    like :class:`FeaturizerConfig`; ``as_dict()`` is the dict featurize.py, scorer.json and the page take."""
+
+    version: int = _T["version"]
+    kind: str = _T["kind"]
+    n_buckets: int = _T["n_buckets"]
+    max_tokens: int = _T["max_tokens"]
+    seed: int = _T["seed"]
+
+    def __post_init__(self) -> None:
+        featurize.validate_tokens_config(self.as_dict())
+
+    @classmethod
+    def from_dict(cls, config: dict) -> TokenConfig:
+        featurize.validate_tokens_config(config)
+        return cls(**config)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """The sequence student: hashed token ids -> embeddings (initialised from the teacher's encoder) ->
+    1-D convolutions -> max and mean pooling -> one logit per score. Its distillation settings (α, T, λ,
+    batch, seed, splits) are the student's (:class:`StudentConfig`); these are its own."""
+
+    tokens: TokenConfig = TokenConfig()
+    dim: int = 48            # embedding width (the table is stored as float16 in model.onnx)
+    channels: int = 64       # filters per kernel width
+    kernels: tuple[int, ...] = (2, 3)
+    dropout: float = 0.2
+    lr: float = 2e-3
+    epochs: int = 40
+    patience: int = 8
+    init: str = "teacher"    # "teacher": embeddings from the teacher's encoder; "random"
+
+    def __post_init__(self) -> None:
+        if not (self.dim > 0 and self.channels > 0 and self.kernels and all(k >= 1 for k in self.kernels)):
+            raise ValueError(f"sequence student: dim, channels and kernel widths must be positive, got {self}")
+        if self.init not in ("teacher", "random"):
+            raise ValueError(f"sequence student init {self.init!r}: use 'teacher' or 'random'")
+        object.__setattr__(self, "kernels", tuple(self.kernels))
 
 
 @dataclass

@@ -16,7 +16,10 @@ from kd_train.config import FeaturizerConfig, StudentConfig  # noqa: F401  (Stud
 from kd_train.data import UNLABELED, Table, UserError, check_trainable, concat, stratified_folds, stratified_split
 from kd_train.metrics import qwk, score_metrics
 from kd_train.soft_labels import SoftLabels
-from kd_train.student import Student, featurize_all, param_count
+from kd_train.student import Student, as_tensor, featurize_all, param_count
+
+ModelFactory = Callable[[int, int], torch.nn.Module]
+"""(number of inputs: the feature matrix's columns, number of score values) -> an untrained model."""
 
 
 def kd_loss(
@@ -62,8 +65,8 @@ class StudentData:
 
 def train_student(
     fit: StudentData, val: StudentData | None, n_classes: int, config: StudentConfig, progress: bool = True,
-    epochs: int | None = None, on_epoch=None,
-) -> tuple[Student, dict]:
+    epochs: int | None = None, on_epoch=None, make_model: ModelFactory | None = None,
+) -> tuple[torch.nn.Module, dict]:
     """AdamW on kd_loss (or plain cross-entropy without teacher probabilities); returns the model and its
     history. Same data and seed → same weights.
 
@@ -71,22 +74,24 @@ def train_student(
     the validation QWK has risen above 0 (a model still giving one score, or chance, keeps training
     up to ``config.epochs``). With ``epochs``: exactly that many epochs, no validation.
     ``on_epoch(epoch, model)`` is called after every epoch (cross-validation reads its logits there).
+    ``make_model``: the network to train (default: the bag :class:`Student` of ``config``); a model with
+    ``round_embeddings`` (the sequence student) has them rounded as its ONNX file stores them at the end.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a network this small trains >10x faster on one thread than on two busy cores
     try:
-        return _train_student(fit, val, n_classes, config, progress, epochs, on_epoch)
+        return _train_student(fit, val, n_classes, config, progress, epochs, on_epoch, make_model)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train_student(fit: StudentData, val: StudentData | None, n_classes: int, config: StudentConfig, progress: bool,
-                   epochs: int | None = None, on_epoch=None):
+                   epochs: int | None = None, on_epoch=None, make_model: ModelFactory | None = None):
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = Student(fit.x.shape[1], n_classes, config.hidden, config.dropout)
+    model = (make_model or _bag_model(config))(fit.x.shape[1], n_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    x, y = torch.from_numpy(fit.x), torch.from_numpy(fit.y).long()
+    x, y = as_tensor(fit.x), torch.from_numpy(fit.y).long()
     p = torch.from_numpy(fit.teacher_probs).float() if fit.teacher_probs is not None else None
     if p is None and bool((y == UNLABELED).any()):
         raise ValueError("unlabeled answers need teacher probabilities")
@@ -118,7 +123,7 @@ def _train_student(fit: StudentData, val: StudentData | None, n_classes: int, co
             history.append({"epoch": epoch, "loss": total / len(x)})
             continue
         with torch.no_grad():
-            pred = model(torch.from_numpy(val.x)).argmax(dim=1).numpy()
+            pred = model(as_tensor(val.x)).argmax(dim=1).numpy()
         score = qwk(val.y, pred, labels)
         history.append({"epoch": epoch, "loss": total / len(x), "val_qwk": score})
         bar.set_postfix(loss=f"{total / len(x):.4f}", val_qwk=f"{score:.3f}")
@@ -130,14 +135,20 @@ def _train_student(fit: StudentData, val: StudentData | None, n_classes: int, co
         model.load_state_dict(best["state"])
     else:
         best["epoch"] = len(history)
+    if hasattr(model, "round_embeddings"):
+        model.round_embeddings()
     model.eval()
     return model, {"best_epoch": best["epoch"], "val_qwk": best["qwk"] if best["state"] is not None else None,
                    "epochs_run": len(history), "history": history}
 
 
-def predict_proba(model: Student, x: np.ndarray) -> np.ndarray:
+def _bag_model(config: StudentConfig) -> ModelFactory:
+    return lambda n_inputs, n_classes: Student(n_inputs, n_classes, config.hidden, config.dropout)
+
+
+def predict_proba(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return torch.softmax(model.eval()(torch.from_numpy(x)), dim=-1).numpy()
+        return torch.softmax(model.eval()(as_tensor(x)), dim=-1).numpy()
 
 
 Features = Callable[[Table], np.ndarray]
@@ -174,7 +185,8 @@ def distill_item(
     test: Table | None = None,
     progress: bool = True,
     features: Features | None = None,
-) -> tuple[Student, dict]:
+    make_model: ModelFactory | None = None,
+) -> tuple[torch.nn.Module, dict]:
     """Train one item's student; returns (model, report with metrics on validation and test).
 
     Without ``soft`` (or with α = 0 and λ = 0) this is the paper's ANN baseline: the same network
@@ -185,7 +197,9 @@ def distill_item(
     on all of them for that many epochs, and the report's "val" metrics are the pooled out-of-fold
     ones; ``report["oof"]`` holds the out-of-fold logits (ids, logits) for choosing and calibrating.
 
-    ``features`` (see :data:`Features`) gives the answers' features instead of featurizing them here.
+    ``features`` (see :data:`Features`) gives the answers' features instead of featurizing them here;
+    with ``make_model`` (another network than the bag student, e.g. the sequence student) it gives that
+    network's input.
     """
     features = _feature_fn(featurizer_config, features)
     check_trainable(train, item)
@@ -200,7 +214,7 @@ def distill_item(
     transfer = transfer.for_item(item) if transfer is not None else None
     if uses_cross_validation(len(labelled), config):
         model, history, val_metrics, oof = _cross_validated(labelled, transfer, to_index, features, config, use_soft,
-                                                            progress)
+                                                            progress, make_model)
         sizes = {"fit": len(labelled), "val": 0, "cross_validation_folds": config.cv_folds}
     else:
         fit, val = stratified_split(labelled, config.val_fraction, config.seed)
@@ -208,7 +222,7 @@ def distill_item(
         model, history = train_student(
             _student_data(fit_table, to_index, features, use_soft),
             _student_data(val, to_index, features, None),
-            len(score_values), config, progress,
+            len(score_values), config, progress, make_model=make_model,
         )
         val_metrics, oof, sizes = evaluate(model, val, score_values, featurizer_config, soft, features), None, \
             {"fit": len(fit), "val": len(val)}
@@ -229,7 +243,8 @@ def distill_item(
 
 
 def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, features: Features,
-                     config: StudentConfig, soft: SoftLabels | None, progress: bool):
+                     config: StudentConfig, soft: SoftLabels | None, progress: bool,
+                     make_model: ModelFactory | None = None):
     """k folds trained for config.epochs each; the epoch with the best pooled out-of-fold QWK is the one
     the final model (all labelled answers) is trained for. Returns (model, history, val metrics, oof)."""
     n_classes = len(to_index)
@@ -239,17 +254,18 @@ def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, fe
     for held_out in stratified_folds(labelled, config.cv_folds, config.seed):
         keep = np.setdiff1d(np.arange(len(labelled)), held_out)
         fit = _rows(data, keep, extra)
-        x_held = torch.from_numpy(data.x[held_out])
+        x_held = as_tensor(data.x[held_out])
 
         def record(epoch: int, model: Student, held_out=held_out, x_held=x_held) -> None:
             with torch.no_grad():
                 oof[epoch - 1, held_out] = model(x_held).double().numpy()
 
-        train_student(fit, None, n_classes, config, progress=False, epochs=config.epochs, on_epoch=record)
+        train_student(fit, None, n_classes, config, progress=False, epochs=config.epochs, on_epoch=record,
+                      make_model=make_model)
     per_epoch = [qwk(data.y, oof[e].argmax(axis=1), list(range(n_classes))) for e in range(config.epochs)]
     best = int(np.argmax(per_epoch)) + 1
     model, history = train_student(_rows(data, np.arange(len(labelled)), extra), None, n_classes, config, progress,
-                                   epochs=best)
+                                   epochs=best, make_model=make_model)
     values = sorted(to_index, key=to_index.get)
     pred = [values[i] for i in oof[best - 1].argmax(axis=1)]
     val_metrics = score_metrics(labelled.scores, pred, values) | {"cross_validated": True}
@@ -263,11 +279,17 @@ def _rows(data: StudentData, rows: np.ndarray, extra: StudentData | None) -> Stu
     p = data.teacher_probs[rows] if data.teacher_probs is not None else None
     if extra is None:
         return StudentData(x, y, p)
-    return StudentData(np.concatenate([x, extra.x]), np.concatenate([y, extra.y]),
+    return StudentData(_stack(x, extra.x), np.concatenate([y, extra.y]),
                        np.concatenate([p, extra.teacher_probs]) if p is not None else None)
 
 
-def evaluate(model: Student, table: Table, score_values: list[int], featurizer_config: FeaturizerConfig,
+def _stack(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a`` above ``b``; token-id matrices (padded to their own longest answer) padded with 0 to the wider."""
+    width = max(a.shape[1], b.shape[1])
+    return np.concatenate([np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in (a, b)])
+
+
+def evaluate(model: torch.nn.Module, table: Table, score_values: list[int], featurizer_config: FeaturizerConfig,
              soft: SoftLabels | None = None, features: Features | None = None) -> dict:
     """Metrics of ``model`` on ``table`` (labelled rows), with agreement with the teacher where known."""
     probs = predict_proba(model, _feature_fn(featurizer_config, features)(table))

@@ -230,6 +230,24 @@ def embed(encoder: tuple, responses: list[str], question: str | None, max_length
     return out
 
 
+def word_vectors(encoder: tuple, words: list[str], batch_size: int = 256) -> np.ndarray:
+    """One static vector per word (Model2Vec's recipe): the ``encoder``'s last token states for the word
+    read alone, averaged over its tokens ([CLS] and [SEP] included), unnormalised; [len(words), hidden]."""
+    import numpy as np
+    import torch
+
+    tokenizer, model = encoder
+    out = np.zeros((len(words), model.config.hidden_size), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, len(words), batch_size):
+            enc = tokenizer(words[start:start + batch_size], padding=True, truncation=True, max_length=16,
+                            return_tensors="pt")
+            states = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+            out[start:start + batch_size] = ((states * mask).sum(dim=1) / mask.sum(dim=1)).numpy()
+    return out
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     import numpy as np
 

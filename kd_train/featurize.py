@@ -35,6 +35,13 @@ Features
     Speed: the char n-grams of up to 4,096 recent tokens are kept in memory between calls (a pure
     cache: the output is the same with or without it; answers to one question share most words).
 
+Token ids (``token_ids``, the sequence student's input; config ``TOKENS_CONFIG``)
+    The same tokens (steps 1-2), in order, the first ``max_tokens`` of them; each one's id is
+    ``1 + zlib.crc32(b"t\\x1f" + token UTF-8, seed) % (n_buckets - 1)``, so 0 is left for padding,
+    no vocabulary file is needed and an unseen word still gets an id. Integers only: bit-identical
+    anywhere by the same argument as the hashes below. Keys: version 1, kind "tokens", n_buckets
+    (2 .. 2**24, default 8192), max_tokens (1 .. 65536, default 256), seed (as below).
+
 Config keys (``DEFAULT_CONFIG``; JSON-serialisable, stored in scorer.json)
     version           1 (format of these rules; any change of output must bump it)
     n_buckets         int, 1 .. 2**24 (default 2048): length of the dense vector
@@ -71,7 +78,7 @@ from collections import Counter
 from itertools import repeat
 from math import sqrt
 
-__all__ = ["DEFAULT_CONFIG", "featurize", "validate_config"]
+__all__ = ["DEFAULT_CONFIG", "TOKENS_CONFIG", "featurize", "token_ids", "tokens", "validate_config", "validate_tokens_config"]
 
 DEFAULT_CONFIG: dict = {
     "version": 1,
@@ -80,6 +87,16 @@ DEFAULT_CONFIG: dict = {
     "char_ngram_range": [2, 5],
     "word_weight": 1.0,
     "char_weight": 1.0,
+    "seed": 0,
+}
+
+# The sequence student's input (token_ids): the same tokens, each hashed to an id in 1 .. n_buckets - 1
+# (0 is padding). No vocabulary file: an unseen word still gets an id.
+TOKENS_CONFIG: dict = {
+    "version": 1,
+    "kind": "tokens",
+    "n_buckets": 8192,
+    "max_tokens": 256,
     "seed": 0,
 }
 
@@ -122,6 +139,7 @@ _TOKEN_RE = re.compile(
 _find_tokens = _TOKEN_RE.findall
 
 _WORD_PREFIX = b"w\x1f"
+_TOKEN_PREFIX = b"t\x1f"
 _CHAR_PREFIX = b"c\x1f"
 
 
@@ -250,3 +268,47 @@ def featurize(text: str, config: dict) -> list[tuple[int, float]]:
         return []
     norm = sqrt(norm2)
     return [(b, v / norm) for b, v in zip(buckets, values) if v != 0.0]
+
+
+def _tokens_params(config: dict) -> tuple:
+    if not isinstance(config, dict) or config.keys() != TOKENS_CONFIG.keys():
+        raise ValueError(f"token config must be a dict with exactly the keys {sorted(TOKENS_CONFIG)}, got "
+                         f"{sorted(config) if isinstance(config, dict) else type(config).__name__} "
+                         "(start from a copy of TOKENS_CONFIG)")
+    if config["version"] != 1 or isinstance(config["version"], bool) or config["kind"] != "tokens":
+        raise ValueError(f"token config version {config['version']!r}, kind {config['kind']!r}: this featurize.py "
+                         "implements version 1 of kind 'tokens' only")
+    values = []
+    for key, lo, hi in (("n_buckets", 2, 1 << 24), ("max_tokens", 1, 1 << 16), ("seed", 0, 0xFFFFFFFF)):
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"token config {key!r} = {v!r}: use an integer in [{lo}, {hi}], "
+                             f"e.g. {TOKENS_CONFIG[key]!r}")
+        values.append(v)
+    return tuple(values)
+
+
+def validate_tokens_config(config: dict) -> dict:
+    """Check a token config (the sequence student's); return it unchanged, or raise ValueError naming the bad key."""
+    _tokens_params(config)
+    return config
+
+
+def tokens(text: str) -> list:
+    """The answer's tokens (steps 1-2: case-folded words), in order."""
+    return _find_tokens(text.translate(_TABLE))
+
+
+def token_ids(text: str, config: dict) -> list:
+    """The sequence student's input: the first ``max_tokens`` tokens of ``text`` (the same tokens as
+    :func:`featurize`'s), each ``1 + crc32(b"t\\x1f" + UTF-8, seed) % (n_buckets - 1)``; ``[]`` for no token.
+
+    Raises ValueError for an invalid config, TypeError if ``text`` is not a str.
+    """
+    n_buckets, max_tokens, seed = _tokens_params(config)
+    if not isinstance(text, str):
+        raise TypeError(f"token_ids expects str, got {type(text).__name__}")
+    start = zlib.crc32(_TOKEN_PREFIX, seed)
+    size = n_buckets - 1
+    return [1 + zlib.crc32(tok.encode("utf-8", "surrogatepass"), start) % size
+            for tok in tokens(text)[:max_tokens]]

@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 
 from kd_train import featurize as spec
-from kd_train.config import FeaturizerConfig
+from kd_train.config import FeaturizerConfig, TokenConfig
 
 try:                                  # featurize.py's rules for ASCII answers in C (built by pip install)
     from kd_train._featurize_ascii import featurize_ascii as _featurize_ascii_c
@@ -48,4 +48,15 @@ def featurize_dense(texts: list[str], config: FeaturizerConfig) -> np.ndarray:
     for row in rows:                  # the rows the C featurizer left: through featurize.py
         for bucket, value in spec.featurize(texts[row], as_dict):
             out[row, bucket] = value
+    return out
+
+
+def token_matrix(responses: list[str], config: TokenConfig) -> np.ndarray:
+    """``featurize.token_ids`` of each answer, one row each, padded with 0 to the longest: int32
+    [n, length >= 1], the sequence scorer's input (no fast path: featurize.py's own function)."""
+    tokens = config.as_dict()
+    rows = [spec.token_ids(text, tokens) for text in responses]
+    out = np.zeros((len(rows), max([1, *map(len, rows)])), dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
     return out

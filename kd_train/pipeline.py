@@ -19,16 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from kd_train import baselines, detect, probes, quality, soft_labels, teacher
-from kd_train.config import AUGMENT, FeaturizerConfig
+from kd_train import featurize
+from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfig
 from kd_train.data import Item, Table, augmented_answers, concat, item_folder, read_responses, stratified_split
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import decide, flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
-from kd_train.student import featurize_all, logits, param_count
+from kd_train.student import SequenceStudent, embedding_table, input_config, logits, model_inputs, param_count, token_matrix
 
 OTHER_ANSWERS_MAX = 20000   # answers to other questions the detectors learn other_question from, at most
+SEQUENCE_WORDS_MAX = 30000  # words (used twice or more) whose teacher vectors start the sequence student's embeddings
 
 
 @dataclass
@@ -41,6 +43,8 @@ class PipelineConfig:
     use_transfer: bool = True
     augment: int = AUGMENT   # perturbed copies of each fitted answer for the teacher to label (0: none)
     pair_question: str = "no"  # "auto": a second teacher reads question + answer; the better on validation labels
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    candidates: tuple[str, ...] = CANDIDATES   # the models selection may ship (the sequence student is trained only when listed)
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
 
@@ -241,6 +245,11 @@ def run_item(
                               val_fraction=config.student.val_fraction, cv_folds=config.student.cv_folds if cv else 0)
     lr_model = baselines.as_student(lr["model"], values)
     report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
+    trained = {"student": (model, student), "ann": (ann_model, ann), "hashing_lr": (lr_model, lr)}
+    if "sequence" in config.candidates:
+        trained["sequence"] = sequence_student(teacher_dir, train, item.item, values, config, soft, transfer, test, log)
+        report["models"]["sequence"] = {"params": trained["sequence"][1]["params"], **trained["sequence"][1]["metrics"],
+                                        "embeddings": trained["sequence"][1]["embeddings"]}
     if config.tinybert:
         small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0,
                                          "with_question": meta["config"]["with_question"]})
@@ -250,8 +259,7 @@ def run_item(
         report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}
 
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
-    candidates = make_candidates({"student": (model, student), "ann": (ann_model, ann), "hashing_lr": (lr_model, lr)},
-                                 val, test, fconfig)
+    candidates = make_candidates({name: trained[name] for name in config.candidates}, val, test, fconfig)
     shipped, quality_report = ship(candidates, val, test, values, report["models"])
     quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds)
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
@@ -272,12 +280,42 @@ def run_item(
 
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
     training = student["training"] | {"student_config": asdict(config.student)}
+    if quality_report["shipped"] == "sequence":
+        seq_report = trained["sequence"][1]
+        training = seq_report["training"] | {"student_config": asdict(config.student),
+                                             "sequence_config": asdict(config.sequence),
+                                             "embeddings": seq_report["embeddings"]}
     write_scorer(out / "scorer", shipped, item=item.item, question=item.question, score_values=values,
-                 featurizer_config=fconfig, metrics=quality_report["metrics"], teacher=teacher_fp, training=training,
+                 featurizer_config=input_config(shipped, fconfig), metrics=quality_report["metrics"], teacher=teacher_fp, training=training,
                  quality=quality_report, detectors=profile, probes=report["probes"], force=config.force)
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def sequence_student(teacher_dir: Path, train: Table, item: str, values: list[int], config: PipelineConfig,
+                     soft: soft_labels.SoftLabels | None, transfer: Table | None, test: Table | None, log=print) -> tuple:
+    """The sequence student (kd_train/student.py), distilled like the bag student from the same soft labels
+    and transfer answers, its embeddings started from the teacher's encoder (``config.sequence.init``):
+    (model, its distill_item report + "embeddings", where they came from)."""
+    seq = config.sequence
+    texts = train.responses + (transfer.responses if transfer is not None else [])
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word in featurize.tokens(text)[: seq.tokens.max_tokens]:
+            counts[word] = counts.get(word, 0) + 1
+    table, source = None, "random vectors"
+    words = sorted((w for w, n in counts.items() if n >= 2), key=lambda w: (-counts[w], w))[:SEQUENCE_WORDS_MAX]
+    if seq.init == "teacher" and words:
+        vectors, source = teacher.word_vectors(teacher_dir, words)
+        table = embedding_table(words, [counts[w] for w in words], vectors, seq, config.student.seed)
+    log(f"  candidate: sequence student (words in order, embeddings from {source}"
+        f"{f', {len(words):,} words' if table is not None else ''})")
+    student_config = replace(config.student, lr=seq.lr, epochs=seq.epochs, patience=seq.patience, dropout=seq.dropout)
+    model, report = distill_item(train, item, values, config.featurizer, student_config, soft, transfer, test,
+                                 features=lambda t: token_matrix(t.responses, seq),
+                                 make_model=lambda _, n_classes: SequenceStudent(seq, n_classes, table))
+    return model, report | {"embeddings": source}
 
 
 def _augmented(out: Path, train: Table, item: str, config: PipelineConfig, log) -> Table:
@@ -321,7 +359,7 @@ def probe_shipped(item: Item, train: Table, test: Table | None, profile: dict, m
         if test is not None else []
 
     def score(texts: list[str]) -> list[int]:
-        probs = teacher.softmax(logits(model, featurize_all(texts, fconfig)))
+        probs = teacher.softmax(logits(model, model_inputs(model, texts, fconfig)))
         return [values[i] for i in decide(probs, cutpoints)]
 
     return probes.probe_item(item, train, others, profile, score, values[0], seed)
@@ -346,16 +384,23 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
     ``models``: {name: (model, its training report)}; a report with out-of-fold logits ("oof", from
     cross-validation) gives those for the validation answers instead of the final model's.
     """
-    x_val = featurize_all(val.responses, fconfig)
-    x_test = featurize_all(test.responses, fconfig) if test is not None and len(test) else None
+    inputs: dict = {}   # the bag candidates share their features
+
+    def x(model, table: Table) -> np.ndarray:
+        key = (type(model).__name__, id(table))
+        if key not in inputs:
+            inputs[key] = model_inputs(model, table.responses, fconfig)
+        return inputs[key]
+
+    has_test = test is not None and len(test)
     candidates = []
     for name, (model, report) in models.items():
         if "oof" in report:
             row = {rid: i for i, rid in enumerate(report["oof"]["ids"])}
             val_logits = np.asarray(report["oof"]["logits"])[[row[rid] for rid in val.ids]]
         else:
-            val_logits = logits(model, x_val)
-        candidates.append(Candidate(name, model, val_logits, logits(model, x_test) if x_test is not None else None))
+            val_logits = logits(model, x(model, val))
+        candidates.append(Candidate(name, model, val_logits, logits(model, x(model, test)) if has_test else None))
     return candidates
 
 

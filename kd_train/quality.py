@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kd_train.config import CANDIDATES
 from kd_train.metrics import qwk_rows, decide, expected_index, score_metrics
 from kd_train.teacher import softmax  # the one softmax(logits, temperature) of the project
 
@@ -42,7 +43,7 @@ WORSE_P = 0.05           # less accurate than the most common score at this sign
 REVIEW_SHARE = 0.20      # the page flags this share of validation answers (the least sure) for review
 ECE_BINS = 10
 CUT_FOLDS = 5            # cutpoints are judged out of fold over the validation answers
-PREFERENCE = ("student", "ann", "hashing_lr")
+PREFERENCE = CANDIDATES   # on a tie, the first listed
 GATE_RULE = (f"gives one score to at least {ONE_SCORE_SHARE:.0%} of the validation answers, reaches a validation "
              f"QWK of at most {MIN_QWK:.2f}, or is less accurate than always giving the most common score by more than "
              f"chance explains (one-sided sign test, p < {WORSE_P})")
@@ -192,7 +193,7 @@ def fold_temperature(model: "Student", temperature: float) -> "Student":
     import torch
 
     folded = copy.deepcopy(model)
-    last = [m for m in folded.net if isinstance(m, torch.nn.Linear)][-1]
+    last = [m for m in folded.modules() if isinstance(m, torch.nn.Linear)][-1]   # the output layer of either student
     with torch.no_grad():
         last.weight /= temperature
         last.bias /= temperature

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kd_train import detect, featurize
-from kd_train.config import FeaturizerConfig
+from kd_train.config import FeaturizerConfig, TokenConfig
 from kd_train.data import UserError
 from kd_train.files import (discard_temp, holds_lock, make_temp_dir, read_marker, remove_leftovers, replace_dir,
                             sha256_file)
@@ -58,7 +58,7 @@ def write_scorer(
     item: str,
     question: str,
     score_values: list[int],
-    featurizer_config: FeaturizerConfig,
+    featurizer_config: FeaturizerConfig | TokenConfig,
     metrics: dict,
     teacher: dict | None,
     training: dict,
@@ -78,7 +78,7 @@ def write_scorer(
     (optional): what kd_train/probes.py measured on this item's gaming probes. An existing ``out_dir`` is replaced only when it is a scorer directory
     (or ``force``).
     """
-    from kd_train.student import export_onnx, param_count
+    from kd_train.student import export_onnx, input_name, model_summary, param_count
 
     out_dir = Path(out_dir)
     if detectors is not None:
@@ -99,8 +99,8 @@ def write_scorer(
                 "sha256": sha256_file(tmp / "model.onnx"),
                 "bytes": (tmp / "model.onnx").stat().st_size,
                 "params": param_count(model),
-                "hidden": model.hidden,
-                "input": "features",
+                **model_summary(model),
+                "input": input_name(model),
                 "output": "probs",
             },
             "featurize_sha256": featurize_sha256(),
@@ -158,7 +158,15 @@ def check_files(folder: str | os.PathLike) -> dict:
     return marker
 
 
-def _check_info(folder: Path, info) -> FeaturizerConfig:
+def input_config(config: dict) -> FeaturizerConfig | TokenConfig:
+    """scorer.json's "featurizer", checked: the token config of a sequence scorer (``"kind": "tokens"``),
+    else the bag featurizer's; ValueError or TypeError when it is neither."""
+    if isinstance(config, dict) and config.get("kind") == "tokens":
+        return TokenConfig.from_dict(config)
+    return FeaturizerConfig.from_dict(config)
+
+
+def _check_info(folder: Path, info) -> FeaturizerConfig | TokenConfig:
     """scorer.json's shape: the keys predict, evaluate, build and the page rely on; returns its featurizer config."""
     if not isinstance(info, dict):
         raise _bad(folder, "scorer.json is not a JSON object")
@@ -200,7 +208,7 @@ def _check_info(folder: Path, info) -> FeaturizerConfig:
         if info.get(key) is not None and not isinstance(info[key], dict):
             raise _bad(folder, f"scorer.json's {key} {str(info[key])[:40]!r} is not an object (or null)")
     try:
-        featurizer = FeaturizerConfig.from_dict(info["featurizer"])
+        featurizer = input_config(info["featurizer"])
     except (ValueError, TypeError) as err:
         raise _bad(folder, f"scorer.json's featurizer config is invalid ({err})") from None
     cuts = info.get("cutpoints")
@@ -216,7 +224,7 @@ def _check_info(folder: Path, info) -> FeaturizerConfig:
     return featurizer
 
 
-def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> tuple[dict, FeaturizerConfig]:
+def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> tuple[dict, FeaturizerConfig | TokenConfig]:
     """scorer.json of a scorer directory and its featurizer config, after checking all its files against
     kd-train.json (and featurize.py)."""
     folder = Path(folder)
@@ -245,15 +253,22 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(Path(path)), options, providers=["CPUExecutionProvider"])
 
 
-def _check_model(folder: Path, session, info: dict, featurizer: FeaturizerConfig) -> None:
-    """The model's input and output match scorer.json: n_buckets features in, one probability per score value out."""
+def _check_model(folder: Path, session, info: dict, featurizer: FeaturizerConfig | TokenConfig) -> None:
+    """The model's input and output match scorer.json: n_buckets features (or token ids, for a sequence
+    scorer) in, one probability per score value out."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    shape_in = inputs[0].shape if len(inputs) == 1 and inputs[0].name == "features" else None
+    tokens = isinstance(featurizer, TokenConfig)
+    name, what = ("token_ids", "[batch, length] of int32") if tokens else ("features", "[batch, buckets]")
+    shape_in = inputs[0].shape if len(inputs) == 1 and inputs[0].name == name else None
     shape_out = outputs[0].shape if outputs and outputs[0].name == "probs" else None
-    if shape_in is None or shape_out is None or len(shape_in) != 2 or len(shape_out) != 2:
-        raise _bad(folder, "model.onnx does not have the input 'features' [batch, buckets] and output 'probs' "
-                           "[batch, scores] of a kd-train scorer")
-    if shape_in[1] != featurizer.n_buckets:
+    if (shape_in is None or shape_out is None or len(shape_in) != 2 or len(shape_out) != 2
+            or info["model"].get("input") != name):
+        raise _bad(folder, f"model.onnx does not have the input {name!r} {what} and output 'probs' "
+                           "[batch, scores] that scorer.json's featurizer and model entry call for")
+    if tokens:
+        if inputs[0].type != "tensor(int32)":
+            raise _bad(folder, f"model.onnx takes {inputs[0].type} token ids, not int32")
+    elif shape_in[1] != featurizer.n_buckets:
         raise _bad(folder, f"model.onnx takes {shape_in[1]} features but scorer.json's featurizer makes "
                            f"{featurizer.n_buckets}")
     if shape_out[1] != len(info["score_values"]):
@@ -278,12 +293,15 @@ class Scorer:
         return self.info["score_values"]
 
     def predict_proba(self, responses: list[str], batch_size: int = 512) -> np.ndarray:
-        from kd_train.featurize_batch import featurize_dense
+        from kd_train.featurize_batch import featurize_dense, token_matrix
 
         out = []
         for start in range(0, len(responses), batch_size):
-            x = featurize_dense(responses[start:start + batch_size], self.featurizer)
-            out.append(self.session.run(["probs"], {"features": x})[0])
+            batch = responses[start:start + batch_size]
+            if isinstance(self.featurizer, TokenConfig):
+                out.append(self.session.run(["probs"], {"token_ids": token_matrix(batch, self.featurizer)})[0])
+            else:
+                out.append(self.session.run(["probs"], {"features": featurize_dense(batch, self.featurizer)})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.score_values)), dtype=np.float32)
 
     def flags(self, responses: list[str]) -> list[list[str]]:

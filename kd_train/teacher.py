@@ -45,7 +45,7 @@ from kd_train.encoder import (DEFAULT_MODEL_PACKAGE, HEAD_SHARE, ModelError, enc
                               truncation_rule, weights_sha256)
 from kd_train.files import holds_lock, new_temp, process_start, remove_leftovers, replace_dir, sha256_file
 from kd_train.teacher_frozen import FROZEN_HEAD_FILE, FROZEN_KIND, frozen_candidate, frozen_logits, frozen_oof
-from kd_train import teacher_trainer
+from kd_train import encoder, teacher_trainer
 from kd_train.teacher_trainer import SoftTargets, logit_metrics, train_one
 
 if TYPE_CHECKING:
@@ -356,6 +356,19 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
             enc = tokenizer.pad(features, padding=True, return_tensors="pt").to(device)
             out[idx] = model(**enc).logits.float().cpu().numpy()
     return out
+
+
+def word_vectors(teacher_dir: str | os.PathLike, words: list[str]) -> tuple[np.ndarray, str]:
+    """(static vectors of ``words`` from the teacher's encoder (``encoder.word_vectors``), which encoder gave
+    them): the fine-tuned one where the folder holds its weights, else (a frozen teacher, or a cache of
+    soft labels that kept only teacher.json) the base encoder it was made from."""
+    meta = read_meta(teacher_dir)
+    if meta.get("kind") != FROZEN_KIND and weights_sha256(Path(teacher_dir)):
+        source, which = str(teacher_dir), "the fine-tuned teacher's encoder"
+    else:
+        source = resolve_model(meta["config"]["model"])
+        which = f"the teacher's base encoder ({Path(source).name})"
+    return encoder.word_vectors(encoder.load_encoder(source), words), which
 
 
 def label(

@@ -339,9 +339,10 @@ def test_pyodide_parity(tmp_path):
     corpus = _corpus()
     assert len(corpus) >= 5000
     cfg = json.loads(json.dumps(DEFAULT_CONFIG))
+    tokens = dict(fz.TOKENS_CONFIG, max_tokens=1 << 16)   # every token of every string
     inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     with open(inp, "w", encoding="ascii") as f:
-        f.write(json.dumps({"config": cfg}) + "\n")
+        f.write(json.dumps({"config": cfg, "tokens": tokens}) + "\n")
         for text in corpus:
             f.write(json.dumps([ord(c) for c in text]) + "\n")
     proc = subprocess.run([node, str(NODE_SCRIPT), str(FEATURIZE_PY), str(inp), str(outp)],
@@ -355,6 +356,30 @@ def test_pyodide_parity(tmp_path):
     assert header["python"].startswith("3.14"), header
     assert len(got) == len(corpus)
     mismatches = [k for k, text in enumerate(corpus)
-                  if got[k] != _encode(featurize(text, cfg))]
+                  if {k: v for k, v in got[k].items() if k != "t"} != _encode(featurize(text, cfg))]
     assert not mismatches, (f"{len(mismatches)} of {len(corpus)} strings differ, first: "
                             f"{corpus[mismatches[0]][:200]!r}")
+    differ = [k for k, text in enumerate(corpus) if got[k]["t"] != fz.token_ids(text, tokens)]
+    assert not differ, (f"token_ids of {len(differ)} of {len(corpus)} strings differ, first: "
+                        f"{corpus[differ[0]][:200]!r}")
+    assert sum(len(g["t"]) for g in got) > 100_000   # the parity covers many tokens, not empty lists
+
+
+def test_token_ids_are_the_tokens_in_order_hashed_with_0_left_for_padding():
+    config = dict(fz.TOKENS_CONFIG, n_buckets=50, max_tokens=6)
+    ids = fz.token_ids("It is NOT true, that it is", config)
+    assert len(ids) == 6 and all(1 <= i < 50 for i in ids)
+    assert ids[0] == ids[5] == fz.token_ids("it", config)[0]          # case-folded, same word same id
+    assert ids == fz.token_ids("it is not true that it", config)          # separators are not tokens
+    assert fz.token_ids("", config) == [] == fz.token_ids("?!", config)
+    assert fz.token_ids("don't", config) == fz.token_ids("DONT", config)  # featurize.py's own rules
+    assert fz.token_ids("a b", dict(config, seed=1)) != fz.token_ids("a b", config)
+
+
+@pytest.mark.parametrize("change, key", [({"n_buckets": 1}, "n_buckets"), ({"max_tokens": 0}, "max_tokens"),
+                                         ({"seed": -1}, "seed"), ({"kind": "bag"}, "kind"), ({"extra": 1}, "keys")])
+def test_a_bad_token_config_is_refused_by_name(change, key):
+    with pytest.raises(ValueError, match=key):
+        fz.token_ids("a", dict(fz.TOKENS_CONFIG, **change))
+    with pytest.raises(TypeError):
+        fz.token_ids(b"a", fz.TOKENS_CONFIG)

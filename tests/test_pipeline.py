@@ -32,14 +32,14 @@ def test_train_writes_scorer_soft_labels_and_report(trained):
     for name in ("train", "unlabeled", "test"):
         assert (item / f"soft-{name}.csv").is_file() and (item / f"soft-{name}.json").is_file()
     report = json.loads((trained / "report.json").read_text())
-    assert set(report["models"]) == {"teacher", "student", "ann", "hashing_lr", "shipped"}
+    assert set(report["models"]) == {"teacher", "student", "ann", "hashing_lr", "sequence", "shipped"}
     student = report["models"]["student"]
     assert student["params"] == 28746 and set(student["items"]["demo-ice"]) == {"acc", "qwk", "f1", "n"}
     assert {"mean_acc", "mean_qwk", "fisher_qwk", "mean_f1"} <= set(student)
     info = json.loads((item / "scorer" / "scorer.json").read_text())
     assert info["training"]["transfer"] == 100 + 2 * info["training"]["fit"] and info["teacher"]["weights_sha256"]
     quality = info["quality"]
-    assert set(quality["candidates"]) == {"student", "ann", "hashing_lr"} and quality["shipped"] in quality["candidates"]
+    assert set(quality["candidates"]) == {"student", "ann", "hashing_lr", "sequence"} and quality["shipped"] in quality["candidates"]
     best = max(c["val_qwk"] for c in quality["candidates"].values())
     assert quality["candidates"][quality["shipped"]]["val_qwk"] == best       # chosen on validation, not test
     assert info["fit_for_use"] is True and info["unfit_reasons"] == []

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from kd_train import bundle
-from web_support import START_WORKER_JS, make_scorer, need_node_modules, second_item
+from web_support import START_WORKER_JS, make_scorer, make_sequence_scorer, need_node_modules, second_item
 
 pytestmark = pytest.mark.slow
 
@@ -1017,6 +1017,37 @@ def test_a_snapshot_made_from_other_python_files_is_refused(dist, browser, tmp_p
     with tampered_page(dist, browser, tmp_path, ship_the_other_snapshot) as page:
         assert "snapshot was not made from this bundle's detect.py" in page.inner_text("#error")
         assert refuses_to_score(page)
+
+
+def test_a_sequence_scorer_runs_in_the_page_as_in_python(browser, tmp_path):
+    """A sequence scorer: the page's token ids are featurize.token_ids' in CPython, its probabilities for a
+    batch equal kd-train predict's for each answer alone (padding changes nothing), and a typed answer
+    gets the score predict gives."""
+    from kd_train import featurize
+    from kd_train.scorer import Scorer
+
+    scorer_dir = make_sequence_scorer(tmp_path / "scorer" / "demo-ice")
+    scorer = Scorer(scorer_dir)
+    out = tmp_path / "dist"
+    bundle.build([scorer_dir], out, report_sizes=False)
+    server, url = serve(out)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        got = page.evaluate(WORKER_CALLS, {"item": "demo-ice", "texts": TRICKY})
+        for i, text in enumerate(TRICKY):
+            ids = got["idx"][got["offsets"][i]:got["offsets"][i + 1]]
+            assert ids == featurize.token_ids(text, scorer.info["featurizer"]), repr(text[:40])
+        probs = np.frombuffer(base64.b64decode(got["probs"]), dtype="<f4").reshape(len(TRICKY), -1)
+        alone = np.vstack([scorer.predict_proba([text]) for text in TRICKY])
+        np.testing.assert_allclose(probs, alone, atol=1e-5, rtol=0)
+        text = "The metal conducts heat from the room into the ice faster than plastic does."
+        assert f"Suggested score: {scorer.predict([text])[0]}" in score_in_page(page, text)
+    finally:
+        context.close()
+        stop(server)
 
 
 def test_a_bundle_without_the_snapshot_scores_the_same(scorer_dir, browser, tmp_path):

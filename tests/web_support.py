@@ -53,6 +53,34 @@ def make_scorer(folder: Path, epochs: int = 60, cutpoints: list[float] | None = 
     return folder
 
 
+def make_sequence_scorer(folder: Path, epochs: int = 8) -> Path:
+    """A sequence scorer for the demo item (kd_train/student.py's SequenceStudent, random embeddings: the
+    teacher's are not needed to check that the page runs it as kd-train predict does), shipped like
+    :func:`make_scorer`'s, scoring by its most probable score."""
+    from kd_train import data, pipeline, scorer
+    from kd_train.config import FeaturizerConfig, SequenceConfig
+    from kd_train.distill import StudentConfig, distill_item
+    from kd_train.quality import Candidate
+    from kd_train.student import SequenceStudent, logits, token_matrix
+
+    demo = REPO / "examples" / "demo"
+    items = data.read_items(demo / "items.csv")
+    train = data.read_responses(demo / "responses.csv", items)
+    seq, values = SequenceConfig(init="random", dim=16, channels=16), [0, 1, 2, 3]
+    config = StudentConfig(epochs=epochs, lr=seq.lr)
+    model, report = distill_item(train, "demo-ice", values, FeaturizerConfig(), config, progress=False,
+                                 features=lambda t: token_matrix(t.responses, seq),
+                                 make_model=lambda _, n: SequenceStudent(seq, n))
+    val = pipeline.validation_split(train, "demo-ice", config)[1]
+    candidate = Candidate("sequence", model, logits(model, token_matrix(val.responses, seq)))
+    shipped, quality = pipeline.ship([candidate], val, None, values)
+    item = items["demo-ice"]
+    scorer.write_scorer(folder, shipped, item="demo-ice", question=item.question, score_values=values,
+                        featurizer_config=seq.tokens, metrics=quality["metrics"], teacher=None,
+                        training=report["training"], quality=quality, detectors=None)
+    return folder
+
+
 def other_question_answers(n: int = 80, seed: int = 0) -> list[str]:
     """Answers to another question of the same test (why a puddle dries in the sun), written for these
     tests: the test scorer's detectors learn other_question from them."""

@@ -261,16 +261,30 @@ function featurize({ run }, texts) {
   };
 }
 
+// The bag scorer's input: featurize.py's sparse vectors made dense, float32 [answers, n_buckets].
+function featureTensor(offsets, idx, val, rows, nBuckets) {
+  const dense = new Float32Array(rows * nBuckets);
+  for (let row = 0; row < rows; row++) {
+    for (let k = offsets[row]; k < offsets[row + 1]; k++) dense[row * nBuckets + idx[k]] = val[k];
+  }
+  return new ort.Tensor("float32", dense, [rows, nBuckets]);
+}
+
+// The sequence scorer's input: featurize.token_ids of each answer, padded with 0, int32 [answers, longest].
+function tokenTensor(offsets, idx, rows) {
+  let length = 1;
+  for (let row = 0; row < rows; row++) length = Math.max(length, offsets[row + 1] - offsets[row]);
+  const ids = new Int32Array(rows * length);
+  for (let row = 0; row < rows; row++) ids.set(idx.subarray(offsets[row], offsets[row + 1]), row * length);
+  return new ort.Tensor("int32", ids, [rows, length]);
+}
+
 async function score(item, texts) {
   const scorer = await loadScorer(item);
   const { info, session } = scorer;
-  const nBuckets = info.featurizer.n_buckets;
   const { offsets, idx, val, flags } = featurize(scorer, texts);
-  const dense = new Float32Array(texts.length * nBuckets);
-  for (let row = 0; row < texts.length; row++) {
-    for (let k = offsets[row]; k < offsets[row + 1]; k++) dense[row * nBuckets + idx[k]] = val[k];
-  }
-  const input = new ort.Tensor("float32", dense, [texts.length, nBuckets]);
+  const input = info.model.input === "token_ids" ? tokenTensor(offsets, idx, texts.length)
+    : featureTensor(offsets, idx, val, texts.length, info.featurizer.n_buckets);
   const output = await session.run({ [info.model.input]: input });
   const probs = output[info.model.output].data;
   input.dispose?.();

@@ -1,5 +1,6 @@
 """The Python half of the page's worker (worker.js): loads featurize.py and detect.py, and makes, per
-scorer, the function that turns answers into feature vectors and detector flags in one call.
+scorer, the function that turns answers into feature vectors (or, for a sequence scorer, token ids)
+and detector flags in one call.
 
 It runs in Pyodide. In a bundle with a start-up snapshot it ran at build time, inside the snapshot
 (web/make-snapshot.mjs, which records the sha256 of the three files in ``built_from`` for worker.js
@@ -28,7 +29,14 @@ detect_module = load("detect")
 def scorer_for(config, profile_json):
     config = dict(config)                    # a copy made once per scorer, not once per call
     profile = json.loads(profile_json)       # None for a scorer written before the detectors
-    featurize, flags = featurize_module.featurize, detect_module.flags
+    flags = detect_module.flags
+    if config.get("kind") == "tokens":       # a sequence scorer: token ids (val stays empty)
+        token_ids = featurize_module.token_ids
+
+        def featurize(text, config):
+            return [(i, None) for i in token_ids(text, config)]
+    else:
+        featurize = featurize_module.featurize
     reasons = json.dumps({code: detect_module.reason(code, profile) for code in detect_module.REASONS})
 
     def run(texts):
@@ -40,7 +48,8 @@ def scorer_for(config, profile_json):
             if codes != ["refused"]:         # an over-long answer is not featurized
                 for bucket, value in featurize(text, config):
                     idx.append(bucket)
-                    val.append(value)
+                    if value is not None:
+                        val.append(value)
             offsets.append(len(idx))
         return offsets.tobytes(), idx.tobytes(), val.tobytes(), json.dumps(found)
 
