@@ -27,7 +27,7 @@ from bench.saf_german import ATTRIBUTION
 from kd_train import data, detect, probes
 from kd_train.data import Item, Table, default_data_root, item_folder
 from kd_train.metrics import flag_shares
-from kd_train.probes import MUST_FLAG, SCORE_SHIFT, share
+from kd_train.probes import MEANING, MUST_FLAG, SCORE_SHIFT, share
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.splitlines()[0])
@@ -119,19 +119,20 @@ def dataset_markdown(name: str, items: dict) -> list[str]:
                        for item, r in items.items()),
                      ["mean", pct(sum(real.values()) / len(real), 1), *map(pct, means)]]),
              "", "Goal (issue 14, set for ASAP-SAS items 1–10): ≥ 90% of gibberish, key-term lists, question copies and "
-             "answers to other items flagged (for gibberish and other items: or scored lowest and flagged), with ≤ 5% of "
-             "real test answers flagged:", ""]
+             "answers to other items flagged (for gibberish and other items: or scored lowest and flagged), and (issue 30) "
+             "≥ 90% of negated top answers and lowest-scored answers with key terms appended, with ≤ 5% of "
+             "real test answers flagged (all detectors together):", ""]
 
     def goal_row(item: str, r: dict) -> list[str]:
-        met = {k: flagged(r, k) >= 0.9 for k in MUST_FLAG if k in r["kinds"]}
-        return [item, *(f"{pct(flagged(r, k))} {'yes' if met[k] else 'no'}" if k in met else "—" for k in MUST_FLAG),
+        met = {k: flagged(r, k) >= 0.9 for k in MUST_FLAG + MEANING if k in r["kinds"]}
+        return [item, *(f"{pct(flagged(r, k))} {'yes' if met[k] else 'no'}" if k in met else "—" for k in MUST_FLAG + MEANING),
                 f"{pct(real[item], 1)} {'yes' if real[item] <= 0.05 else 'no'}",
                 "yes" if all(met.values()) and real[item] <= 0.05 else "no",
                 pct(r["kinds"].get("other_item", {}).get("flagged_source_unseen"))]
 
-    lines += table(["item", "gibberish", "key terms", "question copy", "other item", "real flagged ≤ 5%", "all met",
-                    "other item, its item left out of the detectors' training table"],
-                   (goal_row(item, r) for item, r in items.items()), "lllllllr")
+    lines += table(["item", "gibberish", "key terms", "question copy", "other item", "negated", "lowest + key terms",
+                    "real flagged ≤ 5%", "all met", "other item, its item left out of the detectors' training table"],
+                   (goal_row(item, r) for item, r in items.items()), "lllllllllr")
     if any(r["score_values"] for r in items.values()):
         shift = lambda m: (f"{m['mean_shift']:+.2f} / {pct(m['flagged'])} / {pct(m['unflagged_kept_score'])}"  # noqa: E731
                            if "mean_shift" in m else "—")
@@ -173,8 +174,13 @@ def render(result: dict) -> str:
               "The last column of the goal table refits the detectors without the probe's own item, as for an "
               "answer to a question the table does not hold: the other measures and the remaining items' words "
               "must catch it.",
-              "- Negation: the detectors read words, not meaning, so a negated top answer is almost never flagged; the "
-              "shift column shows how much of its score it keeps.",
+              "- Negation (half of the probes with \"not\" after the first auxiliary verb, half with \"It is not true "
+              "that\" in front): `negated` flags a negation where the item's top-scored answers write the same two words "
+              "without one, or one that opens an answer otherwise made of top-scored answers' word pairs. Where top-scored "
+              "answers themselves negate the same statements, it cannot tell, and says nothing.",
+              "- Lowest-scored answers with key terms appended (comma list, plain words, or \"This is because of …\"): "
+              "`stuffed` flags key terms after the answer's last glue words in pairs answers do not write; on items whose "
+              "real answers end in lists of terms it must stay quiet on those.",
               "- Typos: mistyped letters make unknown words; the detectors flag an answer when many of its words are "
               "unknown, and the score shift shows how the model's score moves before that.",
               "- Key-term lists: on items whose good answers are themselves lists of terms, a list is hard to tell "

@@ -28,6 +28,20 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
                   answers to this one: the summed log-odds of its distinct words, divided by the
                   square root of their number. It tells apart answers to two questions on one
                   subject (two biology items), where every word is known to both.
+    negated       (only when the training answers are scored; flag ``negated``) a negation cue (``NEGATIONS``:
+                  not, n't, no, never, nicht, kein..., nie, nichts ...) between two words that top-scored
+                  answers often write side by side and answers rarely write around a negation: how many
+                  levels (about log2 of the numbers of answers) the first count is above the second, plus
+                  the share of the answer's pairs that top-scored answers use. A top-scored answer with
+                  "not" after its first auxiliary verb reads, word by word, as the answer it negates.
+    negated_head  (the same; flag ``negated``) a negation among the first ``HEAD_WORDS`` words that
+                  top-scored answers do not write (the cue and its next word), followed by word pairs of
+                  top-scored answers: "It is not true that" in front of a top-scored answer.
+    stuffed       (the same) the answer's tail after its last glue words: how many of its words are
+                  the item's key terms (words top-scored answers use much more than others), times the
+                  share of unseen pairs there. A poor answer with the words that earn points appended.
+                  Neither the scorers nor the fine-tuned teachers tell these three from real top-scored
+                  answers (measured), so a flag routes the answer to a teacher.
     The shares of words, pairs and 4-grams are smoothed by the answer's length (``count / (n + 2)``),
     so one rare word in a two-word answer does not read as gibberish, nor one quoted phrase as a copy.
     Four fixed rules need no threshold: ``empty`` (no word at all), ``too_long`` (more than twice
@@ -40,10 +54,13 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
     scorer, which learned its score from people). An answer over ``max_chars`` characters is refused
     before anything else runs.
 
-The profile (scorer.json ``detectors``) holds the CRC-32 of each glue word, the CRC-32 and log-odds
+The profile (scorer.json ``detectors``) holds the CRC-32 of each glue word and (``keys``) of each key term,
+the CRC-32 and log-odds
 (int8, eighths) of each word of ``other_question`` that at least ``OTHER_MIN_COUNT`` answers use, one bitset of hashed words, word pairs and source
-4-grams (CRC-32 of ``prefix + UTF-8``, modulo 2**bits: no answer text is stored) and one threshold
-per measure. ``fit`` chooses the thresholds on answers the profile was not built from (k-fold over
+4-grams (CRC-32 of ``prefix + UTF-8``, modulo 2**bits: no answer text is stored; with scores also the
+word pairs of top-scored answers and every answer's negations in context, each under one prefix per level:
+used by at least 1, 2, 4 ... answers) and one threshold per measure. Profiles written before off_topic,
+listed, other_question, negated or stuffed existed still load, with those checks off. ``fit`` chooses the thresholds on answers the profile was not built from (k-fold over
 the training answers), jointly, so that at most ``share`` of those answers gets any flag.
 """
 
@@ -62,9 +79,12 @@ except ImportError:  # in the page, featurize.py is a top-level module
 __all__ = ["VERSION", "MEASURES", "REASONS", "MAX_CHARS", "measure", "flags", "fit", "check_profile", "words"]
 
 VERSION = 1
-MEASURES = ("unknown", "unseen_pairs", "copied", "off_topic", "other_question")   # those with a fitted threshold
+MEASURES = ("unknown", "unseen_pairs", "copied", "off_topic", "other_question", "negated", "negated_head",
+            "stuffed")   # those with a fitted threshold
 _CORE = MEASURES[:3]   # every profile has these; off_topic (with "rates") only those fitted since it was added,
-                       # other_question (with "other") only those fitted beside answers to other questions
+                       # other_question (with "other") only those fitted beside answers to other questions,
+                       # negated, negated_head and stuffed (with "keys") only those fitted with scores since they were added
+_CODE = {"negated_head": "negated"}   # measures whose flag goes by another code
 _RETIRED = ("repeated",)   # thresholds that profiles fitted by earlier versions hold and flags() ignores
 REPEATED_RULE = 0.5    # share of repeated word 4-grams from which an answer is flagged "repeated"
 GLUE_WORDS = 100       # how many glue words an item has at most (100 flags fewer real answers than 25 or 50,
@@ -73,6 +93,16 @@ GLUE_BIAS = 0.7        # a word whose log-odds between top-scored and other answ
 MAX_CHARS = 20000  # longer answers are refused, not scored (the longest ASAP-SAS answer has 1,819)
 OTHER_MIN_ANSWERS = 20  # fewer answers to other questions than this: no other_question measure
 OTHER_MIN_COUNT = 3     # a word gets an other_question weight when this many answers (both sides) use it
+KEY_TERMS = 60          # how many key terms (words over-represented in top-scored answers) an item has at most
+NEGATIONS = frozenset((   # negation cues, as words() reads them (apostrophes dropped: "don't" is "dont")
+    "not", "no", "never", "nothing", "none", "nor", "neither", "cannot", "nobody", "nowhere", "dont", "doesnt",
+    "didnt", "isnt", "arent", "wasnt", "werent", "cant", "couldnt", "wont", "wouldnt", "shouldnt", "hasnt",
+    "havent", "hadnt", "mustnt", "neednt",
+    "nicht", "kein", "keine", "keinen", "keinem", "keiner", "keines", "nie", "niemals", "nichts", "niemand",
+    "weder", "nirgends"))
+_NEG_LEVELS = (1, 2, 4, 8, 16, 32, 64, 128, 256)   # counts are stored as levels: level k = used by >= LEVELS[k-1]
+_TOP_LEVELS = (2, 4, 8, 16, 32, 64, 128, 256)      # answers (a pair of one top-scored answer is not stored)
+HEAD_WORDS = 4          # negated_head looks for a negation among the answer's first words
 REASONS = {
     "empty": "There is no answer to score.",
     "too_long": "This answer is far longer than any answer the scorer learned from.",
@@ -87,9 +117,15 @@ REASONS = {
                  "answers to it.",
     "other_question": "This looks like an answer to another question, not to this one.",
     "listed": "This looks like a list of key words, not sentences that explain the answer.",
+    "negated": "This answer negates something that top-scored answers to this question say; the scorer cannot "
+               "tell a negated answer from the answer it negates.",
+    "stuffed": "This answer ends with a list of the words that earn points, added to an answer that does not "
+               "explain them.",
 }
 
-_UNIGRAM, _PAIR, _SOURCE, _GLUE, _OTHER = b"u\x1f", b"p\x1f", b"s\x1f", b"g\x1f", b"o\x1f"
+_UNIGRAM, _PAIR, _SOURCE, _GLUE, _OTHER, _KEY = b"u\x1f", b"p\x1f", b"s\x1f", b"g\x1f", b"o\x1f", b"k\x1f"
+_TOP = tuple(b"t%d\x1f" % k for k in _TOP_LEVELS)   # word pairs of top-scored answers, by level
+_NEG = tuple(b"n%d\x1f" % k for k in _NEG_LEVELS)   # negation contexts "before cue after" of any answer, by level
 
 
 def words(text: str) -> list:
@@ -125,6 +161,16 @@ class _Table:
         data = self.data
         return sum(1 for h in _hashes(prefix, grams, self.mask) if not data[h >> 3] >> (h & 7) & 1)
 
+    def level(self, prefixes: tuple, gram: str) -> int:
+        """How many of the levels ``prefixes`` (lowest first) hold ``gram``, counted up to the first that does not."""
+        data, k = self.data, 0
+        for prefix in prefixes:
+            h = _hashes(prefix, [gram], self.mask)[0]
+            if not data[h >> 3] >> (h & 7) & 1:
+                break
+            k += 1
+        return k
+
 
 def _z(count: int, n: int, rate: float) -> float:
     """Binomial z-score of ``count`` out of ``n`` at ``rate`` (0 for n = 0)."""
@@ -144,7 +190,60 @@ def _elsewhere(tokens: list, weights: dict) -> float:
     return sum(weights.get(h, 0) for h in _hashes(_OTHER, distinct, 0xFFFFFFFF)) / 8.0 / sqrt(len(distinct))
 
 
-def _measures(tokens: list, table: _Table, rates: dict | None = None, other: dict | None = None) -> dict:
+def _negated(tokens: list, table: _Table) -> float:
+    """negated: for each negation cue between two words, how much more often top-scored answers write those two
+    words side by side (the statement without the negation) than any answer writes them around the cue
+    (levels, about log2 of the numbers of answers); the largest, when above 0, plus the share of the answer's
+    word pairs that 2 or more top-scored answers use (smoothed, below 1: of two answers with the same negation,
+    the one that otherwise reads more like a top-scored answer is the stranger); else 0."""
+    best = 0
+    for i in range(1, len(tokens) - 1):
+        if tokens[i] in NEGATIONS:
+            a, b = tokens[i - 1], tokens[i + 1]
+            best = max(best, table.level(_TOP, a + " " + b) - table.level(_NEG, a + " " + tokens[i] + " " + b))
+    if not best:
+        return 0.0
+    pairs = _pairs(tokens)
+    return best + (len(pairs) - table.unseen(_TOP[0], pairs)) / (len(pairs) + 2)
+
+
+def _negated_head(tokens: list, table: _Table) -> float:
+    """negated_head: an answer that opens with a negation (among its first HEAD_WORDS words) that top-scored
+    answers do not write (the cue and the next word, in fewer than 2 of them), followed by words that read like a
+    top-scored answer: the share of the word pairs after it that at least 2 top-scored answers use (smoothed);
+    0 otherwise."""
+    for i, w in enumerate(tokens[:HEAD_WORDS]):
+        if w in NEGATIONS:
+            if i + 1 < len(tokens) and table.level(_TOP, w + " " + tokens[i + 1]):
+                return 0.0
+            pairs = _pairs(tokens[i + 2:])
+            return (len(pairs) - table.unseen(_TOP[0], pairs)) / (len(pairs) + 2) if len(pairs) >= 3 else 0.0
+    return 0.0
+
+
+def _stuffed(tokens: list, table: _Table, glue, keys) -> float:
+    """stuffed: the answer's tail, the words after its last glue word (or after the one before it, so that an
+    "and" inside a list of terms does not end it), when two or more: the number of them that are key terms times
+    the share of unseen word pairs among them (the pair that joins them to the rest included); the larger."""
+    starts, i = [], len(tokens)
+    glued = _hashes(_GLUE, tokens, 0xFFFFFFFF)
+    while i and len(starts) < 2:
+        if glued[i - 1] in glue:
+            starts.append(i)
+        i -= 1
+    if len(starts) < 2:
+        starts.append(0)
+    is_key = [h in keys for h in _hashes(_KEY, tokens, 0xFFFFFFFF)]
+    best = 0.0
+    for i in starts:
+        if len(tokens) - i >= 2:
+            pairs = _pairs(tokens[max(i - 1, 0):])
+            best = max(best, sum(is_key[i:]) * table.unseen(_PAIR, pairs) / len(pairs))
+    return best
+
+
+def _measures(tokens: list, table: _Table, rates: dict | None = None, other: dict | None = None,
+              negation: bool = False, glue=None, keys=None) -> dict:
     n = len(tokens)
     pairs = _pairs(tokens)
     fours = _ngrams(tokens, 4)
@@ -160,6 +259,11 @@ def _measures(tokens: list, table: _Table, rates: dict | None = None, other: dic
         values["off_topic"] = _z(unknown, n, rates["unknown"]) + _z(unseen, len(pairs), rates["unseen_pairs"])
     if other is not None:
         values["other_question"] = _elsewhere(tokens, other)
+    if negation:
+        values["negated"] = _negated(tokens, table)
+        values["negated_head"] = _negated_head(tokens, table)
+    if keys is not None and glue is not None:
+        values["stuffed"] = _stuffed(tokens, table, glue, keys)
     return values
 
 
@@ -171,7 +275,7 @@ def _listed(tokens: list, table: _Table, glue) -> bool:
     return 2 * table.unseen(_PAIR, pairs) >= len(pairs)
 
 
-_TABLES: dict = {}  # id(profile) -> (profile, _Table, glue set, weights): the page and predict decode a profile once
+_TABLES: dict = {}  # id(profile) -> (profile, _Table, glue set, weights, key set): the page and predict decode a profile once
 
 
 def _pack_weights(weights: dict) -> dict:
@@ -193,7 +297,8 @@ def _decoded(profile: dict) -> tuple:
             _TABLES.clear()
         glue = frozenset(profile["glue"]) if "glue" in profile else None
         other = _unpack_weights(profile["other"]) if "other" in profile else None
-        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])), glue, other)
+        keys = frozenset(profile["keys"]) if "keys" in profile else None
+        cached = (profile, _Table(profile["bits"], base64.b64decode(profile["table"])), glue, other, keys)
         _TABLES[id(profile)] = cached
     return cached[1:]
 
@@ -201,9 +306,9 @@ def _decoded(profile: dict) -> tuple:
 def measure(text: str, profile: dict) -> dict:
     """The answer's measures under ``profile`` (plus ``words``, its word count, and ``listed``)."""
     tokens = words(text)
-    table, glue, other = _decoded(profile)
+    table, glue, other, keys = _decoded(profile)
     return {"words": len(tokens), "listed": _listed(tokens, table, glue),
-            **_measures(tokens, table, profile.get("rates"), other)}
+            **_measures(tokens, table, profile.get("rates"), other, "negated" in profile["thresholds"], glue, keys)}
 
 
 def flags(text: str, profile: dict | None) -> list:
@@ -218,11 +323,14 @@ def flags(text: str, profile: dict | None) -> list:
     tokens = words(text)
     if not tokens:
         return ["empty"]
-    table, glue, other = _decoded(profile)
+    table, glue, other, keys = _decoded(profile)
     found = ["too_long"] if len(tokens) > profile["max_words"] else []
-    values = _measures(tokens, table, profile.get("rates"), other)
     thresholds = profile["thresholds"]
-    found += [m for m in MEASURES if m in thresholds and values[m] > thresholds[m]]
+    values = _measures(tokens, table, profile.get("rates"), other, "negated" in thresholds, glue, keys)
+    for m in MEASURES:
+        code = _CODE.get(m, m)
+        if m in thresholds and values[m] > thresholds[m] and code not in found:
+            found.append(code)
     found += ["repeated"] if values["repeated"] >= REPEATED_RULE else []
     return found + ["listed"] if _listed(tokens, table, glue) else found
 
@@ -230,6 +338,11 @@ def flags(text: str, profile: dict | None) -> list:
 def reason(code: str, profile: dict | None = None) -> str:
     """The plain sentence for a flag code."""
     return REASONS[code].format(max_chars=(profile or {}).get("max_chars", MAX_CHARS))
+
+
+def _crc_list(values, most: int) -> bool:
+    return isinstance(values, list) and len(values) <= most and all(
+        isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 0xFFFFFFFF for h in values)
 
 
 def check_profile(profile) -> None:
@@ -251,7 +364,9 @@ def check_profile(profile) -> None:
     if not isinstance(thresholds, dict) or not set(_CORE) <= set(thresholds) <= {*MEASURES, *_RETIRED} or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in thresholds.values()):
         raise ValueError(f"'detectors' thresholds must give a number for each of {list(_CORE)} "
-                         "(and off_topic and other_question, optionally)")
+                         "(and off_topic, other_question, negated with negated_head, and stuffed, optionally)")
+    if ("negated" in thresholds) != ("negated_head" in thresholds):
+        raise ValueError("'detectors' thresholds must give negated and negated_head together, or neither")
     rates = profile.get("rates")
     if ("off_topic" in thresholds) != (rates is not None) or rates is not None and not (
             isinstance(rates, dict) and all(isinstance(rates.get(k), float) and 0.0 < rates[k] < 1.0
@@ -270,9 +385,13 @@ def check_profile(profile) -> None:
             raise ValueError(f"'detectors' other holds {sizes[0]} bytes of hashes for {sizes[1]} weights; "
                              "each weight needs 4")
     glue = profile.get("glue")
-    if glue is not None and not (isinstance(glue, list) and len(glue) <= 1000 and all(
-            isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 0xFFFFFFFF for h in glue)):
+    if glue is not None and not _crc_list(glue, 1000):
         raise ValueError("'detectors' glue must be a list of at most 1,000 CRC-32 values (integers)")
+    keys = profile.get("keys")
+    if ("stuffed" in thresholds) != (keys is not None) or keys is not None and glue is None:
+        raise ValueError("'detectors' keys must be there exactly when thresholds has stuffed (and glue with them)")
+    if keys is not None and not _crc_list(keys, KEY_TERMS):
+        raise ValueError(f"'detectors' keys must be a list of at most {KEY_TERMS} CRC-32 values (integers)")
     for key in ("max_words", "max_chars"):
         value = profile.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -298,15 +417,32 @@ def _answer_counts(answers: list) -> dict:
     return counts
 
 
-def _build(answers: list, sources: list, min_count: int, bits: int | None = None) -> _Table:
+def _contexts(tokens: list) -> list:
+    """Each negation cue between two words, as "before cue after"."""
+    return [" ".join(tokens[i - 1:i + 2]) for i in range(1, len(tokens) - 1) if tokens[i] in NEGATIONS]
+
+
+def _levelled(counts: dict, levels: tuple, prefixes: tuple) -> list:
+    """(prefix, grams) for each level: the grams whose count reaches it."""
+    return [(prefix, sorted(g for g, c in counts.items() if c >= least)) for least, prefix in zip(levels, prefixes)]
+
+
+def _build(answers: list, sources: list, min_count: int, bits: int | None = None, scores: list | None = None) -> _Table:
+    """The bitset: known words, pairs of 2+ answers, source 4-grams; with ``scores``, also the word pairs of
+    top-scored answers and the negation contexts of all answers, by level (for negated and negated_head)."""
     counts_u, counts_p = _answer_counts(answers), _answer_counts([_pairs(tokens) for tokens in answers])
     known_u = [w for w, c in counts_u.items() if c >= min_count]
     known_p = [p for p, c in counts_p.items() if c >= 2]
     source = sorted({g for tokens in sources for g in _ngrams(tokens, 4)})
-    table = _Table(bits or _bits_for(len(known_u) + len(known_p) + len(source)))
-    table.add(_UNIGRAM, known_u)
-    table.add(_PAIR, known_p)
-    table.add(_SOURCE, source)
+    entries = [(_UNIGRAM, known_u), (_PAIR, known_p), (_SOURCE, source)]
+    if scores is not None and any(s is not None for s in scores):
+        top = max(s for s in scores if s is not None)
+        top_pairs = _answer_counts([_pairs(t) for t, s in zip(answers, scores) if s == top])
+        entries += _levelled(top_pairs, _TOP_LEVELS, _TOP)
+        entries += _levelled(_answer_counts([_contexts(t) for t in answers]), _NEG_LEVELS, _NEG)
+    table = _Table(bits or _bits_for(sum(len(grams) for _, grams in entries)))
+    for prefix, grams in entries:
+        table.add(prefix, grams)
     return table
 
 
@@ -374,6 +510,28 @@ def _glue_set(words_: list) -> frozenset:
     return frozenset(_hashes(_GLUE, words_, 0xFFFFFFFF))
 
 
+def _key_terms(answers: list, scores: list) -> list:
+    """The item's key terms: at most KEY_TERMS words that at least 3 top-scored answers use and that top-scored
+    answers use more than other scored answers by a smoothed log-odds above GLUE_BIAS (most over-represented first)."""
+    scored = [s for s in scores if s is not None]
+    if not scored:
+        return []
+    top = max(scored)
+    top_used, rest_used = _answer_counts([t for t, s in zip(answers, scores) if s == top]), \
+        _answer_counts([t for t, s in zip(answers, scores) if s is not None and s != top])
+    n_top = sum(1 for s in scored if s == top)
+    n_rest = len(scored) - n_top
+    if not n_rest:
+        return []
+    odds = {w: log((c + 1) / (n_top + 2)) - log((rest_used.get(w, 0) + 1) / (n_rest + 2))
+            for w, c in top_used.items() if c >= 3}
+    return sorted((w for w in odds if odds[w] > GLUE_BIAS), key=lambda w: (-odds[w], w))[:KEY_TERMS]
+
+
+def _key_set(words_: list) -> frozenset:
+    return frozenset(_hashes(_KEY, words_, 0xFFFFFFFF))
+
+
 def _median_rates(answers: list, tables: list) -> dict:
     """The median out-of-fold share of unknown words and of unseen pairs over answers of 3+ words,
     kept inside [0.02, 0.98] (the off_topic z-scores divide by rate * (1 - rate))."""
@@ -429,24 +587,29 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
         raise ValueError(f"{len(scores)} scores for {len(answers)} answers")
     other_answers = [words(t) for t in others] if others and len(others) >= OTHER_MIN_ANSWERS else None
     other_counts = _answer_counts(other_answers) if other_answers else None
+    graded = scores is not None and len({s for s in scores if s is not None}) >= 2   # negated, stuffed need scores
     held_out, held_glue = [None] * len(answers), [None] * len(answers)   # what each answer is measured against
-    held_other = [None] * len(answers)
+    held_other, held_keys = [None] * len(answers), [None] * len(answers)
     for f in range(k):
         held = set(order[f::k])
         keep = [i for i in order if i not in held]
         fit_part = [answers[i] for i in keep]
-        table = _build(fit_part, source_words, _min_count(len(fit_part)))
+        fit_scores = [scores[i] for i in keep] if graded else None
+        table = _build(fit_part, source_words, _min_count(len(fit_part)), scores=fit_scores)
         glue = _glue_set(_glue_words(fit_part, [scores[i] for i in keep] if scores is not None else None))
         weights = _other_weights(fit_part, other_counts, len(other_answers)) if other_answers else None
+        keys = _key_set(_key_terms(fit_part, fit_scores)) if graded else None
         for i in held:
-            held_out[i], held_glue[i], held_other[i] = table, glue, weights
+            held_out[i], held_glue[i], held_other[i], held_keys[i] = table, glue, weights, keys
     rates = _median_rates(answers, held_out)
-    oof = [_measures(a, t, rates, o) for a, t, o in zip(answers, held_out, held_other)]
+    oof = [_measures(a, t, rates, o, graded, g, ks)
+           for a, t, o, g, ks in zip(answers, held_out, held_other, held_glue, held_keys)]
     listed = [_listed(a, t, g) for a, t, g in zip(answers, held_out, held_glue)]
     repeated = [v["repeated"] >= REPEATED_RULE for v in oof]
     thresholds = _joint_thresholds(oof, share, [a or b for a, b in zip(listed, repeated)])
-    table = _build(answers, source_words, _min_count(len(answers)))
+    table = _build(answers, source_words, _min_count(len(answers)), scores=scores if graded else None)
     glue = sorted(_glue_set(_glue_words(answers, scores)))
+    keys = sorted(_key_set(_key_terms(answers, scores))) if graded else None
     other = _pack_weights(_other_weights(answers, other_counts, len(other_answers))) if other_answers else None
     names = list(thresholds)
     flagged = {m: sum(1 for v in oof if v[m] > thresholds[m]) / max(len(oof), 1) for m in names}
@@ -465,6 +628,7 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
         "rates": rates,
         "glue": glue,
         **({"other": other} if other else {}),
+        **({"keys": keys} if keys is not None else {}),
         "fitted_on": {"answers": len(answers), "folds": k, "seed": seed, "share": share,
                       "flagged": any_flag, "flagged_by": flagged,
                       "other_answers": len(other_answers) if other_answers else 0},

@@ -7,7 +7,9 @@ gibberish (pseudo-words drawn from the item's own letter frequencies, at real an
 shuffled words of top-scored answers, key-term lists (the words most over-represented in top-scored
 answers), question copies (the question, and passages of the reading text), answers to other items
 (given by the caller: held-out answers to the table's other questions), top answers repeated, top
-answers with 10/20/30% of their letters mistyped, negated top answers, empty and one-word answers.
+answers with 10/20/30% of their letters mistyped, negated top answers (every other one with the negation after
+its first auxiliary verb, the others with "It is not true that" in front), lowest-scored answers with some key
+terms appended (as a comma list, as plain words, or in a short phrase), empty and one-word answers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kd_train import detect
 from kd_train.data import Item, Table
 
 MUST_FLAG = ("gibberish", "key_terms", "question_copy", "other_item")   # what the detectors are for
+MEANING = ("negated", "low_plus_terms")   # what no scorer here can judge, so the detectors must route to a teacher
 SCORE_SHIFT = ("shuffled", "repeated", "typos_10", "typos_20", "typos_30", "negated")   # made from top answers
 NEGATION = {
     "en": ("not", ("is", "are", "was", "were", "would", "will", "can", "could", "should", "does", "do", "did",
@@ -29,6 +32,7 @@ NEGATION = {
     "de": ("nicht", ("ist", "sind", "war", "waren", "wird", "werden", "kann", "können", "muss", "müssen", "hat",
                      "haben", "darf", "soll"), "Es stimmt nicht, dass "),
 }
+STUFFING = {"en": ("This is because of {} and {}.", ", "), "de": ("Das liegt an {} und {}.", ", ")}   # the phrase variant
 
 
 def language(texts: list[str]) -> str:
@@ -62,14 +66,26 @@ def mistype(text: str, rate: float, rng: random.Random, letters: str) -> str:
     return "".join(chars)
 
 
-def negate(text: str, lang: str) -> str:
-    """Insert the negation after the first auxiliary verb; without one, prefix 'It is not true that'."""
-    word, auxiliaries, prefix = NEGATION[lang]
+def negate(text: str, lang: str, prefix: bool = False) -> str:
+    """Insert the negation after the first auxiliary verb; without one (or with ``prefix``), put 'It is not
+    true that' ('Es stimmt nicht, dass') in front."""
+    word, auxiliaries, front = NEGATION[lang]
     pattern = re.compile(r"\b(" + "|".join(auxiliaries) + r")\b", re.IGNORECASE)
-    match = pattern.search(text)
+    match = None if prefix else pattern.search(text)
     if match:
         return text[:match.end()] + " " + word + text[match.end():]
-    return prefix + text[:1].lower() + text[1:]
+    return front + text[:1].lower() + text[1:]
+
+
+def stuff(text: str, terms: list[str], variant: int, lang: str) -> str:
+    """``text`` with ``terms`` appended: 0 a comma list, 1 plain words, 2 a short phrase."""
+    text = text.rstrip()
+    if variant == 0:
+        return text + ", " + ", ".join(terms)
+    if variant == 1:
+        return text + " " + " ".join(terms)
+    phrase, comma = STUFFING[lang]
+    return text + " " + phrase.format(comma.join(terms[:-1]), terms[-1])
 
 
 def make_probes(item: Item, train: Table, others: list[str], rng: random.Random) -> dict[str, list[dict]]:
@@ -80,6 +96,7 @@ def make_probes(item: Item, train: Table, others: list[str], rng: random.Random)
     tops = [t for t, s in zip(texts, scores) if s == top_score and len(detect.words(t)) >= 5] or \
            [t for t, s in zip(texts, scores) if s == top_score]
     tops = rng.sample(tops, min(20, len(tops)))
+    lows = [t for t, s in zip(texts, scores) if s == min(scores)]
     letter_counts = Counter(c for t in texts for c in t.lower() if c.isalpha())
     letters = "".join(letter_counts)
     weights = list(letter_counts.values())
@@ -107,7 +124,9 @@ def make_probes(item: Item, train: Table, others: list[str], rng: random.Random)
         "shuffled": [{"text": " ".join(rng.sample(t.split(), len(t.split()))), "source": t} for t in tops],
         "repeated": [{"text": " ".join([t] * rng.randint(3, 5)), "source": t} for t in tops],
         **{f"typos_{r}": [{"text": mistype(t, r / 100, rng, letters), "source": t} for t in tops] for r in (10, 20, 30)},
-        "negated": [{"text": negate(t, lang), "source": t} for t in tops],
+        "negated": [{"text": negate(t, lang, prefix=i % 2 == 1), "source": t} for i, t in enumerate(tops)],
+        "low_plus_terms": plain(stuff(rng.choice(lows), rng.sample(terms, rng.randint(3, min(6, len(terms)))), v % 3, lang)
+                                for v in range(30)) if len(terms) >= 3 and min(scores) < top_score else [],
         "empty": plain(["", "   ", "\n", "?!", "..."]),
         "one_word": plain(rng.sample(terms, min(10, len(terms))) if terms else []),
     }
@@ -153,5 +172,5 @@ def probe_item(item: Item, train: Table, others: list[str], profile: dict | None
 
 def summary_line(found: dict[str, dict]) -> str:
     """One CLI line: the share flagged of each kind of probe the detectors are for."""
-    parts = [f"{kind.replace('_', ' ')} {found[kind]['flagged']:.0%}" for kind in MUST_FLAG if kind in found]
+    parts = [f"{kind.replace('_', ' ')} {found[kind]['flagged']:.0%}" for kind in MUST_FLAG + MEANING if kind in found]
     return "  probes flagged: " + ", ".join(parts) + " (report.md: every kind, and the scores given)"

@@ -257,3 +257,86 @@ def test_check_profile_names_what_is_wrong_with_other(change, message):
     change(profile)
     with pytest.raises(ValueError, match=message):
         detect.check_profile(profile)
+
+
+def _graded_item(seed: int = 7) -> tuple[list[str], list[int]]:
+    """Top answers say the metal conducts heat (some with the negation they use: the plastic does not); low
+    answers say something else, some with negations of their own."""
+    rng = random.Random(seed)
+    answers, scores = [], []
+    for _ in range(400):
+        score = rng.randint(0, 2)
+        if score == 2:
+            text = (f"{rng.choice(['the metal', 'metal', 'the metal plate'])} is a {rng.choice(['good', 'better'])} "
+                    f"conductor so heat {rng.choice(['flows', 'moves', 'goes'])} into the ice "
+                    f"{rng.choice(['faster', 'more quickly', 'quickly'])}")
+            if rng.random() < 0.4:
+                text += " and the plastic does not conduct heat"
+        elif score == 1:
+            text = f"the metal {rng.choice(['gets', 'feels'])} {rng.choice(['warm', 'cold', 'hot'])} so the ice melts"
+        else:
+            text = rng.choice(["i think it is magic", "the ice is cold", "i dont know why", "it melts because of the sun",
+                               "the plates are different colours", "nobody knows", "it is not fair"])
+            text += rng.choice(["", " maybe", " i guess", " and that is it"])
+        answers.append(text)
+        scores.append(score)
+    return answers, scores
+
+
+@pytest.fixture(scope="module")
+def graded():
+    answers, scores = _graded_item()
+    return answers, scores, detect.fit(answers, ["Why does the ice melt faster on the metal plate?"], scores=scores)
+
+
+def test_a_negated_top_answer_is_negated(graded):
+    answers, scores, profile = graded
+    detect.check_profile(profile)
+    assert {"negated", "negated_head", "stuffed"} <= set(profile["thresholds"]) and profile["keys"]
+    top = "the metal is a good conductor so heat flows into the ice faster"
+    assert detect.flags(top, profile) == []
+    assert detect.flags(top + " and the plastic does not conduct heat", profile) == []   # a negation top answers use
+    assert "negated" in detect.flags("the metal is not a good conductor so heat flows into the ice faster", profile)
+    assert "negated" in detect.flags("It is not true that " + top, profile)
+    assert "negated" not in detect.flags("i dont know why", profile)
+    assert profile["fitted_on"]["flagged"] <= 0.03
+
+
+def test_a_low_answer_with_key_terms_appended_is_stuffed(graded):
+    answers, scores, profile = graded
+    for tail in (", conductor, flows, faster", " conductor flows faster", " This is because of conductor and faster."):
+        assert "stuffed" in detect.flags("the ice is cold" + tail, profile), tail
+    assert detect.flags("the ice is cold maybe", profile) == []
+    assert "stuffed" not in detect.flags("the metal plate is a better conductor so heat moves into the ice quickly",
+                                         profile)
+    flagged = sum(bool(detect.flags(a, profile)) for a in _graded_item(8)[0]) / 400
+    assert flagged <= 0.05, flagged                        # answers the profile never saw
+
+
+def test_profiles_without_negated_or_stuffed_still_work(graded):
+    profile = copy.deepcopy(graded[2])
+    for key in ("negated", "negated_head", "stuffed"):
+        del profile["thresholds"][key]
+    del profile["keys"]
+    detect.check_profile(profile)                          # written before negated and stuffed existed
+    assert "negated" not in detect.measure("anything", profile)
+    assert "negated" not in detect.flags("the metal is not a good conductor so heat flows into the ice faster", profile)
+    assert "stuffed" not in detect.flags("the ice is cold, conductor, flows, faster", profile)
+    unscored = detect.fit(graded[0], ["Why does the ice melt?"])        # no scores: no top answers to read
+    assert "keys" not in unscored and not {"negated", "stuffed"} & set(unscored["thresholds"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.pop("keys"), "keys must be there"),
+    (lambda p: p["thresholds"].pop("stuffed"), "keys must be there"),
+    (lambda p: p.update(keys=["conductor"]), "keys must be a list"),
+    (lambda p: p.update(keys=list(range(detect.KEY_TERMS + 1))), "keys must be a list"),
+    (lambda p: p.pop("glue"), "glue with them"),
+    (lambda p: p["thresholds"].pop("negated_head"), "negated and negated_head together"),
+    (lambda p: p["thresholds"].update(negated="high"), "thresholds"),
+])
+def test_check_profile_names_what_is_wrong_with_negated_and_stuffed(graded, change, message):
+    profile = copy.deepcopy(graded[2])
+    change(profile)
+    with pytest.raises(ValueError, match=message):
+        detect.check_profile(profile)
