@@ -364,10 +364,9 @@ def word_vectors(teacher_dir: str | os.PathLike, words: list[str]) -> tuple[np.n
     soft labels that kept only teacher.json) the base encoder it was made from."""
     meta = read_meta(teacher_dir)
     if meta.get("kind") != FROZEN_KIND and weights_sha256(Path(teacher_dir)):
-        source, which = str(teacher_dir), "the fine-tuned teacher's encoder"
+        source, which = str(teacher_dir), f"the fine-tuned teacher's encoder ({meta['base_model']})"
     else:
-        source = resolve_model(meta["config"]["model"])
-        which = f"the teacher's base encoder ({Path(source).name})"
+        source, which = resolve_model(meta["config"]["model"]), f"the teacher's base encoder ({meta['base_model']})"
     return encoder.word_vectors(encoder.load_encoder(source), words), which
 
 

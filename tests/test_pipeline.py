@@ -276,3 +276,27 @@ def test_the_end_of_run_note_names_the_items_whose_scorer_passed_with_a_caution(
     assert ranking_note(reports).startswith("note: 1 of 3 item(s) pass the quality check but their exact scores are "
                                             "right less often than always giving the most common score (a):")
     assert ranking_note(reports[1:]) == ""
+
+
+def test_train_with_only_the_sequence_candidate_ships_a_token_scorer_that_predict_runs(tmp_path, tiny_model, capsys):
+    with open(DEMO / "responses.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    small = tmp_path / "small.csv"
+    with open(small, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows[:121])                           # cross-validated: the sequence student's k folds too
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(small), "--items", str(DEMO / "items.csv"), "--test", str(DEMO / "test.csv"),
+                 "--out", str(out), "--model", str(tiny_model), "--epochs", "1", "--max-length", "32",
+                 "--student-epochs", "4", "--candidates", "sequence"]) == 0
+    scorer_dir = out / "demo-ice" / "scorer"
+    info = json.loads((scorer_dir / "scorer.json").read_text())
+    assert info["quality"]["shipped"] == "sequence" and set(info["quality"]["candidates"]) == {"sequence"}
+    assert info["model"]["input"] == "token_ids" and info["featurizer"]["kind"] == "tokens"
+    # a small item may be labelled by the frozen encoder + regression: its embeddings then come from the base encoder
+    assert info["training"]["embeddings"].startswith(("the fine-tuned teacher's encoder", "the teacher's base encoder"))
+    capsys.readouterr()
+    predictions = tmp_path / "predicted.csv"
+    assert main(["predict", "--scorer", str(scorer_dir), "--input", str(DEMO / "test.csv"), "--out", str(predictions)]) == 0
+    with open(predictions, encoding="utf-8", newline="") as fh:
+        predicted = list(csv.DictReader(fh))
+    assert len(predicted) == 100 and {int(r["score"]) for r in predicted} <= {0, 1, 2, 3}

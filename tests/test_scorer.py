@@ -177,3 +177,27 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_scorer(tmp_path):
         write(tmp_path / "s", seed=1, metrics={"test": object()})   # fails after model.onnx is written
     assert (tmp_path / "s" / "model.onnx").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_a_sequence_scorer_records_its_token_config_and_is_read_back_and_run(tmp_path):
+    from kd_train.config import SequenceConfig, TokenConfig
+    from kd_train.student import SequenceStudent
+
+    seq = SequenceConfig(tokens=TokenConfig(n_buckets=256), dim=8, channels=4, init="random")
+    info = write(tmp_path / "s", model=SequenceStudent(seq, 3).eval(), featurizer_config=seq.tokens)
+    assert info["featurizer"] == seq.tokens.as_dict() and info["model"]["input"] == "token_ids"
+    assert info["model"]["kind"] == "sequence" and info["model"]["kernels"] == [2, 3]
+    loaded = scorer.Scorer(tmp_path / "s")
+    assert loaded.featurizer == seq.tokens
+    probs = loaded.predict_proba(["heat flows", "", "it is not true that heat flows " * 50])
+    assert probs.shape == (3, 3) and abs(probs.sum(axis=1) - 1).max() < 1e-5
+    assert "sequence student" in (tmp_path / "s" / "MODEL_CARD.md").read_text()
+
+
+def test_a_scorer_whose_model_reads_another_input_than_its_featurizer_is_refused(tmp_path):
+    from kd_train.config import SequenceConfig
+
+    write(tmp_path / "s")   # a bag model.onnx (input 'features') ...
+    edit_info(tmp_path / "s", sign=True, featurizer=SequenceConfig().tokens.as_dict())   # ... said to read token ids
+    with pytest.raises(UserError, match="input 'token_ids'"):
+        scorer.Scorer(tmp_path / "s")
