@@ -79,7 +79,8 @@ MODEL_NAMES = {
     "ann": "ANN (same network, human scores only)",
     "tinybert_like": "TinyBERT-like stand-in (3 layers, distilled)",
     "hashing_lr": "Hashing + logistic regression",
-    "shipped": "Shipped scorer (best of the three above on validation, scoring by its own rule: most probable score or cutpoints)",
+    "sequence": "KD sequence student (hashed words in order, embeddings from the teacher's encoder, convolutions)",
+    "shipped": "Shipped scorer (the best candidate on validation, scoring by its own rule: most probable score or cutpoints)",
 }
 
 

@@ -27,7 +27,8 @@ from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import decide, flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer
-from kd_train.student import SequenceStudent, embedding_table, input_config, logits, model_inputs, param_count, token_matrix
+from kd_train.student import (SequenceStudent, embedding_table, input_config, logits, model_inputs, onnx_bytes, param_count,
+                              token_matrix)
 
 OTHER_ANSWERS_MAX = 20000   # answers to other questions the detectors learn other_question from, at most
 SEQUENCE_WORDS_MAX = 30000  # words (used twice or more) whose teacher vectors start the sequence student's embeddings
@@ -428,7 +429,8 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
              for name, m in (models or {}).items() if "val" in m}
     table = {c.name: {"val_qwk": scored[c.name]["val"]["qwk"],
                       "test_qwk": scored[c.name]["test"]["qwk"] if "test" in scored[c.name] else None,
-                      "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model)} for c in candidates}
+                      "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model),
+                      "bytes": onnx_bytes(c.model)} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
               "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity,
               "against_common": common, "caution": quality.caution(common, metrics["val"]["qwk"]) if not reasons else "",

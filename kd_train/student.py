@@ -13,7 +13,9 @@ sees word order ("not true", "does not"), which a bag of n-grams only sees as fa
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -182,6 +184,13 @@ def embedding_table(words: list[str], counts: list[int], vectors: np.ndarray, co
     table[~filled] = rng.normal(0.0, 0.1, (int((~filled).sum()), config.dim))
     table[0] = 0.0
     return table.astype(np.float32)
+
+
+def onnx_bytes(model: nn.Module) -> int:
+    """The size of ``model``'s model.onnx (exported to a temporary folder and measured): what it adds to the page."""
+    with tempfile.TemporaryDirectory(prefix="kd-train-size-") as folder:
+        export_onnx(model, Path(folder) / "model.onnx")
+        return (Path(folder) / "model.onnx").stat().st_size
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
