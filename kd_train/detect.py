@@ -92,6 +92,7 @@ GLUE_WORDS = 100       # how many glue words an item has at most (100 flags fewe
 GLUE_BIAS = 0.7        # a word whose log-odds between top-scored and other answers is above this is no glue
 MAX_CHARS = 20000  # longer answers are refused, not scored (the longest ASAP-SAS answer has 1,819)
 OTHER_MIN_ANSWERS = 20  # fewer answers to other questions than this: no other_question measure
+MEANING_MIN_ANSWERS = 1000   # scored training answers from which negated and stuffed are fitted (see fit)
 OTHER_MIN_COUNT = 3     # a word gets an other_question weight when this many answers (both sides) use it
 KEY_TERMS = 60          # how many key terms (words over-represented in top-scored answers) an item has at most
 NEGATIONS = frozenset((   # negation cues, as words() reads them (apostrophes dropped: "don't" is "dont")
@@ -587,7 +588,10 @@ def fit(texts: list, sources: list, share: float = 0.03, folds: int = 5, seed: i
         raise ValueError(f"{len(scores)} scores for {len(answers)} answers")
     other_answers = [words(t) for t in others] if others and len(others) >= OTHER_MIN_ANSWERS else None
     other_counts = _answer_counts(other_answers) if other_answers else None
-    graded = scores is not None and len({s for s in scores if s is not None}) >= 2   # negated, stuffed need scores
+    scored = [s for s in scores if s is not None] if scores is not None else []
+    # negated and stuffed need scores, and enough answers: the 3% budget is shared by every measure, and
+    # below MEANING_MIN_ANSWERS two more measures left each of the others too few answers to flag
+    graded = len(set(scored)) >= 2 and len(scored) >= MEANING_MIN_ANSWERS
     held_out, held_glue = [None] * len(answers), [None] * len(answers)   # what each answer is measured against
     held_other, held_keys = [None] * len(answers), [None] * len(answers)
     for f in range(k):

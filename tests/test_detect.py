@@ -264,7 +264,7 @@ def _graded_item(seed: int = 7) -> tuple[list[str], list[int]]:
     answers say something else, some with negations of their own."""
     rng = random.Random(seed)
     answers, scores = [], []
-    for _ in range(400):
+    for _ in range(detect.MEANING_MIN_ANSWERS):
         score = rng.randint(0, 2)
         if score == 2:
             text = (f"{rng.choice(['the metal', 'metal', 'the metal plate'])} is a {rng.choice(['good', 'better'])} "
@@ -309,7 +309,8 @@ def test_a_low_answer_with_key_terms_appended_is_stuffed(graded):
     assert detect.flags("the ice is cold maybe", profile) == []
     assert "stuffed" not in detect.flags("the metal plate is a better conductor so heat moves into the ice quickly",
                                          profile)
-    flagged = sum(bool(detect.flags(a, profile)) for a in _graded_item(8)[0]) / 400
+    unseen = _graded_item(8)[0]
+    flagged = sum(bool(detect.flags(a, profile)) for a in unseen) / len(unseen)
     assert flagged <= 0.05, flagged                        # answers the profile never saw
 
 
@@ -340,3 +341,11 @@ def test_check_profile_names_what_is_wrong_with_negated_and_stuffed(graded, chan
     change(profile)
     with pytest.raises(ValueError, match=message):
         detect.check_profile(profile)
+
+
+def test_negated_and_stuffed_are_fitted_only_from_enough_scored_answers(graded):
+    answers, scores, _ = graded
+    n = detect.MEANING_MIN_ANSWERS - 1   # the 3% budget over eight measures would leave each too few answers
+    few = detect.fit(answers[:n], ["Why does the ice melt?"], scores=scores[:n])
+    assert not {"negated", "negated_head", "stuffed"} & set(few["thresholds"])
+    assert "negated" not in detect.flags("It is not true that the metal is a good conductor", few)
