@@ -66,7 +66,7 @@ def test_an_installed_wheel_builds_the_page_without_a_checkout(wheel, tmp_path):
         return subprocess.run([sys.executable, "-m", "kd_train.cli", *args], capture_output=True, text=True,
                               cwd=tmp_path, env=env)
 
-    where = subprocess.run([sys.executable, "-c", "import kd_train.bundle as b, kd_train.cli as c; "
+    where = subprocess.run([sys.executable, "-c", "import kd_train.bundle as b, kd_train.cli_training as c; "
                             "print(b.__file__); print(b.WEB); print(c.demo_dir())"],
                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert where.stdout.split("\n")[:3] == [str(installed / "kd_train" / "bundle.py"), str(installed / "kd_train" / "web"),

@@ -845,9 +845,9 @@ def test_predict_accepts_and_ignores_a_score_column(scorer, tmp_path):
 
 
 def test_predict_says_what_it_does_on_many_answers(scorer, tmp_path, capsys, monkeypatch):
-    from kd_train import cli
+    from kd_train import cli_scoring
 
-    monkeypatch.setattr(cli, "MANY_ANSWERS", 10)
+    monkeypatch.setattr(cli_scoring, "MANY_ANSWERS", 10)
     assert main(["predict", "--scorer", str(scorer), "--input", str(DEMO / "test.csv"), "--out", str(tmp_path / "o.csv")]) == 0
     err = capsys.readouterr().err
     assert "checking 100 answers for text the scorer should not judge" in err and "scoring 100 answers" in err

@@ -289,7 +289,8 @@ def test_warmup_is_a_share_of_all_steps(tmp_path):
 
 
 def test_cli_defaults_are_teacher_config_defaults(capsys):
-    from kd_train.cli import _teacher_config, build_parser, main
+    from kd_train.cli import build_parser, main
+    from kd_train.cli_inputs import teacher_config_of
 
     with pytest.raises(SystemExit):
         main(["teacher", "--help"])
@@ -301,7 +302,7 @@ def test_cli_defaults_are_teacher_config_defaults(capsys):
     assert "first 10% of the steps (default: 5e-5)" in help_text
     for verb in ("teacher", "train"):
         args = build_parser().parse_args([verb, "--out", "x"])
-        assert _teacher_config(args) == teacher.TeacherConfig()
+        assert teacher_config_of(args) == teacher.TeacherConfig()
     assert main(["teacher", "--train", "examples/demo/responses.csv", "--out", "x", "--patience", "0"]) == 2
     assert "--patience must be at least 1" in capsys.readouterr().err
 
