@@ -364,9 +364,9 @@ def word_vectors(teacher_dir: str | os.PathLike, words: list[str]) -> tuple[np.n
     soft labels that kept only teacher.json) the base encoder it was made from."""
     meta = read_meta(teacher_dir)
     if meta.get("kind") != FROZEN_KIND and weights_sha256(Path(teacher_dir)):
-        source, which = str(teacher_dir), f"the fine-tuned teacher's encoder ({meta['base_model']})"
+        source, which = str(teacher_dir), f"{meta['base_model']} fine-tuned as the teacher"
     else:
-        source, which = resolve_model(meta["config"]["model"]), f"the teacher's base encoder ({meta['base_model']})"
+        source, which = resolve_model(meta["config"]["model"]), f"{meta['base_model']}, the teacher's base encoder"
     return encoder.word_vectors(encoder.load_encoder(source), words), which
 
 
