@@ -170,6 +170,7 @@ def test_ctrl_c_stops_every_task_exits_130_in_one_line_and_keeps_finished_items(
                         "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "kd_train.cli", *_tiny_args(train, out, tiny_model), "--ray",
                              "--workers", "1"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),   # as from a terminal
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     try:

@@ -401,6 +401,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("P
 
 
 def kd_train(*args, cwd: Path, **popen) -> subprocess.Popen:
+    popen.setdefault("preexec_fn", _ctrl_c_as_from_a_terminal)
     return subprocess.Popen([sys.executable, "-m", "kd_train.cli", *map(str, args)], cwd=cwd, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
@@ -677,8 +678,15 @@ def test_item_ids_with_path_characters_train_and_build_into_safe_folders(tmp_pat
 
 # ---- Ctrl+C ----------------------------------------------------------------------------------------
 
+def _ctrl_c_as_from_a_terminal() -> None:
+    """In the child before it runs Python: SIGINT's default action, as a program started from a terminal has
+    it (a test run started in the background by a shell inherits SIGINT ignored, and so would kd-train)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _hold_ctrl_c() -> None:
     """In the child before it runs Python: SIGINT stays pending until kd-train has taken it over."""
+    _ctrl_c_as_from_a_terminal()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
@@ -730,7 +738,7 @@ def start_distill(tmp_path: Path, *extra: str, module: bool = True, hold: bool =
     command = [sys.executable, "-m", "kd_train.cli"] if module else [str(Path(sys.executable).parent / "kd-train")]
     return subprocess.Popen([*command, "distill", "--train", str(DEMO / "responses.csv"), *extra, "--out", str(out)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_hold_ctrl_c if hold else None, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            preexec_fn=_hold_ctrl_c if hold else _ctrl_c_as_from_a_terminal, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def assert_interrupted_cleanly(run: subprocess.Popen, err: str, tmp_path: Path) -> None:

@@ -216,6 +216,10 @@ def test_ctrl_c_during_a_set_of_renames_comes_after_all_of_them(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)      # Ctrl+C after the first of the three
 
     monkeypatch.setattr(files.os, "replace", replace_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        files.publish_files(src, dst)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # also where the test run inherited it ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            files.publish_files(src, dst)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(calls) == 3 and sorted(p.name for p in dst.iterdir()) == ["plot.png", "report.json", "report.md"]
