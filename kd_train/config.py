@@ -117,7 +117,7 @@ class SequenceConfig:
 
     tokens: TokenConfig = TokenConfig()
     dim: int = 48            # embedding width (the table is stored as float16 in model.onnx)
-    channels: int = 64       # filters per kernel width
+    channels: int = 128      # filters per kernel width (64, 128; chosen on ASAP-SAS validation: bench/results/sequence-settings)
     kernels: tuple[int, ...] = (2, 3)
     dropout: float = 0.2
     lr: float = 2e-3
