@@ -120,6 +120,10 @@ def read_scorers(folders: list[Path], allow_unfit: bool = False) -> list[tuple[P
         except UserError as err:
             raise UserError(f"refusing to build: {err}") from None
         item = info["item"]
+        if info["featurizer"].get("kind") == "wordpiece":
+            raise UserError(f"refusing to build: the scorer {folder} (item {item!r}) is the teacher itself (a transformer "
+                            "scorer, int8), which the page cannot run yet; retrain the item without 'teacher' among "
+                            "--candidates to ship a student")
         if info.get("fit_for_use") is False and not allow_unfit:
             reasons = "; ".join(info.get("unfit_reasons") or ["it failed the quality check"])
             raise UserError(f"refusing to build: the scorer {folder} (item {item!r}) is not fit for use: {reasons}; "
