@@ -110,12 +110,19 @@ def test_a_transformer_scorer_round_trips_and_checks_its_vocabulary(exported, de
         scorer.read_scorer(folder)
 
 
-def test_build_refuses_a_transformer_scorer_with_a_clear_message(exported, demo, tmp_path):
+def test_build_ships_wordpiece_py_and_the_vocabulary_pinned_in_the_manifest(exported, demo, tmp_path):
     from kd_train import bundle
+    from web_support import need_node_modules
 
+    need_node_modules()
     folder = _write(tmp_path / "scorer", exported, demo)
-    with pytest.raises(UserError, match="the teacher itself .* which the page cannot run yet"):
-        bundle.build([folder], tmp_path / "dist", report_sizes=False)
+    out = tmp_path / "dist"
+    bundle.build([folder], out, report_sizes=False, allow_unfit=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (out / "wordpiece.py").read_bytes() == Path(wordpiece.__file__).read_bytes()
+    assert (out / "scorers" / "demo-ice" / "vocab.txt").read_text() == exported.vocab_text
+    assert {"wordpiece.py", "scorers/demo-ice/vocab.txt", "vendor/pyodide/snapshot.bin"} <= set(manifest["files"])
+    assert bundle.verify(str(out)) is not None
 
 
 def test_teachers_it_cannot_read_are_refused(tiny_teacher, tmp_path):
