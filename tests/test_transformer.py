@@ -180,3 +180,16 @@ def test_the_teacher_is_an_extra_candidate_not_a_default():
 
     assert "teacher" not in CANDIDATES and EXTRA_CANDIDATES == ("teacher",)
     assert pipeline.PipelineConfig().candidates == CANDIDATES
+
+
+def test_a_cross_validated_or_paired_teacher_is_no_candidate(tiny_teacher, demo):
+    """Its final model trained on every answer the candidates are judged on: it is skipped, with the reason."""
+    _, train, _ = demo
+    said = []
+    val = pipeline.validation_split(train, "demo-ice", pipeline.StudentConfig())[1]
+    meta = teacher.read_meta(tiny_teacher)
+    assert pipeline.teacher_candidate(tiny_teacher, meta, train.for_item("demo-ice"), val, True, said.append) is None
+    assert "cross-validated" in said[-1]
+    other = train.for_item("demo-ice").labelled().take(list(range(20)))
+    assert pipeline.teacher_candidate(tiny_teacher, meta, train.for_item("demo-ice"), other, False, said.append) is None
+    assert "validation answers are not the students'" in said[-1]
