@@ -4,7 +4,7 @@
     python -m kd_train.bundle                         (prints the URLs inside the vendor files, to review
                                                        web/vendor-urls.json)
 
-dist/ holds the page (rendered from web/page/), featurize.py and detect.py byte for byte, each scorer in
+dist/ holds the page (rendered from web/page/), featurize.py, detect.py and wordpiece.py byte for byte, each scorer in
 scorers/<item>/, the few runtime files the page needs from the npm packages pyodide and
 onnxruntime-web (pinned by web/package.json and web/package-lock.json; see node_modules()) with their
 licences, manifest.json (sha256 and size of every file) and AUDIT.md (for a privacy reviewer).
@@ -52,6 +52,7 @@ DEMO = data_folder("demo", "examples/demo", "responses.csv")          # the demo
 PAGE = WEB / "page"
 FEATURIZE = HERE / "featurize.py"
 DETECT = HERE / "detect.py"
+WORDPIECE = HERE / "wordpiece.py"
 NODE_MODULES_ENV = "KD_TRAIN_NODE_MODULES"
 
 LOAD_STEPS = 4   # start-up steps the page shows (worker.js posts 1-3, loading the scorer is 4)
@@ -240,7 +241,8 @@ def template_env():
 
 def add_scorers(bundle: Bundle, scorers: list[tuple[Path, dict]]) -> None:
     for folder, info in scorers:
-        for name in (info["model"]["file"], "scorer.json", "MODEL_CARD.md"):
+        vocab = [info["featurizer"]["vocab_file"]] if info["featurizer"].get("kind") == "wordpiece" else []
+        for name in [info["model"]["file"], "scorer.json", "MODEL_CARD.md"] + vocab:
             bundle.add(f"scorers/{info['folder']}/{name}", (folder / name).read_bytes(),
                        f"scorer directory `{folder.name}` (item {info['item']}), made by kd-train distill",
                        "the scorer's owner's (see its MODEL_CARD.md)")
@@ -276,7 +278,7 @@ def add_vendor(bundle: Bundle, snapshot: bool = True) -> dict:
 
 SNAPSHOT = "vendor/pyodide/snapshot.bin"   # worker.js starts Pyodide from it when manifest.json lists it
 MAKE_SNAPSHOT = "make-snapshot.mjs"         # in web/: Node.js + Pyodide
-PYTHON_FILES = ("featurize.py", "detect.py", "worker.py")   # what the page runs in Python (worker.py loads the others)
+PYTHON_FILES = ("featurize.py", "detect.py", "wordpiece.py", "worker.py")   # what the page runs in Python (worker.py loads the others)
 
 
 def snapshot_cache(key: str) -> Path:
@@ -286,7 +288,7 @@ def snapshot_cache(key: str) -> Path:
 
 def pyodide_snapshot(pyodide_dir: Path, stdlib: bytes, python: dict[str, bytes], use_cache: bool = True) -> bytes:
     """Python's memory after the page's start-up (web/make-snapshot.mjs, run by Node.js: Pyodide started
-    with this standard library, worker.py run, featurize.py and detect.py loaded; ``python``: those three
+    with this standard library, worker.py run, the other Python files loaded; ``python``: those four
     files' bytes): the page restores it in a fraction of the time Python takes to start. The same inputs
     give the same bytes, so the result is cached per user under their hash."""
     script = WEB / MAKE_SNAPSHOT
@@ -407,6 +409,7 @@ def make_bundle(scorers: list[tuple[Path, dict]], snapshot: bool = True) -> Bund
     bundle = Bundle()
     bundle.add("featurize.py", FEATURIZE.read_bytes(), "kd-train `kd_train/featurize.py`, byte for byte", "Apache-2.0")
     bundle.add("detect.py", DETECT.read_bytes(), "kd-train `kd_train/detect.py`, byte for byte", "Apache-2.0")
+    bundle.add("wordpiece.py", WORDPIECE.read_bytes(), "kd-train `kd_train/wordpiece.py`, byte for byte", "Apache-2.0")
     bundle.add("worker.py", (PAGE / "worker.py").read_bytes(), "kd-train `web/page/worker.py`", "Apache-2.0")
     add_scorers(bundle, scorers)
     packages = add_vendor(bundle, snapshot)

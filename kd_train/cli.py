@@ -219,11 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tinybert", action="store_true",
                    help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
-    p.add_argument("--candidates", metavar="NAME", nargs="+", choices=config.CANDIDATES, default=list(config.CANDIDATES),
+    p.add_argument("--candidates", metavar="NAME", nargs="+", choices=config.CANDIDATES + config.EXTRA_CANDIDATES,
+                   default=list(config.CANDIDATES),
                    help="the models the one shipped is chosen from, by validation QWK: student (the KD bag-of-n-grams "
                         "student), ann (the same network on human scores only), hashing_lr (hashing + logistic "
                         "regression), sequence (the KD sequence student: words in order, embeddings from the teacher; "
-                        "about 0.9 MB per scorer; trained only when listed) (default: all)")
+                        "about 0.9 MB per scorer; trained only when listed) (default: these four); also teacher (the "
+                        "fine-tuned teacher itself, int8, about 23 MB per scorer; only when listed)")
     p.add_argument("--augment", metavar="N", type=int, default=config.AUGMENT,
                    help="perturbed copies of each answer the student fits on (words dropped, replaced, cut to a "
                         "window), labelled by the teacher and added to the student's transfer set; not on "

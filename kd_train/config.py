@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from kd_train import featurize
+from kd_train import featurize, wordpiece
 
 _F = featurize.DEFAULT_CONFIG
 
@@ -24,6 +24,9 @@ AUGMENT = 2
 
 # The models `kd-train train` may ship, chosen by validation QWK; on a tie the first listed (the smaller) wins.
 CANDIDATES = ("student", "ann", "hashing_lr", "sequence")
+# Candidates trained only when --candidates names them: "teacher", the fine-tuned teacher itself exported to
+# ONNX with int8 weights (kd_train/transformer.py; about 23 MB per scorer for all-MiniLM-L6-v2).
+EXTRA_CANDIDATES = ("teacher",)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,40 @@ class TokenConfig:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class WordpieceConfig:
+    """kd_train/wordpiece.py's config (a transformer scorer's input: the teacher's own tokenizer), checked by
+    wordpiece.py's rules where it is made, like :class:`FeaturizerConfig`; ``specials`` is a tuple here and a
+    list in ``as_dict()``, the dict wordpiece.py, scorer.json and the page take."""
+
+    version: int
+    kind: str
+    vocab_file: str
+    max_length: int
+    truncation: str
+    head_share: float
+    unk: str
+    cls: str
+    sep: str
+    pad: str
+    specials: tuple[str, ...]
+    max_chars_per_word: int
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.specials, list):
+            object.__setattr__(self, "specials", tuple(self.specials))
+        wordpiece.validate_config(self.as_dict())
+
+    @classmethod
+    def from_dict(cls, config: dict) -> WordpieceConfig:
+        wordpiece.validate_config(config)
+        return cls(**config)
+
+    def as_dict(self) -> dict:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,18 @@ def run_item(
         report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}
 
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
-    candidates = make_candidates({name: trained[name] for name in config.candidates}, val, test, fconfig)
+    if "teacher" in config.candidates:
+        exported = teacher_candidate(teacher_dir, meta, train, val, cv, log)
+        if exported is not None:
+            trained["teacher"] = exported
+            report["models"]["teacher"]["exported"] = exported[1]["exported"]
+    candidates = make_candidates({name: trained[name] for name in config.candidates if name in trained}, val, test,
+                                 fconfig)
+    if not candidates:
+        from kd_train.data import UserError
+
+        raise UserError(f"item {item.item!r}: none of the candidates {', '.join(config.candidates)} could be trained "
+                        "(see the lines above); add student, ann, hashing_lr or sequence to --candidates")
     shipped, quality_report = ship(candidates, val, test, values, report["models"])
     quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds)
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
@@ -281,6 +292,9 @@ def run_item(
 
     teacher_fp = soft_train.fingerprint | {"test_metrics": report["models"]["teacher"].get("test")}
     training = student["training"] | {"student_config": asdict(config.student)}
+    if quality_report["shipped"] == "teacher":
+        training = {"labelled": len(labelled), "fit": meta["train_rows"], "val": meta["val_rows"], "transfer": 0,
+                    "exported_teacher": trained["teacher"][1]["exported"]}
     if quality_report["shipped"] == "sequence":
         seq_report = trained["sequence"][1]
         training = seq_report["training"] | {"student_config": asdict(config.student),
@@ -292,6 +306,41 @@ def run_item(
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def teacher_candidate(teacher_dir: Path, meta: dict, train: Table, val: Table, cross_validated: bool,
+                      log=print) -> tuple | None:
+    """The fine-tuned teacher exported to ONNX with int8 weights (kd_train/transformer.py), as a candidate judged
+    by its int8 model's own probabilities on the validation answers: (model, {"exported": what it is}), or None
+    (logged) when it cannot be one. It must not have trained on those answers: a teacher validated on the same
+    split as the students qualifies; a cross-validated one (its final model saw every answer), or one whose
+    validation answers are not these, does not."""
+    from kd_train import transformer
+
+    why = transformer.exportable(teacher_dir)
+    if why is None and (cross_validated or meta.get("cross_validation") is not None):
+        why = ("it was cross-validated, so its final model trained on every answer the candidates are judged on")
+    if why is None:
+        found = teacher_validation(teacher_dir, meta, None, train)
+        if found is None or sorted(found[0].ids) != sorted(val.ids):
+            why = "its validation answers are not the students' (another seed or split), so it cannot be judged beside them"
+    if why is not None:
+        log(f"  candidate: teacher (int8) skipped: {why}")
+        return None
+    log("  candidate: teacher, exported to ONNX with int8 weights")
+    started = time.time()
+    model = transformer.export_teacher(teacher_dir)
+    stored = found[1][[found[0].ids.index(rid) for rid in val.ids]]
+    int8 = model.probs(val.responses)
+    agreement = transformer.agreement(teacher.softmax(stored), int8)
+    log(f"    {len(model.onnx_model) / 1e6:.1f} MB; on the {len(val)} validation answers its probabilities are within "
+        f"{agreement['max_abs_diff']:.4f} of the float32 teacher's, same most probable score for "
+        f"{agreement['argmax_agreement']:.1%}")
+    exported = {"kind": "transformer", "weights": "int8", "bytes": len(model.onnx_model), "params": model.params,
+                "base_model": meta.get("base_model"), "weights_sha256": meta.get("weights_sha256"),
+                "max_length": model.config["max_length"], "agreement_with_float32_val": agreement,
+                "wall_s": round(time.time() - started, 1)}
+    return model, {"exported": exported, "params": model.params}
 
 
 def sequence_student(teacher_dir: Path, train: Table, item: str, values: list[int], config: PipelineConfig,

@@ -327,5 +327,8 @@ def calibrate(candidate: Candidate, val_index: np.ndarray) -> dict:
 
 
 def shipped_model(candidate: Candidate) -> "Student":
-    """The candidate's network with its temperature folded into the last layer."""
+    """The candidate's network with its temperature folded into the last layer (the exported teacher: a Mul
+    before its Softmax)."""
+    if candidate.temperature != 1.0 and hasattr(candidate.model, "with_temperature"):
+        return candidate.model.with_temperature(candidate.temperature)
     return fold_temperature(candidate.model, candidate.temperature) if candidate.temperature != 1.0 else candidate.model

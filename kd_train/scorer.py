@@ -7,8 +7,10 @@ evaluate and build apply: every file matches its recorded hash, scorer.json is w
 featurizer config becomes a checked ``FeaturizerConfig`` there), and it was made with this featurize.py.
 ``Scorer`` also checks that the model has one output per score value, then scores answers with
 onnxruntime exactly as the web page does (featurize.py, then model.onnx, then scorer.json's decision
-rule: cutpoints on the expected score, or the most probable score). Nothing here imports
-torch: scoring needs only numpy and onnxruntime.
+rule: cutpoints on the expected score, or the most probable score). A transformer scorer (the
+fine-tuned teacher exported to int8, kd_train/transformer.py) reads the answer through wordpiece.py
+and its vocabulary file instead, which kd-train.json lists and read_scorer checks like the other files.
+Nothing here imports torch: scoring needs only numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kd_train import detect, featurize
-from kd_train.config import FeaturizerConfig, TokenConfig
+from kd_train import detect, featurize, wordpiece
+from kd_train.config import FeaturizerConfig, TokenConfig, WordpieceConfig
 from kd_train.data import UserError
 from kd_train.files import (discard_temp, holds_lock, make_temp_dir, read_marker, remove_leftovers, replace_dir,
                             sha256_file)
@@ -33,11 +35,21 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 FEATURIZE_PATH = Path(featurize.__file__)
-FILES = ("model.onnx", "scorer.json", "MODEL_CARD.md")
+WORDPIECE_PATH = Path(wordpiece.__file__)
+FILES = ("model.onnx", "scorer.json", "MODEL_CARD.md")   # and a transformer scorer's vocabulary file
 
 
 def featurize_sha256() -> str:
     return sha256_file(FEATURIZE_PATH)
+
+
+def wordpiece_sha256() -> str:
+    return sha256_file(WORDPIECE_PATH)
+
+
+def scorer_files(featurizer) -> tuple[str, ...]:
+    """The files of a scorer directory with this input config: FILES, and a transformer scorer's vocabulary."""
+    return FILES + ((featurizer.vocab_file,) if isinstance(featurizer, WordpieceConfig) else ())
 
 
 def _render_card(info: dict) -> str:
@@ -79,6 +91,7 @@ def write_scorer(
     (or ``force``).
     """
     from kd_train.student import export_onnx, input_name, model_summary, param_count
+    from kd_train.transformer import TransformerModel
 
     out_dir = Path(out_dir)
     if detectors is not None:
@@ -88,6 +101,9 @@ def write_scorer(
     tmp = make_temp_dir(out_dir)
     try:
         export_onnx(model, tmp / "model.onnx")
+        transformer = isinstance(model, TransformerModel)
+        if transformer:
+            (tmp / featurizer_config.vocab_file).write_bytes(model.vocab_text.encode("utf-8"))
         info = {
             "format_version": FORMAT_VERSION,
             "item": item,
@@ -104,6 +120,9 @@ def write_scorer(
                 "output": "probs",
             },
             "featurize_sha256": featurize_sha256(),
+            **({"wordpiece_sha256": wordpiece_sha256(),
+                "vocab": {"file": featurizer_config.vocab_file, "sha256": sha256_file(tmp / featurizer_config.vocab_file),
+                          "bytes": (tmp / featurizer_config.vocab_file).stat().st_size}} if transformer else {}),
             "metrics": metrics,
             "teacher": teacher,
             "training": training,
@@ -136,8 +155,9 @@ def _bad(folder: Path, problem: str) -> UserError:
                      "(or kd-train train) to make it again")
 
 
-def check_files(folder: str | os.PathLike) -> dict:
-    """Check model.onnx, scorer.json and MODEL_CARD.md against the hashes kd-train.json recorded; return the marker."""
+def check_files(folder: str | os.PathLike, names: tuple[str, ...] = FILES) -> dict:
+    """Check model.onnx, scorer.json and MODEL_CARD.md (or ``names``) against the hashes kd-train.json recorded;
+    return the marker."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; give a scorer directory made by kd-train distill or train "
@@ -148,7 +168,7 @@ def check_files(folder: str | os.PathLike) -> dict:
     if marker is None or marker["kind"] != "scorer":
         raise _bad(folder, "no valid kd-train.json (the record of its files' hashes), so its files cannot be "
                            "trusted; scorers made before this check need it too")
-    for name in FILES:
+    for name in names:
         recorded = marker["files"].get(name)
         path = folder / name
         if not path.is_file():
@@ -158,11 +178,14 @@ def check_files(folder: str | os.PathLike) -> dict:
     return marker
 
 
-def input_config(config: dict) -> FeaturizerConfig | TokenConfig:
-    """scorer.json's "featurizer", checked: the token config of a sequence scorer (``"kind": "tokens"``),
-    else the bag featurizer's; ValueError or TypeError when it is neither."""
+def input_config(config: dict) -> FeaturizerConfig | TokenConfig | WordpieceConfig:
+    """scorer.json's "featurizer", checked: the token config of a sequence scorer (``"kind": "tokens"``), the
+    wordpiece config of a transformer scorer (``"kind": "wordpiece"``), else the bag featurizer's; ValueError
+    or TypeError when it is none of them."""
     if isinstance(config, dict) and config.get("kind") == "tokens":
         return TokenConfig.from_dict(config)
+    if isinstance(config, dict) and config.get("kind") == "wordpiece":
+        return WordpieceConfig.from_dict(config)
     return FeaturizerConfig.from_dict(config)
 
 
@@ -211,6 +234,12 @@ def _check_info(folder: Path, info) -> FeaturizerConfig | TokenConfig:
         featurizer = input_config(info["featurizer"])
     except (ValueError, TypeError) as err:
         raise _bad(folder, f"scorer.json's featurizer config is invalid ({err})") from None
+    if isinstance(featurizer, WordpieceConfig):
+        vocab = info.get("vocab")
+        if not (isinstance(vocab, dict) and vocab.get("file") == featurizer.vocab_file
+                and isinstance(info.get("wordpiece_sha256"), str)):
+            raise _bad(folder, "scorer.json's transformer scorer has no vocab entry naming its featurizer's "
+                               "vocab_file, or no wordpiece_sha256")
     cuts = info.get("cutpoints")
     if cuts is not None and not (
             isinstance(cuts, list) and len(cuts) == len(values) - 1
@@ -234,6 +263,12 @@ def read_scorer(folder: str | os.PathLike, check_featurizer: bool = True) -> tup
     except (ValueError, UnicodeDecodeError) as err:
         raise _bad(folder, f"scorer.json is not valid JSON ({err})") from None
     featurizer = _check_info(folder, info)
+    if isinstance(featurizer, WordpieceConfig):
+        check_files(folder, scorer_files(featurizer))   # its vocabulary too
+        if check_featurizer and info["wordpiece_sha256"] != wordpiece_sha256():
+            raise UserError(
+                f"{folder}: made with a different wordpiece.py (sha256 {info['wordpiece_sha256'][:12]}…, this one "
+                f"{wordpiece_sha256()[:12]}…); its scores would be wrong: re-run kd-train train with this version")
     if check_featurizer and info["featurize_sha256"] != featurize_sha256():
         raise UserError(
             f"{folder}: trained with a different featurize.py (sha256 {str(info['featurize_sha256'])[:12]}…, this one "
@@ -257,8 +292,9 @@ def _check_model(folder: Path, session, info: dict, featurizer: FeaturizerConfig
     """The model's input and output match scorer.json: n_buckets features (or token ids, for a sequence
     scorer) in, one probability per score value out."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    tokens = isinstance(featurizer, TokenConfig)
-    name, what = ("token_ids", "[batch, length] of int32") if tokens else ("features", "[batch, buckets]")
+    tokens = isinstance(featurizer, (TokenConfig, WordpieceConfig))
+    name, what = (("input_ids" if isinstance(featurizer, WordpieceConfig) else "token_ids", "[batch, length] of int32")
+                  if tokens else ("features", "[batch, buckets]"))
     shape_in = inputs[0].shape if len(inputs) == 1 and inputs[0].name == name else None
     shape_out = outputs[0].shape if outputs and outputs[0].name == "probs" else None
     if (shape_in is None or shape_out is None or len(shape_in) != 2 or len(shape_out) != 2
@@ -287,6 +323,12 @@ class Scorer:
         except Exception as err:  # onnxruntime raises its own exception types for a file it cannot load
             raise _bad(self.folder, f"onnxruntime cannot load model.onnx ({str(err).splitlines()[0][:200]})") from None
         _check_model(self.folder, self.session, self.info, self.featurizer)
+        self.vocab_text = None
+        if isinstance(self.featurizer, WordpieceConfig):
+            try:
+                self.vocab_text = (self.folder / self.featurizer.vocab_file).read_bytes().decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad(self.folder, f"{self.featurizer.vocab_file} is not UTF-8 text") from None
 
     @property
     def score_values(self) -> list[int]:
@@ -295,6 +337,10 @@ class Scorer:
     def predict_proba(self, responses: list[str], batch_size: int = 512) -> np.ndarray:
         from kd_train.featurize_batch import featurize_dense, token_matrix
 
+        if self.vocab_text is not None:   # a transformer scorer: wordpiece.py, batched by length
+            from kd_train.transformer import run
+
+            return run(self.session, responses, self.vocab_text, self.featurizer.as_dict())
         out = []
         for start in range(0, len(responses), batch_size):
             batch = responses[start:start + batch_size]

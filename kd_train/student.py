@@ -23,7 +23,8 @@ from torch import nn
 
 from kd_train import featurize_batch
 from kd_train import featurize
-from kd_train.config import FeaturizerConfig, SequenceConfig, TokenConfig
+from kd_train.config import FeaturizerConfig, SequenceConfig, TokenConfig, WordpieceConfig
+from kd_train.transformer import TransformerModel
 
 ONNX_OPSET = 17
 
@@ -104,7 +105,10 @@ class _SequenceExport(nn.Module):
 
 
 def logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """The model's logits (float64) for dense features ``x``, in eval mode."""
+    """The model's logits (float64) for dense features ``x``, in eval mode (for the exported teacher, ``x`` is
+    the answers themselves and the logits are its int8 model's log-probabilities)."""
+    if isinstance(model, TransformerModel):
+        return model.logits(x)
     with torch.no_grad():
         return model.eval()(as_tensor(x)).double().numpy()
 
@@ -116,6 +120,8 @@ def as_tensor(x: np.ndarray) -> torch.Tensor:
 
 
 def param_count(model: nn.Module) -> int:
+    if isinstance(model, TransformerModel):
+        return model.params
     return sum(p.numel() for p in model.parameters())
 
 
@@ -135,11 +141,15 @@ def model_inputs(model: nn.Module, responses: list[str], config: FeaturizerConfi
     else the dense features of ``config``."""
     if isinstance(model, SequenceStudent):
         return token_matrix(responses, model.config)
+    if isinstance(model, TransformerModel):
+        return list(responses)   # it reads the text (wordpiece.py), inside ``logits``
     return featurize_all(responses, config)
 
 
 def model_summary(model: nn.Module) -> dict:
     """What scorer.json says of the network: its kind and shape."""
+    if isinstance(model, TransformerModel):
+        return dict(model.summary)
     if isinstance(model, SequenceStudent):
         c = model.config
         return {"kind": "sequence", "dim": c.dim, "channels": c.channels, "kernels": list(c.kernels),
@@ -147,13 +157,19 @@ def model_summary(model: nn.Module) -> dict:
     return {"kind": "bag", "hidden": model.hidden}
 
 
-def input_config(model: nn.Module, config: FeaturizerConfig) -> FeaturizerConfig | TokenConfig:
-    """The input config scorer.json records for ``model``: its token config, or the bag featurizer ``config``."""
+def input_config(model: nn.Module, config: FeaturizerConfig) -> FeaturizerConfig | TokenConfig | WordpieceConfig:
+    """The input config scorer.json records for ``model``: its token config, its wordpiece config (the exported
+    teacher), or the bag featurizer ``config``."""
+    if isinstance(model, TransformerModel):
+        return WordpieceConfig.from_dict(model.config)
     return model.config.tokens if isinstance(model, SequenceStudent) else config
 
 
 def input_name(model: nn.Module) -> str:
-    """The ONNX input of ``model``: ``token_ids`` (int32 [batch, length]) or ``features`` (float32 [batch, n_buckets])."""
+    """The ONNX input of ``model``: ``token_ids`` (int32 [batch, length]), ``input_ids`` (the exported teacher:
+    int32 [batch, length], padded with -1) or ``features`` (float32 [batch, n_buckets])."""
+    if isinstance(model, TransformerModel):
+        return "input_ids"
     return "token_ids" if isinstance(model, SequenceStudent) else "features"
 
 
@@ -187,7 +203,10 @@ def embedding_table(words: list[str], counts: list[int], vectors: np.ndarray, co
 
 
 def onnx_bytes(model: nn.Module) -> int:
-    """The size of ``model``'s model.onnx (exported to a temporary folder and measured): what it adds to the page."""
+    """The size of ``model``'s model.onnx (exported to a temporary folder and measured): what it adds to the page
+    (for the exported teacher, model.onnx alone; its vocab.txt adds about 0.2 MB)."""
+    if isinstance(model, TransformerModel):
+        return len(model.onnx_model)
     with tempfile.TemporaryDirectory(prefix="kd-train-size-") as folder:
         export_onnx(model, Path(folder) / "model.onnx")
         return (Path(folder) / "model.onnx").stat().st_size
@@ -196,7 +215,10 @@ def onnx_bytes(model: nn.Module) -> int:
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
     """One self-contained ONNX file, output ``probs`` [batch, n_classes]; input ``features`` [batch, n_buckets]
     (the bag student) or ``token_ids`` int32 [batch, length] (the sequence student, its embedding table
-    stored as float16)."""
+    stored as float16), or the exported teacher's model.onnx as it is."""
+    if isinstance(model, TransformerModel):
+        Path(path).write_bytes(model.onnx_model)
+        return
     if isinstance(model, SequenceStudent):
         wrapped, example = _SequenceExport(model).eval(), torch.ones(1, 3, dtype=torch.int32)
         axes = {"token_ids": {0: "batch", 1: "length"}, "probs": {0: "batch"}}

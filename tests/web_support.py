@@ -112,3 +112,30 @@ def second_item(scorer_dir: Path, folder: Path, item: str, question: str) -> Pat
     (folder / "scorer.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     write_marker(folder, "scorer")
     return folder
+
+
+def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3) -> Path:
+    """A transformer scorer for the demo item: a teacher fine-tuned from ``base_model`` (the tests' tiny BERT)
+    on the demo answers, exported to ONNX with int8 weights (kd_train/transformer.py), shipped like
+    :func:`make_scorer`'s with the detectors, scoring by its most probable score."""
+    from kd_train import data, detect, pipeline, scorer, teacher, transformer
+    from kd_train.config import TeacherConfig, WordpieceConfig
+    from kd_train.quality import Candidate
+
+    demo = REPO / "examples" / "demo"
+    items = data.read_items(demo / "items.csv")
+    train = data.read_responses(demo / "responses.csv", items)
+    values, item = [0, 1, 2, 3], items["demo-ice"]
+    teacher_dir = folder.parent / (folder.name + "-teacher")
+    teacher.fine_tune(train, "demo-ice", values, teacher_dir,
+                      TeacherConfig(model=str(base_model), epochs=epochs, lr=3e-3, max_length=48, patience=epochs))
+    model = transformer.export_teacher(teacher_dir)
+    val, val_logits = pipeline.teacher_validation(teacher_dir, teacher.read_meta(teacher_dir), None, train)
+    candidate = Candidate("teacher", model, model.logits(val.responses))
+    shipped, quality = pipeline.ship([candidate], val, None, values)
+    detectors = detect.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
+    scorer.write_scorer(folder, shipped, item="demo-ice", question=item.question, score_values=values,
+                        featurizer_config=WordpieceConfig.from_dict(model.config), metrics=quality["metrics"],
+                        teacher=None, training={"labelled": len(train), "fit": 0, "val": len(val), "transfer": 0},
+                        quality=quality, detectors=detectors)
+    return folder

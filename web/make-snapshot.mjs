@@ -1,15 +1,16 @@
 // Python's memory after the page's start-up, saved at build time so that the page restores it instead
 // of starting Python (kd_train/bundle.py runs this; the page's worker hands it to loadPyodide).
 //
-//   node web/make-snapshot.mjs PYODIDE_DIR STDLIB_ZIP FEATURIZE_PY DETECT_PY WORKER_PY OUT
+//   node web/make-snapshot.mjs PYODIDE_DIR STDLIB_ZIP PY_FILE... OUT
 //
 // PYODIDE_DIR: the npm package pyodide; STDLIB_ZIP: the standard library the page ships (the
-// snapshot remembers its zip index, so it must be the very same bytes); FEATURIZE_PY, DETECT_PY,
-// WORKER_PY: the bundle's featurize.py, detect.py and worker.py; OUT: the snapshot file.
+// snapshot remembers its zip index, so it must be the very same bytes); PY_FILE...: the bundle's
+// Python files (featurize.py, detect.py, wordpiece.py and worker.py, each known by its file name);
+// OUT: the snapshot file.
 //
-// What is in it: Python as Pyodide starts it, then worker.py run (it loads featurize.py and
-// detect.py), exactly what the page does without a snapshot; and ``built_from``, the sha256 of the
-// three files, which the worker checks against manifest.json before it scores anything.
+// What is in it: Python as Pyodide starts it, then worker.py run (it loads the other Python files),
+// exactly what the page does without a snapshot; and ``built_from``, the sha256 of each Python file,
+// which the worker checks against manifest.json before it scores anything.
 //
 // Reproducible: the same Pyodide and standard library give the same bytes. While it runs, the clock
 // reads 0 and randomness comes from a fixed seed (Python's hash seed, random's state and every
@@ -18,11 +19,15 @@
 import { createRequire } from "node:module";
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [pyodideDir, stdlibZip, featurizePy, detectPy, workerPy, out] = process.argv.slice(2);
-if (!out) {
-  console.error("usage: node web/make-snapshot.mjs PYODIDE_DIR STDLIB_ZIP FEATURIZE_PY DETECT_PY WORKER_PY OUT");
+const [pyodideDir, stdlibZip, ...rest] = process.argv.slice(2);
+const out = rest.pop();
+const pyFiles = rest;
+const workerPy = pyFiles.find((path) => basename(path) === "worker.py");
+if (!out || !workerPy) {
+  console.error("usage: node web/make-snapshot.mjs PYODIDE_DIR STDLIB_ZIP PY_FILE... OUT (one of them worker.py)");
   process.exit(2);
 }
 
@@ -47,7 +52,7 @@ const pyodide = await loadPyodide({
   indexURL: `${pyodideDir}/`, stdLibURL: stdlibZip, packages: [], fullStdLib: false,
   _makeSnapshot: true, _sysExecutable: "python", env: { PYTHONHASHSEED: "0" },
 });
-const sources = { "featurize.py": featurizePy, "detect.py": detectPy, "worker.py": workerPy };
+const sources = Object.fromEntries(pyFiles.map((path) => [basename(path), path]));
 const builtFrom = {};
 for (const [name, path] of Object.entries(sources)) {
   const bytes = readFileSync(path);

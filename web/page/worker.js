@@ -1,11 +1,11 @@
 // The scoring engine, in a Web Worker so that the page never freezes.
 //
-// featurize.py and detect.py (the flags for answers the scorer should not judge) run in Pyodide
-// (CPython compiled to WebAssembly) through worker.py, model.onnx in onnxruntime-web. In a bundle
+// featurize.py, wordpiece.py (a transformer scorer's tokenizer) and detect.py (the flags for answers the
+// scorer should not judge) run in Pyodide (CPython compiled to WebAssembly) through worker.py, model.onnx in onnxruntime-web. In a bundle
 // built with a start-up snapshot (the default), Python is restored from it: Pyodide started and
-// worker.py run at build time (web/make-snapshot.mjs), with the sha256 of the three Python files
+// worker.py run at build time (web/make-snapshot.mjs), with the sha256 of the four Python files
 // recorded and checked here; otherwise Python starts and runs them now, which takes seconds.
-// Every file the scores depend on (the snapshot or the three Python files, scorer.json, model.onnx,
+// Every file the scores depend on (the snapshot or the four Python files, scorer.json, model.onnx,
 // onnxruntime's WebAssembly) and every script the worker runs (Pyodide's pyodide.mjs and pyodide.asm.mjs,
 // onnxruntime-web's module: imported from the checked bytes through blob: URLs) is checked against
 // manifest.json with Web Crypto before it is used. The page runs this file itself from bytes it checked.
@@ -14,8 +14,8 @@
 // Protocol: the page posts {id, type, ...}; the worker answers {id, ok: true, ...} or
 // {id, ok: false, error}. Progress while starting: {type: "progress", step, text}.
 //   init      {digest, version, base}  check manifest.json against the pinned digest; load both engines,
-//                                featurize.py and detect.py (base: the bundle's URL, needed when this
-//                                file runs from a blob: URL)
+//                                featurize.py, detect.py and wordpiece.py (base: the bundle's URL, needed
+//                                when this file runs from a blob: URL)
 //   load      {item}             load one item's scorer (done on first use anyway)
 //   score     {item, texts}      -> {probs: Float32Array (texts.length x n_classes), scoreValues,
 //                                    cutpoints (scorer.json's decision rule, null: the most probable score),
@@ -32,7 +32,7 @@ const SNAPSHOT = "vendor/pyodide/snapshot.bin";   // in bundles built with a sta
 const PYODIDE_FETCHES = ["vendor/pyodide/pyodide.asm.wasm", "vendor/pyodide/python_stdlib.zip",
   "vendor/pyodide/pyodide-lock.json"];
 const networkFetch = globalThis.fetch.bind(globalThis);
-const PYTHON_FILES = ["featurize.py", "detect.py", "worker.py"];
+const PYTHON_FILES = ["featurize.py", "detect.py", "wordpiece.py", "worker.py"];
 const url = (path) => new URL(path, BASE).href;
 
 let manifest = null;
@@ -126,21 +126,20 @@ async function init({ digest, version, base }) {
   return { items: manifest.items };
 }
 
-// Python started as Pyodide starts it, then worker.py (which loads featurize.py and detect.py), all checked.
+// Python started as Pyodide starts it, then worker.py (which loads the other Python files), all checked.
 async function startPython() {
   const sources = PYTHON_FILES.map(verifiedBytes);
   sources.forEach((p) => p.catch(() => {}));
   progress(2, "Starting Python (this takes a few seconds)…");
   pyodide = await loadPyodide();
-  const [featurizePy, detectPy, workerPy] = (await Promise.all(sources)).map((b) => new Uint8Array(b));
-  pyodide.FS.writeFile("/featurize.py", featurizePy);
-  pyodide.FS.writeFile("/detect.py", detectPy);
-  pyodide.runPython(new TextDecoder().decode(workerPy), { filename: "worker.py" });
+  const bytes = (await Promise.all(sources)).map((b) => new Uint8Array(b));
+  PYTHON_FILES.forEach((name, i) => { if (name !== "worker.py") pyodide.FS.writeFile(`/${name}`, bytes[i]); });
+  pyodide.runPython(new TextDecoder().decode(bytes[PYTHON_FILES.indexOf("worker.py")]), { filename: "worker.py" });
 }
 
 // Python restored from the start-up snapshot the build made (web/make-snapshot.mjs: Pyodide started,
-// worker.py run, featurize.py and detect.py loaded), checked like every other file; it records the
-// sha256 of the three files it ran, which must be this bundle's.
+// worker.py run, the other Python files loaded), checked like every other file; it records the
+// sha256 of the four files it ran, which must be this bundle's.
 async function startFromSnapshot() {
   progress(2, "Starting Python…");
   const snapshot = verifiedBytes(SNAPSHOT).then((b) => expandSnapshot(new Uint8Array(b)));
@@ -213,7 +212,8 @@ async function startOrt(wasmBytes) {
   if (manifest.items.length) await modelSession(manifest.items[0]).catch(() => {});
 }
 
-// {info, session} of an item's scorer.json and model.onnx, both checked; made once per item.
+// {info, session, vocab} of an item's scorer.json and model.onnx (and a transformer scorer's vocabulary, its
+// text), all checked; made once per item.
 const sessions = new Map();
 function modelSession(item) {
   if (!sessions.has(item)) {
@@ -221,11 +221,13 @@ function modelSession(item) {
       const dir = `scorers/${manifest.folders[item]}/`;   // a safe folder name for any item id
       const info = JSON.parse(new TextDecoder().decode(await verifiedBytes(dir + "scorer.json")));
       const modelBytes = await verifiedBytes(dir + info.model.file);
+      const vocab = info.featurizer.kind === "wordpiece"
+        ? new TextDecoder("utf-8", { fatal: true }).decode(await verifiedBytes(dir + info.featurizer.vocab_file)) : null;
       const session = await ort.InferenceSession.create(new Uint8Array(modelBytes), {
         executionProviders: ["wasm"],
         graphOptimizationLevel: "all",
       });
-      return { info, session };
+      return { info, session, vocab };
     })();
     made.catch(() => sessions.delete(item));   // a failed load is tried again next time, and reported there
     sessions.set(item, made);
@@ -237,9 +239,9 @@ async function loadScorer(item) {
   if (scorers.has(item)) return scorers.get(item);
   if (!scorerFor || !ort) throw new Error("The scoring engine has not started (send init first).");
   if (!manifest.items.includes(item)) throw new Error(`There is no scorer for question ${item} in this bundle.`);
-  const { info, session } = await modelSession(item);
+  const { info, session, vocab } = await modelSession(item);
   const config = pyodide.toPy(info.featurizer);
-  const made = scorerFor(config, JSON.stringify(info.detectors ?? null));
+  const made = scorerFor(config, JSON.stringify(info.detectors ?? null), vocab);
   config.destroy();
   const [run, reasons, check] = made.toJs();
   made.destroy();
@@ -279,10 +281,30 @@ function tokenTensor(offsets, idx, rows) {
   return new ort.Tensor("int32", ids, [rows, length]);
 }
 
+// The transformer scorer (the teacher, int8): one answer per run, as kd-train predict runs it (its dynamic
+// quantization scales each run's activations by their range, so answers in one batch would change each
+// other's probabilities). An answer with no ids (refused as over-long) gets probabilities of 0.
+async function scoreOneByOne(info, session, offsets, idx, rows) {
+  const probs = new Float32Array(rows * info.score_values.length);
+  for (let row = 0; row < rows; row++) {
+    const ids = idx.slice(offsets[row], offsets[row + 1]);
+    if (!ids.length) continue;
+    const input = new ort.Tensor("int32", ids, [1, ids.length]);
+    const output = await session.run({ [info.model.input]: input });
+    probs.set(output[info.model.output].data, row * info.score_values.length);
+    input.dispose?.();
+  }
+  return probs;
+}
+
 async function score(item, texts) {
   const scorer = await loadScorer(item);
   const { info, session } = scorer;
   const { offsets, idx, val, flags } = featurize(scorer, texts);
+  if (info.model.input === "input_ids") {
+    return { probs: await scoreOneByOne(info, session, offsets, idx, texts.length), scoreValues: info.score_values,
+      cutpoints: info.cutpoints ?? null, flags, reasons: scorer.reasons };
+  }
   const input = info.model.input === "token_ids" ? tokenTensor(offsets, idx, texts.length)
     : featureTensor(offsets, idx, val, texts.length, info.featurizer.n_buckets);
   const output = await session.run({ [info.model.input]: input });

@@ -1,9 +1,9 @@
-"""The Python half of the page's worker (worker.js): loads featurize.py and detect.py, and makes, per
-scorer, the function that turns answers into feature vectors (or, for a sequence scorer, token ids)
-and detector flags in one call.
+"""The Python half of the page's worker (worker.js): loads featurize.py, detect.py and wordpiece.py, and
+makes, per scorer, the function that turns answers into feature vectors (or, for a sequence scorer, token
+ids; for a transformer scorer, the teacher's WordPiece ids) and detector flags in one call.
 
 It runs in Pyodide. In a bundle with a start-up snapshot it ran at build time, inside the snapshot
-(web/make-snapshot.mjs, which records the sha256 of the three files in ``built_from`` for worker.js
+(web/make-snapshot.mjs, which records the sha256 of the Python files in ``built_from`` for worker.js
 to check against manifest.json); in a bundle without one, worker.js runs it when the page starts.
 Either way worker.js then calls ``scorer_for``.
 """
@@ -24,9 +24,10 @@ def load(name):
 
 featurize_module = load("featurize")
 detect_module = load("detect")
+wordpiece_module = load("wordpiece")
 
 
-def scorer_for(config, profile_json):
+def scorer_for(config, profile_json, vocab_text=None):
     config = dict(config)                    # a copy made once per scorer, not once per call
     profile = json.loads(profile_json)       # None for a scorer written before the detectors
     flags = detect_module.flags
@@ -35,6 +36,13 @@ def scorer_for(config, profile_json):
 
         def featurize(text, config):
             return [(i, None) for i in token_ids(text, config)]
+    elif config.get("kind") == "wordpiece":  # a transformer scorer: the teacher's ids (val stays empty)
+        config["specials"] = list(config["specials"])
+        vocab = wordpiece_module.read_vocab(str(vocab_text))
+        encode = wordpiece_module.encode
+
+        def featurize(text, config):
+            return [(i, None) for i in encode(text, vocab, config)]
     else:
         featurize = featurize_module.featurize
     reasons = json.dumps({code: detect_module.reason(code, profile) for code in detect_module.REASONS})
