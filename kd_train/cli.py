@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "regression), sequence (the KD sequence student: words in order, embeddings from the teacher; "
                         "about 0.9 MB per scorer; trained only when listed) (default: these four); also teacher (the "
                         "fine-tuned teacher itself, int8, about 23 MB per scorer; only when listed)")
+    p.add_argument("--max-model-mb", metavar="MB", type=float,
+                   help="a school's size budget: ship the best candidate on validation whose model.onnx is at most MB "
+                        "megabytes (the bag student about 0.12, hashing + LR 0.03, the sequence student 0.93, the "
+                        "teacher 23); the report lists every candidate's size and QWK (default: any size)")
     p.add_argument("--augment", metavar="N", type=int, default=config.AUGMENT,
                    help="perturbed copies of each answer the student fits on (words dropped, replaced, cut to a "
                         "window), labelled by the teacher and added to the student's transfer set; not on "

@@ -21,7 +21,8 @@ import numpy as np
 from kd_train import baselines, detect, probes, quality, soft_labels, teacher
 from kd_train import featurize
 from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfig
-from kd_train.data import Item, Table, augmented_answers, concat, item_folder, read_responses, stratified_split
+from kd_train.data import (Item, Table, UserError, augmented_answers, concat, item_folder, read_responses,
+                            stratified_split)
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import atomic_write_text, sha256_file
 from kd_train.metrics import decide, flag_shares, score_metrics, validity
@@ -45,6 +46,7 @@ class PipelineConfig:
     augment: int = AUGMENT   # perturbed copies of each fitted answer for the teacher to label (0: none)
     pair_question: str = "no"  # "auto": a second teacher reads question + answer; the better on validation labels
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    max_model_mb: float | None = None   # ship the best candidate whose model.onnx is at most this many MB
     candidates: tuple[str, ...] = CANDIDATES   # the models selection may ship (the sequence student is trained only when listed)
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
@@ -272,7 +274,8 @@ def run_item(
 
         raise UserError(f"item {item.item!r}: none of the candidates {', '.join(config.candidates)} could be trained "
                         "(see the lines above); add student, ann, hashing_lr or sequence to --candidates")
-    shipped, quality_report = ship(candidates, val, test, values, report["models"])
+    shipped, quality_report = ship(candidates, val, test, values, report["models"],
+                                   max_bytes=round(config.max_model_mb * 1e6) if config.max_model_mb else None)
     quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds)
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
@@ -455,15 +458,26 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
 
 
 def ship(candidates: list[Candidate], val: Table, test: Table | None, values: list[int],
-         models: dict | None = None) -> tuple:
-    """Tune every candidate on validation (temperature, decision rule), choose the one to ship there,
-    and gate it (and every model in ``models``, a report's {name: {"val": metrics, ...}}, each by the
-    scores its decision rule gives: a candidate's tuned one, else its "decided" figures where it has
-    them); returns (model to export, quality report)."""
+         models: dict | None = None, max_bytes: int | None = None) -> tuple:
+    """Tune every candidate on validation (temperature, decision rule), choose the one to ship there
+    among those whose model.onnx is at most ``max_bytes`` (None: any size), and gate it (and every model
+    in ``models``, a report's {name: {"val": metrics, ...}}, each by the scores its decision rule gives: a
+    candidate's tuned one, else its "decided" figures where it has them); returns (model to export,
+    quality report). UserError when no candidate fits ``max_bytes``."""
     to_index = {v: i for i, v in enumerate(values)}
     val_index = np.array([to_index[s] for s in val.scores], dtype=np.int64)
     tuned = {c.name: quality.tune(c, val_index, values) for c in candidates}
-    chosen, why = quality.choose(candidates, val.scores, values)
+    sizes = {c.name: onnx_bytes(c.model) for c in candidates}
+    fitting = [c for c in candidates if max_bytes is None or sizes[c.name] <= max_bytes]
+    if not fitting:
+        smallest = min(candidates, key=lambda c: sizes[c.name])
+        raise UserError(f"no candidate's model.onnx fits --max-model-mb {max_bytes / 1e6:g} (the smallest, "
+                        f"{smallest.name}, is {sizes[smallest.name] / 1e6:.2f} MB): raise the budget, or list smaller "
+                        "candidates with --candidates")
+    chosen, why = quality.choose(fitting, val.scores, values)
+    over = [f"{c.name} {sizes[c.name] / 1e6:.2f} MB" for c in candidates if c not in fitting]
+    if over:
+        why += f"; over the {max_bytes / 1e6:g} MB budget, not chosen: {', '.join(over)}"
     predicted = {c.name: {"val": c.predict_val(values)}
                  | ({"test": c.predict(c.test_logits, values)} if c.test_logits is not None else {}) for c in candidates}
     scored = {name: {split: score_metrics((val if split == "val" else test).scores, pred, values)
@@ -479,7 +493,7 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     table = {c.name: {"val_qwk": scored[c.name]["val"]["qwk"],
                       "test_qwk": scored[c.name]["test"]["qwk"] if "test" in scored[c.name] else None,
                       "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model),
-                      "bytes": onnx_bytes(c.model)} for c in candidates}
+                      "bytes": sizes[c.name]} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
               "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity,
               "against_common": common, "caution": quality.caution(common, metrics["val"]["qwk"]) if not reasons else "",

@@ -300,3 +300,35 @@ def test_train_with_only_the_sequence_candidate_ships_a_token_scorer_that_predic
     with open(predictions, encoding="utf-8", newline="") as fh:
         predicted = list(csv.DictReader(fh))
     assert len(predicted) == 100 and {int(r["score"]) for r in predicted} <= {0, 1, 2, 3}
+
+
+def test_a_size_budget_ships_the_best_candidate_that_fits_and_names_the_others():
+    from kd_train.data import UserError
+    from kd_train.quality import Candidate
+    from kd_train.student import SequenceStudent, Student, logits, model_inputs, onnx_bytes
+    from kd_train.config import FeaturizerConfig, SequenceConfig
+
+    items = data.read_items(DEMO / "items.csv")
+    train = data.read_responses(DEMO / "responses.csv", items)
+    val = pipeline.validation_split(train, "demo-ice", StudentConfig())[1]
+    big, small = SequenceStudent(SequenceConfig(), 4).eval(), Student(2048, 4).eval()
+    # the big one made best on validation: its logits are the human scores themselves
+    perfect = np.eye(4)[[s for s in val.scores]] * 10
+    candidates = [Candidate("sequence", big, perfect),
+                  Candidate("student", small, logits(small, model_inputs(small, val.responses, FeaturizerConfig())))]
+    _, free = pipeline.ship(candidates, val, None, [0, 1, 2, 3])
+    assert free["shipped"] == "sequence"
+    budget = (onnx_bytes(small) + onnx_bytes(big)) // 2
+    _, tight = pipeline.ship(candidates, val, None, [0, 1, 2, 3], max_bytes=budget)
+    assert tight["shipped"] == "student" and "over the" in tight["why"] and "sequence" in tight["why"]
+    assert tight["candidates"]["sequence"]["bytes"] > budget >= tight["candidates"]["student"]["bytes"]
+    with pytest.raises(UserError, match="max-model-mb"):
+        pipeline.ship(candidates, val, None, [0, 1, 2, 3], max_bytes=1000)
+
+
+def test_max_model_mb_must_be_a_positive_size(tmp_path, capsys):
+    args = ["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"), "--out",
+            str(tmp_path / "run"), "--max-model-mb", "0"]
+    assert main(args) == 2
+    assert "--max-model-mb must be a size in megabytes above 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
