@@ -90,6 +90,21 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def ready_page(browser, folder: Path):
+    """A page of the bundle in ``folder``, served and started (engine ready), in a fresh browser context."""
+    server, url = serve(folder)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        yield page
+    finally:
+        context.close()
+        stop(server)
+
+
 def serve(folder: Path):
     from kd_train.serve import serve_in_thread
 
@@ -1032,12 +1047,7 @@ def test_a_sequence_scorer_runs_in_the_page_as_in_python(browser, tmp_path):
     scorer = Scorer(scorer_dir)
     out = tmp_path / "dist"
     bundle.build([scorer_dir], out, report_sizes=False)
-    server, url = serve(out)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+    with ready_page(browser, out) as page:
         got = page.evaluate(WORKER_CALLS, {"item": "demo-ice", "texts": TRICKY})
         for i, text in enumerate(TRICKY):
             ids = got["idx"][got["offsets"][i]:got["offsets"][i + 1]]
@@ -1047,9 +1057,6 @@ def test_a_sequence_scorer_runs_in_the_page_as_in_python(browser, tmp_path):
         np.testing.assert_allclose(probs, alone, atol=1e-5, rtol=0)
         text = "The metal conducts heat from the room into the ice faster than plastic does."
         assert f"Suggested score: {scorer.predict([text])[0]}" in score_in_page(page, text)
-    finally:
-        context.close()
-        stop(server)
 
 
 def test_a_transformer_scorer_runs_in_the_page_as_in_python(browser, tmp_path, tiny_model):
@@ -1066,12 +1073,7 @@ def test_a_transformer_scorer_runs_in_the_page_as_in_python(browser, tmp_path, t
     bundle.build([scorer_dir], out, report_sizes=False, allow_unfit=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert "scorers/demo-ice/vocab.txt" in manifest["files"] and "wordpiece.py" in manifest["files"]
-    server, url = serve(out)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+    with ready_page(browser, out) as page:
         got = page.evaluate(WORKER_CALLS, {"item": "demo-ice", "texts": TRICKY})
         vocab = wordpiece.read_vocab(scorer.vocab_text)
         refused = scorer.flags(TRICKY)
@@ -1085,9 +1087,6 @@ def test_a_transformer_scorer_runs_in_the_page_as_in_python(browser, tmp_path, t
         np.testing.assert_allclose(probs[scored], expected, atol=1e-5, rtol=0)
         text = "The metal conducts heat from the room into the ice faster than plastic does."
         assert f"Suggested score: {scorer.predict([text])[0]}" in score_in_page(page, text)
-    finally:
-        context.close()
-        stop(server)
 
 
 def test_a_bundle_without_the_snapshot_scores_the_same(scorer_dir, browser, tmp_path):
@@ -1095,18 +1094,10 @@ def test_a_bundle_without_the_snapshot_scores_the_same(scorer_dir, browser, tmp_
 
     out = tmp_path / "dist"
     bundle.build([scorer_dir], out, report_sizes=False, snapshot=False)
-    server, url = serve(out)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+    with ready_page(browser, out) as page:
         got = page.evaluate(WORKER_CALLS, {"item": "demo-ice", "texts": TRICKY})
         probs = np.frombuffer(base64.b64decode(got["probs"]), dtype="<f4").reshape(len(TRICKY), -1)
         np.testing.assert_allclose(probs, Scorer(scorer_dir).predict_proba(TRICKY), atol=1e-5, rtol=0)
-    finally:
-        context.close()
-        stop(server)
 
 
 def test_picking_one_of_several_items(scorer_dir, browser, shots, tmp_path):

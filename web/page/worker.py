@@ -31,20 +31,25 @@ def scorer_for(config, profile_json, vocab_text=None):
     config = dict(config)                    # a copy made once per scorer, not once per call
     profile = json.loads(profile_json)       # None for a scorer written before the detectors
     flags = detect_module.flags
-    if config.get("kind") == "tokens":       # a sequence scorer: token ids (val stays empty)
+    kind = config.get("kind")
+    if kind == "tokens":                     # a sequence scorer: token ids, no values
         token_ids = featurize_module.token_ids
 
-        def featurize(text, config):
-            return [(i, None) for i in token_ids(text, config)]
-    elif config.get("kind") == "wordpiece":  # a transformer scorer: the teacher's ids (val stays empty)
+        def features(text):
+            return token_ids(text, config), ()
+    elif kind == "wordpiece":                # a transformer scorer: the teacher's ids, no values
         config["specials"] = list(config["specials"])
         vocab = wordpiece_module.read_vocab(str(vocab_text))
         encode = wordpiece_module.encode
 
-        def featurize(text, config):
-            return [(i, None) for i in encode(text, vocab, config)]
-    else:
+        def features(text):
+            return encode(text, vocab, config), ()
+    else:                                    # a bag scorer: featurize.py's sparse vector
         featurize = featurize_module.featurize
+
+        def features(text):
+            pairs = featurize(text, config)
+            return [bucket for bucket, _ in pairs], [value for _, value in pairs]
     reasons = json.dumps({code: detect_module.reason(code, profile) for code in detect_module.REASONS})
 
     def run(texts):
@@ -54,10 +59,9 @@ def scorer_for(config, profile_json, vocab_text=None):
             codes = flags(text, profile)
             found.append(codes)
             if codes != ["refused"]:         # an over-long answer is not featurized
-                for bucket, value in featurize(text, config):
-                    idx.append(bucket)
-                    if value is not None:
-                        val.append(value)
+                ids, values = features(text)
+                idx.extend(ids)
+                val.extend(values)
             offsets.append(len(idx))
         return offsets.tobytes(), idx.tobytes(), val.tobytes(), json.dumps(found)
 
