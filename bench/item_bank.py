@@ -35,12 +35,21 @@ def kd_train(args: list[str]) -> tuple[float, int, str]:
     return time.time() - started, done.returncode, (done.stdout + done.stderr)[-2000:]
 
 
-def timed(label: str, args: list[str], n_items: int) -> dict:
+def portable(args: list[str], places: dict[str, Path]) -> str:
+    """The command as recorded: each folder of ``places`` written as its name ($KD_TRAIN_DATA, $RUN), so the
+    result holds no path of the machine that ran it."""
+    text = "kd-train " + " ".join(args)
+    for name, folder in sorted(places.items(), key=lambda kv: -len(str(kv[1]))):
+        text = text.replace(str(folder), name)
+    return text
+
+
+def timed(label: str, args: list[str], n_items: int, places: dict[str, Path]) -> dict:
     load = os.getloadavg()
     wall, rc, tail = kd_train(args)
     row = {"mode": label, "items": n_items, "wall_s": round(wall, 1), "items_per_hour": round(n_items * 3600 / wall, 1),
            "rc": rc, "load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()],
-           "command": "kd-train " + " ".join(args)}
+           "command": portable(args, places)}
     print(json.dumps(row), flush=True)
     if rc != 0:
         print(tail, file=sys.stderr)
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.run.exists():
         shutil.rmtree(a.run)
     rows = []
+    places = {"$KD_TRAIN_DATA": saf.parent, "$RUN": a.run}
     common = ["--teacher-cv-below", "0", "--epochs", a.epochs, "--augment", "0"]
     if not a.skip_saf:
         base = ["train", "--train", str(saf / "train.csv"), "--items", str(saf / "items.csv"), "--test",
@@ -94,13 +104,15 @@ def main(argv: list[str] | None = None) -> None:
         modes = [("sequential", ["--out", str(a.run / "sequential")]),
                  (f"ray, {a.workers} workers", ["--out", str(a.run / "ray"), "--ray", "--workers", str(a.workers)])]
         for label, extra in modes[::-1] if a.ray_first else modes:
-            rows.append(timed(label, base + extra, len(a.items)))
+            rows.append(timed(label, base + extra, len(a.items), places))
     table, model = tiny_item(a.run / "tiny")
     tiny = ["train", "--train", str(table), "--model", str(model), "--epochs", "1", "--max-length", "32",
             "--student-epochs", "3", "--augment", "0"]
-    overhead = [timed("tiny item, sequential", tiny + ["--out", str(a.run / "tiny-seq")], 1),
-                timed("tiny item, --ray --workers 1", tiny + ["--out", str(a.run / "tiny-ray"), "--ray", "--workers", "1"], 1),
-                timed("tiny item, --ray, rerun (skipped)", tiny + ["--out", str(a.run / "tiny-ray"), "--ray", "--workers", "1"], 1)]
+    overhead = [timed("tiny item, sequential", tiny + ["--out", str(a.run / "tiny-seq")], 1, places),
+                timed("tiny item, --ray --workers 1", tiny + ["--out", str(a.run / "tiny-ray"), "--ray", "--workers", "1"], 1,
+                      places),
+                timed("tiny item, --ray, rerun (skipped)", tiny + ["--out", str(a.run / "tiny-ray"), "--ray", "--workers",
+                                                                    "1"], 1, places)]
     result = {"date": utc_now(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other work)",
               "python": platform.python_version(), "data": ATTRIBUTION, "items": a.items, "runs": rows,
               "ray_overhead": overhead}
