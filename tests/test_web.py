@@ -634,9 +634,12 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
             # Until the build on the server is the one whose service worker controls the page: this page is
             # that build with its service worker installed, or an older one that was told a new one is ready.
             latest = json.loads((site / "manifest.json").read_text())["version"]
-            page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset.offline
-              === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
-                                   arg=latest, timeout=START_TIMEOUT_MS)
+            try:
+                page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset
+                  .offline === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
+                                       arg=latest, timeout=START_TIMEOUT_MS)
+            except Exception as err:
+                raise AssertionError(f"no update signal; latest build {latest}, page: {page.evaluate(SW_STATE)}") from err
             if page.get_attribute("body", "data-update") == "ready":
                 assert "A new version of this page is ready" in page.inner_text("#update")
                 notices.append(page.get_attribute('meta[name="kd-bundle-version"]', "content"))
@@ -657,6 +660,16 @@ def test_an_update_never_mixes_two_builds(scorer_dir, browser, tmp_path):
     finally:
         context.close()
         stop(server)
+
+
+SW_STATE = """async () => {
+  const r = await navigator.serviceWorker.getRegistration();
+  const worker = (w) => w ? `${w.state}` : "none";
+  return {build: document.querySelector('meta[name="kd-bundle-version"]').content, update: document.body.dataset.update,
+          offline: document.body.dataset.offline, controlled: Boolean(navigator.serviceWorker.controller),
+          active: worker(r?.active), waiting: worker(r?.waiting), installing: worker(r?.installing),
+          offlineText: document.getElementById("offline").textContent};
+}"""
 
 
 class ByteCounter:
@@ -722,9 +735,12 @@ def test_a_classroom_downloads_each_byte_once(scorer_dir, browser, tmp_path, mon
             page.goto(url)
             page.wait_for_selector(f"{READY}, {FAILED}", state="attached", timeout=START_TIMEOUT_MS)
             assert page.get_attribute("body", "data-engine") == "ready", page.inner_text("#error")
-            page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset.offline
-              === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
-                                   arg=latest, timeout=START_TIMEOUT_MS)
+            try:
+                page.wait_for_function("""(latest) => document.body.dataset.update === "ready" || (document.body.dataset
+                  .offline === "on" && document.querySelector('meta[name="kd-bundle-version"]').content === latest)""",
+                                       arg=latest, timeout=START_TIMEOUT_MS)
+            except Exception as err:
+                raise AssertionError(f"no update signal; latest build {latest}, page: {page.evaluate(SW_STATE)}") from err
             version = page.get_attribute('meta[name="kd-bundle-version"]', "content")
             page.close()
             return version == latest

@@ -191,8 +191,12 @@ async function registerServiceWorker(manifest) {
     return;
   }
   try {
-    await navigator.serviceWorker.register("sw.js");
+    const registration = await navigator.serviceWorker.register("sw.js");
     await navigator.serviceWorker.ready;
+    // register() of a script already registered does not look for a newer one; the browser's own check
+    // after a navigation can be late or skipped on a busy device. Asking here makes a rebuilt page's
+    // service worker install while this page is open (this page then says a new version is ready).
+    registration.update().catch(() => {});
     $("engine-text").textContent += " It works offline from now on.";
     document.body.dataset.offline = "on";
   } catch (err) {
