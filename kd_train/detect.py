@@ -34,6 +34,8 @@ What is measured (every value is "higher = stranger"; all but off_topic are shar
                   levels (about log2 of the numbers of answers) the first count is above the second, plus
                   the share of the answer's pairs that top-scored answers use. A top-scored answer with
                   "not" after its first auxiliary verb reads, word by word, as the answer it negates.
+                  (Here "top-scored" is the top score's answers, or the top scores' where the top one
+                  holds under ``TOP_MIN_SHARE`` of the answers.)
     negated_head  (the same; flag ``negated``) a negation among the first ``HEAD_WORDS`` words that
                   top-scored answers do not write (the cue and its next word), followed by word pairs of
                   top-scored answers: "It is not true that" in front of a top-scored answer.
@@ -103,6 +105,7 @@ NEGATIONS = frozenset((   # negation cues, as words() reads them (apostrophes dr
     "weder", "nirgends"))
 _NEG_LEVELS = (1, 2, 4, 8, 16, 32, 64, 128, 256)   # counts are stored as levels: level k = used by >= LEVELS[k-1]
 _TOP_LEVELS = (2, 4, 8, 16, 32, 64, 128, 256)      # answers (a pair of one top-scored answer is not stored)
+TOP_MIN_SHARE = 0.05   # the top-scored answers of negated and negated_head: at least this share of them (see _top_floor)
 HEAD_WORDS = 4          # negated_head looks for a negation among the answer's first words
 REASONS = {
     "empty": "There is no answer to score.",
@@ -437,14 +440,23 @@ def _build(answers: list, sources: list, min_count: int, bits: int | None = None
     source = sorted({g for tokens in sources for g in _ngrams(tokens, 4)})
     entries = [(_UNIGRAM, known_u), (_PAIR, known_p), (_SOURCE, source)]
     if scores is not None and any(s is not None for s in scores):
-        top = max(s for s in scores if s is not None)
-        top_pairs = _answer_counts([_pairs(t) for t, s in zip(answers, scores) if s == top])
+        top = _top_floor(scores)
+        top_pairs = _answer_counts([_pairs(t) for t, s in zip(answers, scores) if s is not None and s >= top])
         entries += _levelled(top_pairs, _TOP_LEVELS, _TOP)
         entries += _levelled(_answer_counts([_contexts(t) for t in answers]), _NEG_LEVELS, _NEG)
     table = _Table(bits or _bits_for(sum(len(grams) for _, grams in entries)))
     for prefix, grams in entries:
         table.add(prefix, grams)
     return table
+
+
+def _top_floor(scores: list) -> int:
+    """The lowest score of the "top-scored" answers whose word pairs negated and negated_head read: the top
+    score, lowered until those answers are at least ``TOP_MIN_SHARE`` of the scored ones. Where the top score
+    is rare (2% of ASAP-SAS item 5's answers) its few answers hold too few of the statements that a negation
+    turns around; the next score's answers make most of them too."""
+    scored = sorted((s for s in scores if s is not None), reverse=True)
+    return scored[min(int(TOP_MIN_SHARE * len(scored)), len(scored) - 1)]
 
 
 def _min_count(n_answers: int) -> int:

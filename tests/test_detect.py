@@ -349,3 +349,11 @@ def test_negated_and_stuffed_are_fitted_only_from_enough_scored_answers(graded):
     few = detect.fit(answers[:n], ["Why does the ice melt?"], scores=scores[:n])
     assert not {"negated", "negated_head", "stuffed"} & set(few["thresholds"])
     assert "negated" not in detect.flags("It is not true that the metal is a good conductor", few)
+
+
+def test_negated_reads_the_top_scores_together_where_the_top_one_is_rare():
+    """ASAP-SAS item 5: 2% of the answers have the top score; negated reads the statements of the top scores
+    that hold at least TOP_MIN_SHARE of the answers, and only the top score's where it is common enough."""
+    assert detect._top_floor([3] * 2 + [2] * 10 + [0] * 88) == 2
+    assert detect._top_floor([3] * 10 + [1] * 90) == 3
+    assert detect._top_floor([None, 1, None, 0]) == 1
