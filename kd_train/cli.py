@@ -250,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", metavar="CSV", nargs="+", default=[],
                    help="soft-label files covering the training (and transfer) answers; none: the ANN baseline")
     p.add_argument("--transfer", metavar="CSV", help="unscored answers whose soft labels are in --soft")
+    p.add_argument("--student", choices=("bag", "sequence"), default="bag",
+                   help="bag: the network over hashed word and character n-grams (the paper's student); sequence: "
+                        "the convolutional network over the answer's words in order, its embeddings started from "
+                        "--teacher's encoder (default: %(default)s)")
+    p.add_argument("--teacher", metavar="DIR",
+                   help="with --student sequence: the teacher folder ('kd-train teacher --out') whose encoder gives "
+                        "the words' starting vectors (default: the packaged all-MiniLM-L6-v2, not fine-tuned)")
     p.add_argument("--out", metavar="DIR", required=True,
                    help="scorer directory to write (new, empty, or a scorer directory; replaced when done)")
     _add_force_option(p)

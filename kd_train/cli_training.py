@@ -196,6 +196,7 @@ def run_distill(args: argparse.Namespace) -> None:
     from kd_train import pipeline
     from kd_train.distill import distill_item
     from kd_train.scorer import write_scorer
+    from kd_train.student import input_config
 
     train, test, items = load_tables(args)
     item = pick_item(train, args.item)
@@ -206,23 +207,39 @@ def run_distill(args: argparse.Namespace) -> None:
     if transfer is not None:
         check_answer_lengths(transfer)
     data.check_trainable(train, item)   # (a mistake stays one line, without the line below)
-    say(f"training the student for item {item!r} ({len(train.for_item(item).labelled())} scored answers"
-         f"{f', {len(transfer.for_item(item))} transfer answers' if transfer is not None else ''}, "
-         f"at most {config.epochs} epochs)")
-    model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
+    sequence = args.student == "sequence"
+    if args.teacher is not None:
+        if not sequence:
+            raise UserError("--teacher gives the sequence student's starting word vectors; add --student sequence "
+                            "(the bag student learns from the soft labels of --soft only)")
+        from kd_train import teacher
+
+        teacher.read_meta(args.teacher)   # a folder that is not a teacher's is refused before any training
+    say(f"training the {'sequence ' if sequence else ''}student for item {item!r} "
+        f"({len(train.for_item(item).labelled())} scored answers"
+        f"{f', {len(transfer.for_item(item))} transfer answers' if transfer is not None else ''})")
+    if sequence:
+        pconfig = pipeline.PipelineConfig(student=config, featurizer=fconfig)
+        model, report = pipeline.sequence_student(args.teacher, train, item, values, pconfig, soft, transfer, test,
+                                                  log=say)
+    else:
+        model, report = distill_item(train, item, values, fconfig, config, soft, transfer, test)
     say("checking the candidates, calibrating, fitting the detectors and writing the scorer")
     labelled = train.for_item(item).labelled()
     val = labelled if "oof" in report else pipeline.validation_split(train, item, config)[1]
     test_rows = test.for_item(item).labelled() if test is not None else None
-    candidates = pipeline.make_candidates({"student": (model, report)}, val, test_rows, fconfig)
+    candidates = pipeline.make_candidates({"sequence" if sequence else "student": (model, report)}, val, test_rows,
+                                          fconfig)
     shipped, quality = pipeline.ship(candidates, val, test_rows, values)
     quality["selection"] = pipeline.selection_note("oof" in report, len(val), config.cv_folds)
     spec = (items or {}).get(item) or data.Item(item)
     profile, found = pipeline.fit_detectors(spec, train, test_rows)
     probed = pipeline.probe_shipped(spec, labelled, test, profile, shipped,
                                     quality["calibration"]["decision"]["cutpoints"], fconfig, values)
-    write_scorer(args.out, shipped, item=item, question=spec.question, score_values=values, featurizer_config=fconfig,
-                 metrics=report["metrics"], teacher=soft.fingerprint if soft else None, training=report["training"],
+    training = report["training"] | ({"embeddings": report["embeddings"]} if sequence else {})
+    write_scorer(args.out, shipped, item=item, question=spec.question, score_values=values,
+                 featurizer_config=input_config(shipped, fconfig), metrics=report["metrics"],
+                 teacher=soft.fingerprint if soft else None, training=training,
                  quality=quality, detectors=profile, probes=probed, force=args.force)
     for split, m in report["metrics"].items():
         print(f"item {item} {split:<5} n={m['n']:<5} accuracy {m['acc']:.3f}  QWK {m['qwk']:.3f}  macro-F1 {m['f1']:.3f}")

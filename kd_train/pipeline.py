@@ -346,11 +346,12 @@ def teacher_candidate(teacher_dir: Path, meta: dict, train: Table, val: Table, c
     return model, {"exported": exported, "params": model.params}
 
 
-def sequence_student(teacher_dir: Path, train: Table, item: str, values: list[int], config: PipelineConfig,
+def sequence_student(teacher_dir: Path | None, train: Table, item: str, values: list[int], config: PipelineConfig,
                      soft: soft_labels.SoftLabels | None, transfer: Table | None, test: Table | None, log=print) -> tuple:
     """The sequence student (kd_train/student.py), distilled like the bag student from the same soft labels
-    and transfer answers, its embeddings started from the teacher's encoder (``config.sequence.init``):
-    (model, its distill_item report + "embeddings", where they came from)."""
+    and transfer answers, its embeddings started from the teacher's encoder (``config.sequence.init``; without
+    ``teacher_dir``, from the packaged base encoder): (model, its distill_item report + "embeddings", where they
+    came from)."""
     seq = config.sequence
     texts = train.responses + (transfer.responses if transfer is not None else [])
     counts: dict[str, int] = {}
@@ -360,7 +361,7 @@ def sequence_student(teacher_dir: Path, train: Table, item: str, values: list[in
     table, source = None, "random vectors"
     words = sorted((w for w, n in counts.items() if n >= 2), key=lambda w: (-counts[w], w))[:SEQUENCE_WORDS_MAX]
     if seq.init == "teacher" and words:
-        vectors, source = teacher.word_vectors(teacher_dir, words)
+        vectors, source = teacher.word_vectors(teacher_dir, words) if teacher_dir is not None else base_word_vectors(words)
         table = embedding_table(words, [counts[w] for w in words], vectors, seq, config.student.seed)
     log(f"  candidate: sequence student (words in order, embeddings from {source}"
         f"{f', {len(words):,} words' if table is not None else ''})")
@@ -369,6 +370,15 @@ def sequence_student(teacher_dir: Path, train: Table, item: str, values: list[in
                                  features=lambda t: token_matrix(t.responses, seq),
                                  make_model=lambda _, n_classes: SequenceStudent(seq, n_classes, table))
     return model, report | {"embeddings": source}
+
+
+def base_word_vectors(words: list[str]) -> tuple[np.ndarray, str]:
+    """(static vectors of ``words`` from the packaged base encoder, which encoder gave them): for a sequence
+    student distilled without a teacher folder at hand (``kd-train distill --student sequence``)."""
+    from kd_train import encoder
+
+    return (encoder.word_vectors(encoder.load_encoder(encoder.resolve_model(None)), words),
+            f"all-MiniLM-L6-v2 from {encoder.DEFAULT_MODEL_PACKAGE}, the base encoder, not fine-tuned (no teacher given)")
 
 
 def _augmented(out: Path, train: Table, item: str, config: PipelineConfig, log) -> Table:

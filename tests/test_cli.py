@@ -151,3 +151,30 @@ def test_demo_checks_its_port_before_any_work(tmp_path, capsys):
         busy.close()
     assert "--no-serve" in err and "--host" not in err and not (tmp_path / "demo").exists()
 
+
+
+def test_distill_trains_the_sequence_student_and_predict_runs_it(tmp_path, capsys):
+    """No teacher folder: the words' starting vectors come from the packaged base encoder, and the scorer says so."""
+    import csv
+    import json
+
+    out = tmp_path / "scorer"
+    assert main(["distill", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"),
+                 "--student", "sequence", "--student-epochs", "2", "--out", str(out)]) == 0
+    info = json.loads((out / "scorer.json").read_text())
+    assert info["model"]["input"] == "token_ids" and info["featurizer"]["kind"] == "tokens"
+    assert info["quality"]["shipped"] == "sequence" and "not fine-tuned" in info["training"]["embeddings"]
+    capsys.readouterr()
+    predicted = tmp_path / "predicted.csv"
+    assert main(["predict", "--scorer", str(out), "--input", str(DEMO / "test.csv"), "--out", str(predicted)]) == 0
+    with open(predicted, encoding="utf-8", newline="") as fh:
+        assert {int(r["score"]) for r in csv.DictReader(fh)} <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--teacher", "t"], "--teacher gives the sequence student's starting word vectors; add --student sequence"),
+    (["--student", "sequence", "--teacher", "nowhere"], "nowhere: not a teacher folder (no teacher.json)"),
+])
+def test_distill_refuses_a_teacher_it_cannot_use_before_training(tmp_path, capsys, extra, message):
+    one_line_error(["distill", "--train", DEMO / "responses.csv", "--out", tmp_path / "o", *extra], capsys, message)
+    assert not (tmp_path / "o").exists()
