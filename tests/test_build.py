@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from kd_train import bundle
+from kd_train import bundle, runtime
 from kd_train.data import UserError
 from kd_train.files import write_marker
 from web_support import REPO, make_scorer, need_node_modules, node_modules, second_item, tree
@@ -296,9 +296,9 @@ def test_the_standard_library_is_trimmed_to_what_the_page_uses(dist, tmp_path, m
     assert set(keep) <= set(shipped) and "encodings/utf_8.py" in shipped and "email/__init__.py" not in shipped
     bogus = tmp_path / "keep.json"
     bogus.write_text(json.dumps({"files": keep + ["no_such_module.py"]}))
-    monkeypatch.setattr(bundle, "STDLIB_KEEP", bogus)
+    monkeypatch.setattr(runtime, "STDLIB_KEEP", bogus)
     with pytest.raises(UserError, match="no_such_module.py"):
-        bundle.trimmed_stdlib((node_modules() / "pyodide" / "python_stdlib.zip").read_bytes())
+        runtime.trimmed_stdlib((node_modules() / "pyodide" / "python_stdlib.zip").read_bytes())
 
 
 @pytest.mark.slow
@@ -309,16 +309,16 @@ def test_the_start_up_snapshot_is_reproducible_and_holds_nothing_of_the_machine(
     made = []
     for name in ("first-cache", "second-cache"):
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / name))
-        python = {p: files[p] for p in bundle.PYTHON_FILES}
-        made.append(bundle.pyodide_snapshot(node_modules() / "pyodide", files["vendor/pyodide/python_stdlib.zip"], python))
-    assert made[0] == made[1] == files[bundle.SNAPSHOT]
+        python = {p: files[p] for p in runtime.PYTHON_FILES}
+        made.append(runtime.pyodide_snapshot(node_modules() / "pyodide", files["vendor/pyodide/python_stdlib.zip"], python))
+    assert made[0] == made[1] == files[runtime.SNAPSHOT]
     assert made[0][:8] == b"KDSNAP01"
     import socket
 
     for secret in (str(tmp_path), "first-cache", str(REPO)) + ((socket.gethostname(),) if len(socket.gethostname()) > 5 else ()):
         assert secret.encode() not in made[0], secret
     manifest = json.loads(files["manifest.json"])
-    built_from = {p: manifest["files"][p]["sha256"] for p in bundle.PYTHON_FILES}
+    built_from = {p: manifest["files"][p]["sha256"] for p in runtime.PYTHON_FILES}
     assert json.dumps(built_from, separators=(",", ":")).encode() in made[0]        # what worker.js checks against manifest.json
 
 
@@ -326,11 +326,11 @@ def test_verify_makes_the_snapshot_again_and_catches_another_one(dist, tmp_path)
     assert bundle.verify(dist)["snapshot"] == "re-made from the bundle's own files: identical"
     copy = tmp_path / "copy"
     shutil.copytree(dist, copy)
-    data = bytearray((copy / bundle.SNAPSHOT).read_bytes())
+    data = bytearray((copy / runtime.SNAPSHOT).read_bytes())
     data[len(data) // 3] ^= 0x55                                   # and manifest.json, index.html made to match
-    (copy / bundle.SNAPSHOT).write_bytes(bytes(data))
+    (copy / runtime.SNAPSHOT).write_bytes(bytes(data))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"][bundle.SNAPSHOT]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    manifest["files"][runtime.SNAPSHOT]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
     old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
@@ -342,14 +342,14 @@ def test_verify_makes_the_snapshot_again_and_catches_another_one(dist, tmp_path)
 def test_without_the_snapshot_the_bundle_is_smaller(scorer_dir, dist, tmp_path):
     report = bundle.build([scorer_dir], tmp_path / "small", report_sizes=True, snapshot=False)
     files = tree(tmp_path / "small")
-    assert bundle.SNAPSHOT not in files and bundle.SNAPSHOT not in json.loads(files["manifest.json"])["files"]
+    assert runtime.SNAPSHOT not in files and runtime.SNAPSHOT not in json.loads(files["manifest.json"])["files"]
     assert "worker.py" in files and report["sizes"]["raw"] < sum(len(b) for b in tree(dist).values())
     assert report["sizes"]["snapshot_brotli"] == 0
 
 
 def test_no_node_no_snapshot_says_how_to_build_without_one(scorer_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))           # nothing cached: node is needed
-    monkeypatch.setattr(bundle.shutil, "which", lambda name: None)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="Node.js.*--no-snapshot"):
         bundle.build([scorer_dir], tmp_path / "out", report_sizes=False)
     assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEMO, REPO, toy_rows, write_csv
-from kd_train import bundle
+from kd_train import runtime
 from kd_train.cli import main
 from kd_train.files import write_marker
 from web_support import node_modules
@@ -445,7 +445,7 @@ USER_SHAPES = ["old", "partial", "building.abcd1234", "backup01", "20240101", "a
 def verb_args(verb: str, scorer: Path, folder: Path) -> tuple[list, Path, list[Path]]:
     """(arguments, --out, the outputs whose siblings it cleans) of one verb, run in ``folder``."""
     if verb == "build":
-        ENV[bundle.NODE_MODULES_ENV] = str(node_modules())   # skips the test where the npm packages are missing
+        ENV[runtime.NODE_MODULES_ENV] = str(node_modules())   # skips the test where the npm packages are missing
     if verb == "label":
         write_csv(folder / "samples.csv", ["id", "item", "score"], [[f"a{i % 7}", "q", i % 3] for i in range(40)])
     shutil.copy(DEMO / "test.csv", folder / "test.csv")
@@ -586,7 +586,7 @@ def feed(pipe: Path, data: bytes, reader: subprocess.Popen) -> None:
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_completes(verb, scorer, tmp_path):
     args, out, _ = verb_args(verb, scorer, tmp_path)
     first_args, pipe, content = held_by_a_pipe(verb, args, tmp_path)
-    env = {**ENV, bundle.NODE_MODULES_ENV: str(tmp_path / "node_modules")} if verb == "build" else ENV
+    env = {**ENV, runtime.NODE_MODULES_ENV: str(tmp_path / "node_modules")} if verb == "build" else ENV
     first = subprocess.Popen([sys.executable, "-m", "kd_train.cli", *map(str, first_args)], cwd=tmp_path, env=env,
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kd_train import bundle
+from kd_train import bundle, runtime
 from web_support import (START_WORKER_JS, make_scorer, make_sequence_scorer, make_transformer_scorer, need_node_modules,
                          second_item)
 
@@ -1022,8 +1022,8 @@ def test_a_consistent_rewrite_of_a_scorer_shows_as_another_version(dist, browser
 
 
 def test_tampered_snapshot_is_refused(dist, browser, tmp_path):
-    with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / bundle.SNAPSHOT, 1 / 4)) as page:
-        assert f"{bundle.SNAPSHOT} does not match manifest.json" in page.inner_text("#error")
+    with tampered_page(dist, browser, tmp_path, lambda copy: flip_a_byte(copy / runtime.SNAPSHOT, 1 / 4)) as page:
+        assert f"{runtime.SNAPSHOT} does not match manifest.json" in page.inner_text("#error")
         assert refuses_to_score(page)
 
 
@@ -1035,13 +1035,13 @@ def test_a_snapshot_made_from_other_python_files_is_refused(dist, browser, tmp_p
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     files = {p.relative_to(dist).as_posix(): p.read_bytes() for p in dist.rglob("*") if p.is_file()}
-    python = {p: files[p] for p in bundle.PYTHON_FILES} | {"detect.py": files["detect.py"] + b"# another detect.py\n"}
-    snapshot = bundle.pyodide_snapshot(bundle.node_modules() / "pyodide", files["vendor/pyodide/python_stdlib.zip"], python)
+    python = {p: files[p] for p in runtime.PYTHON_FILES} | {"detect.py": files["detect.py"] + b"# another detect.py\n"}
+    snapshot = runtime.pyodide_snapshot(runtime.node_modules() / "pyodide", files["vendor/pyodide/python_stdlib.zip"], python)
 
     def ship_the_other_snapshot(copy: Path) -> None:
-        (copy / bundle.SNAPSHOT).write_bytes(snapshot)
+        (copy / runtime.SNAPSHOT).write_bytes(snapshot)
         manifest = json.loads((copy / "manifest.json").read_text())
-        manifest["files"][bundle.SNAPSHOT] = {"sha256": hashlib.sha256(snapshot).hexdigest(), "bytes": len(snapshot)}
+        manifest["files"][runtime.SNAPSHOT] = {"sha256": hashlib.sha256(snapshot).hexdigest(), "bytes": len(snapshot)}
         old = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()
         (copy / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         new = hashlib.sha256((copy / "manifest.json").read_bytes()).hexdigest()

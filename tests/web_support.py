@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from bench.browser import START_WORKER_JS  # noqa: F401  (tests/test_web.py's; bench/browser.py runs it too)
-from kd_train import bundle
+from kd_train import runtime
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def node_modules() -> Path:
     """The npm packages the bundler would use, found without fetching them; skips the test when there are none."""
-    found = bundle.node_modules(fetch=False)
+    found = runtime.node_modules(fetch=False)
     if found is None or not (found / "pyodide" / "pyodide.mjs").is_file():
         pytest.skip("the npm packages are not installed: run 'npm ci' in web/ (make setup does)")
     return found

@@ -10,10 +10,10 @@ import stat
 
 import pytest
 
-from kd_train import bundle
+from kd_train import runtime
 from kd_train.data import UserError
 
-PINNED = json.loads((bundle.WEB / "package.json").read_text(encoding="utf-8"))["dependencies"]
+PINNED = json.loads((runtime.WEB / "package.json").read_text(encoding="utf-8"))["dependencies"]
 
 # A stand-in for npm: records its arguments, then installs the pinned versions (or fails like npm does).
 FAKE_NPM = """#!/bin/sh
@@ -41,8 +41,8 @@ def fake_npm(folder, log, fail=False):
 @pytest.fixture
 def no_checkout(tmp_path, monkeypatch):
     """As an installed wheel sees it: no checkout's web/node_modules, no $KD_TRAIN_NODE_MODULES, an empty cache."""
-    monkeypatch.setattr(bundle, "CHECKOUT", tmp_path / "site-packages")
-    monkeypatch.delenv(bundle.NODE_MODULES_ENV, raising=False)
+    monkeypatch.setattr(runtime, "CHECKOUT", tmp_path / "site-packages")
+    monkeypatch.delenv(runtime.NODE_MODULES_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path
 
@@ -50,34 +50,34 @@ def no_checkout(tmp_path, monkeypatch):
 def test_the_cache_is_filled_once_by_npm_ci(no_checkout, monkeypatch, capsys):
     log = no_checkout / "npm.log"
     monkeypatch.setenv("PATH", f"{fake_npm(no_checkout / 'bin', log)}:/usr/bin:/bin")
-    lock = hashlib.sha256((bundle.WEB / "package-lock.json").read_bytes()).hexdigest()[:12]
+    lock = hashlib.sha256((runtime.WEB / "package-lock.json").read_bytes()).hexdigest()[:12]
     cache = no_checkout / "cache" / "kd-train" / f"npm-{lock}"
-    assert bundle.node_modules(fetch=False) is None and not cache.exists()
+    assert runtime.node_modules(fetch=False) is None and not cache.exists()
 
-    found = bundle.node_modules()
+    found = runtime.node_modules()
     assert found == cache / "node_modules"
     assert log.read_text() == "ci --ignore-scripts --no-audit --no-fund\n"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "npm ci" in err and str(cache) in err and "once" in err
-    assert (cache / "package-lock.json").read_bytes() == (bundle.WEB / "package-lock.json").read_bytes()
+    assert (cache / "package-lock.json").read_bytes() == (runtime.WEB / "package-lock.json").read_bytes()
     assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]        # renamed into place, nothing left
     for name in PINNED:
-        assert bundle.package_info(name, found)["version"] == PINNED[name]
+        assert runtime.package_info(name, found)["version"] == PINNED[name]
 
-    assert bundle.node_modules() == found                                      # the second time: no npm, no line
+    assert runtime.node_modules() == found                                      # the second time: no npm, no line
     assert log.read_text().count("\n") == 1 and capsys.readouterr().err == ""
 
 
 def test_npm_missing_or_failing_is_one_line_naming_the_fix(no_checkout, monkeypatch):
     monkeypatch.setenv("PATH", str(no_checkout / "empty"))
     with pytest.raises(UserError, match="npm is not installed: install Node.js with npm") as err:
-        bundle.node_modules()
-    assert bundle.NODE_MODULES_ENV in str(err.value) and "\n" not in str(err.value)
+        runtime.node_modules()
+    assert runtime.NODE_MODULES_ENV in str(err.value) and "\n" not in str(err.value)
 
     monkeypatch.setenv("PATH", f"{fake_npm(no_checkout / 'bin', no_checkout / 'npm.log', fail=True)}:/usr/bin:/bin")
     with pytest.raises(UserError, match=r"'npm ci' could not fetch .*\(npm error network request to the registry "
                                         r"failed, reason: getaddrinfo ENOTFOUND\): check the network") as err:
-        bundle.node_modules()
+        runtime.node_modules()
     assert "\n" not in str(err.value)
     assert not os.listdir(no_checkout / "cache" / "kd-train")                  # no cache, no half-made folder
 
@@ -86,20 +86,20 @@ def test_the_environment_variable_comes_first_and_is_checked(no_checkout, monkey
     mine = no_checkout / "mine"
     (mine / "pyodide").mkdir(parents=True)
     (mine / "pyodide" / "package.json").write_text('{"version": "0.0.1"}')
-    monkeypatch.setenv(bundle.NODE_MODULES_ENV, str(mine))
-    assert bundle.node_modules() == mine
-    with pytest.raises(UserError, match=rf"\${bundle.NODE_MODULES_ENV}\) has pyodide 0.0.1, web/package.json "
+    monkeypatch.setenv(runtime.NODE_MODULES_ENV, str(mine))
+    assert runtime.node_modules() == mine
+    with pytest.raises(UserError, match=rf"\${runtime.NODE_MODULES_ENV}\) has pyodide 0.0.1, web/package.json "
                                         rf"pins {PINNED['pyodide']}"):
-        bundle.package_info("pyodide", mine)
+        runtime.package_info("pyodide", mine)
     with pytest.raises(UserError, match="onnxruntime-web/package.json is missing: point"):
-        bundle.package_info("onnxruntime-web", mine)
+        runtime.package_info("onnxruntime-web", mine)
 
 
 def test_a_checkout_uses_its_own_web_node_modules(tmp_path, monkeypatch):
-    monkeypatch.delenv(bundle.NODE_MODULES_ENV, raising=False)
-    monkeypatch.setattr(bundle, "CHECKOUT", tmp_path)
+    monkeypatch.delenv(runtime.NODE_MODULES_ENV, raising=False)
+    monkeypatch.setattr(runtime, "CHECKOUT", tmp_path)
     (tmp_path / "web" / "node_modules").mkdir(parents=True)
     (tmp_path / "web" / "package-lock.json").write_text("{}")
-    assert bundle.node_modules(fetch=False) == tmp_path / "web" / "node_modules"
+    assert runtime.node_modules(fetch=False) == tmp_path / "web" / "node_modules"
     with pytest.raises(UserError, match=r"pyodide/package.json is missing: run 'npm ci' in web/ \(or 'make setup'\)"):
-        bundle.package_info("pyodide", tmp_path / "web" / "node_modules")
+        runtime.package_info("pyodide", tmp_path / "web" / "node_modules")
