@@ -24,7 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kd_train.data import UserError, item_folder
-from kd_train.files import atomic_write_text, read_marker
+from kd_train.files import read_marker
+from kd_train.temps import atomic_write_text
 
 DONE_FILE = "item-done.json"
 FAILED_FILE = "item-failed.json"

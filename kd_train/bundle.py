@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kd_train.data import UserError
-from kd_train.files import (check_output_dir, discard_temp, holds_lock, make_temp_dir, replace_dir, unlock_output)
+from kd_train.files import check_output_dir, holds_lock, replace_dir, unlock_output
+from kd_train.temps import discard_temp, make_temp_dir
 from kd_train.runtime import (EXTRA_LICENCES, HERE, MAKE_SNAPSHOT, PYTHON_FILES, SNAPSHOT, STDLIB, VENDOR, WEB,
                               data_folder, node_modules, package_info, pyodide_snapshot, trimmed_stdlib)
 from kd_train.serve import CSP, CSP_HEADER, WATCHDOG_SHA256  # the page's policy; what a host sends

@@ -18,7 +18,8 @@ def run_predict(args: argparse.Namespace) -> None:
     import io
 
     from kd_train import data
-    from kd_train.files import atomic_write_text, check_output_file
+    from kd_train.files import check_output_file
+    from kd_train.temps import atomic_write_text
     from kd_train.scorer import Scorer
 
     check_output_file(args.out, "scores", inputs=input_paths(args), force=args.force)
@@ -61,7 +62,8 @@ def run_predict(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data, detect, probes
-    from kd_train.files import discard_temp, make_temp_dir, replace_dir
+    from kd_train.files import replace_dir
+    from kd_train.temps import discard_temp, make_temp_dir
     from kd_train.metrics import SMALL_SAMPLE_N, flag_shares, score_metrics, validity, write_report
     from kd_train.scorer import Scorer
 

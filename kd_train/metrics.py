@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from kd_train.data import UserError, _natural_key
-from kd_train.files import (atomic_write_bytes, atomic_write_text, discard_temp, make_temp_dir, publish_files,
-                            remove_leftovers)
+from kd_train.files import publish_files
+from kd_train.temps import atomic_write_bytes, atomic_write_text, discard_temp, make_temp_dir, remove_leftovers
 
 
 def qwk(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[int] | None = None) -> float:

@@ -24,7 +24,8 @@ from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfi
 from kd_train.data import (Item, Table, UserError, augmented_answers, concat, item_folder, read_responses,
                             stratified_split)
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
-from kd_train.files import atomic_write_text, sha256_file
+from kd_train.files import sha256_file
+from kd_train.temps import atomic_write_text
 from kd_train.metrics import decide, flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
 from kd_train.scorer import write_scorer

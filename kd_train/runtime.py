@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from kd_train.data import UserError
-from kd_train.files import discard_temp, make_temp_dir, remove_leftovers
+from kd_train.temps import discard_temp, make_temp_dir, remove_leftovers
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent   # the repository root, when kd_train runs from a checkout (editable install)

@@ -26,8 +26,8 @@ import numpy as np
 from kd_train import detect, featurize, wordpiece
 from kd_train.config import FeaturizerConfig, TokenConfig, WordpieceConfig
 from kd_train.data import UserError
-from kd_train.files import (discard_temp, holds_lock, make_temp_dir, read_marker, remove_leftovers, replace_dir,
-                            sha256_file)
+from kd_train.files import holds_lock, read_marker, replace_dir, sha256_file
+from kd_train.temps import discard_temp, make_temp_dir, remove_leftovers
 from kd_train.metrics import decide
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from kd_train.data import DataError, Table, parse_int, read_records, where
-from kd_train.files import atomic_write_text, sha256_file
+from kd_train.files import sha256_file
+from kd_train.temps import atomic_write_text
 
 FORMAT_VERSION = 1
 NOT_FINGERPRINT = ("format_version", "score_values", "csv_sha256")   # sidecar keys about the file itself

@@ -43,7 +43,8 @@ from kd_train.data import Table, UserError, check_trainable, stratified_folds, s
 from kd_train.encoder import (DEFAULT_MODEL_PACKAGE, HEAD_SHARE, ModelError, encode, input_reading, load_model,
                               load_tokenizer, model_source, resolve_max_length, resolve_model, softmax, token_counts,
                               truncation_rule, weights_sha256)
-from kd_train.files import holds_lock, new_temp, process_start, remove_leftovers, replace_dir, sha256_file
+from kd_train.files import holds_lock, replace_dir, sha256_file
+from kd_train.temps import new_temp, process_start, remove_leftovers
 from kd_train.teacher_frozen import FROZEN_HEAD_FILE, FROZEN_KIND, frozen_candidate, frozen_logits, frozen_oof
 from kd_train import encoder, teacher_trainer
 from kd_train.teacher_trainer import SoftTargets, logit_metrics, train_one

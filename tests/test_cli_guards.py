@@ -425,7 +425,7 @@ def wait_for(run: subprocess.Popen, event, timeout: float = 600) -> bool:
 
 def temp_left_by_a_dead_run(dst: Path) -> Path:
     """What a kd-train run killed while writing ``dst`` leaves: its temporary folder, made by kd-train's code."""
-    code = ("import sys; from kd_train.files import make_temp_dir; "
+    code = ("import sys; from kd_train.temps import make_temp_dir; "
             "t = make_temp_dir(sys.argv[1]); (t / 'half.bin').write_bytes(b'half'); print(t.parent)")
     done = subprocess.run([sys.executable, "-c", code, str(dst)], env=ENV, capture_output=True, text=True, check=True)
     return Path(done.stdout.strip())
@@ -460,7 +460,7 @@ def verb_args(verb: str, scorer: Path, folder: Path) -> tuple[list, Path, list[P
 
 
 def proven_temps(folder: Path) -> list[str]:
-    from kd_train.files import temp_record
+    from kd_train.temps import temp_record
 
     return sorted(p.name for p in folder.iterdir() if temp_record(p) is not None)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kd_train import files
+from kd_train import files, temps
 from kd_train.data import UserError
-from kd_train.files import atomic_write_bytes, atomic_write_text
+from kd_train.temps import atomic_write_bytes, atomic_write_text
 
 
 def test_replaces_the_file_not_its_contents(tmp_path):
@@ -47,7 +47,7 @@ def dead_pid() -> int:
 
 def temp_left_by_a_dead_run(dst: Path) -> Path:
     """What a kd-train run killed while writing ``dst`` leaves: its temporary folder, made by kd-train's own code."""
-    code = ("import sys; from kd_train.files import make_temp_dir; "
+    code = ("import sys; from kd_train.temps import make_temp_dir; "
             "t = make_temp_dir(sys.argv[1]); (t / 'half.bin').write_bytes(b'half'); print(t.parent)")
     out = subprocess.run([sys.executable, "-c", code, str(dst)], env=ENV, capture_output=True, text=True, check=True)
     return Path(out.stdout.strip())
@@ -87,11 +87,11 @@ def test_the_clean_up_removes_only_what_a_dead_kd_train_run_provably_left(tmp_pa
     user = make_user_things(tmp_path, shapes(out.name, dead_pid()), seed)
     unproven = tmp_path / f".{out.name}.kd-train-tmp-{dead_pid()}-{'ab' * 8}"   # right shape, marker for another token
     unproven.mkdir()
-    (unproven / files.OWNER_FILE).write_text(json.dumps({"pid": 1, "token": "cd" * 8, "for": out.name}))
+    (unproven / temps.OWNER_FILE).write_text(json.dumps({"pid": 1, "token": "cd" * 8, "for": out.name}))
     (unproven / "data.bin").write_bytes(b"keep")
     left = [temp_left_by_a_dead_run(out) for _ in range(2)]
     logged = []
-    removed = files.remove_leftovers(out, log=logged.append)
+    removed = temps.remove_leftovers(out, log=logged.append)
     assert sorted(removed) == sorted(left) and not any(p.exists() for p in left)
     assert intact(tmp_path, user) and (unproven / "data.bin").read_bytes() == b"keep"
     for p in left:
@@ -102,15 +102,15 @@ def test_the_clean_up_removes_only_what_a_dead_kd_train_run_provably_left(tmp_pa
 
 def test_a_temporary_of_a_live_run_is_kept_and_a_reused_pid_does_not_protect_one(tmp_path):
     out = tmp_path / "dist"
-    mine = files.new_temp(out)                       # this process: alive, same start time
-    assert files.leftovers(out) == [] and mine.exists()
-    record = json.loads((mine / files.OWNER_FILE).read_text())
+    mine = temps.new_temp(out)                       # this process: alive, same start time
+    assert temps.leftovers(out) == [] and mine.exists()
+    record = json.loads((mine / temps.OWNER_FILE).read_text())
     record["start"] = "1"                            # the same pid, but another process (the pid was reused)
-    (mine / files.OWNER_FILE).write_text(json.dumps(record))
-    assert files.leftovers(out) == [mine]
+    (mine / temps.OWNER_FILE).write_text(json.dumps(record))
+    assert temps.leftovers(out) == [mine]
     record["host"] = "another-machine"                # a process on another machine: cannot tell, so kept
-    (mine / files.OWNER_FILE).write_text(json.dumps(record))
-    assert files.leftovers(out) == []
+    (mine / temps.OWNER_FILE).write_text(json.dumps(record))
+    assert temps.leftovers(out) == []
 
 
 def test_a_symlink_named_like_a_temporary_is_never_followed_or_removed(tmp_path):
@@ -120,7 +120,7 @@ def test_a_symlink_named_like_a_temporary_is_never_followed_or_removed(tmp_path)
     dead = temp_left_by_a_dead_run(tmp_path / "x")
     link = tmp_path / f".out.{dead.name.split('.', 2)[2]}"
     link.symlink_to(target)                          # a link to a folder, named like a leftover of "out"
-    files.remove_leftovers(tmp_path / "out", log=lambda _: None)
+    temps.remove_leftovers(tmp_path / "out", log=lambda _: None)
     assert link.is_symlink() and (target / "a.txt").read_text() == "keep"
 
 
@@ -139,13 +139,13 @@ def test_is_own_dir_ignores_only_provable_leftovers(tmp_path):
 
 HOLD = """
 import json, os, sys, fcntl
-from kd_train import files
+from kd_train import files, temps
 if sys.argv[2] == "kd-train":
     files.lock_output(sys.argv[1])
 else:   # another process holds the flock, but the record names a run that is gone (a stray child of it)
     fd = os.open(files.lock_path(sys.argv[1]), os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, json.dumps({"kd_train_lock": 1, **files.owner_record(int(sys.argv[3]))}).encode())
+    os.write(fd, json.dumps({"kd_train_lock": 1, **temps.owner_record(int(sys.argv[3]))}).encode())
 print("locked", flush=True)
 sys.stdin.read()
 """
