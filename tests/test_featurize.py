@@ -11,7 +11,6 @@ import json
 import math
 import os
 import random
-import shutil
 import struct
 import subprocess
 import sys
@@ -21,11 +20,10 @@ import pytest
 
 from kd_train import featurize as fz
 from kd_train.featurize import DEFAULT_CONFIG, featurize, validate_config
+from pyodide_support import run_in_pyodide
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURIZE_PY = ROOT / "kd_train" / "featurize.py"
-NODE_SCRIPT = ROOT / "tests" / "pyodide_featurize.mjs"
-PYODIDE_DIR = ROOT / "web" / "node_modules" / "pyodide"
 ASAP_TRAIN = Path(os.environ.get("KD_TRAIN_DATA", "../shared/datasets"))
 if not ASAP_TRAIN.is_absolute():
     ASAP_TRAIN = ROOT / ASAP_TRAIN
@@ -329,32 +327,31 @@ def _encode(out: list[tuple[int, float]]) -> dict:
             "f": base64.b64encode(struct.pack("<%df" % len(val), *val)).decode()}
 
 
+FEATURIZE_DRIVER = """
+import base64, struct
+
+fz = load("featurize")
+config, tokens = header["config"], header["tokens"]
+t = time.perf_counter()
+outs = [fz.featurize(text, config) for text in texts]
+seconds = time.perf_counter() - t
+write_output([{"i": [b for b, _ in out],
+               "d": base64.b64encode(struct.pack("<%dd" % len(out), *(v for _, v in out))).decode(),
+               "f": base64.b64encode(struct.pack("<%df" % len(out), *(v for _, v in out))).decode(),
+               "t": fz.token_ids(text, tokens)} for text, out in zip(texts, outs)], seconds)
+"""
+
+
 @pytest.mark.slow
 def test_pyodide_parity(tmp_path):
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node not found: install Node.js 20+ to run the Pyodide parity test")
-    if not (PYODIDE_DIR / "pyodide.mjs").is_file():
-        pytest.skip("web/node_modules/pyodide missing: run `cd web && npm ci`")
     corpus = _corpus()
     assert len(corpus) >= 5000
     cfg = json.loads(json.dumps(DEFAULT_CONFIG))
     tokens = dict(fz.TOKENS_CONFIG, max_tokens=1 << 16)   # every token of every string
-    inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    with open(inp, "w", encoding="ascii") as f:
-        f.write(json.dumps({"config": cfg, "tokens": tokens}) + "\n")
-        for text in corpus:
-            f.write(json.dumps([ord(c) for c in text]) + "\n")
-    proc = subprocess.run([node, str(NODE_SCRIPT), str(FEATURIZE_PY), str(inp), str(outp)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    with open(outp, encoding="ascii") as f:
-        header = json.loads(f.readline())
-        got = [json.loads(line) for line in f]
+    header, got, said = run_in_pyodide(tmp_path, FEATURIZE_DRIVER, {"config": cfg, "tokens": tokens}, corpus,
+                                       [FEATURIZE_PY])
     print(f"\nPyodide Python {header['python'].split()[0]}, Unicode {header['unicode']}: "
-          f"{header['n']} strings in {header['seconds']:.2f} s; {proc.stdout.strip()}")
-    assert header["python"].startswith("3.14"), header
-    assert len(got) == len(corpus)
+          f"{header['n']} strings in {header['seconds']:.2f} s; {said}")
     mismatches = [k for k, text in enumerate(corpus)
                   if {k: v for k, v in got[k].items() if k != "t"} != _encode(featurize(text, cfg))]
     assert not mismatches, (f"{len(mismatches)} of {len(corpus)} strings differ, first: "

@@ -4,9 +4,6 @@ kd_train.data), tricky and random strings and every code point, and equal in rea
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import unicodedata
 from pathlib import Path
 
@@ -14,11 +11,11 @@ import pytest
 
 from kd_train import encoder
 from kd_train import wordpiece as wp
-from tests.test_featurize import PYODIDE_DIR, TRICKY, _random_strings
+from pyodide_support import run_in_pyodide
+from tests.test_featurize import TRICKY, _random_strings
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDPIECE_PY = ROOT / "kd_train" / "wordpiece.py"
-NODE_SCRIPT = ROOT / "tests" / "pyodide_wordpiece.mjs"
 LENGTHS = (512, 24)   # no cut but the longest answers; most answers cut (head+tail)
 
 
@@ -158,32 +155,26 @@ def test_a_bad_config_is_refused_by_name(change, key):
         wp.validate_config([])
 
 
+WORDPIECE_DRIVER = """
+wp = load("wordpiece")
+with open("/vocab.txt", encoding="utf-8") as f:
+    vocab = wp.read_vocab(f.read())
+t = time.perf_counter()
+outs = [[wp.encode(text, vocab, c) for c in header["configs"]] for text in texts]
+write_output(outs, time.perf_counter() - t)
+"""
+
+
 def test_pyodide_parity(tmp_path, teacher_tokenizer):
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node not found: install Node.js 20+ to run the Pyodide parity test")
-    if not (PYODIDE_DIR / "pyodide.mjs").is_file():
-        pytest.skip("web/node_modules/pyodide missing: run `cd web && npm ci`")
     _, vocab_text = teacher_tokenizer
     vocab = wp.read_vocab(vocab_text)
     corpus = _corpus() + [t for t in _random_strings(300, seed=7) if _has_surrogate(t)][:50]  # surrogates too
     configs = [dict(wp.DEFAULT_CONFIG, max_length=n) for n in LENGTHS]
-    inp, outp, vocab_file = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "vocab.txt"
+    vocab_file = tmp_path / "vocab.txt"
     vocab_file.write_text(vocab_text, encoding="utf-8")
-    with open(inp, "w", encoding="ascii") as f:
-        f.write(json.dumps({"configs": configs}) + "\n")
-        for text in corpus:
-            f.write(json.dumps([ord(c) for c in text]) + "\n")
-    proc = subprocess.run([node, str(NODE_SCRIPT), str(WORDPIECE_PY), str(vocab_file), str(inp), str(outp)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    with open(outp, encoding="ascii") as f:
-        header = json.loads(f.readline())
-        got = [json.loads(line) for line in f]
+    header, got, _ = run_in_pyodide(tmp_path, WORDPIECE_DRIVER, {"configs": configs}, corpus, [WORDPIECE_PY, vocab_file])
     print(f"\nPyodide Python {header['python'].split()[0]}, Unicode {header['unicode']}: "
           f"{header['n']} strings x {len(configs)} lengths in {header['seconds']:.2f} s")
-    assert header["python"].startswith("3.14"), header
-    assert len(got) == len(corpus)
     bad = [k for k, text in enumerate(corpus) if got[k] != [wp.encode(text, vocab, c) for c in configs]]
     print(f"{len(bad)} of {len(corpus)} strings differ between CPython and Pyodide")
     assert not bad, f"first: {corpus[bad[0]][:200]!r}"
