@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a school's size budget: ship the best candidate on validation whose model.onnx is at most MB "
                         "megabytes (the bag student about 0.12, hashing + LR 0.03, the sequence student 0.93, the "
                         "teacher 23); the report lists every candidate's size and QWK (default: any size)")
+    p.add_argument("--teachers", metavar="K", type=int, default=1,
+                   help="fine-tune the teacher K times (seeds --seed, --seed + 1, ...; one validation split) and "
+                        "average their probabilities, where that beats the first alone on validation; K times the "
+                        "teacher's CPU time (default: 1)")
     p.add_argument("--augment", metavar="N", type=int, default=config.AUGMENT,
                    help="perturbed copies of each answer the student fits on (words dropped, replaced, cut to a "
                         "window), labelled by the teacher and added to the student's transfer set; not on "

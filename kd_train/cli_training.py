@@ -96,13 +96,16 @@ def run_train(args: argparse.Namespace) -> None:
         pick_item(train, item)
     if args.augment < 0:
         raise UserError(f"--augment must be 0 (none) or a number of copies per answer, got {args.augment}")
+    if args.teachers < 1:
+        raise UserError(f"--teachers must be 1 or more (the teacher's members), got {args.teachers}")
     if args.max_model_mb is not None and not 0 < args.max_model_mb < float("inf"):
         raise UserError(f"--max-model-mb must be a size in megabytes above 0, e.g. 1, got {args.max_model_mb}")
     student_config, fconfig = student_configs_of(args)
     config = pipeline.PipelineConfig(teacher=teacher_config_of(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force,
-                                     candidates=tuple(dict.fromkeys(args.candidates)), max_model_mb=args.max_model_mb)
+                                     candidates=tuple(dict.fromkeys(args.candidates)), max_model_mb=args.max_model_mb,
+                                     teachers=args.teachers)
     specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
     if args.ray or args.workers is not None or args.ray_address:
         return run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, config)

@@ -192,3 +192,8 @@ class TeacherConfig:
     cv_below: int = CV_BELOW  # a validation split smaller than this: choose the epochs by cross-validation (0: never)
     cv_folds: int = CV_FOLDS
     frozen: bool = True  # cross-validated items: also try the frozen encoder + logistic regression, keep the better
+    split_seed: int | None = None  # seed of the validation split and folds; None: ``seed`` (members of an ensemble share one)
+
+    @property
+    def splits_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed

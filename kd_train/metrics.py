@@ -321,6 +321,14 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
                   "; ".join(f"item {item}: {'question + answer' if p['with_question'] else 'answer alone'} "
                             f"({p['val_qwk']['question + answer']:.3f} with the question, "
                             f"{p['val_qwk']['answer alone']:.3f} without)" for item, p in paired.items()) + "."]
+    members = {r["item"]: r["models"]["teacher"]["members"] for r in rows
+               if "val_qwk" in r["models"].get("teacher", {}).get("members", {})}
+    if members:
+        lines += ["", "Teachers of several members (`--teachers`: seeds, one validation split), judged on validation "
+                  "by the teacher's rule: " + "; ".join(
+                      f"item {item}: {m['labels']} label ({', '.join(f'{q:.3f}' for q in m['val_qwk']['each'])} alone, "
+                      f"{m['val_qwk']['averaged']:.3f} averaged; {sum(t or 0 for t in m['wall_s']) / 60:.0f} min of "
+                      "fine-tuning in all)" for item, m in members.items()) + " (the teacher's rows above are those that label)."]
     frozen = {r["item"]: r["models"]["teacher"]["frozen_candidate"] for r in rows
               if r["models"].get("teacher", {}).get("frozen_candidate")}
     if frozen:

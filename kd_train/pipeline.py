@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train import baselines, detect, probes, quality, soft_labels, teacher
+from kd_train import baselines, detect, ensemble, probes, quality, soft_labels, teacher
 from kd_train import featurize
 from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfig
 from kd_train.data import (Item, Table, UserError, augmented_answers, concat, item_folder, read_responses,
@@ -48,6 +48,7 @@ class PipelineConfig:
     pair_question: str = "no"  # "auto": a second teacher reads question + answer; the better on validation labels
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     max_model_mb: float | None = None   # ship the best candidate whose model.onnx is at most this many MB
+    teachers: int = 1   # members of the teacher (seeds averaged; kd_train/ensemble.py), used where they beat one
     candidates: tuple[str, ...] = CANDIDATES   # the models selection may ship (the sequence student is trained only when listed)
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
 
@@ -68,7 +69,7 @@ def check_item(item: Item, values: list[int], train: Table, config: PipelineConf
         raise DataError(f"--with-question needs item {item.item!r}'s question: give --items with a 'question' for it")
     n = len(labelled)
     if not teacher.uses_cross_validation(n, config.teacher):
-        stratified_split(labelled, config.teacher.val_fraction, config.teacher.seed)
+        stratified_split(labelled, config.teacher.val_fraction, config.teacher.splits_seed)
     if not uses_cross_validation(n, config.student):
         stratified_split(labelled, config.student.val_fraction, config.student.seed)
 
@@ -133,15 +134,18 @@ def teacher_validation(folder: Path, meta: dict, soft_train: soft_labels.SoftLab
 
 
 def decide_teacher(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels, soft_test: soft_labels.SoftLabels | None,
-                   train: Table, test: Table | None, values: list[int]) -> dict:
+                   train: Table, test: Table | None, values: list[int], validation: tuple | None = None) -> dict:
     """The teacher's figures: "val" and "test" for its most probable score (as the other models' rows),
     and "decided", for the score its own decision rule gives, chosen on its validation logits exactly as
     every candidate's is (``quality.tune``: temperature, then cutpoints on the expected score where they
     beat the most probable score out of fold). The quality gate reads "decided". A teacher whose
-    validation logits are gone keeps its most probable score there."""
-    figures = {"val": meta["metrics"]["val"]} | (
+    validation logits are gone keeps its most probable score there. ``validation``: (answers, logits) of a
+    teacher of several members (their averaged logits) instead of the folder's own."""
+    figures = {"val": meta["metrics"]["val"] if validation is None else
+               score_metrics(validation[0].scores, [values[i] for i in validation[1].argmax(axis=1)], values)
+               | ({"cross_validated": True} if meta["metrics"]["val"].get("cross_validated") else {})} | (
         {"test": teacher_metrics(soft_test, test, values)} if soft_test is not None else {})
-    found = teacher_validation(folder, meta, soft_train, train)
+    found = validation or teacher_validation(folder, meta, soft_train, train)
     if found is None:
         return figures | {"decided": figures | {"decision": {
             "rule": "most probable score", "cutpoints": None,
@@ -162,6 +166,12 @@ def _tuned_teacher(val: Table, val_logits: np.ndarray, test_logits: np.ndarray |
     to_index = {v: i for i, v in enumerate(values)}
     tuned = quality.tune(candidate, np.array([to_index[s] for s in val.scores], dtype=np.int64), values)
     return candidate, tuned["decision"] | {"temperature": candidate.temperature}
+
+
+def _decided_qwk(val: Table, val_logits: np.ndarray, values: list[int]) -> float:
+    """Validation QWK of the score the teacher's own decision rule, tuned on these logits, gives."""
+    candidate, _ = _tuned_teacher(val, val_logits, None, values)
+    return score_metrics(val.scores, candidate.predict_val(values), values)["qwk"]
 
 
 def _teacher_val_qwk(folder: Path, meta: dict, train: Table, values: list[int]) -> float:
@@ -196,6 +206,43 @@ def _paired_or_not(out: Path, item: Item, values: list[int], train: Table, test:
     return (paired, out / "teacher-question", pairing) if with_question else (alone, out / "teacher", pairing)
 
 
+def _members(out: Path, item: Item, values: list[int], train: Table, test: Table | None, config: PipelineConfig,
+             meta: dict, first: Path, log=print) -> tuple[list[Path], dict, tuple | None]:
+    """The teacher's other ``config.teachers - 1`` members (kd_train/ensemble.py: other seeds, the first one's
+    split), and which label: all of them, their probabilities averaged, where their averaged validation logits
+    beat the first member's alone by the teacher's own decision rule; else the first alone. Returns (the folders
+    that label, the report's "members", the averaged validation (answers, logits) or None)."""
+    if meta.get("kind") == teacher.FROZEN_KIND:
+        log("  teachers: the frozen encoder + logistic regression labels (better out of fold than fine-tuning); "
+            "another seed would give the same regression, so it labels alone")
+        return [first], {"members": 1, "labels": "the first alone", "why": "a frozen teacher"}, None
+    base = replace(config.teacher, with_question=meta["config"]["with_question"])
+    dirs, metas = [first], [meta]
+    for k in range(1, config.teachers):
+        member = ensemble.member_config(base, k)
+        log(f"  teacher {k + 1} of {config.teachers}: seed {member.seed}, the first one's validation answers")
+        name = ensemble.member_name(first.name, k)
+        metas.append(_teacher(out, item, values, train, test, member, name=name, log=log, force=config.force))
+        dirs.append(out / name)
+    found = [teacher_validation(d, m, None, train) for d, m in zip(dirs, metas)]
+    if any(f is None or f[0].ids != found[0][0].ids for f in found):
+        log("  teachers: their validation logits do not cover the same answers, so they cannot be judged "
+            "together: the first labels alone")
+        return [first], {"members": len(dirs), "labels": "the first alone", "why": "no common validation"}, None
+    val, averaged = found[0][0], ensemble.averaged_logits([f[1] for f in found])
+    each = [_decided_qwk(val, f[1], values) for f in found]
+    together = _decided_qwk(val, averaged, values)
+    chosen = together > each[0]
+    log(f"  teachers: validation QWK {', '.join(f'{q:.3f}' for q in each)} alone, {together:.3f} averaged: "
+        + (f"the {len(dirs)} label together" if chosen else "the first labels alone"))
+    summary = {"members": len(dirs), "seeds": [m["config"]["seed"] for m in metas],
+               "val_qwk": {"each": [round(q, 4) for q in each], "averaged": round(together, 4)},
+               "labels": f"all {len(dirs)}, averaged" if chosen else "the first alone",
+               "judged_by": "validation QWK of the teacher's own decision rule, on the first member's validation answers",
+               "wall_s": [m.get("wall_s") for m in metas]}
+    return (dirs, summary, (val, averaged)) if chosen else ([first], summary, None)
+
+
 def run_item(
     item: Item, values: list[int], train: Table, test: Table | None, unlabeled: Table | None,
     out: str | Path, config: PipelineConfig, log=print,
@@ -212,22 +259,27 @@ def run_item(
                     "class_balance": {str(v): train.labelled().scores.count(v) for v in values}}
 
     meta, teacher_dir, pairing = _paired_or_not(out, item, values, train, test, config, log)
-    soft_train, _ = teacher.label(teacher_dir, train, out / "soft-train.csv")
+    dirs, together, validation = [teacher_dir], None, None
+    if config.teachers > 1:
+        dirs, together, validation = _members(out, item, values, train, test, config, meta, teacher_dir, log)
+    soft_train = ensemble.label(dirs, train, out / "soft-train.csv")
     parts = [soft_train]
     if unlabeled is not None and len(unlabeled):
-        parts.append(teacher.label(teacher_dir, unlabeled, out / "soft-unlabeled.csv")[0])
-    soft_test = teacher.label(teacher_dir, test, out / "soft-test.csv")[0] if test is not None and len(test) else None
+        parts.append(ensemble.label(dirs, unlabeled, out / "soft-unlabeled.csv"))
+    soft_test = ensemble.label(dirs, test, out / "soft-test.csv") if test is not None and len(test) else None
     if soft_test is not None:
         parts.append(soft_test)
     labelled = train.labelled()
     cv = uses_cross_validation(len(labelled), config.student)
     augmented = _augmented(out, train, item.item, config, log) if config.augment and not cv else None
     if augmented is not None:
-        parts.append(teacher.label(teacher_dir, augmented, out / "soft-augmented.csv")[0])
+        parts.append(ensemble.label(dirs, augmented, out / "soft-augmented.csv"))
     soft = soft_labels.merge(parts)
     report["models"]["teacher"] = {"params": meta["params"],
-                                   **decide_teacher(teacher_dir, meta, soft_train, soft_test, train, test, values),
+                                   **decide_teacher(teacher_dir, meta, soft_train, soft_test, train, test, values,
+                                                    validation),
                                    **({"pairing": pairing} if pairing else {}),
+                                   **({"members": together} if together else {}),
                                    **({"frozen_candidate": meta["frozen_candidate"]} if "frozen_candidate" in meta else {})}
 
     transfer = unlabeled if config.use_transfer and unlabeled is not None and len(unlabeled) else None

@@ -92,7 +92,7 @@ def fine_tune(
     out_dir = Path(out_dir)
     started = time.time()
     cv = uses_cross_validation(len(train), config)
-    fit, val = (train, None) if cv else stratified_split(train, config.val_fraction, config.seed)
+    fit, val = (train, None) if cv else stratified_split(train, config.val_fraction, config.splits_seed)
     q = question if config.with_question and question else None
     test = test.for_item(item).labelled() if test is not None else None
     tables = ({} if cv else {"val": val}) | ({"test": test} if test is not None and len(test) else {})
@@ -197,7 +197,7 @@ def _cross_validate(train: Table, score_values: list[int], question: str | None,
 
     from kd_train.metrics import qwk
 
-    folds = stratified_folds(train, config.cv_folds, config.seed)
+    folds = stratified_folds(train, config.cv_folds, config.splits_seed)
     by_fold = []
     for k, held_out in enumerate(folds):
         print(f"choosing the teacher's epochs by cross-validation: fold {k + 1}/{len(folds)} "
@@ -259,11 +259,11 @@ def _cross_fit(train: Table, score_values: list[int], question: str | None, conf
     import numpy as np
 
     logits = np.zeros((len(train), len(score_values)), dtype=np.float32)
-    for k, held_out in enumerate(stratified_folds(train, config.folds, config.seed)):
+    for k, held_out in enumerate(stratified_folds(train, config.folds, config.splits_seed)):
         print(f"cross-fitting: fold {k + 1}/{config.folds} ({len(held_out)} answers held out)", flush=True)
         held = set(held_out)
         rest = train.take([i for i in range(len(train)) if i not in held])
-        fit, val = stratified_split(rest, config.val_fraction, config.seed)
+        fit, val = stratified_split(rest, config.val_fraction, config.splits_seed)
         _, _, out, _ = train_one(fit, val, score_values, question, config, work / f"fold{k}", {"held": train.take(held_out)})
         logits[held_out] = out["held"]
         shutil.rmtree(work / f"fold{k}", ignore_errors=True)
@@ -303,7 +303,7 @@ def _save_frozen(frozen: dict, final: Path, inputs: dict, train: Table, score_va
         "wall_s": round(time.time() - started, 1),
     }
     if config.folds > 1:
-        folds = stratified_folds(train, config.folds, config.seed)
+        folds = stratified_folds(train, config.folds, config.splits_seed)
         crossfit = frozen_oof(frozen["x"], frozen["y"], folds, frozen["C"], len(score_values), config.class_weights)
         np.savez(final / CROSSFIT_FILE, ids=np.array(train.ids), logits=crossfit)
         meta["metrics"]["crossfit"] = logit_metrics(crossfit, train, score_values)

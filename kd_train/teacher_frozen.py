@@ -69,7 +69,7 @@ def frozen_candidate(train: Table, score_values: list[int], question: str | None
     x = embed(encoder, train.responses, question, config.max_length, head_tail)
     to_index = {v: i for i, v in enumerate(score_values)}
     y = np.array([to_index[s] for s in train.scores])
-    folds = stratified_folds(train, config.cv_folds, config.seed)
+    folds = stratified_folds(train, config.cv_folds, config.splits_seed)
     labels = list(range(len(score_values)))
     tried = {c: frozen_oof(x, y, folds, c, len(score_values), config.class_weights) for c in FROZEN_C}
     by_c = {c: qwk(y.tolist(), lg.argmax(axis=1).tolist(), labels) for c, lg in tried.items()}
