@@ -25,7 +25,7 @@ from kd_train.data import default_data_root
 ATTRIBUTION = ("SAF German legal domain: Filighera, Parihar, Steuer, Meuser & Ochs, \"Your Answer is Incorrect... "
                "Would you like to know why? Introducing a Bilingual Short Answer Feedback Dataset\" (ACL 2022), "
                "licensed CC BY 4.0.")
-MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
+MODELS = ("teacher", "student", "ann", "hashing_lr", "sequence", "shipped")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -79,11 +79,11 @@ def markdown(rows: dict, command: str, wall_s: float) -> str:
         return cell(row["models"]["teacher_rule"]) + (" (cutpoints)" if row["teacher_rule"].startswith("cutpoints") else "")
 
     lines += table(["item", "teacher val / test", "teacher by its rule", "KD student val / test", "ANN val / test",
-                    "hashing + LR val / test", "shipped", "fit for use"],
-                   ([item, cell(row["models"]["teacher"]), rule(row), *(cell(row["models"][name]) for name in MODELS[1:-1]),
+                    "hashing + LR val / test", "sequence val / test", "shipped", "fit for use"],
+                   ([item, cell(row["models"]["teacher"]), rule(row), *(cell(row["models"].get(name, {})) for name in MODELS[1:-1]),
                      f"{row['shipped']} ({cell(row['models']['shipped'])})",
                      "yes" if row["fit_for_use"] else "**no**: " + "; ".join(row["unfit_reasons"])]
-                    for item, row in rows.items()), "l" * 8)
+                    for item, row in rows.items()), "l" * 9)
     labels = [f"{item}: {row['teacher_labels']}" for item, row in rows.items() if "teacher_labels" in row]
     if labels:
         lines += ["", teacher_labels_line(labels)]

@@ -21,7 +21,7 @@ from bench import (add_out, command, split_extra, table, teacher_labels, teacher
                    write_result)
 from kd_train.data import concat, load_asap, stratified_split
 
-MODELS = ("teacher", "student", "ann", "hashing_lr", "shipped")
+MODELS = ("teacher", "student", "ann", "hashing_lr", "sequence", "shipped")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -95,7 +95,7 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
                          f"{q.get('shipped', float('nan')):.3f} ({row['shipped']})", ", ".join(row["degenerate"]) or "—",
                          "yes" if row["fit_for_use"] else "**no**"])
     lines += table(["item", "answers", "teacher", "teacher by its rule", "KD student", "ANN", "hashing + LR",
-                    "shipped (which)", "degenerate", "fit"], body, "lrrrrrrlll")
+                    "sequence", "shipped (which)", "degenerate", "fit"], body, "lrrrrrrrlll")
     labels = [f"item {item} at {row['answers']}: {row['teacher_labels']}" for item, by_size in rows.items()
               for row in by_size.values() if "teacher_labels" in row]
     lines += ["", teacher_labels_line(labels)]
