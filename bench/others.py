@@ -9,7 +9,7 @@ from bench.cache import CachedItem
 from kd_train import baselines
 from kd_train.data import Dataset
 from kd_train.metrics import score_metrics
-from kd_train.pipeline import teacher_metrics
+from kd_train.teacher_judge import teacher_metrics
 
 TINYBERT_DIR = "tinybert_like"
 

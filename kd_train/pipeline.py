@@ -28,6 +28,7 @@ from kd_train.files import sha256_file
 from kd_train.temps import atomic_write_text
 from kd_train.metrics import decide, flag_shares, score_metrics, validity
 from kd_train.quality import Candidate
+from kd_train.teacher_judge import decided_qwk, teacher_val_qwk, decide_teacher, teacher_validation
 from kd_train.scorer import write_scorer
 from kd_train.student import (SequenceStudent, embedding_table, input_config, logits, model_inputs, onnx_bytes, param_count,
                               token_matrix)
@@ -102,88 +103,6 @@ def _teacher(out: Path, item: Item, values: list[int], train: Table, test: Table
                              force=force)
 
 
-def teacher_metrics(labels: soft_labels.SoftLabels, table: Table, values: list[int]) -> dict:
-    """The teacher's metrics on ``table``'s answers: the argmax of its soft labels against the human scores."""
-    pred = [values[i] for i in labels.lookup(table.ids).argmax(axis=1)]
-    return score_metrics(table.scores, pred, values)
-
-
-def _log_probs(labels: soft_labels.SoftLabels, ids: list[str]) -> np.ndarray:
-    """Logits, up to a constant per answer, from soft labels (the teacher's softmax at T = 1)."""
-    return np.log(np.clip(labels.lookup(ids), 1e-30, None))
-
-
-def teacher_validation(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels | None, train: Table) -> tuple | None:
-    """(validation answers, the teacher's logits on them) that teacher.json's "val" metrics came from:
-    its val-logits.npz, or, for a teacher saved before that file existed and validated on a split, the
-    split redrawn with its seed (its soft labels there come from a model that did not train on them);
-    None for such a cross-validated teacher, whose out-of-fold logits were not kept (or without ``soft_train``)."""
-    labelled = train.labelled()
-    path = folder / teacher.VAL_LOGITS_FILE
-    if path.is_file():
-        stored = np.load(path)
-        row = {rid: i for i, rid in enumerate(labelled.ids)}
-        ids = stored["ids"].tolist()
-        if all(rid in row for rid in ids):   # else it was trained on other answers than these
-            return labelled.take([row[rid] for rid in ids]), stored["logits"]
-        return None
-    if meta.get("cross_validation") is None and meta["val_rows"] and soft_train is not None:
-        val = stratified_split(labelled, meta["config"]["val_fraction"], meta["config"]["seed"])[1]
-        return val, _log_probs(soft_train, val.ids)
-    return None
-
-
-def decide_teacher(folder: Path, meta: dict, soft_train: soft_labels.SoftLabels, soft_test: soft_labels.SoftLabels | None,
-                   train: Table, test: Table | None, values: list[int], validation: tuple | None = None) -> dict:
-    """The teacher's figures: "val" and "test" for its most probable score (as the other models' rows),
-    and "decided", for the score its own decision rule gives, chosen on its validation logits exactly as
-    every candidate's is (``quality.tune``: temperature, then cutpoints on the expected score where they
-    beat the most probable score out of fold). The quality gate reads "decided". A teacher whose
-    validation logits are gone keeps its most probable score there. ``validation``: (answers, logits) of a
-    teacher of several members (their averaged logits) instead of the folder's own."""
-    figures = {"val": meta["metrics"]["val"] if validation is None else
-               score_metrics(validation[0].scores, [values[i] for i in validation[1].argmax(axis=1)], values)
-               | ({"cross_validated": True} if meta["metrics"]["val"].get("cross_validated") else {})} | (
-        {"test": teacher_metrics(soft_test, test, values)} if soft_test is not None else {})
-    found = validation or teacher_validation(folder, meta, soft_train, train)
-    if found is None:
-        return figures | {"decided": figures | {"decision": {
-            "rule": "most probable score", "cutpoints": None,
-            "judged_by": "none: the out-of-fold logits of this teacher were not kept"}}}
-    val, val_logits = found
-    test_logits = _log_probs(soft_test, test.ids) if soft_test is not None else None
-    candidate, decision = _tuned_teacher(val, val_logits, test_logits, values)
-    decided = {"val": score_metrics(val.scores, candidate.predict_val(values), values)
-               | ({"cross_validated": True} if meta["metrics"]["val"].get("cross_validated") else {})}
-    if test_logits is not None:
-        decided["test"] = score_metrics(test.scores, candidate.predict(test_logits, values), values)
-    return figures | {"decided": decided | {"decision": decision}}
-
-
-def _tuned_teacher(val: Table, val_logits: np.ndarray, test_logits: np.ndarray | None, values: list[int]) -> tuple:
-    """(the teacher as a Candidate with its temperature and decision rule tuned on ``val``, the decision)."""
-    candidate = Candidate("teacher", None, val_logits, test_logits)
-    to_index = {v: i for i, v in enumerate(values)}
-    tuned = quality.tune(candidate, np.array([to_index[s] for s in val.scores], dtype=np.int64), values)
-    return candidate, tuned["decision"] | {"temperature": candidate.temperature}
-
-
-def _decided_qwk(val: Table, val_logits: np.ndarray, values: list[int]) -> float:
-    """Validation QWK of the score the teacher's own decision rule, tuned on these logits, gives."""
-    candidate, _ = _tuned_teacher(val, val_logits, None, values)
-    return score_metrics(val.scores, candidate.predict_val(values), values)["qwk"]
-
-
-def _teacher_val_qwk(folder: Path, meta: dict, train: Table, values: list[int]) -> float:
-    """A teacher's validation QWK by its own decision rule (its most probable score's, where its
-    validation logits were not kept)."""
-    found = teacher_validation(folder, meta, None, train)
-    if found is None:
-        return meta["metrics"]["val"]["qwk"]
-    candidate, _ = _tuned_teacher(*found, None, values)
-    return score_metrics(found[0].scores, candidate.predict_val(values), values)["qwk"]
-
-
 def _paired_or_not(out: Path, item: Item, values: list[int], train: Table, test: Table | None, config: PipelineConfig,
                    log=print) -> tuple[dict, Path, dict | None]:
     """The teacher to label with: (teacher.json, its folder, how the question pairing was chosen or None).
@@ -196,8 +115,8 @@ def _paired_or_not(out: Path, item: Item, values: list[int], train: Table, test:
         return alone, out / "teacher", None
     paired_config = replace(config.teacher, with_question=True)
     paired = _teacher(out, item, values, train, test, paired_config, name="teacher-question", log=log, force=config.force)
-    qwks = {"answer alone": _teacher_val_qwk(out / "teacher", alone, train, values),
-            "question + answer": _teacher_val_qwk(out / "teacher-question", paired, train, values)}
+    qwks = {"answer alone": teacher_val_qwk(out / "teacher", alone, train, values),
+            "question + answer": teacher_val_qwk(out / "teacher-question", paired, train, values)}
     with_question = qwks["question + answer"] > qwks["answer alone"]
     log(f"  question pairing, chosen on validation QWK: answer alone {qwks['answer alone']:.3f}, question + answer "
         f"{qwks['question + answer']:.3f}: the teacher reads {'the question and ' if with_question else ''}the answer")
@@ -230,8 +149,8 @@ def _members(out: Path, item: Item, values: list[int], train: Table, test: Table
             "together: the first labels alone")
         return [first], {"members": len(dirs), "labels": "the first alone", "why": "no common validation"}, None
     val, averaged = found[0][0], ensemble.averaged_logits([f[1] for f in found])
-    each = [_decided_qwk(val, f[1], values) for f in found]
-    together = _decided_qwk(val, averaged, values)
+    each = [decided_qwk(val, f[1], values) for f in found]
+    together = decided_qwk(val, averaged, values)
     chosen = together > each[0]
     log(f"  teachers: validation QWK {', '.join(f'{q:.3f}' for q in each)} alone, {together:.3f} averaged: "
         + (f"the {len(dirs)} label together" if chosen else "the first labels alone"))

@@ -80,7 +80,7 @@ def test_the_teachers_figures_are_for_its_own_decision_rule_on_its_kept_validati
     import shutil
 
     from kd_train import data, soft_labels
-    from kd_train.pipeline import decide_teacher, teacher_validation
+    from kd_train.teacher_judge import decide_teacher, teacher_validation
 
     report = json.loads((trained / "report.json").read_text())["per_item"]["demo-ice"]["models"]["teacher"]
     meta = teacher.read_meta(trained / "demo-ice" / "teacher")

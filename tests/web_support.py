@@ -118,7 +118,7 @@ def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3) -
     """A transformer scorer for the demo item: a teacher fine-tuned from ``base_model`` (the tests' tiny BERT)
     on the demo answers, exported to ONNX with int8 weights (kd_train/transformer.py), shipped like
     :func:`make_scorer`'s with the detectors, scoring by its most probable score."""
-    from kd_train import data, detect, pipeline, scorer, teacher, transformer
+    from kd_train import data, detect, pipeline, scorer, teacher, teacher_judge, transformer
     from kd_train.config import TeacherConfig, WordpieceConfig
     from kd_train.quality import Candidate
 
@@ -130,7 +130,7 @@ def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3) -
     teacher.fine_tune(train, "demo-ice", values, teacher_dir,
                       TeacherConfig(model=str(base_model), epochs=epochs, lr=3e-3, max_length=48, patience=epochs))
     model = transformer.export_teacher(teacher_dir)
-    val, val_logits = pipeline.teacher_validation(teacher_dir, teacher.read_meta(teacher_dir), None, train)
+    val, val_logits = teacher_judge.teacher_validation(teacher_dir, teacher.read_meta(teacher_dir), None, train)
     candidate = Candidate("teacher", model, model.logits(val.responses))
     shipped, quality = pipeline.ship([candidate], val, None, values)
     detectors = detect.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
