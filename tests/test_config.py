@@ -158,8 +158,8 @@ def test_featurizer_config_is_checked_once_from_the_command_line_to_the_scorer(t
 # Options README.md quotes that belong to other programs, each with the file that defines it.
 OTHER_PROGRAMS = {"--cache": "bench/__main__.py", "--skip-browser": "bench/__main__.py",
                   "--skip-probes": "bench/__main__.py", "--data": "bench/__main__.py",
-                  "--ignore-scripts": "kd_train/bundle.py", "--no-audit": "kd_train/bundle.py",
-                  "--no-fund": "kd_train/bundle.py", "--no-deps": "README.md", "--nproc": "README.md",   # pip wheel, torchrun
+                  "--ignore-scripts": "kd_train/runtime.py", "--no-audit": "kd_train/runtime.py",
+                  "--no-fund": "kd_train/runtime.py", "--no-deps": "README.md", "--nproc": "README.md",   # pip wheel, torchrun
                   "--head": "bench/cluster.py", "--address": "bench/cluster.py"}                   # ray start
 README_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
