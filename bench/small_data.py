@@ -12,6 +12,7 @@ answers are the item's test_public.csv. Writes small-data.md and small-data.json
 from __future__ import annotations
 
 import argparse
+import json
 import functools
 import sys
 import time
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 400], help="training answers per item")
     ap.add_argument("--seed", type=int, default=0, help="seed of the subsample (default: 0)")
     ap.add_argument("--run", type=Path, default=Path("runs/small-data"), help="where the runs go (default: %(default)s)")
+    ap.add_argument("--render", action="store_true",
+                    help="train nothing: summarize the runs already in --run (RUN/n<size>/out/report.json)")
     add_out(ap)
     return ap.parse_args(argv), extra
 
@@ -68,7 +71,39 @@ def summarize(reports: dict[int, dict]) -> dict:
                 "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
                 "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
                 "selection": q.get("selection"), "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r)}
+            members = r["models"]["teacher"].get("members", {})
+            if "val_qwk" in members:
+                rows[item][str(size)]["members"] = members
     return rows
+
+
+def member_test_qwks(run: Path, size: int, item: str, members: int) -> list[float | None]:
+    """Each member's own test QWK (its teacher.json), beside the averaged teacher's in report.json."""
+    from kd_train import data, ensemble
+
+    folder = run / f"n{size}" / "out" / data.item_folder(item)
+    metas = [folder / ensemble.member_name("teacher", k) / "teacher.json" for k in range(members)]
+    return [json.loads(m.read_text())["metrics"].get("test", {}).get("qwk") if m.is_file() else None for m in metas]
+
+
+def members_markdown(rows: dict, sizes: list[int]) -> list[str]:
+    body = []
+    for item, by_size in rows.items():
+        for size in sizes:
+            row = by_size.get(str(size), {})
+            m = row.get("members")
+            if not m:
+                continue
+            each = ", ".join(f"{v:.3f} / {t:.3f}" if t is not None else f"{v:.3f} / —"
+                             for v, t in zip(m["val_qwk"]["each"], row.get("member_test_qwk", [])))
+            body.append([item, size, each, f"{m['val_qwk']['averaged']:.3f} / {row['test_qwk'].get('teacher', float('nan')):.3f}",
+                         m["labels"], f"{sum(t or 0 for t in m['wall_s']) / 60:.0f}"])
+    if not body:
+        return []
+    return ["", "Teachers of several members (`--teachers`): validation / test QWK of each member alone and of their "
+            "average (validation by the teacher's own rule, the one selection uses; test by the most probable score), "
+            "which labelled, and the minutes of fine-tuning:", "",
+            *table(["item", "answers", "each member val / test", "averaged val / test", "labels", "min"], body, "lrlrlr")]
 
 
 def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
@@ -104,6 +139,7 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
         ["answers", *MODELS],
         ([size, *(f"{sum(r['test_qwk'].get(name, 0.0) for r in per) / len(per):.3f}" for name in MODELS)]
          for size, per in means.items() if per), "r" * (1 + len(MODELS)))]
+    lines += members_markdown(rows, sizes)
     return "\n".join(lines) + "\n"
 
 
@@ -111,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     ds = load_asap(args.data)
     started = time.time()
-    reports = {size: run_size(ds, args, size, extra) for size in args.sizes}
+    if args.render:
+        reports = {size: json.loads((args.run / f"n{size}" / "out" / "report.json").read_text()) for size in args.sizes}
+    else:
+        reports = {size: run_size(ds, args, size, extra) for size in args.sizes}
     rows = summarize(reports)
+    for item, by_size in rows.items():
+        for size, row in by_size.items():
+            if "members" in row:
+                row["member_test_qwk"] = member_test_qwks(args.run, int(size), item, row["members"]["members"])
     result = {"command": command("python -m bench.small_data", argv), "wall_s": round(time.time() - started, 1),
               "sizes": args.sizes, "items": rows}
     print(write_result(args.out, "small-data", result, markdown(rows, args.sizes, result["command"], result["wall_s"])))
