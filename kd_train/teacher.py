@@ -206,7 +206,7 @@ def _cross_validate(train: Table, score_values: list[int], question: str | None,
         rest = train.take([i for i in range(len(train)) if i not in held])
         _, _, _, info = train_one(rest, train.take(held_out), score_values, question, config, work / f"cv{k}", {}, soft)
         by_fold.append(info["val_logits_by_epoch"])
-        shutil.rmtree(work / f"cv{k}", ignore_errors=True)
+        _discard_fold(work / f"cv{k}")
     epochs = max(len(f) for f in by_fold)
     oof = np.zeros((epochs, len(train), len(score_values)), dtype=np.float32)
     for held_out, logits in zip(folds, by_fold):
@@ -220,6 +220,18 @@ def _cross_validate(train: Table, score_values: list[int], question: str | None,
           flush=True)
     return {"best_epoch": best, "qwk_by_epoch": [round(q, 4) for q in per_epoch],
             "fold_epochs_run": [len(f) for f in by_fold], "oof_logits": oof[best - 1]}
+
+
+def _discard_fold(folder: Path) -> None:
+    """Remove a fold's training folder once every process of a distributed run is done with it: the processes
+    share the folder, and one that is still loading its best checkpoint must not find it gone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        if dist.get_rank() != 0:
+            return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_config(config: TeacherConfig) -> None:
@@ -266,7 +278,7 @@ def _cross_fit(train: Table, score_values: list[int], question: str | None, conf
         fit, val = stratified_split(rest, config.val_fraction, config.splits_seed)
         _, _, out, _ = train_one(fit, val, score_values, question, config, work / f"fold{k}", {"held": train.take(held_out)})
         logits[held_out] = out["held"]
-        shutil.rmtree(work / f"fold{k}", ignore_errors=True)
+        _discard_fold(work / f"fold{k}")
     return logits
 
 
