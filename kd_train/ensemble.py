@@ -14,6 +14,7 @@ import numpy as np
 from kd_train import soft_labels, teacher
 from kd_train.config import TeacherConfig
 from kd_train.data import Table
+from kd_train.encoder import softmax
 
 
 def member_config(config: TeacherConfig, k: int) -> TeacherConfig:
@@ -32,8 +33,7 @@ def averaged(probs: list[np.ndarray]) -> np.ndarray:
 
 def averaged_logits(logits: list[np.ndarray]) -> np.ndarray:
     """Logits (log-probabilities) of the members' averaged softmax."""
-    probs = [np.exp(lg - lg.max(axis=1, keepdims=True)) for lg in logits]
-    return np.log(np.clip(averaged([p / p.sum(axis=1, keepdims=True) for p in probs]), 1e-30, None))
+    return np.log(np.clip(averaged([softmax(lg) for lg in logits]), 1e-30, None))
 
 
 def label(dirs: list[Path], table: Table, out_path: Path) -> soft_labels.SoftLabels:

@@ -34,7 +34,8 @@ def linear_head(regression, n_values: int) -> tuple[np.ndarray, np.ndarray]:
     return weights, bias
 
 
-def _regression(x: np.ndarray, y: np.ndarray, c: float, class_weights: str):
+def regression(x: np.ndarray, y: np.ndarray, c: float, class_weights: str):
+    """Logistic regression of score indices ``y`` on embeddings ``x`` (``class_weights``: "balanced" or "none")."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if class_weights == "balanced" else None).fit(x, y)
@@ -51,7 +52,7 @@ def frozen_oof(x: np.ndarray, y: np.ndarray, folds: list[list[int]], c: float, n
     logits = np.zeros((len(y), n_values), dtype=np.float32)
     for held_out in folds:
         rest = np.setdiff1d(np.arange(len(y)), held_out)
-        logits[held_out] = _head_logits(x[held_out], linear_head(_regression(x[rest], y[rest], c, class_weights), n_values))
+        logits[held_out] = _head_logits(x[held_out], linear_head(regression(x[rest], y[rest], c, class_weights), n_values))
     return logits
 
 
@@ -85,7 +86,7 @@ def frozen_candidate(train: Table, score_values: list[int], question: str | None
                          "oof_qwk_by_C": {f"{k:g}": round(v, 4) for k, v in by_c.items()},
                          "fine_tuned_oof_qwk": round(fine_tuned, 4), "kept": kept}}
     if kept:
-        found["head"] = linear_head(_regression(x, y, c, config.class_weights), len(score_values))
+        found["head"] = linear_head(regression(x, y, c, config.class_weights), len(score_values))
         found["logits"] = {name: _head_logits(embed(encoder, t.responses, question, config.max_length, head_tail),
                                               found["head"]) for name, t in tables.items()}
     return found

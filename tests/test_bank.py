@@ -163,6 +163,28 @@ def test_the_fingerprint_follows_the_items_rows_and_settings_only(tmp_path):
 
 
 @needs_ray
+def group_after_it_ends(group: int, limit_s: float) -> list[int]:
+    """The processes of ``group`` still running once each has ended or ``limit_s`` has passed: waits on each
+    one's exit (its pidfd becomes readable when it ends), never for a fixed time."""
+    import select
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        pids = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "-g", str(group)], capture_output=True,
+                                               text=True).stdout.split()]
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            try:
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            finally:
+                os.close(fd)
+
+
 def test_ctrl_c_stops_every_task_exits_130_in_one_line_and_keeps_finished_items(tmp_path, tiny_model):
     train = write_csv(tmp_path / "train.csv", HEADER, toy_rows(60) + toy_rows(240, seed=3, item="q2", prefix="b"))
     out = tmp_path / "run"
@@ -188,9 +210,5 @@ def test_ctrl_c_stops_every_task_exits_130_in_one_line_and_keeps_finished_items(
     assert err.strip().splitlines()[-1] == "kd-train train: interrupted; nothing half-written was left behind"
     assert not (out / "q2" / bank.DONE_FILE).exists()
     assert bank.done_record(out, "q1", json.loads((out / "q1" / bank.DONE_FILE).read_text())["fingerprint"])
-    # Ray's own processes end a moment after kd-train on a busy machine: wait for the group to empty (or 120 s)
-    deadline = time.monotonic() + 120
-    while (left := subprocess.run(["ps", "-o", "pid=,comm=", "-g", str(proc.pid)], capture_output=True,
-                                  text=True).stdout.split()) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    left = group_after_it_ends(proc.pid, 120)   # Ray's own processes end a moment after kd-train on a busy machine
     assert left == [], f"processes of the interrupted run still running 120 s after it ended: {left}"

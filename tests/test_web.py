@@ -91,14 +91,15 @@ def shots(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def ready_page(browser, folder: Path):
-    """A page of the bundle in ``folder``, served and started (engine ready), in a fresh browser context."""
+def ready_page(browser, folder: Path, until: str = READY, **context_options):
+    """A page of the bundle in ``folder``, served, in a fresh browser context, once ``until`` is in its DOM
+    (default: the engine ready)."""
     server, url = serve(folder)
-    context = browser.new_context()
+    context = browser.new_context(**context_options)
     try:
         page = context.new_page()
         page.goto(url)
-        page.wait_for_selector(READY, state="attached", timeout=START_TIMEOUT_MS)
+        page.wait_for_selector(until, state="attached", timeout=START_TIMEOUT_MS)
         yield page
     finally:
         context.close()
@@ -795,16 +796,8 @@ def tampered_page(dist, browser, tmp_path, change):
     copy = tmp_path / "dist"
     shutil.copytree(dist, copy)
     change(copy)
-    server, url = serve(copy)
-    context = browser.new_context(viewport={"width": 1366, "height": 768})
-    try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector(FAILED, state="attached", timeout=START_TIMEOUT_MS)
+    with ready_page(browser, copy, FAILED, viewport={"width": 1366, "height": 768}) as page:
         yield page
-    finally:
-        context.close()
-        stop(server)
 
 
 def flip_a_byte(path: Path, at: float) -> None:
