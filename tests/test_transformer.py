@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kd_train import data, pipeline, scorer, teacher, transformer, wordpiece
+from kd_train import data, ladder, pipeline, scorer, teacher, transformer, wordpiece
 from kd_train.config import TeacherConfig, WordpieceConfig
 from kd_train.data import UserError
 
@@ -178,7 +178,7 @@ def test_train_with_the_teacher_as_a_candidate_ships_it_and_predict_scores_like_
 def test_the_teacher_is_an_extra_candidate_not_a_default():
     from kd_train.config import CANDIDATES, EXTRA_CANDIDATES
 
-    assert "teacher" not in CANDIDATES and EXTRA_CANDIDATES == ("teacher",)
+    assert "teacher" not in CANDIDATES and EXTRA_CANDIDATES == ("tinybert_like", "teacher")
     assert pipeline.PipelineConfig().candidates == CANDIDATES
 
 
@@ -188,8 +188,8 @@ def test_a_cross_validated_or_paired_teacher_is_no_candidate(tiny_teacher, demo)
     said = []
     val = pipeline.validation_split(train, "demo-ice", pipeline.StudentConfig())[1]
     meta = teacher.read_meta(tiny_teacher)
-    assert pipeline.teacher_candidate(tiny_teacher, meta, train.for_item("demo-ice"), val, True, said.append) is None
+    assert ladder.transformer_candidate("teacher", tiny_teacher, meta, train.for_item("demo-ice"), val, True, said.append) is None
     assert "cross-validated" in said[-1]
     other = train.for_item("demo-ice").labelled().take(list(range(20)))
-    assert pipeline.teacher_candidate(tiny_teacher, meta, train.for_item("demo-ice"), other, False, said.append) is None
+    assert ladder.transformer_candidate("teacher", tiny_teacher, meta, train.for_item("demo-ice"), other, False, said.append) is None
     assert "validation answers are not the students'" in said[-1]
