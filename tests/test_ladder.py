@@ -50,7 +50,7 @@ def test_the_small_transformer_starts_from_the_teachers_layers_and_ships_as_a_tr
     texts = [text_of[r["id"]] for r in got]
     assert len(texts) > 50 and [int(r["score"]) for r in got] == loaded.predict(texts)
     card = (item / "scorer" / "MODEL_CARD.md").read_text()
-    assert "the small transformer student: (the first 1 layers of the fine-tuned teacher" in card
+    assert "the small transformer student (the first 1 layers of the fine-tuned teacher" in card
     assert "distilled from the teacher's probabilities" in card
 
 
@@ -70,3 +70,15 @@ def test_a_cached_small_transformer_is_reused_only_while_its_teacher_is_the_same
     report = json.loads((out / "demo-ice" / "report.json").read_text())
     assert {"tinybert_like", "hashing_lr"} <= set(report["quality"]["candidates"])
     assert np.isfinite(report["models"]["tinybert_like"]["val"]["qwk"])
+
+
+def test_on_a_cross_validated_item_it_is_not_trained_and_says_why(tiny_model, toy_tables, tmp_path, capsys):
+    """90 answers: a validation split would be too small, so every answer is fitted and none is left to judge it."""
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(toy_tables["train"]), "--items", str(toy_tables["items"]), "--out", str(out),
+                 "--model", str(tiny_model), "--epochs", "1", "--max-length", "32", "--student-epochs", "2",
+                 "--no-frozen-teacher", "--candidates", "hashing_lr", "tinybert_like"]) == 0
+    said = capsys.readouterr().out
+    assert "candidate: tinybert_like skipped: 90 scored answers are cross-validated" in said
+    assert not (out / "q1" / "tinybert_like").exists()
+    assert json.loads((out / "q1" / "report.json").read_text())["quality"]["shipped"] == "hashing_lr"
