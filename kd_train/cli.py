@@ -226,12 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "regression), sequence (the KD sequence student: words in order, embeddings from the teacher; "
                         "about 0.9 MB per scorer; trained only when listed) (default: these four); also, only when "
                         "listed, tinybert_like (the small transformer student: the fine-tuned teacher's first 3 "
-                        "layers distilled from it, int8, about 17 MB per scorer; a stand-in for TinyBERT, whose "
+                        "layers distilled from it, int8, about 7 MB per scorer; a stand-in for TinyBERT, whose "
                         "weights no package ships) and teacher (the fine-tuned teacher itself, int8, about 23 MB)")
     p.add_argument("--max-model-mb", metavar="MB", type=float,
                    help="a school's size budget: ship the best candidate on validation whose model.onnx is at most MB "
                         "megabytes (the bag student about 0.12, hashing + LR 0.03, the sequence student 0.93, the "
-                        "small transformer 17, the teacher 23); the report lists every candidate's size and QWK (default: any size)")
+                        "small transformer 7, the teacher 23); the report lists every candidate's size and QWK (default: any size)")
     p.add_argument("--teachers", metavar="K", type=int, default=1,
                    help="fine-tune the teacher K times (seeds --seed, --seed + 1, ...; one validation split) and "
                         "average their probabilities, where that beats the first alone on validation; K times the "

@@ -26,7 +26,7 @@ AUGMENT = 2
 CANDIDATES = ("student", "ann", "hashing_lr", "sequence")
 # Candidates trained only when --candidates names them (kd_train/ladder.py), exported to ONNX with int8 weights
 # (kd_train/transformer.py): "tinybert_like", the small transformer student (the fine-tuned teacher's first
-# layers distilled from it; about 17 MB per scorer from all-MiniLM-L6-v2), and "teacher", the fine-tuned teacher
+# layers distilled from it; about 7 MB per scorer from all-MiniLM-L6-v2), and "teacher", the fine-tuned teacher
 # itself (about 23 MB).
 EXTRA_CANDIDATES = ("tinybert_like", "teacher")
 

@@ -227,6 +227,9 @@ def run_item(
                                         "embeddings": trained["sequence"][1]["embeddings"]}
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
     folders = {"teacher": (teacher_dir, meta)}   # the transformers that may be exported as candidates
+    held_out = set(val.ids)
+    trained_on = [r for rid, r in zip(labelled.ids, labelled.responses) if rid not in held_out] + \
+        (transfer.responses if transfer is not None else [])   # the small transformer's vocabulary
     if config.tinybert or (ladder.SMALL_NAME in config.candidates and not cv):
         folders[ladder.SMALL_NAME], report["models"][ladder.SMALL_NAME] = small_transformer(
             out, item, values, train, test, config, meta, teacher_dir, soft, transfer, log)
@@ -236,7 +239,8 @@ def run_item(
     for name in ladder.TRANSFORMER_CANDIDATES:
         if name in config.candidates and name in folders:
             exported = ladder.transformer_candidate(name, *folders[name], train, val, cv, log,
-                                                    origin=report["models"][name].get("started_from"))
+                                                    origin=report["models"][name].get("started_from"),
+                                                    keep_texts=trained_on if name == ladder.SMALL_NAME else None)
             if exported is not None:
                 trained[name] = exported
                 report["models"][name]["exported"] = exported[1]["exported"]

@@ -183,8 +183,14 @@ def exportable(teacher_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True) -> TransformerModel:
-    """The teacher of ``teacher_dir`` as a :class:`TransformerModel` (int8 weights unless ``quantize`` is False)."""
+def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True,
+                   keep_texts: list[str] | None = None) -> TransformerModel:
+    """The teacher of ``teacher_dir`` as a :class:`TransformerModel` (int8 weights unless ``quantize`` is False).
+
+    With ``keep_texts``, the embedding table keeps only the rows of the tokens those texts use (and the
+    special tokens): inside the graph a constant table maps every vocabulary id to its kept row, or to
+    [UNK]'s. The tokenizer and vocab.txt stay whole, so the page's ids are the teacher tokenizer's; only a
+    token the texts never use reads as [UNK]."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -198,6 +204,9 @@ def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True) -> Tra
     model = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir), dtype=torch.float32,
                                                                attn_implementation="eager").eval()
 
+    remap = None if keep_texts is None else cut_vocabulary(model, kept_ids(keep_texts, vocab_text, config),
+                                                           wordpiece.read_vocab(vocab_text)[config["unk"]])
+
     class Wrapped(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
@@ -206,6 +215,8 @@ def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True) -> Tra
         def forward(self, ids: torch.Tensor) -> torch.Tensor:
             mask = (ids >= 0).to(torch.int64)
             ids64 = ids.clamp(min=0).to(torch.int64)
+            if remap is not None:
+                ids64 = remap[ids64].to(torch.int64)
             logits = self.inner(input_ids=ids64, attention_mask=mask, token_type_ids=torch.zeros_like(ids64)).logits
             return torch.softmax(logits, dim=-1)
 
@@ -227,9 +238,35 @@ def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True) -> Tra
         data = target.read_bytes()
     summary = {"kind": "transformer", "base_model": meta.get("base_model"), "layers": model.config.num_hidden_layers,
                "hidden": model.config.hidden_size, "weights": "int8" if quantize else "float32",
-               "max_length": config["max_length"], "vocab_file": VOCAB_FILE}
+               "max_length": config["max_length"], "vocab_file": VOCAB_FILE,
+               **({} if remap is None else {"embedding_rows": model.base_model.embeddings.word_embeddings.num_embeddings,
+                                            "vocabulary": len(remap)})}
     params = sum(p.numel() for p in model.parameters())
     return TransformerModel(data, vocab_text, config, summary, params)
+
+
+def kept_ids(texts: list[str], vocab_text: str, config: dict) -> list[int]:
+    """The vocabulary ids ``texts`` use, with the special tokens', sorted."""
+    vocab = wordpiece.read_vocab(vocab_text)
+    used = {i for text in texts for i in wordpiece.encode(text, vocab, config)}
+    return sorted(used | {vocab[t] for t in [config["unk"], config["cls"], config["sep"], config["pad"],
+                                            *config["specials"]] if t in vocab})
+
+
+def cut_vocabulary(model, keep: list[int], unk: int):
+    """Keep only the rows ``keep`` (which holds ``unk``) of ``model``'s word embeddings; returns the int64 table
+    that maps each old id to its new row (an id not kept: the row of ``unk``), int32."""
+    import torch
+
+    table = model.base_model.embeddings.word_embeddings
+    keep_t = torch.tensor(keep, dtype=torch.int64)
+    remap = torch.full((table.num_embeddings,), keep.index(unk), dtype=torch.int32)   # half of int64's bytes
+    remap[keep_t] = torch.arange(len(keep), dtype=torch.int32)
+    smaller = torch.nn.Embedding(len(keep), table.embedding_dim)
+    smaller.weight.data = table.weight.data[keep_t].clone()
+    model.base_model.embeddings.word_embeddings = smaller
+    model.config.vocab_size = len(keep)
+    return remap
 
 
 def agreement(reference: np.ndarray, probs: np.ndarray) -> dict:

@@ -37,6 +37,8 @@ def test_the_small_transformer_starts_from_the_teachers_layers_and_ships_as_a_tr
     report = json.loads((item / "report.json").read_text())
     row = report["models"]["tinybert_like"]
     assert row["started_from"].startswith("the first 1 layers of the fine-tuned teacher") and row["exported"]["weights"] == "int8"
+    assert 0 < row["exported"]["embedding_rows"] < row["exported"]["vocabulary"]   # the tokens it trained on
+    assert "token embeddings kept: those of the answers it trained on" in said
     assert report["quality"]["shipped"] == "tinybert_like"
     loaded = scorer.Scorer(item / "scorer")
     assert loaded.info["featurizer"]["kind"] == "wordpiece"

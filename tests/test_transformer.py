@@ -193,3 +193,24 @@ def test_a_cross_validated_or_paired_teacher_is_no_candidate(tiny_teacher, demo)
     other = train.for_item("demo-ice").labelled().take(list(range(20)))
     assert ladder.transformer_candidate("teacher", tiny_teacher, meta, train.for_item("demo-ice"), other, False, said.append) is None
     assert "validation answers are not the students'" in said[-1]
+
+
+def test_a_cut_vocabulary_keeps_the_kept_tokens_probabilities_and_reads_the_others_as_unk(tiny_teacher, demo):
+    _, train, test = demo
+    kept_texts = train.for_item("demo-ice").responses[:40]
+    whole = transformer.export_teacher(tiny_teacher, quantize=False)
+    cut = transformer.export_teacher(tiny_teacher, quantize=False, keep_texts=kept_texts)
+    assert cut.summary["embedding_rows"] < whole.summary.get("embedding_rows", cut.summary["vocabulary"]) \
+        and cut.summary["vocabulary"] == len(whole.vocab_text.splitlines())
+    assert len(cut.onnx_model) < len(whole.onnx_model) / 2
+    np.testing.assert_allclose(cut.probs(kept_texts), whole.probs(kept_texts), atol=1e-6)
+    vocab = wordpiece.read_vocab(whole.vocab_text)
+    keep = set(transformer.kept_ids(kept_texts, whole.vocab_text, whole.config))
+    unk = vocab[whole.config["unk"]]
+    others = [t for t in test.for_item("demo-ice").responses
+              if any(i not in keep for i in wordpiece.encode(t, vocab, whole.config))][:10]
+    assert others
+    for text in others:   # the same as the whole model given [UNK] for every token the kept answers never use
+        ids = [i if i in keep else unk for i in wordpiece.encode(text, vocab, whole.config)]
+        expected = whole.session.run(["probs"], {transformer.INPUT: np.array([ids], dtype=np.int32)})[0]
+        np.testing.assert_allclose(cut.probs([text]), expected, atol=1e-6)
