@@ -1068,14 +1068,17 @@ def test_a_sequence_scorer_runs_in_the_page_as_in_python(browser, tmp_path):
         assert f"Suggested score: {scorer.predict([text])[0]}" in score_in_page(page, text)
 
 
-def test_a_transformer_scorer_runs_in_the_page_as_in_python(browser, tmp_path, tiny_model):
-    """The top rung, the teacher itself (int8): the page's ids are wordpiece.encode's in CPython, the vocabulary
-    comes from the scorer's folder through manifest.json, and its probabilities equal kd-train predict's
-    within 1e-5 (both run one answer at a time; measured: within 3e-8)."""
+@pytest.mark.parametrize("cut", [False, True], ids=["whole vocabulary", "cut vocabulary"])
+def test_a_transformer_scorer_runs_in_the_page_as_in_python(browser, tmp_path, tiny_model, cut):
+    """The top rung, the teacher itself (int8), and the small transformer's form (its embedding table cut to
+    the tokens it trained on, an id map in the graph): the page's ids are wordpiece.encode's in CPython, the
+    vocabulary comes from the scorer's folder through manifest.json, and its probabilities equal kd-train
+    predict's within 1e-5 (both run one answer at a time; measured: within 3e-8)."""
     from kd_train import wordpiece
     from kd_train.scorer import Scorer
 
-    scorer_dir = make_transformer_scorer(tmp_path / "scorer" / "demo-ice", tiny_model)
+    scorer_dir = make_transformer_scorer(tmp_path / "scorer" / "demo-ice", tiny_model, cut_vocabulary=cut)
+    assert ("embedding_rows" in Scorer(scorer_dir).info["model"]) == cut
     scorer = Scorer(scorer_dir)
     config = scorer.info["featurizer"]
     out = tmp_path / "dist"

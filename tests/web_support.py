@@ -114,10 +114,11 @@ def second_item(scorer_dir: Path, folder: Path, item: str, question: str) -> Pat
     return folder
 
 
-def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3) -> Path:
+def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3, cut_vocabulary: bool = False) -> Path:
     """A transformer scorer for the demo item: a teacher fine-tuned from ``base_model`` (the tests' tiny BERT)
     on the demo answers, exported to ONNX with int8 weights (kd_train/transformer.py), shipped like
-    :func:`make_scorer`'s with the detectors, scoring by its most probable score."""
+    :func:`make_scorer`'s with the detectors, scoring by its most probable score. With ``cut_vocabulary``, its
+    embedding table keeps only the tokens of the first 40 training answers (as the small transformer's does)."""
     from kd_train import data, detect, pipeline, scorer, teacher, teacher_judge, transformer
     from kd_train.config import TeacherConfig, WordpieceConfig
     from kd_train.quality import Candidate
@@ -129,7 +130,7 @@ def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3) -
     teacher_dir = folder.parent / (folder.name + "-teacher")
     teacher.fine_tune(train, "demo-ice", values, teacher_dir,
                       TeacherConfig(model=str(base_model), epochs=epochs, lr=3e-3, max_length=48, patience=epochs))
-    model = transformer.export_teacher(teacher_dir)
+    model = transformer.export_teacher(teacher_dir, keep_texts=train.responses[:40] if cut_vocabulary else None)
     val, val_logits = teacher_judge.teacher_validation(teacher_dir, teacher.read_meta(teacher_dir), None, train)
     candidate = Candidate("teacher", model, model.logits(val.responses))
     shipped, quality = pipeline.ship([candidate], val, None, values)
