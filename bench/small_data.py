@@ -70,7 +70,9 @@ def summarize(reports: dict[int, dict]) -> dict:
                 "teacher_rule_test_qwk": (teacher_rule(r) or {}).get("test", {}).get("qwk"),
                 "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
                 "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
-                "selection": q.get("selection"), "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r)}
+                "selection": q.get("selection"), "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r),
+                "candidates": {name: {k: c.get(k) for k in ("val_qwk", "test_qwk", "bytes")}
+                               for name, c in q.get("candidates", {}).items()}}
             members = r["models"]["teacher"].get("members", {})
             if "val_qwk" in members:
                 rows[item][str(size)]["members"] = members
@@ -106,6 +108,20 @@ def members_markdown(rows: dict, sizes: list[int]) -> list[str]:
             *table(["item", "answers", "each member val / test", "averaged val / test", "labels", "min"], body, "lrlrlr")]
 
 
+def candidates_markdown(rows: dict, sizes: list[int]) -> list[str]:
+    """Every candidate selection saw (the page's rungs among them): validation and test QWK by its own decision
+    rule, and its model.onnx's size."""
+    body = [[item, size, name, f"{c['val_qwk']:.3f}", f"{c['test_qwk']:.3f}" if c.get("test_qwk") is not None else "—",
+             f"{c['bytes'] / 1e6:.2f}", "shipped" if name == row["shipped"] else ""]
+            for item, by_size in rows.items() for size in sizes
+            for row in [by_size.get(str(size), {})] for name, c in row.get("candidates", {}).items()]
+    if not body:
+        return []
+    return ["", "Every candidate, by the scores its own decision rule gives (validation: what selection compared; "
+            "test: held out), and its model.onnx (MB):", "",
+            *table(["item", "answers", "candidate", "val QWK", "test QWK", "MB", ""], body, "lrlrrrl")]
+
+
 def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
     lines = ["# Small-data curve on ASAP-SAS", "", f"Command: `{command}` ({wall_s / 60:.0f} min on this machine's CPU).",
              "", "Each item's training answers subsampled (stratified by score, seeded) to the size given; test QWK "
@@ -139,6 +155,7 @@ def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:
         ["answers", *MODELS],
         ([size, *(f"{sum(r['test_qwk'].get(name, 0.0) for r in per) / len(per):.3f}" for name in MODELS)]
          for size, per in means.items() if per), "r" * (1 + len(MODELS)))]
+    lines += candidates_markdown(rows, sizes)
     lines += members_markdown(rows, sizes)
     return "\n".join(lines) + "\n"
 
