@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teachers", metavar="K", type=int, default=1,
                    help="fine-tune the teacher K times (seeds --seed, --seed + 1, ...; one validation split) and "
                         "average their probabilities, where that beats the first alone on validation; K times the "
-                        "teacher's CPU time (default: 1)")
+                        "teacher's CPU time, and, as the teacher candidate, K times its size (default: 1)")
     p.add_argument("--augment", metavar="N", type=int, default=config.AUGMENT,
                    help="perturbed copies of each answer the student fits on (words dropped, replaced, cut to a "
                         "window), labelled by the teacher and added to the student's transfer set; not on "

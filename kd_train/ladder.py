@@ -25,6 +25,7 @@ from pathlib import Path
 from kd_train import teacher
 from kd_train.data import Table
 from kd_train.encoder import weights_sha256
+from kd_train.ensemble import averaged_logits
 from kd_train.teacher_judge import teacher_validation
 
 TRANSFORMER_CANDIDATES = ("tinybert_like", "teacher")   # the candidates exported by transformer_candidate
@@ -57,32 +58,36 @@ def starts_from(small_meta: dict, teacher_dir: Path) -> bool:
     return wanted is None or small_meta.get("base_weights_sha256") == wanted
 
 
-def transformer_candidate(name: str, folder: Path, meta: dict, train: Table, val: Table, cross_validated: bool,
-                          log=print, origin: str | None = None, keep_texts: list[str] | None = None) -> tuple | None:
-    """The transformer in ``folder`` (the teacher, or the small transformer student) exported to ONNX with int8
-    weights, as a candidate judged by its int8 model's own probabilities on the validation answers:
-    (model, {"exported": what it is, "params"}), or None (logged) when it cannot be one. It must not have
-    trained on those answers: one validated on the same split as the students qualifies; a cross-validated one
-    (its final model saw every answer), or one whose validation answers are not these, does not. ``origin``
-    says where its weights came from (default: its teacher.json's base model); with ``keep_texts`` its
-    embedding table keeps only the tokens they use (``transformer.export_teacher``)."""
+def transformer_candidate(name: str, folder: Path | list[Path], meta: dict, train: Table, val: Table,
+                          cross_validated: bool, log=print, origin: str | None = None,
+                          keep_texts: list[str] | None = None) -> tuple | None:
+    """The transformer in ``folder`` (the teacher, or the small transformer student; a list: the teacher's members,
+    their probabilities averaged in one graph) exported to ONNX with int8 weights, as a candidate judged by its
+    int8 model's own probabilities on the validation answers: (model, {"exported": what it is, "params"}), or
+    None (logged) when it cannot be one. It must not have trained on those answers: one validated on the same
+    split as the students qualifies; a cross-validated one (its final model saw every answer), or one whose
+    validation answers are not these, does not. ``meta`` is the (first) folder's teacher.json; ``origin`` says
+    where its weights came from (default: its base model); with ``keep_texts`` its embedding table keeps only
+    the tokens they use (``transformer.export_teacher``)."""
     from kd_train import transformer
 
-    why = transformer.exportable(folder)
+    folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]
+    what = f"{name} ({len(folders)} members averaged)" if len(folders) > 1 else name
+    why = next((w for w in map(transformer.exportable, folders) if w is not None), None)
     if why is None and (cross_validated or meta.get("cross_validation") is not None):
         why = "it was cross-validated, so its final model trained on every answer the candidates are judged on"
     if why is None:
-        found = teacher_validation(folder, meta, None, train)
-        if found is None or sorted(found[0].ids) != sorted(val.ids):
+        found = [teacher_validation(f, teacher.read_meta(f), None, train) for f in folders]
+        if any(f is None or sorted(f[0].ids) != sorted(val.ids) for f in found):
             why = "its validation answers are not the students' (another seed or split), so it cannot be judged beside them"
     if why is not None:
-        log(f"  candidate: {name} (int8) skipped: {why}")
+        log(f"  candidate: {what} (int8) skipped: {why}")
         return None
-    log(f"  candidate: {name}, exported to ONNX with int8 weights")
+    log(f"  candidate: {what}, exported to ONNX with int8 weights")
     started = time.time()
-    model = transformer.export_teacher(folder, keep_texts=keep_texts)
+    model = transformer.export_teacher(folders if len(folders) > 1 else folders[0], keep_texts=keep_texts)
     model.summary["base_model"] = origin or meta.get("base_model")
-    stored = found[1][[found[0].ids.index(rid) for rid in val.ids]]
+    stored = averaged_logits([f[1][[f[0].ids.index(rid) for rid in val.ids]] for f in found])
     int8 = model.probs(val.responses)
     agreement = transformer.agreement(teacher.softmax(stored), int8)
     rows = model.summary.get("embedding_rows")
@@ -93,7 +98,9 @@ def transformer_candidate(name: str, folder: Path, meta: dict, train: Table, val
         f"{agreement['argmax_agreement']:.1%}")
     exported = {"kind": "transformer", "weights": "int8", "bytes": len(model.onnx_model), "params": model.params,
                 "layers": model.summary["layers"], "base_model": model.summary["base_model"],
-                "weights_sha256": meta.get("weights_sha256"), "max_length": model.config["max_length"],
+                "weights_sha256": [teacher.read_meta(f).get("weights_sha256") for f in folders] if len(folders) > 1
+                else meta.get("weights_sha256"), "max_length": model.config["max_length"],
+                **({"members": len(folders)} if len(folders) > 1 else {}),
                 **({"embedding_rows": rows, "vocabulary": model.summary["vocabulary"]} if rows else {}),
                 "agreement_with_float32_val": agreement, "wall_s": round(time.time() - started, 1)}
     return model, {"exported": exported, "params": model.params}

@@ -226,7 +226,7 @@ def run_item(
         report["models"]["sequence"] = {"params": trained["sequence"][1]["params"], **trained["sequence"][1]["metrics"],
                                         "embeddings": trained["sequence"][1]["embeddings"]}
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
-    folders = {"teacher": (teacher_dir, meta)}   # the transformers that may be exported as candidates
+    folders = {"teacher": (dirs, meta)}   # the transformers that may be exported as candidates (the teacher: those that label)
     held_out = set(val.ids)
     trained_on = [r for rid, r in zip(labelled.ids, labelled.responses) if rid not in held_out] + \
         (transfer.responses if transfer is not None else [])   # the small transformer's vocabulary

@@ -183,9 +183,12 @@ def exportable(teacher_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True,
+def export_teacher(teacher_dir: str | os.PathLike | list[str | os.PathLike], quantize: bool = True,
                    keep_texts: list[str] | None = None) -> TransformerModel:
     """The teacher of ``teacher_dir`` as a :class:`TransformerModel` (int8 weights unless ``quantize`` is False).
+
+    A list of teacher folders (the members of ``--teachers K``, which read answers alike) gives one model whose
+    probabilities are the mean of the members' (kd_train/ensemble.py's average), in one graph.
 
     With ``keep_texts``, the embedding table keeps only the rows of the tokens those texts use (and the
     special tokens): inside the graph a constant table maps every vocabulary id to its kept row, or to
@@ -196,16 +199,26 @@ def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True,
 
     from kd_train.teacher import read_meta
 
-    why = exportable(teacher_dir)
-    if why is not None:
-        raise UserError(f"{teacher_dir}: cannot export the teacher as a scorer: {why}")
-    meta = read_meta(teacher_dir)
-    config, vocab_text = wordpiece_config(teacher_dir, meta)
-    model = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir), dtype=torch.float32,
-                                                               attn_implementation="eager").eval()
-
-    remap = None if keep_texts is None else cut_vocabulary(model, kept_ids(keep_texts, vocab_text, config),
-                                                           wordpiece.read_vocab(vocab_text)[config["unk"]])
+    dirs = [teacher_dir] if isinstance(teacher_dir, (str, os.PathLike)) else list(teacher_dir)
+    readings = []
+    for folder in dirs:
+        why = exportable(folder)
+        if why is not None:
+            raise UserError(f"{folder}: cannot export the teacher as a scorer: {why}")
+        readings.append(wordpiece_config(folder, read_meta(folder)))
+    if any(r != readings[0] for r in readings[1:]):
+        raise UserError(f"{dirs[1]}: this member reads answers unlike {dirs[0]} (tokenizer or input length), so "
+                        "their probabilities cannot be averaged in one model")
+    meta = read_meta(dirs[0])
+    config, vocab_text = readings[0]
+    members = torch.nn.ModuleList(
+        AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32,
+                                                           attn_implementation="eager").eval() for folder in dirs)
+    model = members[0]
+    remap = None
+    if keep_texts is not None:
+        keep, unk = kept_ids(keep_texts, vocab_text, config), wordpiece.read_vocab(vocab_text)[config["unk"]]
+        remap = [cut_vocabulary(member, keep, unk) for member in members][0]   # the same map for every member
 
     class Wrapped(torch.nn.Module):
         def __init__(self, inner):
@@ -217,14 +230,16 @@ def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True,
             ids64 = ids.clamp(min=0).to(torch.int64)
             if remap is not None:
                 ids64 = remap[ids64].to(torch.int64)
-            logits = self.inner(input_ids=ids64, attention_mask=mask, token_type_ids=torch.zeros_like(ids64)).logits
-            return torch.softmax(logits, dim=-1)
+            types = torch.zeros_like(ids64)
+            probs = [torch.softmax(m(input_ids=ids64, attention_mask=mask, token_type_ids=types).logits, dim=-1)
+                     for m in self.inner]
+            return probs[0] if len(probs) == 1 else torch.stack(probs).mean(dim=0)
 
     with tempfile.TemporaryDirectory(prefix="kd-train-export-") as folder:
         fp32 = Path(folder) / "fp32.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(Wrapped(model).eval(), (torch.full((2, 8), 1000, dtype=torch.int32),), str(fp32),
+            torch.onnx.export(Wrapped(members).eval(), (torch.full((2, 8), 1000, dtype=torch.int32),), str(fp32),
                               dynamo=False, opset_version=ONNX_OPSET, input_names=[INPUT], output_names=["probs"],
                               dynamic_axes={INPUT: {0: "batch", 1: "length"}, "probs": {0: "batch"}},
                               do_constant_folding=True)
@@ -240,8 +255,9 @@ def export_teacher(teacher_dir: str | os.PathLike, quantize: bool = True,
                "hidden": model.config.hidden_size, "weights": "int8" if quantize else "float32",
                "max_length": config["max_length"], "vocab_file": VOCAB_FILE,
                **({} if remap is None else {"embedding_rows": model.base_model.embeddings.word_embeddings.num_embeddings,
-                                            "vocabulary": len(remap)})}
-    params = sum(p.numel() for p in model.parameters())
+                                            "vocabulary": len(remap)}),
+               **({"members": len(members)} if len(members) > 1 else {})}
+    params = sum(p.numel() for p in members.parameters())
     return TransformerModel(data, vocab_text, config, summary, params)
 
 
@@ -254,8 +270,8 @@ def kept_ids(texts: list[str], vocab_text: str, config: dict) -> list[int]:
 
 
 def cut_vocabulary(model, keep: list[int], unk: int):
-    """Keep only the rows ``keep`` (which holds ``unk``) of ``model``'s word embeddings; returns the int64 table
-    that maps each old id to its new row (an id not kept: the row of ``unk``), int32."""
+    """Keep only the rows ``keep`` (which holds ``unk``) of ``model``'s word embeddings; returns the table (int32)
+    that maps each old id to its new row (an id not kept: the row of ``unk``)."""
     import torch
 
     table = model.base_model.embeddings.word_embeddings

@@ -214,3 +214,28 @@ def test_a_cut_vocabulary_keeps_the_kept_tokens_probabilities_and_reads_the_othe
         ids = [i if i in keep else unk for i in wordpiece.encode(text, vocab, whole.config)]
         expected = whole.session.run(["probs"], {transformer.INPUT: np.array([ids], dtype=np.int32)})[0]
         np.testing.assert_allclose(cut.probs([text]), expected, atol=1e-6)
+
+
+def test_members_export_as_one_model_of_their_averaged_probabilities(tiny_teacher, tiny_model, demo, tmp_path):
+    from kd_train import ensemble
+
+    items, train, test = demo
+    second = tmp_path / "teacher-seed2"
+    config = TeacherConfig(model=str(tiny_model), epochs=1, lr=1e-3, max_length=48)
+    teacher.fine_tune(train, "demo-ice", [0, 1, 2, 3], second, ensemble.member_config(config, 1))
+    texts = test.for_item("demo-ice").responses[:20]
+    alone = [transformer.export_teacher(f, quantize=False).probs(texts) for f in (tiny_teacher, second)]
+    both = transformer.export_teacher([tiny_teacher, second], quantize=False)
+    assert both.summary["members"] == 2
+    np.testing.assert_allclose(both.probs(texts), np.mean(alone, axis=0), atol=1e-6)
+    said = []
+    val = pipeline.validation_split(train, "demo-ice", pipeline.StudentConfig())[1]
+    model, info = ladder.transformer_candidate("teacher", [tiny_teacher, second], teacher.read_meta(tiny_teacher),
+                                               train.for_item("demo-ice"), val, False, said.append)
+    assert "candidate: teacher (2 members averaged), exported" in said[0]
+    assert info["exported"]["members"] == 2 and len(info["exported"]["weights_sha256"]) == 2
+    assert info["exported"]["agreement_with_float32_val"]["argmax_agreement"] >= 0.9
+    longer = tmp_path / "teacher-longer"   # a member that reads answers unlike the first cannot join it
+    teacher.fine_tune(train, "demo-ice", [0, 1, 2, 3], longer, replace(config, max_length=64))
+    with pytest.raises(UserError, match="reads answers unlike"):
+        transformer.export_teacher([tiny_teacher, longer])
