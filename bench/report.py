@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import table
-from kd_train.metrics import pyplot, save_figure
+from kd_train.report import pyplot, save_figure
 
 MODEL_ORDER = ["teacher", "student", "ann", "tinybert_like", "hashing_lr", "fasttext", "fasttext_ftz", "human"]
 LABELS = {

@@ -62,7 +62,7 @@ def summarize(report: dict) -> dict:
 
 
 def markdown(rows: dict, command: str, wall_s: float) -> str:
-    from kd_train.metrics import validity_markdown
+    from kd_train.validity import validity_markdown
 
     lines = ["# SAF German legal: small German items", "", ATTRIBUTION, "",
              f"Command: `{command}` ({wall_s / 60:.0f} min on this machine's CPU).", "",

@@ -64,7 +64,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from kd_train import data, detect, probes
     from kd_train.files import replace_dir
     from kd_train.temps import discard_temp, make_temp_dir
-    from kd_train.metrics import SMALL_SAMPLE_N, flag_shares, score_metrics, validity, write_report
+    from kd_train.metrics import flag_shares, score_metrics
+    from kd_train.report import write_report
+    from kd_train.validity import SMALL_SAMPLE_N, validity
     from kd_train.scorer import Scorer
 
     out = check_run_folder(args.out, "evaluation", args)

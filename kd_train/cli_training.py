@@ -82,7 +82,7 @@ def run_label(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline
     from kd_train.files import make_output_dir
-    from kd_train.metrics import write_report
+    from kd_train.report import write_report
 
     out = check_run_folder(args.out, "run", args)   # made once the data checks out
     train, test, items = load_tables(args)
@@ -141,7 +141,7 @@ def run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, conf
     data cannot be trained is checked up front like the sequential run's, but in a bank it is listed as
     failed while the others train."""
     from kd_train import bank, data, files, pipeline
-    from kd_train.metrics import write_report
+    from kd_train.report import write_report
 
     if not args.ray:
         raise UserError("--workers and --ray-address go with --ray")
@@ -180,7 +180,7 @@ def run_train_bank(args, chosen, specs, items, train, test, unlabeled, out, conf
 
 def run_report(args: argparse.Namespace) -> None:
     from kd_train.files import is_own_dir, lock_output
-    from kd_train.metrics import collect_reports, write_report
+    from kd_train.report import collect_reports, write_report
 
     if not Path(args.out).is_dir() or not is_own_dir(args.out, "run"):
         raise UserError(f"{args.out} is not a folder made by kd-train train; give the --out folder of kd-train train")
@@ -268,7 +268,7 @@ def run_demo(args: argparse.Namespace) -> None:
     from kd_train import data, pipeline, teacher
     from kd_train.config import StudentConfig
     from kd_train.files import make_output_dir
-    from kd_train.metrics import write_report
+    from kd_train.report import write_report
 
     folder = demo_dir()
     if not args.no_serve:

@@ -26,7 +26,8 @@ from kd_train.data import (Item, Table, UserError, augmented_answers, concat, it
 from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import sha256_file
 from kd_train.temps import atomic_write_text
-from kd_train.metrics import decide, flag_shares, score_metrics, validity
+from kd_train.metrics import decide, flag_shares, score_metrics
+from kd_train.validity import validity
 from kd_train.quality import Candidate
 from kd_train.teacher_judge import decided_qwk, teacher_val_qwk, decide_teacher, teacher_validation
 from kd_train.scorer import write_scorer

@@ -58,7 +58,7 @@ def _render_card(info: dict) -> str:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kd_train", "templates"), keep_trailing_newline=True, undefined=jinja2.StrictUndefined
     )
-    from kd_train.metrics import ETS_THRESHOLDS
+    from kd_train.validity import ETS_THRESHOLDS
 
     return env.get_template("MODEL_CARD.md.j2").render(**info, ets=ETS_THRESHOLDS)
 

@@ -608,7 +608,7 @@ def test_a_second_run_into_the_same_out_is_refused_while_the_first_completes(ver
 
 
 def test_ctrl_c_while_evaluate_writes_its_report_keeps_the_earlier_report_whole(scorer, tmp_path, capsys, monkeypatch):
-    from kd_train import metrics
+    from kd_train import report as report_module
 
     out = tmp_path / "ev"
     assert main(["evaluate", "--scorer", str(scorer), "--test", str(DEMO / "test.csv"), "--out", str(out)]) == 0
@@ -617,7 +617,7 @@ def test_ctrl_c_while_evaluate_writes_its_report_keeps_the_earlier_report_whole(
     def interrupted(*args, **kwargs):              # after report.json is written, before report.md
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(metrics, "markdown_report", interrupted)
+    monkeypatch.setattr(report_module, "markdown_report", interrupted)
     test = tmp_path / "t.csv"
     shutil.copy(DEMO / "test.csv", test)
     assert main(["evaluate", "--scorer", str(scorer), "--test", str(test), "--out", str(out)]) == 130
@@ -626,7 +626,7 @@ def test_ctrl_c_while_evaluate_writes_its_report_keeps_the_earlier_report_whole(
 
 
 def test_ctrl_c_while_a_train_folders_report_is_written_keeps_the_earlier_one_whole(scorer, tmp_path, monkeypatch):
-    from kd_train import metrics
+    from kd_train import report as report_module
 
     out = tmp_path / "run"
     assert main(["evaluate", "--scorer", str(scorer), "--test", str(DEMO / "test.csv"), "--out", str(out)]) == 0
@@ -636,13 +636,13 @@ def test_ctrl_c_while_a_train_folders_report_is_written_keeps_the_earlier_one_wh
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(metrics, "plot_confusions", interrupted)   # report.json already written, report.md not
+    monkeypatch.setattr(report_module, "plot_confusions", interrupted)   # report.json already written, report.md not
     with pytest.raises(KeyboardInterrupt):
-        metrics.write_report(reports, out, "kd-train train (again)", 1.0)
+        report_module.write_report(reports, out, "kd-train train (again)", 1.0)
     assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
     monkeypatch.undo()
     left = temp_left_by_a_dead_run(out / "report")        # a run killed (not interrupted) while it wrote its report
-    metrics.write_report(reports, out, "kd-train train (again)", 1.0)
+    report_module.write_report(reports, out, "kd-train train (again)", 1.0)
     assert not left.exists() and json.loads((out / "report.json").read_text())["command"] == "kd-train train (again)"
     assert "Command: `kd-train train (again)`" in (out / "report.md").read_text()
 

@@ -48,7 +48,7 @@ def test_mean_metrics_is_what_summarize_reports_per_model():
 
 
 def test_plots_of_item_ids_the_font_lacks_print_no_glyph_warnings(tmp_path, recwarn):
-    from kd_train.metrics import plot_confusions, plot_qwk_vs_params
+    from kd_train.report import plot_confusions, plot_qwk_vs_params
 
     name = "item 問題七：氷が溶ける"
     plot_confusions({name: [[3, 1], [0, 4]]}, {name: [0, 1]}, str(tmp_path / "c.png"))

@@ -1,4 +1,4 @@
-"""ETS-style validity table (kd_train.metrics.validity / validity_markdown) against hand-computed values."""
+"""ETS-style validity table (kd_train.validity: validity / validity_markdown) against hand-computed values."""
 
 import json
 import math
@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kd_train.metrics import qwk_rows, qwk, validity, validity_markdown
+from kd_train.metrics import qwk_rows, qwk
+from kd_train.validity import validity, validity_markdown
 
 H, M = [0, 1, 2, 2], [0, 2, 2, 1]
 
