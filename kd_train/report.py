@@ -174,6 +174,7 @@ def _write_report(item_reports: list[dict], out: Path, command: str, wall_s: flo
     title = "Test set" if split == "test" else "Validation split (no --test answers were given)"
     md = ["# kd-train report", "", f"Command: `{command}`", "", f"Wall time: {wall_s:.0f} s", "",
           *_run_section(run, failures), markdown_report(models, title), *_shipped_section(item_reports),
+          *_candidates_section(item_reports),
           *_validity_section(item_reports, split), *_detectors_section(item_reports), *_items_section(item_reports)]
     if models:
         plot_qwk_vs_params(models, str(out / "qwk_vs_params.png"))
@@ -256,6 +257,23 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
             f"{name} on item(s) {', '.join(r['item'] for r in rows if r['quality']['gates'].get(name))}"
             for name in degenerate) + "."]
     return lines + [""]
+
+
+def _candidates_section(item_reports: list[dict]) -> list[str]:
+    """Every candidate of every item, as selection saw it: what a school's size budget (--max-model-mb) buys."""
+    rows = [[r["item"], name, f"{c['val_qwk']:.3f}", f"{c['test_qwk']:.3f}" if c.get("test_qwk") is not None else "—",
+             f"{c['bytes'] / 1e6:.2f}" if c.get("bytes") is not None else "—", c.get("decision", ""),
+             "shipped" if name == r["quality"]["shipped"] else ""]
+            for r in item_reports if r.get("quality") for name, c in r["quality"].get("candidates", {}).items()]
+    if not rows:
+        return []
+    lines = ["## Every candidate", "", "What each item's shipped scorer was chosen from: validation QWK (what selection "
+             "compared), test QWK (held out, never used to choose), each by its own decision rule, and the size of "
+             "its model.onnx, which the page downloads (plus a transformer's vocab.txt). Per-answer time in the "
+             "page is measured by the repository's `python bench/browser.py SCORER_DIR`.", "",
+             "| item | candidate | validation QWK | test QWK | model.onnx (MB) | decision rule | |",
+             "|---|---|---:|---:|---:|---|---|"]
+    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
 
 
 def _validity_section(item_reports: list[dict], split: str) -> list[str]:

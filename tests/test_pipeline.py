@@ -198,6 +198,18 @@ def test_tinybert_like_stand_in_is_a_smaller_distilled_transformer(tiny_model, t
     assert meta["distilled"] and meta["config"]["layers"] == 1
 
 
+def test_the_report_lists_every_candidate_with_its_size(trained):
+    report = json.loads((trained / "demo-ice" / "report.json").read_text())
+    md = (trained / "report.md").read_text()
+    assert "## Every candidate" in md
+    for name, c in report["quality"]["candidates"].items():
+        row = f"| demo-ice | {name} | {c['val_qwk']:.3f} | {c['test_qwk']:.3f} | {c['bytes'] / 1e6:.2f} |"
+        assert row in md, row
+    section = md.split("## Every candidate", 1)[1].split("\n## ", 1)[0]
+    shipped = [line for line in section.splitlines() if line.endswith("| shipped |")]
+    assert len(shipped) == 1 and f"| {report['quality']['shipped']} |" in shipped[0]
+
+
 def test_report_verb_collects_the_per_item_results(trained, capsys):
     (trained / "report.json").unlink()
     assert main(["report", str(trained)]) == 0
