@@ -102,7 +102,7 @@ def run_train(args: argparse.Namespace) -> None:
         raise UserError(f"--max-model-mb must be a size in megabytes above 0, e.g. 1, got {args.max_model_mb}")
     student_config, fconfig = student_configs_of(args)
     config = pipeline.PipelineConfig(teacher=teacher_config_of(args), student=student_config, featurizer=fconfig,
-                                     tinybert=args.tinybert, use_transfer=not args.no_transfer,
+                                     use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force,
                                      candidates=tuple(dict.fromkeys(args.candidates + ["tinybert_like"] * args.tinybert)),
                                      max_model_mb=args.max_model_mb,

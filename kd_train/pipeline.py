@@ -43,7 +43,7 @@ class PipelineConfig:
     teacher: teacher.TeacherConfig = field(default_factory=teacher.TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
-    tinybert: bool = False  # the TinyBERT-like stand-in (slow: a 3-layer transformer)
+    tinybert: bool = False  # train the small transformer (kd_train/ladder.py) even where it is no candidate: a report row
     tinybert_layers: int = 3
     use_transfer: bool = True
     augment: int = AUGMENT   # perturbed copies of each fitted answer for the teacher to label (0: none)

@@ -79,7 +79,7 @@ def test_on_a_cross_validated_item_it_is_not_trained_and_says_why(tiny_model, to
     out = tmp_path / "run"
     assert main(["train", "--train", str(toy_tables["train"]), "--items", str(toy_tables["items"]), "--out", str(out),
                  "--model", str(tiny_model), "--epochs", "1", "--max-length", "32", "--student-epochs", "2",
-                 "--no-frozen-teacher", "--candidates", "hashing_lr", "tinybert_like"]) == 0
+                 "--no-frozen-teacher", "--candidates", "hashing_lr", "--tinybert"]) == 0
     said = capsys.readouterr().out
     assert "candidate: tinybert_like skipped: 90 scored answers are cross-validated" in said
     assert not (out / "q1" / "tinybert_like").exists()
