@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import (add_out, command, split_extra, table, teacher_labels, teacher_labels_line, teacher_rule, train,
                    write_result)
 from kd_train.data import concat, load_asap, stratified_split
+from kd_train.report import candidate_rows
 
 MODELS = ("teacher", "student", "ann", "hashing_lr", "sequence", "shipped")
 
@@ -71,8 +72,7 @@ def summarize(reports: dict[int, dict]) -> dict:
                 "shipped": q["shipped"], "fit_for_use": q["fit_for_use"],
                 "degenerate": sorted(name for name, reasons in q["gates"].items() if reasons),
                 "selection": q.get("selection"), "wall_s": r.get("wall_s"), "teacher_labels": teacher_labels(r),
-                "candidates": {name: {k: c.get(k) for k in ("val_qwk", "test_qwk", "bytes")}
-                               for name, c in q.get("candidates", {}).items()}}
+                "candidates": candidate_rows(q)}
             members = r["models"]["teacher"].get("members", {})
             if "val_qwk" in members:
                 rows[item][str(size)]["members"] = members
@@ -111,15 +111,13 @@ def members_markdown(rows: dict, sizes: list[int]) -> list[str]:
 def candidates_markdown(rows: dict, sizes: list[int]) -> list[str]:
     """Every candidate selection saw (the page's rungs among them): validation and test QWK by its own decision
     rule, and its model.onnx's size."""
-    body = [[item, size, name, f"{c['val_qwk']:.3f}", f"{c['test_qwk']:.3f}" if c.get("test_qwk") is not None else "—",
-             f"{c['bytes'] / 1e6:.2f}", "shipped" if name == row["shipped"] else ""]
-            for item, by_size in rows.items() for size in sizes
-            for row in [by_size.get(str(size), {})] for name, c in row.get("candidates", {}).items()]
+    body = [[item, size, *row] for item, by_size in rows.items() for size in sizes
+            for row in by_size.get(str(size), {}).get("candidates", [])]
     if not body:
         return []
     return ["", "Every candidate, by the scores its own decision rule gives (validation: what selection compared; "
             "test: held out), and its model.onnx (MB):", "",
-            *table(["item", "answers", "candidate", "val QWK", "test QWK", "MB", ""], body, "lrlrrrl")]
+            *table(["item", "answers", "candidate", "val QWK", "test QWK", "MB", "decision rule", ""], body, "lrlrrrll")]
 
 
 def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:

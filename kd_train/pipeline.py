@@ -228,9 +228,6 @@ def run_item(
                                         "embeddings": trained["sequence"][1]["embeddings"]}
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
     folders = {"teacher": (dirs, meta)}   # the transformers that may be exported as candidates (the teacher: those that label)
-    held_out = set(val.ids)
-    trained_on = [r for rid, r in zip(labelled.ids, labelled.responses) if rid not in held_out] + \
-        (transfer.responses if transfer is not None else [])   # the small transformer's vocabulary
     if config.tinybert or (ladder.SMALL_NAME in config.candidates and not cv):
         folders[ladder.SMALL_NAME], report["models"][ladder.SMALL_NAME] = small_transformer(
             out, item, values, train, test, config, meta, teacher_dir, soft, transfer, log)
@@ -241,7 +238,8 @@ def run_item(
         if name in config.candidates and name in folders:
             exported = ladder.transformer_candidate(name, *folders[name], train, val, cv, log,
                                                     origin=report["models"][name].get("started_from"),
-                                                    keep_texts=trained_on if name == ladder.SMALL_NAME else None)
+                                                    keep_texts=trained_texts(labelled, val, transfer)
+                                                    if name == ladder.SMALL_NAME else None)
             if exported is not None:
                 trained[name] = exported
                 report["models"][name]["exported"] = exported[1]["exported"]
@@ -292,6 +290,13 @@ def run_item(
     report["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def trained_texts(labelled: Table, val: Table, transfer: Table | None) -> list[str]:
+    """The answers the small transformer trained on (the fit split and the transfer set): its vocabulary."""
+    held_out = set(val.ids)
+    return [r for rid, r in zip(labelled.ids, labelled.responses) if rid not in held_out] + \
+        (transfer.responses if transfer is not None else [])
 
 
 def small_transformer(out: Path, item: Item, values: list[int], train: Table, test: Table | None,

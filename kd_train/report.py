@@ -259,12 +259,18 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def candidate_rows(quality: dict) -> list[list[str]]:
+    """One item's candidates as selection saw them (a report.json's "quality"): [name, validation QWK, test QWK,
+    model.onnx MB, decision rule, "shipped" or ""] each."""
+    return [[name, f"{c['val_qwk']:.3f}", f"{c['test_qwk']:.3f}" if c.get("test_qwk") is not None else "—",
+             f"{c['bytes'] / 1e6:.2f}" if c.get("bytes") is not None else "—", c.get("decision", ""),
+             "shipped" if name == quality["shipped"] else ""]
+            for name, c in quality.get("candidates", {}).items()]
+
+
 def _candidates_section(item_reports: list[dict]) -> list[str]:
     """Every candidate of every item, as selection saw it: what a school's size budget (--max-model-mb) buys."""
-    rows = [[r["item"], name, f"{c['val_qwk']:.3f}", f"{c['test_qwk']:.3f}" if c.get("test_qwk") is not None else "—",
-             f"{c['bytes'] / 1e6:.2f}" if c.get("bytes") is not None else "—", c.get("decision", ""),
-             "shipped" if name == r["quality"]["shipped"] else ""]
-            for r in item_reports if r.get("quality") for name, c in r["quality"].get("candidates", {}).items()]
+    rows = [[r["item"], *row] for r in item_reports if r.get("quality") for row in candidate_rows(r["quality"])]
     if not rows:
         return []
     lines = ["## Every candidate", "", "What each item's shipped scorer was chosen from: validation QWK (what selection "

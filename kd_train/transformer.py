@@ -218,7 +218,8 @@ def export_teacher(teacher_dir: str | os.PathLike | list[str | os.PathLike], qua
     remap = None
     if keep_texts is not None:
         keep, unk = kept_ids(keep_texts, vocab_text, config), wordpiece.read_vocab(vocab_text)[config["unk"]]
-        remap = [cut_vocabulary(member, keep, unk) for member in members][0]   # the same map for every member
+        for member in members:   # the same map for every member
+            remap = cut_vocabulary(member, keep, unk)
 
     class Wrapped(torch.nn.Module):
         def __init__(self, inner):
