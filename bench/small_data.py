@@ -111,13 +111,19 @@ def members_markdown(rows: dict, sizes: list[int]) -> list[str]:
 def candidates_markdown(rows: dict, sizes: list[int]) -> list[str]:
     """Every candidate selection saw (the page's rungs among them): validation and test QWK by its own decision
     rule, and its model.onnx's size."""
-    body = [[item, size, *row] for item, by_size in rows.items() for size in sizes
+    body = [[item, size, *timed(row)] for item, by_size in rows.items() for size in sizes
             for row in by_size.get(str(size), {}).get("candidates", [])]
     if not body:
         return []
     return ["", "Every candidate, by the scores its own decision rule gives (validation: what selection compared; "
-            "test: held out), and its model.onnx (MB):", "",
-            *table(["item", "answers", "candidate", "val QWK", "test QWK", "MB", "decision rule", ""], body, "lrlrrrll")]
+            "test: held out), its model.onnx (MB) and its time per answer while training (ms; see report.md):", "",
+            *table(["item", "answers", "candidate", "val QWK", "test QWK", "MB", "ms", "decision rule", ""], body,
+                   "lrlrrrrll")]
+
+
+def timed(row: list[str]) -> list[str]:
+    """A candidate row of results written before candidates were timed gets "—" for its time."""
+    return row if len(row) == 7 else [*row[:4], "—", *row[4:]]
 
 
 def markdown(rows: dict, sizes: list[int], command: str, wall_s: float) -> str:

@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each item: fine-tune the teacher (reused when unchanged), write its soft labels, distil the "
                     "student, and write the scorer directory OUT/<item>/scorer (model.onnx, scorer.json, "
                     "MODEL_CARD.md). The shipped model is the best on validation among --candidates (within "
-                    "--max-model-mb). Writes OUT/report.md, report.json and plots.",
+                    "--max-model-mb and --max-ms-per-answer). Writes OUT/report.md, report.json and plots.",
     )
     _add_data_options(p)
     p.add_argument("--unlabeled", metavar="CSV",
@@ -232,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a school's size budget: ship the best candidate on validation whose model.onnx is at most MB "
                         "megabytes (the bag student about 0.12, hashing + LR 0.03, the sequence student 0.93, the "
                         "small transformer 7, the teacher 23); the report lists every candidate's size and QWK (default: any size)")
+    p.add_argument("--max-ms-per-answer", metavar="MS", type=float,
+                   help="a time budget: ship the best candidate on validation that scores an answer in at most MS "
+                        "milliseconds, timed here during training (the page's own featurizer and model.onnx, one "
+                        "answer at a time, onnxruntime on one thread); the page in a browser is slower, by the factor "
+                        "python bench/browser.py measures (default: no limit)")
     p.add_argument("--teachers", metavar="K", type=int, default=1,
                    help="fine-tune the teacher K times (seeds --seed, --seed + 1, ...; one validation split) and "
                         "average their probabilities, where that beats the first alone on validation; K times the "

@@ -100,12 +100,14 @@ def run_train(args: argparse.Namespace) -> None:
         raise UserError(f"--teachers must be 1 or more (the teacher's members), got {args.teachers}")
     if args.max_model_mb is not None and not 0 < args.max_model_mb < float("inf"):
         raise UserError(f"--max-model-mb must be a size in megabytes above 0, e.g. 1, got {args.max_model_mb}")
+    if args.max_ms_per_answer is not None and not 0 < args.max_ms_per_answer < float("inf"):
+        raise UserError(f"--max-ms-per-answer must be a time in milliseconds above 0, e.g. 5, got {args.max_ms_per_answer}")
     student_config, fconfig = student_configs_of(args)
     config = pipeline.PipelineConfig(teacher=teacher_config_of(args), student=student_config, featurizer=fconfig,
                                      use_transfer=not args.no_transfer,
                                      augment=args.augment, pair_question=args.with_question, force=args.force,
                                      candidates=tuple(dict.fromkeys(args.candidates + ["tinybert_like"] * args.tinybert)),
-                                     max_model_mb=args.max_model_mb,
+                                     max_model_mb=args.max_model_mb, max_ms_per_answer=args.max_ms_per_answer,
                                      teachers=args.teachers)
     specs = {item: (items or {}).get(item) or data.Item(item) for item in chosen}
     if args.ray or args.workers is not None or args.ray_address:

@@ -31,7 +31,7 @@ from kd_train.validity import validity
 from kd_train.quality import Candidate
 from kd_train.teacher_judge import decided_qwk, teacher_val_qwk, decide_teacher, teacher_validation
 from kd_train.scorer import write_scorer
-from kd_train.student import (SequenceStudent, embedding_table, input_config, logits, model_inputs, onnx_bytes, param_count,
+from kd_train.student import (SequenceStudent, answer_ms, embedding_table, input_config, logits, model_inputs, onnx_bytes, param_count,
                               token_matrix)
 
 OTHER_ANSWERS_MAX = 20000   # answers to other questions the detectors learn other_question from, at most
@@ -50,6 +50,7 @@ class PipelineConfig:
     pair_question: str = "no"  # "auto": a second teacher reads question + answer; the better on validation labels
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     max_model_mb: float | None = None   # ship the best candidate whose model.onnx is at most this many MB
+    max_ms_per_answer: float | None = None   # ... and that scores an answer in at most this many ms (student.answer_ms)
     teachers: int = 1   # members of the teacher (seeds averaged; kd_train/ensemble.py), used where they beat one
     candidates: tuple[str, ...] = CANDIDATES   # the models selection may ship (the sequence student is trained only when listed)
     force: bool = False  # replace teacher and scorer folders even when kd-train did not write them
@@ -251,7 +252,8 @@ def run_item(
         raise UserError(f"item {item.item!r}: none of the candidates {', '.join(config.candidates)} could be trained "
                         "(see the lines above); add student, ann, hashing_lr or sequence to --candidates")
     shipped, quality_report = ship(candidates, val, test, values, report["models"],
-                                   max_bytes=round(config.max_model_mb * 1e6) if config.max_model_mb else None)
+                                   max_bytes=round(config.max_model_mb * 1e6) if config.max_model_mb else None,
+                                   max_ms=config.max_ms_per_answer)
     quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds)
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
@@ -423,7 +425,8 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
     """Each model's logits on the validation and test answers, as the shipped model.onnx would give them.
 
     ``models``: {name: (model, its training report)}; a report with out-of-fold logits ("oof", from
-    cross-validation) gives those for the validation answers instead of the final model's.
+    cross-validation) gives those for the validation answers instead of the final model's. Each is timed on
+    validation answers (student.answer_ms) for the time budget and the report.
     """
     inputs: dict = {}   # the bag candidates share their features
 
@@ -441,31 +444,33 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
             val_logits = np.asarray(report["oof"]["logits"])[[row[rid] for rid in val.ids]]
         else:
             val_logits = logits(model, x(model, val))
-        candidates.append(Candidate(name, model, val_logits, logits(model, x(model, test)) if has_test else None))
+        candidates.append(Candidate(name, model, val_logits, logits(model, x(model, test)) if has_test else None,
+                                    ms_per_answer=answer_ms(model, val.responses, fconfig)))
     return candidates
 
 
 def ship(candidates: list[Candidate], val: Table, test: Table | None, values: list[int],
-         models: dict | None = None, max_bytes: int | None = None) -> tuple:
+         models: dict | None = None, max_bytes: int | None = None, max_ms: float | None = None) -> tuple:
     """Tune every candidate on validation (temperature, decision rule), choose the one to ship there
-    among those whose model.onnx is at most ``max_bytes`` (None: any size), and gate it (and every model
-    in ``models``, a report's {name: {"val": metrics, ...}}, each by the scores its decision rule gives: a
-    candidate's tuned one, else its "decided" figures where it has them); returns (model to export,
-    quality report). UserError when no candidate fits ``max_bytes``."""
+    among those within the budget (model.onnx at most ``max_bytes``, an answer scored in at most ``max_ms``
+    milliseconds by its ``ms_per_answer``; None: no limit), and gate it (and every model in ``models``, a
+    report's {name: {"val": metrics, ...}}, each by the scores its decision rule gives: a candidate's tuned
+    one, else its "decided" figures where it has them); returns (model to export, quality report).
+    UserError when no candidate is within the budget."""
     to_index = {v: i for i, v in enumerate(values)}
     val_index = np.array([to_index[s] for s in val.scores], dtype=np.int64)
     tuned = {c.name: quality.tune(c, val_index, values) for c in candidates}
     sizes = {c.name: onnx_bytes(c.model) for c in candidates}
-    fitting = [c for c in candidates if max_bytes is None or sizes[c.name] <= max_bytes]
+    if max_ms is not None and any(c.ms_per_answer is None for c in candidates):
+        raise ValueError("a time budget needs every candidate timed (make_candidates times them)")
+    over = {c.name: over_budget(sizes[c.name], c.ms_per_answer, max_bytes, max_ms) for c in candidates}
+    fitting = [c for c in candidates if not over[c.name]]
     if not fitting:
-        smallest = min(candidates, key=lambda c: sizes[c.name])
-        raise UserError(f"no candidate's model.onnx fits --max-model-mb {max_bytes / 1e6:g} (the smallest, "
-                        f"{smallest.name}, is {sizes[smallest.name] / 1e6:.2f} MB): raise the budget, or list smaller "
-                        "candidates with --candidates")
+        raise UserError(f"no candidate is within the budget ({'; '.join(f'{n}: {w}' for n, w in over.items())}): "
+                        "raise --max-model-mb or --max-ms-per-answer, or list smaller candidates with --candidates")
     chosen, why = quality.choose(fitting, val.scores, values)
-    over = [f"{c.name} {sizes[c.name] / 1e6:.2f} MB" for c in candidates if c not in fitting]
-    if over:
-        why += f"; over the {max_bytes / 1e6:g} MB budget, not chosen: {', '.join(over)}"
+    if any(over.values()):
+        why += f"; over the budget, not chosen: {', '.join(f'{n} ({w})' for n, w in over.items() if w)}"
     predicted = {c.name: {"val": c.predict_val(values)}
                  | ({"test": c.predict(c.test_logits, values)} if c.test_logits is not None else {}) for c in candidates}
     scored = {name: {split: score_metrics((val if split == "val" else test).scores, pred, values)
@@ -481,12 +486,22 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     table = {c.name: {"val_qwk": scored[c.name]["val"]["qwk"],
                       "test_qwk": scored[c.name]["test"]["qwk"] if "test" in scored[c.name] else None,
                       "decision": tuned[c.name]["decision"]["rule"], "params": param_count(c.model),
-                      "bytes": sizes[c.name]} for c in candidates}
+                      "bytes": sizes[c.name], "ms_per_answer": c.ms_per_answer} for c in candidates}
     report = {"shipped": chosen.name, "why": why, "candidates": table, "fit_for_use": not reasons,
               "unfit_reasons": reasons, "gate_rule": quality.GATE_RULE, "gates": gates, "validity": validity,
               "against_common": common, "caution": quality.caution(common, metrics["val"]["qwk"]) if not reasons else "",
               "calibration": tuned[chosen.name], "metrics": metrics}
     return quality.shipped_model(chosen), report
+
+
+def over_budget(size: int, ms: float | None, max_bytes: int | None, max_ms: float | None) -> str:
+    """Why a candidate of ``size`` bytes scoring an answer in ``ms`` is over the budget; "" when it is within."""
+    why = []
+    if max_bytes is not None and size > max_bytes:
+        why.append(f"{size / 1e6:.2f} MB > {max_bytes / 1e6:g} MB")
+    if max_ms is not None and ms is not None and ms > max_ms:
+        why.append(f"{ms:.2f} ms per answer > {max_ms:g} ms")
+    return ", ".join(why)
 
 
 def selection_note(cross_validated: bool, n_val: int, folds: int) -> str:

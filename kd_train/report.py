@@ -261,24 +261,28 @@ def _shipped_section(item_reports: list[dict]) -> list[str]:
 
 def candidate_rows(quality: dict) -> list[list[str]]:
     """One item's candidates as selection saw them (a report.json's "quality"): [name, validation QWK, test QWK,
-    model.onnx MB, decision rule, "shipped" or ""] each."""
+    model.onnx MB, ms per answer (student.answer_ms; "—" where not timed), decision rule, "shipped" or ""] each."""
     return [[name, f"{c['val_qwk']:.3f}", f"{c['test_qwk']:.3f}" if c.get("test_qwk") is not None else "—",
-             f"{c['bytes'] / 1e6:.2f}" if c.get("bytes") is not None else "—", c.get("decision", ""),
+             f"{c['bytes'] / 1e6:.2f}" if c.get("bytes") is not None else "—",
+             f"{c['ms_per_answer']:.2f}" if c.get("ms_per_answer") is not None else "—", c.get("decision", ""),
              "shipped" if name == quality["shipped"] else ""]
             for name, c in quality.get("candidates", {}).items()]
 
 
 def _candidates_section(item_reports: list[dict]) -> list[str]:
-    """Every candidate of every item, as selection saw it: what a school's size budget (--max-model-mb) buys."""
+    """Every candidate of every item, as selection saw it: what a school's budget (--max-model-mb,
+    --max-ms-per-answer) buys."""
     rows = [[r["item"], *row] for r in item_reports if r.get("quality") for row in candidate_rows(r["quality"])]
     if not rows:
         return []
     lines = ["## Every candidate", "", "What each item's shipped scorer was chosen from: validation QWK (what selection "
              "compared), test QWK (held out, never used to choose), each by its own decision rule, and the size of "
-             "its model.onnx, which the page downloads (plus a transformer's vocab.txt). Per-answer time in the "
-             "page is measured by the repository's `python bench/browser.py SCORER_DIR`.", "",
-             "| item | candidate | validation QWK | test QWK | model.onnx (MB) | decision rule | |",
-             "|---|---|---:|---:|---:|---|---|"]
+             "its model.onnx, which the page downloads (plus a transformer's vocab.txt), and the time it took to score "
+             "one answer while training (the median over up to 40 validation answers, one at a time: the page's own "
+             "featurizer and model.onnx in onnxruntime on one thread, in CPython on the training machine; the page "
+             "in a browser is slower, as the repository's `python bench/browser.py SCORER_DIR` measures).", "",
+             "| item | candidate | validation QWK | test QWK | model.onnx (MB) | ms per answer | decision rule | |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
 
 

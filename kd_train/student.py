@@ -212,6 +212,52 @@ def onnx_bytes(model: nn.Module) -> int:
         return (Path(folder) / "model.onnx").stat().st_size
 
 
+def one_answer_input(model: nn.Module, config: FeaturizerConfig):
+    """A function text -> ``model``'s input for that one answer, made by the page's own Python (featurize.py, or
+    wordpiece.py for a transformer), as the page makes it: what :func:`answer_ms` times."""
+    from kd_train import wordpiece
+
+    if isinstance(model, TransformerModel):
+        vocab = wordpiece.read_vocab(model.vocab_text)
+        return lambda text: np.array([wordpiece.encode(text, vocab, model.config)], dtype=np.int32)
+    if isinstance(model, SequenceStudent):
+        tokens = model.config.tokens.as_dict()
+        return lambda text: np.array([featurize.token_ids(text, tokens) or [0]], dtype=np.int32)
+    bag = config.as_dict()
+
+    def features(text: str) -> np.ndarray:
+        row = np.zeros((1, model.n_buckets), dtype=np.float32)
+        for bucket, value in featurize.featurize(text, bag):
+            row[0, bucket] = value
+        return row
+    return features
+
+
+def answer_ms(model: nn.Module, responses: list[str], config: FeaturizerConfig, most: int = 40) -> float:
+    """Median milliseconds to score one answer on this machine, the answers taken one at a time as the page
+    takes them: :func:`one_answer_input` and model.onnx in onnxruntime on one thread, in CPython. A cost to
+    compare candidates with: the page (Pyodide, onnxruntime-web's wasm) is slower, by a factor bench/browser.py
+    measures; 0.0 when there are no answers."""
+    import time
+
+    from kd_train.scorer import onnx_session
+
+    texts = [t for t in responses if t.strip()][:most]
+    if not texts:
+        return 0.0
+    with tempfile.TemporaryDirectory(prefix="kd-train-time-") as folder:
+        export_onnx(model, Path(folder) / "model.onnx")
+        session = onnx_session(Path(folder) / "model.onnx", threads=1)
+    name, inputs = session.get_inputs()[0].name, one_answer_input(model, config)
+    session.run(["probs"], {name: inputs(texts[0])})   # the first run allocates: not counted
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        session.run(["probs"], {name: inputs(text)})
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
     """One self-contained ONNX file, output ``probs`` [batch, n_classes]; input ``features`` [batch, n_buckets]
     (the bag student) or ``token_ids`` int32 [batch, length] (the sequence student, its embedding table

@@ -198,12 +198,14 @@ def test_tinybert_like_stand_in_is_a_smaller_distilled_transformer(tiny_model, t
     assert meta["distilled"] and meta["config"]["layers"] == 1
 
 
-def test_the_report_lists_every_candidate_with_its_size(trained):
+def test_the_report_lists_every_candidate_with_its_size_and_time(trained):
     report = json.loads((trained / "demo-ice" / "report.json").read_text())
     md = (trained / "report.md").read_text()
     assert "## Every candidate" in md
     for name, c in report["quality"]["candidates"].items():
-        row = f"| demo-ice | {name} | {c['val_qwk']:.3f} | {c['test_qwk']:.3f} | {c['bytes'] / 1e6:.2f} |"
+        assert c["ms_per_answer"] > 0   # every candidate timed on the validation answers
+        row = (f"| demo-ice | {name} | {c['val_qwk']:.3f} | {c['test_qwk']:.3f} | {c['bytes'] / 1e6:.2f} | "
+               f"{c['ms_per_answer']:.2f} |")
         assert row in md, row
     section = md.split("## Every candidate", 1)[1].split("\n## ", 1)[0]
     shipped = [line for line in section.splitlines() if line.endswith("| shipped |")]
@@ -336,6 +338,40 @@ def test_a_size_budget_ships_the_best_candidate_that_fits_and_names_the_others()
     assert tight["candidates"]["sequence"]["bytes"] > budget >= tight["candidates"]["student"]["bytes"]
     with pytest.raises(UserError, match="max-model-mb"):
         pipeline.ship(candidates, val, None, [0, 1, 2, 3], max_bytes=1000)
+
+
+def test_a_time_budget_ships_the_best_candidate_fast_enough_and_names_the_others():
+    from dataclasses import replace
+
+    from kd_train.data import UserError
+    from kd_train.quality import Candidate
+    from kd_train.student import SequenceStudent, Student, logits, model_inputs
+    from kd_train.config import FeaturizerConfig, SequenceConfig
+
+    items = data.read_items(DEMO / "items.csv")
+    train = data.read_responses(DEMO / "responses.csv", items)
+    val = pipeline.validation_split(train, "demo-ice", StudentConfig())[1]
+    slow, fast = SequenceStudent(SequenceConfig(), 4).eval(), Student(2048, 4).eval()
+    perfect = np.eye(4)[[s for s in val.scores]] * 10   # the slow one best on validation
+    candidates = [Candidate("sequence", slow, perfect, ms_per_answer=3.0),
+                  Candidate("student", fast, logits(fast, model_inputs(fast, val.responses, FeaturizerConfig())),
+                            ms_per_answer=0.5)]
+    _, free = pipeline.ship(candidates, val, None, [0, 1, 2, 3])
+    assert free["shipped"] == "sequence" and free["candidates"]["sequence"]["ms_per_answer"] == 3.0
+    _, tight = pipeline.ship(candidates, val, None, [0, 1, 2, 3], max_ms=1.0)
+    assert tight["shipped"] == "student" and "3.00 ms per answer > 1 ms" in tight["why"]
+    with pytest.raises(UserError, match="max-ms-per-answer"):
+        pipeline.ship(candidates, val, None, [0, 1, 2, 3], max_ms=0.1)
+    with pytest.raises(ValueError, match="timed"):
+        pipeline.ship([replace(candidates[0], ms_per_answer=None)], val, None, [0, 1, 2, 3], max_ms=1.0)
+
+
+def test_max_ms_per_answer_must_be_a_positive_time(tmp_path, capsys):
+    args = ["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"), "--out",
+            str(tmp_path / "run"), "--max-ms-per-answer", "-1"]
+    assert main(args) == 2
+    assert "--max-ms-per-answer must be a time in milliseconds above 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_max_model_mb_must_be_a_positive_size(tmp_path, capsys):

@@ -102,3 +102,23 @@ def test_the_embedding_table_averages_the_words_of_each_id_and_keeps_padding_zer
     assert len(set(ids)) == 3 and not np.allclose(table[ids[0]], table[ids[1]])
     again = embedding_table(words, counts, vectors, config)
     np.testing.assert_array_equal(table, again)   # seeded: the same table every time
+
+
+from kd_train.student import answer_ms, model_inputs, one_answer_input  # noqa: E402
+
+
+def test_the_timed_path_makes_the_inputs_training_makes_one_answer_at_a_time():
+    texts = ["It is not true that ice melts.", "", "Eis schmilzt bei 0 °C!", "a " * 300]
+    config = FeaturizerConfig()
+    for model in (Student(config.n_buckets, 4).eval(), SequenceStudent(SequenceConfig(), 4).eval()):
+        one = one_answer_input(model, config)
+        for text in texts:
+            np.testing.assert_array_equal(one(text)[0][: len(model_inputs(model, [text], config)[0])],
+                                          model_inputs(model, [text], config)[0])
+
+
+def test_answer_ms_times_each_kind_of_student_and_nothing_without_answers():
+    config = FeaturizerConfig()
+    for model in (Student(config.n_buckets, 4).eval(), SequenceStudent(SequenceConfig(), 4).eval()):
+        assert answer_ms(model, ["ice melts in the sun"] * 5, config, most=3) > 0
+        assert answer_ms(model, ["", "  "], config) == 0.0

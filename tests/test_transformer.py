@@ -239,3 +239,14 @@ def test_members_export_as_one_model_of_their_averaged_probabilities(tiny_teache
     teacher.fine_tune(train, "demo-ice", [0, 1, 2, 3], longer, replace(config, max_length=64))
     with pytest.raises(UserError, match="reads answers unlike"):
         transformer.export_teacher([tiny_teacher, longer])
+
+
+def test_the_timed_path_reads_the_answer_with_the_pages_wordpiece(exported, demo):
+    from kd_train.config import FeaturizerConfig
+    from kd_train.student import answer_ms, one_answer_input
+
+    texts = demo[2].for_item("demo-ice").responses[:5]
+    one = one_answer_input(exported, FeaturizerConfig())
+    for text in texts:
+        np.testing.assert_array_equal(one(text), exported.ids([text]))
+    assert answer_ms(exported, texts, FeaturizerConfig(), most=2) > 0
