@@ -207,6 +207,9 @@ def test_the_report_lists_every_candidate_with_its_size_and_time(trained):
         row = (f"| demo-ice | {name} | {c['val_qwk']:.3f} | {c['test_qwk']:.3f} | {c['bytes'] / 1e6:.2f} | "
                f"{c['ms_per_answer']:.2f} |")
         assert row in md, row
+    card = (trained / "demo-ice" / "scorer" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for name, c in report["quality"]["candidates"].items():
+        assert f"| {name} | {c['params']:,} | {c['bytes']:,} | {c['ms_per_answer']:.2f} |" in card
     section = md.split("## Every candidate", 1)[1].split("\n## ", 1)[0]
     shipped = [line for line in section.splitlines() if line.endswith("| shipped |")]
     assert len(shipped) == 1 and f"| {report['quality']['shipped']} |" in shipped[0]
