@@ -60,7 +60,7 @@ def starts_from(small_meta: dict, teacher_dir: Path) -> bool:
 
 def transformer_candidate(name: str, folder: Path | list[Path], meta: dict, train: Table, val: Table,
                           cross_validated: bool, log=print, origin: str | None = None,
-                          keep_texts: list[str] | None = None) -> tuple | None:
+                          keep_texts: list[str] | None = None, max_bytes: int | None = None) -> tuple | None:
     """The transformer in ``folder`` (the teacher, or the small transformer student; a list: the teacher's members,
     their probabilities averaged in one graph) exported to ONNX with int8 weights, as a candidate judged by its
     int8 model's own probabilities on the validation answers: (model, {"exported": what it is, "params"}), or
@@ -68,7 +68,8 @@ def transformer_candidate(name: str, folder: Path | list[Path], meta: dict, trai
     split as the students qualifies; a cross-validated one (its final model saw every answer), or one whose
     validation answers are not these, does not. ``meta`` is the (first) folder's teacher.json; ``origin`` says
     where its weights came from (default: its base model); with ``keep_texts`` its embedding table keeps only
-    the tokens they use (``transformer.export_teacher``)."""
+    the tokens they use (``transformer.export_teacher``). Members whose graph is over ``max_bytes`` (a school's
+    size budget) give way to the first member alone, judged by itself."""
     from kd_train import transformer
 
     folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]
@@ -86,6 +87,12 @@ def transformer_candidate(name: str, folder: Path | list[Path], meta: dict, trai
     log(f"  candidate: {what}, exported to ONNX with int8 weights")
     started = time.time()
     model = transformer.export_teacher(folders if len(folders) > 1 else folders[0], keep_texts=keep_texts)
+    labelled_with = len(folders)
+    if max_bytes is not None and len(folders) > 1 and len(model.onnx_model) > max_bytes:
+        log(f"    {len(model.onnx_model) / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB budget: the first member alone "
+            "instead, judged on validation by itself")
+        folders, found = folders[:1], found[:1]
+        model = transformer.export_teacher(folders[0], keep_texts=keep_texts)
     model.summary["base_model"] = origin or meta.get("base_model")
     stored = averaged_logits([f[1][[f[0].ids.index(rid) for rid in val.ids]] for f in found])
     int8 = model.probs(val.responses)
@@ -101,6 +108,7 @@ def transformer_candidate(name: str, folder: Path | list[Path], meta: dict, trai
                 "weights_sha256": [teacher.read_meta(f).get("weights_sha256") for f in folders] if len(folders) > 1
                 else meta.get("weights_sha256"), "max_length": model.config["max_length"],
                 **({"members": len(folders)} if len(folders) > 1 else {}),
+                **({"first_of_members": labelled_with} if len(folders) < labelled_with else {}),
                 **({"embedding_rows": rows, "vocabulary": model.summary["vocabulary"]} if rows else {}),
                 "agreement_with_float32_val": agreement, "wall_s": round(time.time() - started, 1)}
     return model, {"exported": exported, "params": model.params}

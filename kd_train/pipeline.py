@@ -240,7 +240,8 @@ def run_item(
             exported = ladder.transformer_candidate(name, *folders[name], train, val, cv, log,
                                                     origin=report["models"][name].get("started_from"),
                                                     keep_texts=trained_texts(labelled, val, transfer)
-                                                    if name == ladder.SMALL_NAME else None)
+                                                    if name == ladder.SMALL_NAME else None,
+                                                    max_bytes=round(config.max_model_mb * 1e6) if config.max_model_mb else None)
             if exported is not None:
                 trained[name] = exported
                 report["models"][name]["exported"] = exported[1]["exported"]

@@ -235,6 +235,13 @@ def test_members_export_as_one_model_of_their_averaged_probabilities(tiny_teache
     assert "candidate: teacher (2 members averaged), exported" in said[0]
     assert info["exported"]["members"] == 2 and len(info["exported"]["weights_sha256"]) == 2
     assert info["exported"]["agreement_with_float32_val"]["argmax_agreement"] >= 0.9
+    said = []   # both members over the budget, the first alone within it: the first alone is the candidate
+    budget = (info["exported"]["bytes"] + len(transformer.export_teacher(tiny_teacher).onnx_model)) // 2
+    alone, info = ladder.transformer_candidate("teacher", [tiny_teacher, second], teacher.read_meta(tiny_teacher),
+                                               train.for_item("demo-ice"), val, False, said.append, max_bytes=budget)
+    assert "over the" in said[1] and "first member alone" in said[1]
+    assert "members" not in info["exported"] and info["exported"]["first_of_members"] == 2
+    assert info["exported"]["bytes"] <= budget and alone.summary.get("members") is None
     longer = tmp_path / "teacher-longer"   # a member that reads answers unlike the first cannot join it
     teacher.fine_tune(train, "demo-ice", [0, 1, 2, 3], longer, replace(config, max_length=64))
     with pytest.raises(UserError, match="reads answers unlike"):
