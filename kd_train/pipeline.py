@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train import baselines, detect, ensemble, ladder, probes, quality, soft_labels, teacher
+from kd_train import baselines, detect, detect_fit, ensemble, ladder, probes, quality, soft_labels, teacher
 from kd_train import featurize
 from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfig
 from kd_train.data import (Item, Table, UserError, augmented_answers, concat, item_folder, read_responses,
@@ -383,7 +383,7 @@ def fit_detectors(item: Item, train: Table, test: Table | None, seed: int = 0) -
     others = [r for i, r in zip(train.items, train.responses) if i != item.item]
     if len(others) > OTHER_ANSWERS_MAX:
         others = random.Random(seed).sample(others, OTHER_ANSWERS_MAX)
-    profile = detect.fit(texts, [item.question, item.stimulus, item.reference_answer], seed=seed,
+    profile = detect_fit.fit(texts, [item.question, item.stimulus, item.reference_answer], seed=seed,
                          scores=train.for_item(item.item).scores, others=others)
     fitted = profile["fitted_on"]
     summary = {"share_target": fitted["share"], "val": {"n": fitted["answers"], "flagged": fitted["flagged"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kd_train import data, detect
+from kd_train import data, detect, detect_fit
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
@@ -21,7 +21,7 @@ def demo():
     train = data.read_responses(DEMO / "responses.csv", items)
     test = data.read_responses(DEMO / "test.csv", items)
     item = items["demo-ice"]
-    profile = detect.fit(train.responses, [item.question, item.reference_answer])
+    profile = detect_fit.fit(train.responses, [item.question, item.reference_answer])
     return item, train, test, profile
 
 
@@ -66,7 +66,7 @@ def test_a_list_of_words_is_flagged_where_answers_are_sentences():
     ends = ["into the ice faster than the plastic", "to the ice more quickly", "from the room into the ice"]
     answers = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(ends)} because plastic is an insulator"
                for _ in range(200)]
-    profile = detect.fit(answers, ["Why does the ice on the metal plate melt faster?"])
+    profile = detect_fit.fit(answers, ["Why does the ice on the metal plate melt faster?"])
     assert detect.flags("the metal conducts heat into the ice faster than the plastic because plastic is an insulator",
                         profile) == []
     assert "unseen_pairs" in detect.flags("insulator plastic heat metal faster conducts ice room plate", profile)
@@ -88,15 +88,15 @@ def _list_item(seed: int = 2) -> tuple[list[str], list[int]]:
 
 def test_a_list_of_the_words_that_earn_points_is_listed():
     answers, scores = _list_item()
-    profile = detect.fit(answers, ["Why does the ice melt?"], scores=scores)
+    profile = detect_fit.fit(answers, ["Why does the ice melt?"], scores=scores)
     detect.check_profile(profile)
-    assert 0 < len(profile["glue"]) <= detect.GLUE_WORDS
+    assert 0 < len(profile["glue"]) <= detect_fit.GLUE_WORDS
     assert "listed" in detect.flags("conducts insulator transfers energy faster", profile)
     assert "listed" not in detect.flags("the metal conducts energy faster because it is a plate", profile)
     assert "listed" not in detect.flags("conducts insulator", profile)          # fewer than four words
     assert profile["fitted_on"]["flagged_by"]["listed"] == 0.0                 # no real answer is a bare list
     # Without scores the words that earn points are common enough to be glue, and nothing is listed.
-    unscored = detect.fit(answers, ["Why does the ice melt?"])
+    unscored = detect_fit.fit(answers, ["Why does the ice melt?"])
     assert "listed" not in detect.flags("conducts insulator transfers energy faster", unscored)
 
 
@@ -105,7 +105,7 @@ def test_listed_answers_count_towards_the_flagged_share():
     rng = random.Random(4)
     answers += [" ".join(rng.sample([f"term{j}" for j in range(20)], 5)) for _ in range(30)]   # known words, bare lists
     scores += [0] * 30
-    profile = detect.fit(answers, [], scores=scores)
+    profile = detect_fit.fit(answers, [], scores=scores)
     assert profile["fitted_on"]["flagged_by"]["listed"] > 0.03
     assert all(v == 0.0 for m, v in profile["fitted_on"]["flagged_by"].items() if m != "listed")
 
@@ -142,7 +142,7 @@ def test_a_long_answer_to_another_question_is_off_topic():
     common = "the of and to is it in that because".split()
     topic = "metal plate conducts heat ice melts faster plastic insulator energy warm room".split()
     answers = [" ".join(rng.choice(common + topic) for _ in range(rng.randint(8, 30))) for _ in range(300)]
-    profile = detect.fit(answers, ["Why does the ice melt faster on the metal plate?"])
+    profile = detect_fit.fit(answers, ["Why does the ice melt faster on the metal plate?"])
     other = " ".join(rng.choice(common + "panda bamboo koala eucalyptus china australia".split()) for _ in range(60))
     assert "off_topic" in detect.flags(other, profile)
     assert detect.flags(answers[0], profile) == []
@@ -199,14 +199,14 @@ def test_check_profile_names_what_is_wrong(demo, change, message):
 
 def test_fit_is_deterministic_and_validates_share(demo):
     item, train, _, profile = demo
-    again = detect.fit(train.responses, [item.question, item.reference_answer])
+    again = detect_fit.fit(train.responses, [item.question, item.reference_answer])
     assert again == profile
     with pytest.raises(ValueError, match="share"):
-        detect.fit(train.responses, [], share=0.0)
+        detect_fit.fit(train.responses, [], share=0.0)
 
 
 def test_few_answers_still_fit():
-    profile = detect.fit(["heat flows into the ice", "metal conducts heat"], ["Why does ice melt?"])
+    profile = detect_fit.fit(["heat flows into the ice", "metal conducts heat"], ["Why does ice melt?"])
     detect.check_profile(profile)
     assert profile["fitted_on"]["folds"] == 2
 
@@ -223,14 +223,14 @@ def _two_questions(seed: int = 5) -> tuple[list[str], list[str]]:
 
 def test_an_answer_to_another_question_on_the_same_subject_is_other_question():
     melting, boiling = _two_questions()
-    profile = detect.fit(melting, ["Why does the ice melt faster on the metal plate?"], others=boiling)
+    profile = detect_fit.fit(melting, ["Why does the ice melt faster on the metal plate?"], others=boiling)
     detect.check_profile(profile)
     assert profile["fitted_on"]["other_answers"] == 300 and "other_question" in profile["thresholds"]
     json.dumps(profile)
     answer_to_other = _two_questions(6)[1][:50]
     assert sum("other_question" in detect.flags(a, profile) for a in answer_to_other) >= 45
     assert sum(bool(detect.flags(a, profile)) for a in _two_questions(6)[0][:100]) <= 10
-    alone = detect.fit(melting, ["Why does the ice melt faster on the metal plate?"])
+    alone = detect_fit.fit(melting, ["Why does the ice melt faster on the metal plate?"])
     assert "other" not in alone and "other_question" not in alone["thresholds"]
 
 
@@ -241,7 +241,7 @@ def test_other_question_weights_survive_packing():
 
 def test_too_few_answers_to_other_questions_give_no_other_question():
     melting, boiling = _two_questions()
-    profile = detect.fit(melting, [], others=boiling[:detect.OTHER_MIN_ANSWERS - 1])
+    profile = detect_fit.fit(melting, [], others=boiling[:detect_fit.OTHER_MIN_ANSWERS - 1])
     assert "other" not in profile and profile["fitted_on"]["other_answers"] == 0
 
 
@@ -253,7 +253,7 @@ def test_too_few_answers_to_other_questions_give_no_other_question():
 ])
 def test_check_profile_names_what_is_wrong_with_other(change, message):
     melting, boiling = _two_questions()
-    profile = detect.fit(melting, [], others=boiling)
+    profile = detect_fit.fit(melting, [], others=boiling)
     change(profile)
     with pytest.raises(ValueError, match=message):
         detect.check_profile(profile)
@@ -264,7 +264,7 @@ def _graded_item(seed: int = 7) -> tuple[list[str], list[int]]:
     answers say something else, some with negations of their own."""
     rng = random.Random(seed)
     answers, scores = [], []
-    for _ in range(detect.MEANING_MIN_ANSWERS):
+    for _ in range(detect_fit.MEANING_MIN_ANSWERS):
         score = rng.randint(0, 2)
         if score == 2:
             text = (f"{rng.choice(['the metal', 'metal', 'the metal plate'])} is a {rng.choice(['good', 'better'])} "
@@ -286,7 +286,7 @@ def _graded_item(seed: int = 7) -> tuple[list[str], list[int]]:
 @pytest.fixture(scope="module")
 def graded():
     answers, scores = _graded_item()
-    return answers, scores, detect.fit(answers, ["Why does the ice melt faster on the metal plate?"], scores=scores)
+    return answers, scores, detect_fit.fit(answers, ["Why does the ice melt faster on the metal plate?"], scores=scores)
 
 
 def test_a_negated_top_answer_is_negated(graded):
@@ -323,7 +323,7 @@ def test_profiles_without_negated_or_stuffed_still_work(graded):
     assert "negated" not in detect.measure("anything", profile)
     assert "negated" not in detect.flags("the metal is not a good conductor so heat flows into the ice faster", profile)
     assert "stuffed" not in detect.flags("the ice is cold, conductor, flows, faster", profile)
-    unscored = detect.fit(graded[0], ["Why does the ice melt?"])        # no scores: no top answers to read
+    unscored = detect_fit.fit(graded[0], ["Why does the ice melt?"])        # no scores: no top answers to read
     assert "keys" not in unscored and not {"negated", "stuffed"} & set(unscored["thresholds"])
 
 
@@ -345,8 +345,8 @@ def test_check_profile_names_what_is_wrong_with_negated_and_stuffed(graded, chan
 
 def test_negated_and_stuffed_are_fitted_only_from_enough_scored_answers(graded):
     answers, scores, _ = graded
-    n = detect.MEANING_MIN_ANSWERS - 1   # the 3% budget over eight measures would leave each too few answers
-    few = detect.fit(answers[:n], ["Why does the ice melt?"], scores=scores[:n])
+    n = detect_fit.MEANING_MIN_ANSWERS - 1   # the 3% budget over eight measures would leave each too few answers
+    few = detect_fit.fit(answers[:n], ["Why does the ice melt?"], scores=scores[:n])
     assert not {"negated", "negated_head", "stuffed"} & set(few["thresholds"])
     assert "negated" not in detect.flags("It is not true that the metal is a good conductor", few)
 
@@ -354,6 +354,6 @@ def test_negated_and_stuffed_are_fitted_only_from_enough_scored_answers(graded):
 def test_negated_reads_the_top_scores_together_where_the_top_one_is_rare():
     """ASAP-SAS item 5: 2% of the answers have the top score; negated reads the statements of the top scores
     that hold at least TOP_MIN_SHARE of the answers, and only the top score's where it is common enough."""
-    assert detect._top_floor([3] * 2 + [2] * 10 + [0] * 88) == 2
-    assert detect._top_floor([3] * 10 + [1] * 90) == 3
-    assert detect._top_floor([None, 1, None, 0]) == 1
+    assert detect_fit._top_floor([3] * 2 + [2] * 10 + [0] * 88) == 2
+    assert detect_fit._top_floor([3] * 10 + [1] * 90) == 3
+    assert detect_fit._top_floor([None, 1, None, 0]) == 1

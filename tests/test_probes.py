@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from conftest import DEMO
-from kd_train import data, detect, probes
+from kd_train import data, detect, detect_fit, probes
 
 
 def _demo():
@@ -43,7 +43,7 @@ def test_probes_are_made_from_the_items_own_answers_and_are_seeded():
 
 def test_measure_counts_flags_lowest_scores_and_score_shifts():
     item, train = _demo()
-    profile = detect.fit(train.responses, [item.question, item.reference_answer], scores=train.scores)
+    profile = detect_fit.fit(train.responses, [item.question, item.reference_answer], scores=train.scores)
     made = probes.make_probes(item, train, [], random.Random(0))
     assert "other_item" not in probes.measure(made, profile, None)          # no answers to other questions
     constant = probes.measure(made, profile, lambda texts: [0] * len(texts), lowest=0)

@@ -45,10 +45,10 @@ def test_featurizer_config_is_written_as_featurize_dict_and_read_back_as_the_obj
 
 
 def test_detectors_are_stored_used_and_described(tmp_path):
-    from kd_train import detect
+    from kd_train import detect_fit
 
     answers = [f"heat flows from the metal into the ice number {i}" for i in range(40)]
-    info = write(tmp_path / "s", detectors=detect.fit(answers, ["Why?"]))
+    info = write(tmp_path / "s", detectors=detect_fit.fit(answers, ["Why?"]))
     loaded = scorer.Scorer(tmp_path / "s")
     assert loaded.info["detectors"] == info["detectors"]
     assert loaded.flags(["heat flows from the metal into the ice", "", "qzx vvk plorb wibbel frosk zanuth"]) == \

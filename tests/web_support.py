@@ -30,7 +30,7 @@ CUTPOINTS = [0.6, 1.4, 2.4]   # the test scorer's decision rule: fixed, so the p
 def make_scorer(folder: Path, epochs: int = 60, cutpoints: list[float] | None = CUTPOINTS) -> Path:
     """A scorer directory for the demo item, trained on the demo answers (a few seconds), shipped by the
     pipeline's own step (calibrated and gated on the validation split), scoring by ``cutpoints``."""
-    from kd_train import data, detect, pipeline, scorer
+    from kd_train import data, detect_fit, pipeline, scorer
     from kd_train.config import FeaturizerConfig
     from kd_train.distill import StudentConfig, distill_item
     from kd_train.quality import Candidate
@@ -46,7 +46,7 @@ def make_scorer(folder: Path, epochs: int = 60, cutpoints: list[float] | None = 
     shipped, quality = pipeline.ship([candidate], val, None, values)
     quality["calibration"]["decision"]["cutpoints"] = cutpoints
     item = items["demo-ice"]
-    detectors = detect.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
+    detectors = detect_fit.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
     scorer.write_scorer(folder, shipped, item="demo-ice", question=item.question, score_values=values,
                         featurizer_config=FeaturizerConfig(), metrics=quality["metrics"], teacher=None,
                         training=report["training"], quality=quality, detectors=detectors)
@@ -119,7 +119,7 @@ def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3, c
     on the demo answers, exported to ONNX with int8 weights (kd_train/transformer.py), shipped like
     :func:`make_scorer`'s with the detectors, scoring by its most probable score. With ``cut_vocabulary``, its
     embedding table keeps only the tokens of the first 40 training answers (as the small transformer's does)."""
-    from kd_train import data, detect, pipeline, scorer, teacher, teacher_judge, transformer
+    from kd_train import data, detect_fit, pipeline, scorer, teacher, teacher_judge, transformer
     from kd_train.config import TeacherConfig, WordpieceConfig
     from kd_train.quality import Candidate
 
@@ -134,7 +134,7 @@ def make_transformer_scorer(folder: Path, base_model: Path, epochs: float = 3, c
     val, val_logits = teacher_judge.teacher_validation(teacher_dir, teacher.read_meta(teacher_dir), None, train)
     candidate = Candidate("teacher", model, model.logits(val.responses))
     shipped, quality = pipeline.ship([candidate], val, None, values)
-    detectors = detect.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
+    detectors = detect_fit.fit(train.responses, [item.question, item.reference_answer], others=other_question_answers())
     scorer.write_scorer(folder, shipped, item="demo-ice", question=item.question, score_values=values,
                         featurizer_config=WordpieceConfig.from_dict(model.config), metrics=quality["metrics"],
                         teacher=None, training={"labelled": len(train), "fit": 0, "val": len(val), "transfer": 0},
