@@ -167,20 +167,24 @@ def wordpiece_config(teacher_dir: str | os.PathLike, meta: dict) -> tuple[dict, 
 
 def exportable(teacher_dir: str | os.PathLike) -> str | None:
     """Why this teacher folder cannot be exported as a transformer scorer, or None when it can."""
+    return _reading(teacher_dir)[0]
+
+
+def _reading(teacher_dir: str | os.PathLike) -> tuple[str | None, tuple[dict, str] | None]:
+    """(why it cannot be exported, None), or (None, its wordpiece_config) when it can."""
     from kd_train.encoder import weights_sha256
     from kd_train.teacher import read_meta
     from kd_train.teacher_frozen import FROZEN_KIND
 
     meta = read_meta(teacher_dir)
     if meta.get("kind") == FROZEN_KIND:
-        return "the teacher is the frozen encoder + logistic regression, not a fine-tuned model"
+        return "the teacher is the frozen encoder + logistic regression, not a fine-tuned model", None
     if not weights_sha256(Path(teacher_dir)):
-        return "the teacher folder holds no model weights"
+        return "the teacher folder holds no model weights", None
     try:
-        wordpiece_config(teacher_dir, meta)
+        return None, wordpiece_config(teacher_dir, meta)
     except UserError as err:
-        return str(err).split(": ", 1)[-1]
-    return None
+        return str(err).split(": ", 1)[-1], None
 
 
 def export_teacher(teacher_dir: str | os.PathLike | list[str | os.PathLike], quantize: bool = True,
@@ -202,10 +206,10 @@ def export_teacher(teacher_dir: str | os.PathLike | list[str | os.PathLike], qua
     dirs = [teacher_dir] if isinstance(teacher_dir, (str, os.PathLike)) else list(teacher_dir)
     readings = []
     for folder in dirs:
-        why = exportable(folder)
+        why, reading = _reading(folder)
         if why is not None:
             raise UserError(f"{folder}: cannot export the teacher as a scorer: {why}")
-        readings.append(wordpiece_config(folder, read_meta(folder)))
+        readings.append(reading)
     if any(r != readings[0] for r in readings[1:]):
         raise UserError(f"{dirs[1]}: this member reads answers unlike {dirs[0]} (tokenizer or input length), so "
                         "their probabilities cannot be averaged in one model")
