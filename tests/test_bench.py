@@ -41,3 +41,13 @@ def test_teacher_gap_and_baselines():
     assert rows["mean QWK above ANN"][1] == "yes"
     assert "≥ 100× the TinyBERT-like stand-in's CPU throughput" not in rows      # speed not measured
     assert rows["page usable in < 1 s"][1] == "yes (typing); scoring no"
+
+
+def test_the_threads_report_gives_each_scorers_speed_up(tmp_path):
+    from bench.threads import write_report
+
+    result = {"threads": [1, 2], "answers": 3, "rounds": 1, "command": "python -m bench.threads s", "date": "d",
+              "cpus": 2, "load": [0.5, 0.5, 0.5],
+              "scorers": {"s": {"kind": "transformer", "bytes": 23_000_000, "ms": {"1": 6.0, "2": 4.0}}}}
+    md = write_report(result, tmp_path)
+    assert "| s | transformer | 23.00 | 6.00 | 4.00 | 1.50× |" in md and (tmp_path / "threads.json").is_file()
