@@ -1,6 +1,6 @@
-"""Benchmarks of kd-train: `python -m bench` (ASAP-SAS), `bench/browser.py`, `python -m bench.saf_german`, `python -m bench.threads`,
-`python -m bench.small_data`, `python -m bench.probes`; and what they share: the results folder, the
-command line and date a result records, markdown tables, and writing a result as NAME.json beside NAME.md."""
+"""Benchmarks of kd-train: `python -m bench` (ASAP-SAS), `bench/browser.py`, `python -m bench.saf_german`,
+`python -m bench.small_data`, `python -m bench.probes`, `python -m bench.threads`; and what they share: the results
+folder, the command line and date a result records, markdown tables, and writing a result as NAME.json beside NAME.md."""
 
 from __future__ import annotations
 
