@@ -371,17 +371,13 @@ def test_a_time_budget_ships_the_best_candidate_fast_enough_and_names_the_others
         pipeline.ship([replace(candidates[0], ms_per_answer=None)], val, None, [0, 1, 2, 3], max_ms=1.0)
 
 
-def test_max_ms_per_answer_must_be_a_positive_time(tmp_path, capsys):
+@pytest.mark.parametrize("option, value, message", [
+    ("--max-ms-per-answer", "-1", "--max-ms-per-answer must be a time in milliseconds above 0"),
+    ("--max-model-mb", "0", "--max-model-mb must be a size in megabytes above 0"),
+])
+def test_a_budget_must_be_positive(tmp_path, capsys, option, value, message):
     args = ["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"), "--out",
-            str(tmp_path / "run"), "--max-ms-per-answer", "-1"]
+            str(tmp_path / "run"), option, value]
     assert main(args) == 2
-    assert "--max-ms-per-answer must be a time in milliseconds above 0" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
-
-
-def test_max_model_mb_must_be_a_positive_size(tmp_path, capsys):
-    args = ["train", "--train", str(DEMO / "responses.csv"), "--items", str(DEMO / "items.csv"), "--out",
-            str(tmp_path / "run"), "--max-model-mb", "0"]
-    assert main(args) == 2
-    assert "--max-model-mb must be a size in megabytes above 0" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
