@@ -10,7 +10,12 @@ frozen + logistic regression). The default encoder is all-MiniLM-L6-v2 from the 
 A teacher folder holds the fine-tuned model and tokenizer plus ``teacher.json`` (what it was
 trained on and how well it did), and, with ``folds > 1``, ``crossfit.npz``: for every training
 answer, logits from a teacher that did not see that answer, so that a student never learns from
-answers the teacher memorised. ``val-logits.npz`` keeps the logits its "val" metrics were computed
+answers the teacher memorised. A cross-validated teacher also keeps ``folds/<k>/``: the teacher of each
+fold of the cross-validation, itself a teacher folder, that never saw the answers its teacher.json lists
+as ``held_out_ids`` (:func:`fold_teachers`). A student cross-validated on the same folds learns, for fold
+k, from fold k's teacher only, so its out-of-fold figures are as honest as the teacher's own: a teacher
+that saw every answer would pass the held-out fold's scores to the student through its labels of the
+other answers and through its word vectors. ``val-logits.npz`` keeps the logits its "val" metrics were computed
 from (the validation split, or out of fold over all answers when cross-validated), so that its
 decision rule can be chosen on them like every scorer's (kd_train/quality.py).
 
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
 META_FILE = "teacher.json"
 CROSSFIT_FILE = "crossfit.npz"
 VAL_LOGITS_FILE = "val-logits.npz"
+FOLDS_DIR = "folds"
 CLASS_WEIGHTS = ("balanced", "none")
 
 
@@ -115,7 +121,7 @@ def fine_tune(
     }
     work = _work_dir(out_dir)   # made here, removed below whatever happens
     try:
-        chosen = _cross_validate(train, score_values, q, recipe, work, soft) if cv else None
+        chosen = _cross_validate(train, score_values, q, recipe, work, soft, inputs) if cv else None
         frozen = frozen_candidate(train, score_values, q, recipe, chosen, tables, rule == "head+tail") \
             if chosen and config.frozen and soft is None and not config.layers else None
         if frozen is not None and frozen["kept"]:
@@ -123,6 +129,8 @@ def fine_tune(
                 return {}  # not the main process of a distributed run: the main one saves
             final = work / "model"
             meta = _save_frozen(frozen, final, inputs, train, score_values, config, chosen, tables, started)
+            shutil.rmtree(work / FOLDS_DIR, ignore_errors=True)   # the fine-tuned folds: not what labels
+            _save_frozen_folds(frozen, final / FOLDS_DIR, meta, train, len(score_values), config)
             replace_dir(final, out_dir, "teacher", force=force)
             shutil.rmtree(work, ignore_errors=True)
             return meta
@@ -140,6 +148,8 @@ def fine_tune(
         final = work / "model"
         trainer.save_model(str(final))
         tokenizer.save_pretrained(str(final))
+        if (work / FOLDS_DIR).is_dir():
+            (work / FOLDS_DIR).rename(final / FOLDS_DIR)
         meta = {
             **inputs,
             "weights_sha256": weights_sha256(final),
@@ -186,14 +196,15 @@ def uses_cross_validation(n_labelled: int, config: TeacherConfig) -> bool:
 
 
 def _cross_validate(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, work: Path,
-                    soft: SoftTargets | None) -> dict:
+                    soft: SoftTargets | None, inputs: dict) -> dict:
     """Choose the number of epochs on out-of-fold predictions over all of ``train``.
 
     Each of ``config.cv_folds`` folds is held out in turn; a teacher fine-tuned on the others is evaluated on
     it after every epoch and stops by the patience rule on it. The epoch with the best QWK of the pooled
     held-out predictions wins (a fold that stopped sooner counts with its last epoch). Returns best_epoch,
     qwk_by_epoch, fold_epochs_run and oof_logits (each answer's logits from the fold that held it out, at
-    the best epoch). Costs ``cv_folds`` fine-tunings on top of the final one.
+    the best epoch). Costs ``cv_folds`` fine-tunings on top of the final one. Each fold's teacher (at its own
+    best epoch on the fold it held out) is kept in work/folds/<k>/ (:func:`_save_fold`).
     """
     import numpy as np
 
@@ -206,8 +217,12 @@ def _cross_validate(train: Table, score_values: list[int], question: str | None,
               f"({len(held_out)} answers held out)", flush=True)
         held = set(held_out)
         rest = train.take([i for i in range(len(train)) if i not in held])
-        _, _, _, info = train_one(rest, train.take(held_out), score_values, question, config, work / f"cv{k}", {}, soft)
+        trainer, tokenizer, _, info = train_one(rest, train.take(held_out), score_values, question, config,
+                                                work / f"cv{k}", {}, soft)
         by_fold.append(info["val_logits_by_epoch"])
+        if trainer.is_world_process_zero():
+            _save_fold(trainer, tokenizer, work / FOLDS_DIR / str(k), inputs | {"best_epoch": info["best_epoch"]},
+                       train.take(held_out).ids)
         _discard_fold(work / f"cv{k}")
     epochs = max(len(f) for f in by_fold)
     oof = np.zeros((epochs, len(train), len(score_values)), dtype=np.float32)
@@ -222,6 +237,51 @@ def _cross_validate(train: Table, score_values: list[int], question: str | None,
           flush=True)
     return {"best_epoch": best, "qwk_by_epoch": [round(q, 4) for q in per_epoch],
             "fold_epochs_run": [len(f) for f in by_fold], "oof_logits": oof[best - 1]}
+
+
+def _save_fold(trainer, tokenizer, folder: Path, inputs: dict, held_out_ids: list[str]) -> None:
+    """One fold's teacher as a teacher folder: its weights in float16 (half the bytes; read back as float32) and
+    teacher.json with ``held_out_ids``, the answers it never saw."""
+    trainer.model.half()   # the fold's trainer is done: nothing trains this model again
+    trainer.save_model(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    for leftover in ("training_args.bin",):
+        (folder / leftover).unlink(missing_ok=True)
+    meta = inputs | {"weights_sha256": weights_sha256(folder), "held_out_ids": list(held_out_ids), "distilled": False}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _save_frozen_folds(frozen: dict, folds_dir: Path, meta: dict, train: Table, n_values: int,
+                       config: TeacherConfig) -> None:
+    """A frozen teacher's fold teachers: the regression (same C) fitted without each fold, in folds/<k>/."""
+    import hashlib
+
+    import numpy as np
+
+    from kd_train.teacher_frozen import linear_head, regression
+
+    for k, held_out in enumerate(stratified_folds(train, config.cv_folds, config.splits_seed)):
+        rest = np.setdiff1d(np.arange(len(train)), held_out)
+        weights, bias = linear_head(regression(frozen["x"][rest], frozen["y"][rest], frozen["C"], config.class_weights),
+                                    n_values)
+        folder = folds_dir / str(k)
+        folder.mkdir(parents=True)
+        np.savez(folder / FROZEN_HEAD_FILE, weights=weights, bias=bias)
+        fold_meta = {key: meta[key] for key in meta if key not in ("metrics", "frozen_candidate", "val_qwk_by_epoch")}
+        fold_meta |= {"weights_sha256": hashlib.sha256(weights.tobytes() + bias.tobytes()
+                                                       + meta["base_weights_sha256"].encode()).hexdigest(),
+                      "held_out_ids": list(train.take(held_out).ids), "train_rows": len(rest)}
+        (folder / META_FILE).write_text(json.dumps(fold_meta, indent=2) + "\n", encoding="utf-8")
+
+
+def fold_teachers(teacher_dir: str | os.PathLike) -> list[tuple[Path, list[str]]]:
+    """[(folder, held-out answer ids)] of the fold teachers a cross-validated teacher kept (folds/<k>/, in fold
+    order); [] for a teacher that kept none (a validation split, or a folder from before kd-train kept them)."""
+    folds_dir = Path(teacher_dir) / FOLDS_DIR
+    if not folds_dir.is_dir():
+        return []
+    folders = sorted((f for f in folds_dir.iterdir() if f.name.isdigit()), key=lambda f: int(f.name))
+    return [(f, read_meta(f)["held_out_ids"]) for f in folders]
 
 
 def _discard_fold(folder: Path) -> None:
@@ -373,12 +433,18 @@ def predict_logits(teacher_dir: str | os.PathLike, responses: list[str], batch_s
     return out
 
 
+def fine_tuned(teacher_dir: str | os.PathLike) -> bool:
+    """True for a fine-tuned teacher folder with its weights (its word vectors learnt the scores); False for a
+    frozen teacher or a cache that kept only teacher.json."""
+    return read_meta(teacher_dir).get("kind") != FROZEN_KIND and bool(weights_sha256(Path(teacher_dir)))
+
+
 def word_vectors(teacher_dir: str | os.PathLike, words: list[str]) -> tuple[np.ndarray, str]:
     """(static vectors of ``words`` from the teacher's encoder (``encoder.word_vectors``), which encoder gave
     them): the fine-tuned one where the folder holds its weights, else (a frozen teacher, or a cache of
     soft labels that kept only teacher.json) the base encoder it was made from."""
     meta = read_meta(teacher_dir)
-    if meta.get("kind") != FROZEN_KIND and weights_sha256(Path(teacher_dir)):
+    if fine_tuned(teacher_dir):
         source, which = str(teacher_dir), f"{meta['base_model']} fine-tuned as the teacher"
     else:
         source, which = resolve_model(meta["config"]["model"]), f"{meta['base_model']}, the teacher's base encoder"

@@ -331,6 +331,23 @@ def test_a_small_item_chooses_the_teachers_epochs_by_cross_validation(tmp_path, 
     assert len(set(kept["ids"].tolist())) == 90
     assert _argmax_confusion(kept, toy_tables, meta["score_values"]) == val["confusion"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    _check_fold_teachers(tmp_path / "t", toy_tables, tmp_path)
+
+
+def _check_fold_teachers(folder, toy_tables, tmp_path):
+    """A cross-validated teacher keeps one teacher per fold, each a teacher folder that labels, and their held-out
+    answers are the teacher's training answers, each once; the teacher's own weights are unchanged by them."""
+    train = read_responses(toy_tables["train"])
+    folds = teacher.fold_teachers(folder)
+    assert len(folds) == 5 and [f.name for f, _ in folds] == ["0", "1", "2", "3", "4"]
+    held = [rid for _, ids in folds for rid in ids]
+    assert sorted(held) == sorted(train.ids)
+    meta = teacher.read_meta(folder)
+    assert meta["weights_sha256"] == teacher.weights_sha256(folder)
+    fold, ids = folds[0]
+    labels, _ = teacher.label(fold, train, tmp_path / "fold0.csv")
+    assert len(labels.ids) == len(train) and np.allclose(labels.probs.sum(axis=1), 1)
+    assert labels.fingerprint["weights_sha256"] == teacher.read_meta(fold)["weights_sha256"] != meta["weights_sha256"]
 
 
 def test_a_linear_head_gives_the_regressions_probabilities():
@@ -367,6 +384,11 @@ def test_a_small_item_keeps_the_frozen_encoder_when_it_is_better_out_of_fold(tmp
                                                                    np.array(test.scores)))
     labels, _ = teacher.label(folder, test, tmp_path / "soft.csv")
     assert np.allclose(labels.probs.sum(axis=1), 1) and labels.fingerprint["weights_sha256"] == meta["weights_sha256"]
+    folds = teacher.fold_teachers(folder)                                      # the regression fitted without each fold
+    assert sorted(rid for _, ids in folds for rid in ids) == sorted(train.ids)
+    assert all(teacher.read_meta(f)["kind"] == teacher.FROZEN_KIND and not list(f.glob("*.safetensors")) for f, _ in folds)
+    fold_labels, _ = teacher.label(folds[0][0], test, tmp_path / "fold0.csv")
+    assert np.allclose(fold_labels.probs.sum(axis=1), 1) and not np.allclose(fold_labels.probs, labels.probs)
     meta["base_weights_sha256"] = "0" * 64                                     # the base encoder is not the one fitted on
     (folder / "teacher.json").write_text(json.dumps(meta))
     with pytest.raises(teacher.ModelError, match="base encoder"):
