@@ -55,6 +55,18 @@ def kd_loss(
 
 
 @dataclass
+class FoldTeacher:
+    """The teacher of one fold of the student's cross-validation: it never saw the labelled answers ``held_out``
+    (ids), and ``soft`` holds its probabilities for every other labelled answer and every transfer answer.
+    ``make_model``: the network for this fold, where it starts from this teacher too (the sequence student's
+    embeddings); None: the one network for all folds."""
+
+    held_out: list[str]
+    soft: SoftLabels
+    make_model: ModelFactory | None = None
+
+
+@dataclass
 class StudentData:
     """Featurized answers for one item: labels index score values, UNLABELED for transfer answers."""
 
@@ -186,6 +198,7 @@ def distill_item(
     progress: bool = True,
     features: Features | None = None,
     make_model: ModelFactory | None = None,
+    fold_teachers: list[FoldTeacher] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """Train one item's student; returns (model, report with metrics on validation and test).
 
@@ -200,6 +213,10 @@ def distill_item(
     ``features`` (see :data:`Features`) gives the answers' features instead of featurizing them here;
     with ``make_model`` (another network than the bag student, e.g. the sequence student) it gives that
     network's input.
+
+    ``fold_teachers`` (cross-validation only, with soft labels): the folds are theirs, and fold k's model learns
+    from fold k's teacher alone, so no held-out answer's score reaches it through the teacher. Without them the
+    teacher that labels saw every answer, and the distilled students' out-of-fold figures are optimistic.
     """
     features = _feature_fn(featurizer_config, features)
     check_trainable(train, item)
@@ -213,9 +230,11 @@ def distill_item(
         raise UserError("a transfer set needs teacher soft labels and α > 0 (or λ > 0): only the teacher can score it")
     transfer = transfer.for_item(item) if transfer is not None else None
     if uses_cross_validation(len(labelled), config):
+        folds = fold_teachers if use_soft is not None and fold_teachers else None
         model, history, val_metrics, oof = _cross_validated(labelled, transfer, to_index, features, config, use_soft,
-                                                            progress, make_model)
-        sizes = {"fit": len(labelled), "val": 0, "cross_validation_folds": config.cv_folds}
+                                                            progress, make_model, folds)
+        sizes = {"fit": len(labelled), "val": 0, "cross_validation_folds": len(folds) if folds else config.cv_folds,
+                 "fold_teachers": bool(folds)}
     else:
         fit, val = stratified_split(labelled, config.val_fraction, config.seed)
         fit_table = concat(fit, transfer) if transfer is not None else fit
@@ -244,16 +263,22 @@ def distill_item(
 
 def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, features: Features,
                      config: StudentConfig, soft: SoftLabels | None, progress: bool,
-                     make_model: ModelFactory | None = None):
+                     make_model: ModelFactory | None = None, fold_teachers: list[FoldTeacher] | None = None):
     """k folds trained for config.epochs each; the epoch with the best pooled out-of-fold QWK is the one
     the final model (all labelled answers) is trained for. Returns (model, history, val metrics, oof)."""
     n_classes = len(to_index)
     data = _student_data(labelled, to_index, features, soft)
-    extra = _student_data(transfer, to_index, features, soft) if transfer is not None and len(transfer) else None
+    has_transfer = transfer is not None and len(transfer) > 0
+    extra = _student_data(transfer, to_index, features, soft) if has_transfer else None
     oof = np.zeros((config.epochs, len(labelled), n_classes))
-    for held_out in stratified_folds(labelled, config.cv_folds, config.seed):
+    for held_out, fold in _folds(labelled, config, fold_teachers):
         keep = np.setdiff1d(np.arange(len(labelled)), held_out)
-        fit = _rows(data, keep, extra)
+        if fold is None:
+            fit, fold_model = _rows(data, keep, extra), make_model
+        else:   # this fold's teacher labels what the fold trains on
+            fit = _rows(StudentData(data.x, data.y, fold.soft.lookup(labelled.ids)), keep,
+                        StudentData(extra.x, extra.y, fold.soft.lookup(transfer.ids)) if has_transfer else None)
+            fold_model = fold.make_model or make_model
         x_held = as_tensor(data.x[held_out])
 
         def record(epoch: int, model: Student, held_out=held_out, x_held=x_held) -> None:
@@ -261,7 +286,7 @@ def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, fe
                 oof[epoch - 1, held_out] = model(x_held).double().numpy()
 
         train_student(fit, None, n_classes, config, progress=False, epochs=config.epochs, on_epoch=record,
-                      make_model=make_model)
+                      make_model=fold_model)
     per_epoch = [qwk(data.y, oof[e].argmax(axis=1), list(range(n_classes))) for e in range(config.epochs)]
     best = int(np.argmax(per_epoch)) + 1
     model, history = train_student(_rows(data, np.arange(len(labelled)), extra), None, n_classes, config, progress,
@@ -271,6 +296,17 @@ def _cross_validated(labelled: Table, transfer: Table | None, to_index: dict, fe
     val_metrics = score_metrics(labelled.scores, pred, values) | {"cross_validated": True}
     history = history | {"best_epoch": best, "cv_qwk_by_epoch": per_epoch}
     return model, history, val_metrics, {"ids": list(labelled.ids), "logits": oof[best - 1]}
+
+
+def _folds(labelled: Table, config: StudentConfig, fold_teachers: list[FoldTeacher] | None) -> list:
+    """[(held-out row indices, its FoldTeacher or None)]: the fold teachers' folds, or the student's own."""
+    if not fold_teachers:
+        return [(held_out, None) for held_out in stratified_folds(labelled, config.cv_folds, config.seed)]
+    row = {rid: i for i, rid in enumerate(labelled.ids)}
+    held = [rid for fold in fold_teachers for rid in fold.held_out]
+    if sorted(held) != sorted(labelled.ids):
+        raise ValueError("the fold teachers' held-out answers must be the labelled answers, each once")
+    return [(np.array([row[rid] for rid in fold.held_out], dtype=np.int64), fold) for fold in fold_teachers]
 
 
 def _rows(data: StudentData, rows: np.ndarray, extra: StudentData | None) -> StudentData:

@@ -36,13 +36,15 @@ def averaged_logits(logits: list[np.ndarray]) -> np.ndarray:
     return np.log(np.clip(averaged([softmax(lg) for lg in logits]), 1e-30, None))
 
 
-def label(dirs: list[Path], table: Table, out_path: Path) -> soft_labels.SoftLabels:
+def label(dirs: list[Path], table: Table, out_path: Path, names: list[str] | None = None) -> soft_labels.SoftLabels:
     """``table``'s soft labels from the teachers in ``dirs``: one teacher's own (``teacher.label``), or the
-    members' probabilities averaged, each member's kept beside ``out_path`` (soft-train.teacher-seed2.csv, ...)."""
+    members' probabilities averaged, each member's kept beside ``out_path`` under its name (``names``, default
+    the folders' names: soft-train.teacher-seed2.csv, ...)."""
     if len(dirs) == 1:
         return teacher.label(dirs[0], table, out_path)[0]
-    parts = [teacher.label(d, table, out_path.with_name(f"{out_path.stem}.{d.name}{out_path.suffix}"))[0]
-             for d in dirs]
+    names = names or [d.name for d in dirs]
+    parts = [teacher.label(d, table, out_path.with_name(f"{out_path.stem}.{name}{out_path.suffix}"))[0]
+             for d, name in zip(dirs, names)]
     labels = soft_labels.SoftLabels(parts[0].ids, parts[0].items, parts[0].score_values,
                                     averaged([p.lookup(parts[0].ids) for p in parts]),
                                     {"ensemble": [p.fingerprint for p in parts]})

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_train import baselines, detect, detect_fit, ensemble, ladder, probes, quality, soft_labels, teacher
+from kd_train import baselines, detect, detect_fit, ensemble, folds as fold_teaching, ladder, probes, quality, soft_labels, teacher
 from kd_train import featurize
 from kd_train.config import AUGMENT, CANDIDATES, FeaturizerConfig, SequenceConfig
 from kd_train.data import (Item, Table, UserError, augmented_answers, concat, item_folder, read_responses,
                             stratified_split)
-from kd_train.distill import StudentConfig, distill_item, kd_loss, uses_cross_validation
+from kd_train.distill import FoldTeacher, StudentConfig, distill_item, kd_loss, uses_cross_validation
 from kd_train.files import sha256_file
 from kd_train.temps import atomic_write_text
 from kd_train.metrics import decide, flag_shares, score_metrics
@@ -209,11 +209,15 @@ def run_item(
     log(f"  student: distilling (α={config.student.alpha}, T={config.student.temperature}"
         f"{f', {len(transfer)} transfer answers' if transfer is not None else ''}"
         f"{f' ({len(augmented)} of them augmented)' if augmented is not None else ''})")
+    folds = None
     if cv:
         log(f"  {len(labelled)} scored answers: a {config.student.val_fraction:.0%} validation split would hold fewer "
             f"than {config.student.cv_below}, so {config.student.cv_folds}-fold cross-validation chooses the epochs, "
             "the regression's C and the shipped model, and checks it")
-    model, student = distill_item(train, item.item, values, fconfig, config.student, soft, transfer, test)
+        folds = fold_teaching.fold_teachers(out, dirs, train, transfer, log)
+        report["fold_teachers"] = fold_teaching.note(folds)
+    model, student = distill_item(train, item.item, values, fconfig, config.student, soft, transfer, test,
+                                  fold_teachers=[fold for _, fold in folds] if folds else None)
     report["models"]["student"] = {"params": student["params"], **student["metrics"]}
     log("  candidates: ANN (same network, human scores only), hashing + logistic regression")
     ann_model, ann = distill_item(train, item.item, values, fconfig, config.student.without_teacher(), soft, None, test)
@@ -224,7 +228,8 @@ def run_item(
     report["models"]["hashing_lr"] = {"params": lr["params"], **lr["metrics"]}
     trained = {"student": (model, student), "ann": (ann_model, ann), "hashing_lr": (lr_model, lr)}
     if "sequence" in config.candidates:
-        trained["sequence"] = sequence_student(teacher_dir, train, item.item, values, config, soft, transfer, test, log)
+        trained["sequence"] = sequence_student(teacher_dir, train, item.item, values, config, soft, transfer, test, log,
+                                               folds)
         report["models"]["sequence"] = {"params": trained["sequence"][1]["params"], **trained["sequence"][1]["metrics"],
                                         "embeddings": trained["sequence"][1]["embeddings"]}
     val = labelled if cv else validation_split(train, item.item, config.student)[1]
@@ -328,11 +333,13 @@ def small_transformer(out: Path, item: Item, values: list[int], train: Table, te
 
 
 def sequence_student(teacher_dir: Path | None, train: Table, item: str, values: list[int], config: PipelineConfig,
-                     soft: soft_labels.SoftLabels | None, transfer: Table | None, test: Table | None, log=print) -> tuple:
+                     soft: soft_labels.SoftLabels | None, transfer: Table | None, test: Table | None, log=print,
+                     folds: list[tuple[list[Path], FoldTeacher]] | None = None) -> tuple:
     """The sequence student (kd_train/student.py), distilled like the bag student from the same soft labels
     and transfer answers, its embeddings started from the teacher's encoder (``config.sequence.init``; without
     ``teacher_dir``, from the packaged base encoder): (model, its distill_item report + "embeddings", where they
-    came from)."""
+    came from). With ``folds`` (:func:`kd_train.folds.fold_teachers`), each fold of the cross-validation starts from its own
+    fold teacher's encoder where that encoder was fine-tuned (its vectors learnt the scores)."""
     seq = config.sequence
     texts = train.responses + (transfer.responses if transfer is not None else [])
     counts: dict[str, int] = {}
@@ -347,9 +354,19 @@ def sequence_student(teacher_dir: Path | None, train: Table, item: str, values: 
     log(f"  candidate: sequence student (words in order, embeddings from {source}"
         f"{f', {len(words):,} words' if table is not None else ''})")
     student_config = replace(config.student, lr=seq.lr, epochs=seq.epochs, patience=seq.patience, dropout=seq.dropout)
+
+    def network(start: np.ndarray | None):
+        return lambda _, n_classes: SequenceStudent(seq, n_classes, start)
+
+    per_fold = None
+    if folds:
+        per_fold = [replace(fold, make_model=network(embedding_table(words, [counts[w] for w in words],
+                                                                     teacher.word_vectors(dirs[0], words)[0], seq,
+                                                                     config.student.seed)))
+                    if table is not None and teacher.fine_tuned(dirs[0]) else fold for dirs, fold in folds]
     model, report = distill_item(train, item, values, config.featurizer, student_config, soft, transfer, test,
-                                 features=lambda t: token_matrix(t.responses, seq),
-                                 make_model=lambda _, n_classes: SequenceStudent(seq, n_classes, table))
+                                 features=lambda t: token_matrix(t.responses, seq), make_model=network(table),
+                                 fold_teachers=per_fold)
     return model, report | {"embeddings": source}
 
 

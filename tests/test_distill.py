@@ -164,3 +164,32 @@ def test_the_ann_is_the_student_without_its_teacher(demo):
     ann = config.without_teacher()
     assert (ann.alpha, ann.lam) == (0.0, 0.0) and config.alpha == 0.8      # a copy; the student's config is unchanged
     assert {**vars(ann), "alpha": 0.8, "lam": 0.2} == vars(config)
+
+
+def test_each_fold_learns_from_its_own_fold_teacher(demo):
+    """With fold teachers, fold k's student is distilled from fold k's teacher alone: here each fold's teacher
+    gives every answer one score of its own (fold k: score k), and α = 1, so each held-out fold is given its
+    teacher's score, whatever the teacher of the whole item said."""
+    from kd_train.distill import FoldTeacher
+    from kd_train.soft_labels import SoftLabels
+
+    _, train, _ = demo
+    small = train.take(list(range(120)))
+    folds = [small.ids[k::4] for k in range(4)]
+
+    def constant(score: int) -> SoftLabels:
+        probs = np.full((len(small), 4), 0.001)
+        probs[:, score] = 0.997
+        return SoftLabels(small.ids, small.items, [0, 1, 2, 3], probs, {})
+
+    config = StudentConfig(epochs=4, alpha=1.0, lam=0.0, hidden=0, lr=0.1)   # learnt within the first epoch
+    fold_teachers = [FoldTeacher(held_out=ids, soft=constant(k)) for k, ids in enumerate(folds)]
+    _, report = distill_item(small, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, constant(0),
+                             progress=False, fold_teachers=fold_teachers)
+    given = dict(zip(report["oof"]["ids"], np.asarray(report["oof"]["logits"]).argmax(axis=1)))
+    for k, ids in enumerate(folds):
+        assert {int(given[rid]) for rid in ids} == {k}
+    assert report["training"]["fold_teachers"] and report["training"]["cross_validation_folds"] == 4
+    with pytest.raises(ValueError, match="each once"):
+        distill_item(small, "demo-ice", [0, 1, 2, 3], FeaturizerConfig(), config, constant(0), progress=False,
+                     fold_teachers=fold_teachers[:3])
