@@ -31,8 +31,8 @@ from kd_train.validity import validity
 from kd_train.quality import Candidate
 from kd_train.teacher_judge import decided_qwk, teacher_val_qwk, decide_teacher, teacher_validation
 from kd_train.scorer import write_scorer
-from kd_train.student import (SequenceStudent, answer_ms, embedding_table, input_config, logits, model_inputs, onnx_bytes, param_count,
-                              token_matrix)
+from kd_train.student import (SequenceStudent, embedding_table, input_config, logits, model_inputs, onnx_bytes, onnx_cost,
+                              param_count, token_matrix)
 
 OTHER_ANSWERS_MAX = 20000   # answers to other questions the detectors learn other_question from, at most
 SEQUENCE_WORDS_MAX = 30000  # words (used twice or more) whose teacher vectors start the sequence student's embeddings
@@ -443,8 +443,9 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
     """Each model's logits on the validation and test answers, as the shipped model.onnx would give them.
 
     ``models``: {name: (model, its training report)}; a report with out-of-fold logits ("oof", from
-    cross-validation) gives those for the validation answers instead of the final model's. Each is timed on
-    validation answers (student.answer_ms) for the time budget and the report.
+    cross-validation) gives those for the validation answers instead of the final model's. Each is exported
+    once, measured (model.onnx's bytes) and timed on validation answers (student.answer_ms) for the budgets and
+    the report.
     """
     inputs: dict = {}   # the bag candidates share their features
 
@@ -462,8 +463,9 @@ def make_candidates(models: dict, val: Table, test: Table | None, fconfig: Featu
             val_logits = np.asarray(report["oof"]["logits"])[[row[rid] for rid in val.ids]]
         else:
             val_logits = logits(model, x(model, val))
+        size, ms = onnx_cost(model, val.responses, fconfig)
         candidates.append(Candidate(name, model, val_logits, logits(model, x(model, test)) if has_test else None,
-                                    ms_per_answer=answer_ms(model, val.responses, fconfig)))
+                                    ms_per_answer=ms, bytes=size))
     return candidates
 
 
@@ -478,7 +480,7 @@ def ship(candidates: list[Candidate], val: Table, test: Table | None, values: li
     to_index = {v: i for i, v in enumerate(values)}
     val_index = np.array([to_index[s] for s in val.scores], dtype=np.int64)
     tuned = {c.name: quality.tune(c, val_index, values) for c in candidates}
-    sizes = {c.name: onnx_bytes(c.model) for c in candidates}
+    sizes = {c.name: c.bytes if c.bytes is not None else onnx_bytes(c.model) for c in candidates}
     if max_ms is not None and any(c.ms_per_answer is None for c in candidates):
         raise ValueError("a time budget needs every candidate timed (make_candidates times them)")
     over = {c.name: over_budget(sizes[c.name], c.ms_per_answer, max_bytes, max_ms) for c in candidates}

@@ -63,6 +63,7 @@ class Candidate:
     cutpoints: list[float] | None = None
     val_predictions: list[int] | None = None   # with cutpoints: each validation answer's score out of fold
     ms_per_answer: float | None = None   # student.answer_ms: its cost per answer (None: not timed)
+    bytes: int | None = None   # its model.onnx's size (None: not measured yet; pipeline.ship measures it)
 
     def predict(self, logits: np.ndarray, score_values: list[int]) -> list[int]:
         """The scores this candidate gives, as its shipped model.onnx and scorer.json would give them."""

@@ -238,16 +238,23 @@ def answer_ms(model: nn.Module, responses: list[str], config: FeaturizerConfig, 
     takes them: :func:`one_answer_input` and model.onnx in onnxruntime on one thread, in CPython. A cost to
     compare candidates with: the page (Pyodide, onnxruntime-web's wasm) is slower, by a factor bench/browser.py
     measures; 0.0 when there are no answers."""
+    return onnx_cost(model, responses, config, most)[1]
+
+
+def onnx_cost(model: nn.Module, responses: list[str], config: FeaturizerConfig, most: int = 40) -> tuple[int, float]:
+    """(bytes of ``model``'s model.onnx, :func:`answer_ms` on ``responses``), from one export of the model."""
     import time
 
     from kd_train.scorer import onnx_session
 
     texts = [t for t in responses if t.strip()][:most]
-    if not texts:
-        return 0.0
-    with tempfile.TemporaryDirectory(prefix="kd-train-time-") as folder:
-        export_onnx(model, Path(folder) / "model.onnx")
-        session = onnx_session(Path(folder) / "model.onnx", threads=1)
+    with tempfile.TemporaryDirectory(prefix="kd-train-cost-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(model, path)
+        size = path.stat().st_size
+        session = onnx_session(path, threads=1) if texts else None
+    if session is None:
+        return size, 0.0
     name, inputs = session.get_inputs()[0].name, one_answer_input(model, config)
     session.run(["probs"], {name: inputs(texts[0])})   # the first run allocates: not counted
     times = []
@@ -255,7 +262,7 @@ def answer_ms(model: nn.Module, responses: list[str], config: FeaturizerConfig, 
         start = time.perf_counter()
         session.run(["probs"], {name: inputs(text)})
         times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return size, float(np.median(times) * 1000)
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:

@@ -104,7 +104,7 @@ def test_the_embedding_table_averages_the_words_of_each_id_and_keeps_padding_zer
     np.testing.assert_array_equal(table, again)   # seeded: the same table every time
 
 
-from kd_train.student import answer_ms, model_inputs, one_answer_input  # noqa: E402
+from kd_train.student import answer_ms, model_inputs, onnx_bytes, onnx_cost, one_answer_input  # noqa: E402
 
 
 def test_the_timed_path_makes_the_inputs_training_makes_one_answer_at_a_time():
@@ -122,3 +122,4 @@ def test_answer_ms_times_each_kind_of_student_and_nothing_without_answers():
     for model in (Student(config.n_buckets, 4).eval(), SequenceStudent(SequenceConfig(), 4).eval()):
         assert answer_ms(model, ["ice melts in the sun"] * 5, config, most=3) > 0
         assert answer_ms(model, ["", "  "], config) == 0.0
+        assert onnx_cost(model, [""], config) == (onnx_bytes(model), 0.0)   # one export gives the size too
