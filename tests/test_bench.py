@@ -51,3 +51,28 @@ def test_the_threads_report_gives_each_scorers_speed_up(tmp_path):
               "scorers": {"s": {"kind": "transformer", "bytes": 23_000_000, "ms": {"1": 6.0, "2": 4.0}}}}
     md = write_report(result, tmp_path)
     assert "| s | transformer | 23.00 | 6.00 | 4.00 | 1.50× |" in md and (tmp_path / "threads.json").is_file()
+
+
+def test_runs_compare_reads_both_runs_items_and_means_what_they_measured(tmp_path):
+    import json
+
+    from bench.runs_compare import main
+
+    def report(item: str, seq_val: float, seq_test: float, shipped: str) -> dict:
+        return {"item": item, "quality": {"shipped": shipped, "candidates": {
+            "hashing_lr": {"val_qwk": 0.6, "test_qwk": 0.5}, "sequence": {"val_qwk": seq_val, "test_qwk": seq_test}}}}
+
+    for run, reports in (("a", [report("x", 0.9, 0.2, "sequence"), report("y", 0.8, 0.4, "sequence"),
+                                report("only-a", 0.1, 0.1, "hashing_lr")]),
+                         ("b", [report("x", 0.7, 0.3, "hashing_lr"), report("y", 0.7, 0.4, "sequence")])):
+        for r in reports:
+            (tmp_path / run / r["item"]).mkdir(parents=True)
+            (tmp_path / run / r["item"] / "report.json").write_text(json.dumps(r))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert sorted(result["items"]) == ["x", "y"]                       # the items both runs hold
+    assert result["means"]["sequence"]["val_before"] == pytest.approx(0.85)
+    assert result["means"]["sequence"]["val_after"] == pytest.approx(0.7)
+    assert result["shipped_test_mean"] == {"before": pytest.approx(0.3), "after": pytest.approx(0.45)}
+    assert result["shipped_counts"]["after"] == {"hashing_lr": 1, "sequence": 1}
+    assert "| sequence | 0.850 | 0.700 | -0.150 |" in (tmp_path / "out" / "compare.md").read_text()
