@@ -260,7 +260,7 @@ def run_item(
     shipped, quality_report = ship(candidates, val, test, values, report["models"],
                                    max_bytes=round(config.max_model_mb * 1e6) if config.max_model_mb else None,
                                    max_ms=config.max_ms_per_answer)
-    quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds)
+    quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds, bool(folds) if cv else None)
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
     report["quality"] = quality_report
@@ -524,10 +524,15 @@ def over_budget(size: int, ms: float | None, max_bytes: int | None, max_ms: floa
     return ", ".join(why)
 
 
-def selection_note(cross_validated: bool, n_val: int, folds: int) -> str:
-    """What the shipped model was chosen on, for scorer.json, the model card and report.md."""
+def selection_note(cross_validated: bool, n_val: int, folds: int, fold_teachers: bool | None = None) -> str:
+    """What the shipped model was chosen on, for scorer.json, the model card and report.md (``fold_teachers``:
+    whether the distilled students learnt each fold from a teacher that never saw it; None: not said)."""
     if cross_validated:
-        return f"{folds}-fold cross-validation (out-of-fold predictions on all {n_val} scored answers)"
+        note = f"{folds}-fold cross-validation (out-of-fold predictions on all {n_val} scored answers)"
+        if fold_teachers is not None:
+            note += ("; the distilled students learnt each fold from a teacher that never saw its scores" if fold_teachers
+                     else "; the distilled students' out-of-fold figures are optimistic: their teacher saw every fold")
+        return note
     return f"the validation split ({n_val} answers)"
 
 

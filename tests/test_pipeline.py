@@ -257,6 +257,8 @@ def test_a_small_item_is_chosen_and_checked_by_cross_validation(tmp_path, tiny_m
     # the distilled students learnt, fold by fold, from teachers that never saw the fold's scores
     report = json.loads((out / "demo-ice" / "report.json").read_text())
     assert report["fold_teachers"]["used"] and report["fold_teachers"]["folds"] == 5
+    assert info["quality"]["selection"].endswith("the distilled students learnt each fold from a teacher that never "
+                                                 "saw its scores")
     held = [rid for _, ids in teacher.fold_teachers(out / "demo-ice" / "teacher") for rid in ids]
     assert sorted(held) == sorted(row[0] for row in rows[1:121])
     assert all((out / "demo-ice" / "folds" / str(k) / "soft-train.csv").is_file() for k in range(5))
