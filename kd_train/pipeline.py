@@ -261,6 +261,11 @@ def run_item(
                                    max_bytes=round(config.max_model_mb * 1e6) if config.max_model_mb else None,
                                    max_ms=config.max_ms_per_answer)
     quality_report["selection"] = selection_note(cv, len(val), config.student.cv_folds, bool(folds) if cv else None)
+    # what selection saw, answer by answer (report.json only, never the scorer): to study selection rules on
+    # validation answers without training again
+    report["validation_predictions"] = {"ids": list(val.ids), "scores": list(val.scores),
+                                        "by_candidate": {c.name: [int(s) for s in c.predict_val(values)]
+                                                         for c in candidates}}
     report["models"]["shipped"] = {"params": param_count(shipped), "model": quality_report["shipped"],
                                    **quality_report["metrics"]}
     report["quality"] = quality_report

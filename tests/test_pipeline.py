@@ -262,6 +262,12 @@ def test_a_small_item_is_chosen_and_checked_by_cross_validation(tmp_path, tiny_m
     held = [rid for _, ids in teacher.fold_teachers(out / "demo-ice" / "teacher") for rid in ids]
     assert sorted(held) == sorted(row[0] for row in rows[1:121])
     assert all((out / "demo-ice" / "folds" / str(k) / "soft-train.csv").is_file() for k in range(5))
+    # what selection saw, answer by answer, is kept in report.json (not in the scorer)
+    seen = report["validation_predictions"]
+    assert len(seen["ids"]) == len(seen["scores"]) == 120 and "validation_predictions" not in json.dumps(info)
+    from kd_train.metrics import qwk
+    for name, row in report["quality"]["candidates"].items():
+        assert qwk(seen["scores"], seen["by_candidate"][name], [0, 1, 2, 3]) == pytest.approx(row["val_qwk"], abs=1e-9)
 
 
 def test_a_run_without_test_answers_reports_validation_balance_and_time(tmp_path, tiny_model):
