@@ -76,3 +76,28 @@ def test_runs_compare_reads_both_runs_items_and_means_what_they_measured(tmp_pat
     assert result["shipped_test_mean"] == {"before": pytest.approx(0.3), "after": pytest.approx(0.45)}
     assert result["shipped_counts"]["after"] == {"hashing_lr": 1, "sequence": 1}
     assert "| sequence | 0.850 | 0.700 | -0.150 |" in (tmp_path / "out" / "compare.md").read_text()
+
+
+def test_selection_rules_choose_on_one_half_and_measure_on_the_other(tmp_path):
+    import json
+
+    import numpy as np
+
+    from bench.selection_rules import main
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 80).tolist()
+    noisy = [t if rng.random() < 0.6 else int(rng.integers(0, 3)) for t in truth]
+    report = {"item": "q", "quality": {"candidates": {"sequence": {"bytes": 900_000}, "hashing_lr": {"bytes": 30_000},
+                                                      "student": {"bytes": 100_000}}},
+              "validation_predictions": {"ids": [str(i) for i in range(80)], "scores": truth,
+                                         "by_candidate": {"sequence": truth, "hashing_lr": noisy, "student": truth}}}
+    (tmp_path / "run" / "q").mkdir(parents=True)
+    (tmp_path / "run" / "q" / "report.json").write_text(json.dumps(report))
+    assert main([str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--splits", "20", "--boot", "50"]) == 0
+    result = json.loads((tmp_path / "out" / "selection-rules.json").read_text())
+    item = result["items"]["run/q"]
+    assert item["mean_qwk"]["best"] == item["mean_qwk"]["oracle"] == 1.0          # a perfect candidate is found
+    assert item["picks"]["best"] == {"student": 20}                                # ties: the preference order
+    assert item["picks"]["one_se_smallest"] == {"student": 20}                     # the smaller of the two perfect ones
+    assert item["mean_qwk"]["hashing_lr"] < 0.9
