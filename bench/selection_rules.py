@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(run.glob("*/report.json")):
             data = item_data(json.loads(path.read_text(encoding="utf-8")))
             if data is not None:
-                items[f"{run.name}/{path.parent.name}"] = data
+                items[f"{run}/{path.parent.name}"] = data
     if not items:
         raise SystemExit("no item of these runs kept validation_predictions in its report.json; re-run kd-train train "
                          "with this version")

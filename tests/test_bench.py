@@ -96,7 +96,7 @@ def test_selection_rules_choose_on_one_half_and_measure_on_the_other(tmp_path):
     (tmp_path / "run" / "q" / "report.json").write_text(json.dumps(report))
     assert main([str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--splits", "20", "--boot", "50"]) == 0
     result = json.loads((tmp_path / "out" / "selection-rules.json").read_text())
-    item = result["items"]["run/q"]
+    item = result["items"][f"{tmp_path / 'run'}/q"]
     assert item["mean_qwk"]["best"] == item["mean_qwk"]["oracle"] == 1.0          # a perfect candidate is found
     assert item["picks"]["best"] == {"student": 20}                                # ties: the preference order
     assert item["picks"]["one_se_smallest"] == {"student": 20}                     # the smaller of the two perfect ones
