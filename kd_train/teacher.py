@@ -50,7 +50,7 @@ from kd_train.encoder import (DEFAULT_MODEL_PACKAGE, HEAD_SHARE, ModelError, enc
                               truncation_rule, weights_sha256)
 from kd_train.files import holds_lock, replace_dir, sha256_file
 from kd_train.temps import new_temp, process_start, remove_leftovers
-from kd_train.teacher_frozen import FROZEN_HEAD_FILE, FROZEN_KIND, frozen_candidate, frozen_logits, frozen_oof
+from kd_train.teacher_frozen import FROZEN_HEAD_FILE, FROZEN_KIND, frozen_candidate, frozen_logits, frozen_oof, head_sha256
 from kd_train import encoder, teacher_trainer
 from kd_train.teacher_trainer import SoftTargets, logit_metrics, train_one
 
@@ -130,7 +130,7 @@ def fine_tune(
             final = work / "model"
             meta = _save_frozen(frozen, final, inputs, train, score_values, config, chosen, tables, started)
             shutil.rmtree(work / FOLDS_DIR, ignore_errors=True)   # the fine-tuned folds: not what labels
-            _save_frozen_folds(frozen, final / FOLDS_DIR, meta, train, len(score_values), config)
+            _save_frozen_folds(frozen, final / FOLDS_DIR, meta, train)
             replace_dir(final, out_dir, "teacher", force=force)
             shutil.rmtree(work, ignore_errors=True)
             return meta
@@ -245,32 +245,23 @@ def _save_fold(trainer, tokenizer, folder: Path, inputs: dict, held_out_ids: lis
     trainer.model.half()   # the fold's trainer is done: nothing trains this model again
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))
-    for leftover in ("training_args.bin",):
-        (folder / leftover).unlink(missing_ok=True)
+    (folder / "training_args.bin").unlink(missing_ok=True)
     meta = inputs | {"weights_sha256": weights_sha256(folder), "held_out_ids": list(held_out_ids), "distilled": False}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def _save_frozen_folds(frozen: dict, folds_dir: Path, meta: dict, train: Table, n_values: int,
-                       config: TeacherConfig) -> None:
-    """A frozen teacher's fold teachers: the regression (same C) fitted without each fold, in folds/<k>/."""
-    import hashlib
-
+def _save_frozen_folds(frozen: dict, folds_dir: Path, meta: dict, train: Table) -> None:
+    """A frozen teacher's fold teachers, in folds/<k>/: the heads its cross-validation fitted for the chosen C,
+    each without its fold."""
     import numpy as np
 
-    from kd_train.teacher_frozen import linear_head, regression
-
-    for k, held_out in enumerate(stratified_folds(train, config.cv_folds, config.splits_seed)):
-        rest = np.setdiff1d(np.arange(len(train)), held_out)
-        weights, bias = linear_head(regression(frozen["x"][rest], frozen["y"][rest], frozen["C"], config.class_weights),
-                                    n_values)
+    for k, (held_out, (weights, bias)) in enumerate(zip(frozen["folds"], frozen["fold_heads"])):
         folder = folds_dir / str(k)
         folder.mkdir(parents=True)
         np.savez(folder / FROZEN_HEAD_FILE, weights=weights, bias=bias)
         fold_meta = {key: meta[key] for key in meta if key not in ("metrics", "frozen_candidate", "val_qwk_by_epoch")}
-        fold_meta |= {"weights_sha256": hashlib.sha256(weights.tobytes() + bias.tobytes()
-                                                       + meta["base_weights_sha256"].encode()).hexdigest(),
-                      "held_out_ids": list(train.take(held_out).ids), "train_rows": len(rest)}
+        fold_meta |= {"weights_sha256": head_sha256(weights, bias, meta["base_weights_sha256"]),
+                      "held_out_ids": list(train.take(held_out).ids), "train_rows": len(train) - len(held_out)}
         (folder / META_FILE).write_text(json.dumps(fold_meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -348,8 +339,6 @@ def _save_frozen(frozen: dict, final: Path, inputs: dict, train: Table, score_va
                  chosen: dict, tables: dict, started: float) -> dict:
     """Write a frozen teacher's folder (head, validation logits, teacher.json) to ``final``; returns teacher.json's
     content (``inputs``: what every teacher.json says of the teacher's inputs)."""
-    import hashlib
-
     import numpy as np
 
     final.mkdir(parents=True)
@@ -361,7 +350,7 @@ def _save_frozen(frozen: dict, final: Path, inputs: dict, train: Table, score_va
         **inputs,
         "kind": FROZEN_KIND,
         "base_weights_sha256": base_sha,
-        "weights_sha256": hashlib.sha256(weights.tobytes() + bias.tobytes() + base_sha.encode()).hexdigest(),
+        "weights_sha256": head_sha256(weights, bias, base_sha),
         "train_rows": len(train),
         "val_rows": 0,
         "params": frozen["encoder_params"] + weights.size + bias.size,

@@ -45,15 +45,35 @@ def _head_logits(x: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarr
     return (x @ head[0].T + head[1]).astype("float32")
 
 
-def frozen_oof(x: np.ndarray, y: np.ndarray, folds: list[list[int]], c: float, n_values: int, class_weights: str) -> np.ndarray:
-    """Each answer's logits from a regression fitted on the other folds."""
+def fold_heads(x: np.ndarray, y: np.ndarray, folds: list[list[int]], c: float, n_values: int,
+               class_weights: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One head per fold: the regression fitted on the other folds."""
     import numpy as np
 
-    logits = np.zeros((len(y), n_values), dtype=np.float32)
-    for held_out in folds:
-        rest = np.setdiff1d(np.arange(len(y)), held_out)
-        logits[held_out] = _head_logits(x[held_out], linear_head(regression(x[rest], y[rest], c, class_weights), n_values))
+    rest = [np.setdiff1d(np.arange(len(y)), held_out) for held_out in folds]
+    return [linear_head(regression(x[r], y[r], c, class_weights), n_values) for r in rest]
+
+
+def oof_logits(x: np.ndarray, folds: list[list[int]], heads: list[tuple[np.ndarray, np.ndarray]], n_values: int) -> np.ndarray:
+    """Each answer's logits from the head of the fold that held it out."""
+    import numpy as np
+
+    logits = np.zeros((len(x), n_values), dtype=np.float32)
+    for held_out, head in zip(folds, heads):
+        logits[held_out] = _head_logits(x[held_out], head)
     return logits
+
+
+def frozen_oof(x: np.ndarray, y: np.ndarray, folds: list[list[int]], c: float, n_values: int, class_weights: str) -> np.ndarray:
+    """Each answer's logits from a regression fitted on the other folds."""
+    return oof_logits(x, folds, fold_heads(x, y, folds, c, n_values, class_weights), n_values)
+
+
+def head_sha256(weights: np.ndarray, bias: np.ndarray, base_sha256: str) -> str:
+    """A frozen teacher's (or fold teacher's) weights_sha256: its head's bytes with its base encoder's hash."""
+    import hashlib
+
+    return hashlib.sha256(weights.tobytes() + bias.tobytes() + base_sha256.encode()).hexdigest()
 
 
 def frozen_candidate(train: Table, score_values: list[int], question: str | None, config: TeacherConfig, chosen: dict,
@@ -72,7 +92,8 @@ def frozen_candidate(train: Table, score_values: list[int], question: str | None
     y = np.array([to_index[s] for s in train.scores])
     folds = stratified_folds(train, config.cv_folds, config.splits_seed)
     labels = list(range(len(score_values)))
-    tried = {c: frozen_oof(x, y, folds, c, len(score_values), config.class_weights) for c in FROZEN_C}
+    heads = {c: fold_heads(x, y, folds, c, len(score_values), config.class_weights) for c in FROZEN_C}
+    tried = {c: oof_logits(x, folds, h, len(score_values)) for c, h in heads.items()}
     by_c = {c: qwk(y.tolist(), lg.argmax(axis=1).tolist(), labels) for c, lg in tried.items()}
     c = max(FROZEN_C, key=lambda k: by_c[k])
     fine_tuned = chosen["qwk_by_epoch"][chosen["best_epoch"] - 1]
@@ -81,6 +102,7 @@ def frozen_candidate(train: Table, score_values: list[int], question: str | None
           f"teacher's {fine_tuned:.3f}: {'the frozen encoder labels' if kept else 'the fine-tuned teacher labels'}",
           flush=True)
     found = {"kept": kept, "C": c, "oof_logits": tried[c], "source": source, "x": x, "y": y,
+             "folds": folds, "fold_heads": heads[c],   # what a kept frozen teacher saves as its fold teachers
              "encoder_params": sum(p.numel() for p in encoder[1].parameters()),
              "summary": {"kind": FROZEN_KIND, "oof_qwk": round(by_c[c], 4), "C": c,
                          "oof_qwk_by_C": {f"{k:g}": round(v, 4) for k, v in by_c.items()},
