@@ -10,6 +10,9 @@ selection saw, answer by answer). The rules (fixed here, nothing in them is tune
 - best: the candidate with the best QWK on the choosing half (ties: kd-train's preference order); kd-train's rule.
 - one_se_smallest: among the candidates whose QWK on the choosing half is below the best's by at most one
   bootstrap standard error of that paired difference, the smallest model.onnx (the one-standard-error rule).
+- one_se_baseline: hashing + logistic regression unless the best beats it on the choosing half by more than one
+  bootstrap standard error of that paired difference; then the best (the burden of proof on the flexible
+  candidates: "never ship a scorer worse than a simple baseline").
 - hashing_lr: always hashing + logistic regression (the simple baseline).
 - oracle: the candidate best on the measuring half (the most any rule could reach; not a rule).
 
@@ -31,7 +34,7 @@ from bench import command, table, utc_now, write_result
 from kd_train.config import CANDIDATES
 from kd_train.metrics import qwk_rows
 
-RULES = ("best", "one_se_smallest", "hashing_lr", "oracle")
+RULES = ("best", "one_se_smallest", "one_se_baseline", "hashing_lr", "oracle")
 
 
 def item_data(report: dict) -> dict | None:
@@ -64,12 +67,15 @@ def choose(rule: str, data: dict, rows: np.ndarray, rng: np.random.Generator, bo
         return best
     draws = rng.integers(0, len(rows), size=(boot, len(rows)))
     t = truth[draws]
-    best_q = qwk_rows(t, data["pred"][best][rows][draws], k)
-    eligible = []
-    for n in names:
-        gap = np.nan_to_num(best_q) - np.nan_to_num(qwk_rows(t, data["pred"][n][rows][draws], k))
-        if qwks[best] - qwks[n] <= float(np.std(gap)):
-            eligible.append(n)
+    best_q = np.nan_to_num(qwk_rows(t, data["pred"][best][rows][draws], k))
+
+    def within_one_se(n: str) -> bool:
+        gap = best_q - np.nan_to_num(qwk_rows(t, data["pred"][n][rows][draws], k))
+        return qwks[best] - qwks[n] <= float(np.std(gap))
+
+    if rule == "one_se_baseline":
+        return "hashing_lr" if "hashing_lr" in names and within_one_se("hashing_lr") else best
+    eligible = [n for n in names if within_one_se(n)]
     return min(eligible, key=lambda n: (data["bytes"][n], names.index(n)))
 
 
