@@ -114,7 +114,7 @@ def markdown(result: dict) -> str:
     for item, r in result["items"].items():
         picks = ", ".join(f"{n} {c}" for n, c in sorted(r["picks"]["best"].items(), key=lambda kv: -kv[1]))
         rows.append([item, str(r["n"])] + [f"{r['mean_qwk'][rule]:.3f}" for rule in RULES] + [picks])
-    lines += table(["item", "answers"] + list(RULES) + ["what `best` picked"], rows, "lrrrrrl")
+    lines += table(["item", "answers"] + list(RULES) + ["what `best` picked"], rows, "lr" + "r" * len(RULES) + "l")
     return "\n".join(lines) + "\n"
 
 
