@@ -101,9 +101,9 @@ def test_selection_rules_choose_on_one_half_and_measure_on_the_other(tmp_path):
     assert item["picks"]["best"] == {"student": 20}                                # ties: the preference order
     assert item["picks"]["one_se_smallest"] == {"student": 20}                     # the smaller of the two perfect ones
     assert item["picks"]["one_se_baseline"] == {"student": 20}   # hashing + LR is far more than one SE below
+    assert item["mean_qwk"]["hashing_lr"] < 0.9
     report["validation_predictions"]["by_candidate"]["hashing_lr"] = truth          # as good as the best: kept
     (tmp_path / "run" / "q" / "report.json").write_text(json.dumps(report))
     assert main([str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--splits", "5", "--boot", "20"]) == 0
     picks = json.loads((tmp_path / "out" / "selection-rules.json").read_text())["items"][f"{tmp_path / 'run'}/q"]["picks"]
     assert picks["best"] == {"student": 5} and picks["one_se_baseline"] == {"hashing_lr": 5}
-    assert item["mean_qwk"]["hashing_lr"] < 0.9
